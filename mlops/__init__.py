@@ -1,0 +1,1 @@
+"""The project's one console script, `mlops`: serve, predict, lineage, ..."""

@@ -1,0 +1,75 @@
+"""The single source of truth for the taxi dataset's features and label.
+
+Every other module (preprocessing, model, serving client, schema checks, tests) derives its
+names from here, so adding or renaming a feature is a one-file change.
+"""
+
+from __future__ import annotations
+
+# Numeric features, standardised to z-scores.
+DENSE_FLOAT_FEATURE_KEYS: list[str] = ["trip_miles", "fare", "trip_seconds"]
+
+# Coordinates, bucketized into quantile buckets.
+BUCKET_FEATURE_KEYS: list[str] = [
+    "pickup_latitude",
+    "pickup_longitude",
+    "dropoff_latitude",
+    "dropoff_longitude",
+]
+FEATURE_BUCKET_COUNT: int = 10
+
+# Integer-valued categoricals fed to an identity embedding: key -> number of buckets (max id + 1).
+CATEGORICAL_NUMERICAL_FEATURES: dict[str, int] = {
+    "trip_start_hour": 24,
+    "trip_start_day": 8,
+    "trip_start_month": 13,
+    "pickup_census_tract": 2000,
+    "dropoff_census_tract": 2000,
+    "pickup_community_area": 80,
+    "dropoff_community_area": 80,
+}
+CATEGORICAL_NUMERICAL_FEATURE_KEYS: list[str] = list(CATEGORICAL_NUMERICAL_FEATURES)
+
+# String categoricals given a vocabulary.
+VOCAB_FEATURE_KEYS: list[str] = ["payment_type", "company"]
+VOCAB_SIZE: int = 1000
+OOV_SIZE: int = 10
+
+# Present in the CSV but not a model input (kept for lineage/slicing, dropped from the model).
+UNUSED_FEATURE_KEYS: list[str] = ["trip_start_timestamp"]
+
+# Raw columns that derive the label; "big tipper" = tips > LABEL_TIP_FRACTION * fare.
+TIPS_KEY: str = "tips"
+FARE_KEY: str = "fare"
+LABEL_TIP_FRACTION: float = 0.2
+LABEL_KEY: str = "big_tipper"
+
+# Evaluation slice.
+SLICE_FEATURE_KEYS: list[str] = ["trip_start_hour"]
+
+RAW_FEATURE_KEYS: list[str] = (
+    DENSE_FLOAT_FEATURE_KEYS
+    + BUCKET_FEATURE_KEYS
+    + CATEGORICAL_NUMERICAL_FEATURE_KEYS
+    + VOCAB_FEATURE_KEYS
+)
+"""Raw model inputs: what a client sends to the serving signatures."""
+
+INT_FEATURE_KEYS: list[str] = CATEGORICAL_NUMERICAL_FEATURE_KEYS + ["trip_seconds"]
+"""Raw features stored as int64 in tf.Examples; the rest of the numerics are float32."""
+
+STRING_FEATURE_KEYS: list[str] = VOCAB_FEATURE_KEYS
+
+
+def transformed_name(key: str) -> str:
+    """Name of a feature after Transform; a suffix keeps raw and transformed names apart."""
+    return f"{key}_xf"
+
+
+def raw_dtype(key: str) -> str:
+    """tf.Example kind of a raw feature: 'int64', 'float' or 'bytes'."""
+    if key in STRING_FEATURE_KEYS:
+        return "bytes"
+    if key in INT_FEATURE_KEYS:
+        return "int64"
+    return "float"

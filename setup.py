@@ -1,0 +1,30 @@
+"""Package metadata for the end-to-end TFX taxi pipeline.
+
+The TFX 1.16 family is pinned in constraints.txt; install with
+`pip install --ignore-requires-python -c constraints.txt -e '.[dev]'` (what `make install` runs).
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="tfx-taxi-mlops",
+    version="0.1.0",
+    description="End-to-end TFX pipeline: ingest, validate, transform, tune, train, evaluate, "
+    "push, serve over TF Serving's APIs, and trace lineage in ML Metadata.",
+    python_requires=">=3.11",
+    packages=find_packages(
+        include=["pipeline*", "modules*", "runners*", "serving*", "lineage*", "mlops*"]
+    ),
+    package_data={"pipeline": ["*.pbtxt"], "modules": ["best_hyperparameters/*"]},
+    install_requires=[
+        "tfx==1.16.0",
+        "keras-tuner>=1.4,<2",
+        "kfp==2.9.0",
+        "tensorflow-serving-api==2.16.1",
+        "grpcio",
+        "click>=8",
+        "prometheus-client",
+    ],
+    extras_require={"dev": ["pytest>=8", "pytest-timeout", "ruff"]},
+    entry_points={"console_scripts": ["mlops=mlops.cli:main"]},
+)
