@@ -11,7 +11,9 @@ import importlib
 import click
 
 # name -> "module:attribute" of a click command or group.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "lineage": "lineage.cli:lineage",
+}
 
 
 class LazyGroup(click.Group):

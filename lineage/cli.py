@@ -1,0 +1,217 @@
+"""`mlops lineage ...`: run history and provenance from the pipeline's ML Metadata store.
+
+Every command takes --metadata (a SQLite path, a sqlite:// / postgresql:// / mysql:// URL or a
+ConnectionConfig .pbtxt; default: $MLMD_CONNECTION, else the local runner's SQLite file) and
+--json for scripts. Failures print one clear line and exit 1; a traceback would be a bug.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+CONNECTION_ENV = "MLMD_CONNECTION"
+
+
+def _default_metadata() -> str:
+    if os.environ.get(CONNECTION_ENV):
+        return os.environ[CONNECTION_ENV]
+    try:
+        from pipeline.config import PipelineConfig
+
+        return PipelineConfig().metadata_connection
+    except Exception:  # the pipeline package is optional for reading someone else's store
+        return os.path.join("tfx_pipeline_output", "metadata", "metadata.db")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+def _handle_errors(func: F) -> F:
+    """Turn expected failures into one line on stderr and exit status 1, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from lineage.store import LineageError
+
+        try:
+            return func(*args, **kwargs)
+        except LineageError as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        except Exception as exc:  # MLMD errors surface here, e.g. a store dropped mid-query
+            from lineage.connection import scrub
+
+            ctx = click.get_current_context()
+            config = ctx.find_root().meta.get("lineage.config")
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            _fail(f"{type(exc).__name__}: {scrub(text, config) if config is not None else text}")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _store(ctx: click.Context) -> Any:
+    from lineage.store import LineageStore, open_store
+
+    obj = ctx.find_root().meta
+    if "lineage.store" not in obj:
+        from lineage.connection import ConnectionConfigError, connection_config_from_url
+        from lineage.store import LineageError
+
+        try:
+            config = connection_config_from_url(obj["lineage.metadata"])
+        except ConnectionConfigError as exc:
+            raise LineageError(str(exc)) from None
+        obj["lineage.config"] = config
+        obj["lineage.store"] = LineageStore(open_store(config))
+    return obj["lineage.store"]
+
+
+def _emit(ctx: click.Context, data: Any, text: Callable[[], str]) -> None:
+    if ctx.find_root().meta.get("lineage.json"):
+        click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    else:
+        click.echo(text())
+
+
+def _json_option(func: F) -> F:
+    """--json is accepted both before and after the subcommand, as scripts write it either way."""
+
+    def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        if value:
+            ctx.find_root().meta["lineage.json"] = True
+        return value
+
+    return click.option(
+        "--json", "as_json", is_flag=True, expose_value=False, callback=callback,
+        help="Machine-readable JSON output.",
+    )(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--metadata",
+    "-m",
+    default=None,
+    metavar="URL|PATH",
+    help="MLMD store: SQLite path, sqlite:///, postgresql://user@host:port/db, mysql://..., or a "
+    "ConnectionConfig .pbtxt. Password from $MLMD_DB_PASSWORD. "
+    f"Default: ${CONNECTION_ENV} or the local runner's SQLite file.",
+)
+@_json_option
+@click.pass_context
+def lineage(ctx: click.Context, metadata: str | None) -> None:
+    """Pipeline runs, artifacts, provenance and diffs from ML Metadata."""
+    ctx.find_root().meta["lineage.metadata"] = metadata or _default_metadata()
+
+
+@lineage.command()
+@click.option("--limit", type=int, default=None, help="Show at most this many runs.")
+@_json_option
+@click.pass_context
+@_handle_errors
+def runs(ctx: click.Context, limit: int | None) -> None:
+    """Pipeline runs, newest first: per-component state and whether a model was pushed."""
+    from lineage import queries, render
+
+    data = queries.list_runs(_store(ctx), limit)
+    _emit(ctx, data, lambda: render.runs(data))
+
+
+@lineage.command()
+@click.option("--type", "type_name", default=None, help="Artifact type, e.g. Model, PushedModel, Examples.")
+@click.option("--run", "run", default=None, help="Run id (or unique prefix, latest, previous).")
+@click.option("--limit", type=int, default=None, help="Show at most this many artifacts.")
+@_json_option
+@click.pass_context
+@_handle_errors
+def artifacts(ctx: click.Context, type_name: str | None, run: str | None, limit: int | None) -> None:
+    """Artifacts, newest first: type, producing component, key properties and URI."""
+    from lineage import queries, render
+
+    data = queries.list_artifacts(_store(ctx), type_name, run, limit)
+    _emit(ctx, data, lambda: render.artifacts(data))
+
+
+@lineage.command()
+@click.argument("target")
+@_json_option
+@click.pass_context
+@_handle_errors
+def trace(ctx: click.Context, target: str) -> None:
+    """Full upstream provenance of TARGET, down to the input files.
+
+    TARGET: 'latest' (newest pushed model), a served version number or its directory under
+    serving_model/, or an artifact id (PushedModel, Model, ...).
+    """
+    from lineage import queries, render
+
+    result = queries.trace(_store(ctx), target)
+    _emit(ctx, result.to_json(), lambda: render.trace(result))
+
+
+@lineage.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@_json_option
+@click.pass_context
+@_handle_errors
+def diff(ctx: click.Context, run_a: str, run_b: str) -> None:
+    """What changed from RUN_A to RUN_B: inputs, schema, hyperparameters, metrics, outcome.
+
+    Runs are ids from `runs`, unique prefixes, 'latest', 'previous' or 'latest~N'.
+    """
+    from lineage import queries, render
+
+    data = queries.diff_runs(_store(ctx), run_a, run_b)
+    _emit(ctx, data, lambda: render.diff(data))
+
+
+@lineage.command()
+@click.argument("target")
+@click.option("-o", "--output", required=True, help="Output file: .svg, .png or .dot.")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "graphviz", "builtin"]),
+    default="auto",
+    show_default=True,
+    help="Renderer for svg/png: Graphviz's dot if installed, else the built-in layout.",
+)
+@_json_option
+@click.pass_context
+@_handle_errors
+def graph(ctx: click.Context, target: str, output: str, engine: str) -> None:
+    """Draw the lineage of TARGET (same targets as `trace`) to a file."""
+    from lineage import graph as graph_lib
+    from lineage import queries
+
+    result = queries.trace(_store(ctx), target)
+    renderer = graph_lib.write(result, output, engine=engine)
+    data = {
+        "output": os.path.abspath(output),
+        "renderer": renderer,
+        "artifacts": len(result.artifacts),
+        "executions": len(result.executions),
+        "bytes": os.path.getsize(output),
+    }
+    _emit(
+        ctx,
+        data,
+        lambda: f"wrote {data['output']} ({data['artifacts']} artifacts, "
+        f"{data['executions']} executions, {renderer})",
+    )
+
+
+def main() -> None:
+    """Stand-alone entry (`python -m lineage`)."""
+    lineage(prog_name="lineage")

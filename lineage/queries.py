@@ -1,0 +1,529 @@
+"""The lineage questions users ask, answered as JSON-ready data (rendering lives in render.py).
+
+* runs: what ran, when, what was reused from cache, and did it ship a model;
+* artifacts: what exists, where, who made it;
+* trace: everything upstream of a served model, down to the CSV files, plus the data checks and the
+  evaluation that gated it;
+* diff: what changed between two runs (data, schema, hyperparameters, metrics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from ml_metadata.proto import metadata_store_pb2 as mlmd_pb2
+
+from lineage import artifacts_io
+from lineage.store import (
+    LineageError,
+    LineageStore,
+    event_key,
+    is_input,
+    is_output,
+    iso_time,
+    properties_of,
+    state_name,
+)
+
+# Properties worth a column in listings; the rest stay in --json output.
+KEY_PROPERTIES = (
+    "span",
+    "version",
+    "blessed",
+    "pushed",
+    "pushed_version",
+    "pushed_destination",
+    "input_fingerprint",
+)
+_MAX_HOPS = 40
+
+
+def _artifact_json(ls: LineageStore, artifact: mlmd_pb2.Artifact, producer: str = "") -> dict[str, Any]:
+    return {
+        "id": artifact.id,
+        "type": ls.artifact_type(artifact),
+        "uri": artifact.uri,
+        "producer": producer,
+        "created": iso_time(artifact.create_time_since_epoch),
+        "state": mlmd_pb2.Artifact.State.Name(artifact.state).lower(),
+        "properties": properties_of(artifact),
+    }
+
+
+def _execution_json(ls: LineageStore, execution: mlmd_pb2.Execution) -> dict[str, Any]:
+    return {
+        "id": execution.id,
+        "component": ls.component_name(execution),
+        "type": ls.execution_type(execution),
+        "state": state_name(execution),
+        "run": ls.run_of_execution.get(execution.id, ""),
+        "started": iso_time(execution.create_time_since_epoch),
+        "properties": properties_of(execution),
+    }
+
+
+def _producer_names(ls: LineageStore, artifact_ids: list[int]) -> dict[int, str]:
+    producers = ls.producers(artifact_ids)
+    executions = ls.executions_by_id(e for ids in producers.values() for e in ids[:1])
+    return {a: ls.component_name(executions[ids[0]]) for a, ids in producers.items() if ids[0] in executions}
+
+
+# ---- runs ------------------------------------------------------------------------------------
+def list_runs(ls: LineageStore, limit: int | None = None) -> list[dict[str, Any]]:
+    """Pipeline runs, newest first, with each component's state and whether a model was pushed."""
+    runs = ls.runs[:limit] if limit else ls.runs
+    out = []
+    for run in runs:
+        executions = ls.run_executions(run)
+        starts = [e.create_time_since_epoch for e in executions] or [run.create_time_since_epoch]
+        ends = [e.last_update_time_since_epoch for e in executions] or [run.last_update_time_since_epoch]
+        components = [
+            {"component": ls.component_name(e), "state": state_name(e), "execution_id": e.id}
+            for e in executions
+        ]
+        states = {c["state"] for c in components}
+        if "failed" in states:
+            status = "failed"
+        elif states & {"running", "new"}:
+            status = "running"
+        else:
+            status = "complete"
+        pushed = _pushed_in(ls, executions)
+        out.append(
+            {
+                "run_id": run.name,
+                "pipeline": ls.pipeline_of_run(run),
+                "start": iso_time(min(starts)),
+                "duration_s": round(max(0, max(ends) - min(starts)) / 1000, 1),
+                "status": status,
+                "components": components,
+                "pushed": pushed is not None,
+                "pushed_version": pushed.get("pushed_version") if pushed else None,
+            }
+        )
+    return out
+
+
+def _pushed_in(ls: LineageStore, executions: list[mlmd_pb2.Execution]) -> dict[str, Any] | None:
+    ids = [e.id for e in executions if e.last_known_state == mlmd_pb2.Execution.COMPLETE]
+    outputs = [ev.artifact_id for ev in ls.events_of_executions(ids) if is_output(ev)]
+    for artifact in ls.artifacts_by_id(outputs).values():
+        if ls.artifact_type(artifact) == "PushedModel":
+            props = properties_of(artifact)
+            if props.get("pushed") == 1:
+                return props
+    return None
+
+
+# ---- artifacts -------------------------------------------------------------------------------
+def list_artifacts(
+    ls: LineageStore, type_name: str | None = None, run: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Artifacts newest first, optionally of one type and/or attributed to one run."""
+    if run is not None:
+        ctx = ls.resolve_run(run)
+        # Events rather than attributions: they say which of the run's executions made or used it.
+        ids = [ev.artifact_id for ev in ls.events_of_executions([e.id for e in ls.run_executions(ctx)])]
+        artifacts = list(ls.artifacts_by_id(ids).values())
+        if type_name is not None:
+            ls.artifacts_of_type(type_name)  # validates the name with a helpful error
+            artifacts = [a for a in artifacts if ls.artifact_type(a) == type_name]
+    elif type_name is not None:
+        artifacts = ls.artifacts_of_type(type_name)
+    else:
+        artifacts = list(ls.store.get_artifacts())
+    artifacts.sort(key=lambda a: a.id, reverse=True)
+    if limit:
+        artifacts = artifacts[:limit]
+    producers = _producer_names(ls, [a.id for a in artifacts])
+    return [_artifact_json(ls, a, producers.get(a.id, "")) for a in artifacts]
+
+
+# ---- trace -----------------------------------------------------------------------------------
+def resolve_target(ls: LineageStore, target: str) -> mlmd_pb2.Artifact:
+    """'latest', a served version (number or path under serving_model/), or an artifact id."""
+    target = target.strip()
+    pushed = _pushed_models(ls)
+    if target == "latest":
+        live = [a for a in pushed if properties_of(a).get("pushed") == 1]
+        if not live:
+            raise LineageError("no model has been pushed in this metadata store yet")
+        return max(live, key=lambda a: (a.create_time_since_epoch, a.id))
+    if target.isdigit():
+        for artifact in pushed:
+            if str(properties_of(artifact).get("pushed_version", "")) == target:
+                return artifact
+        found = ls.artifacts_by_id([int(target)])
+        if found:
+            return found[int(target)]
+        raise LineageError(
+            f"no served model version {target} and no artifact with id {target}; "
+            "see `mlops lineage artifacts --type PushedModel`"
+        )
+    path = os.path.normpath(os.path.abspath(target))
+    for artifact in pushed:
+        dest = properties_of(artifact).get("pushed_destination")
+        if dest and os.path.normpath(os.path.abspath(str(dest))) == path:
+            return artifact
+    by_uri = [a for a in ls.store.get_artifacts_by_uri(path)] + [
+        a for a in ls.store.get_artifacts_by_uri(target) if target != path
+    ]
+    if by_uri:
+        return max(by_uri, key=lambda a: a.id)
+    # A version directory that was copied or moved: fall back to the version number (its basename).
+    base = os.path.basename(path)
+    if base.isdigit():
+        for artifact in pushed:
+            if str(properties_of(artifact).get("pushed_version", "")) == base:
+                return artifact
+    raise LineageError(
+        f"unknown trace target {target!r}: not 'latest', a served model version or path, "
+        "or an artifact id/URI in this store"
+    )
+
+
+def _pushed_models(ls: LineageStore) -> list[mlmd_pb2.Artifact]:
+    if "PushedModel" not in ls.artifact_types.values():
+        return []
+    return list(ls.store.get_artifacts_by_type("PushedModel"))
+
+
+@dataclasses.dataclass
+class Trace:
+    """An upstream lineage graph rooted at one artifact, plus what the user wants named."""
+
+    target: int
+    artifacts: dict[int, dict[str, Any]]
+    executions: dict[int, dict[str, Any]]
+    # (execution_id, artifact_id, key, 'input'|'output')
+    edges: list[tuple[int, int, str, str]]
+    summary: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.artifacts[self.target],
+            "summary": self.summary,
+            "artifacts": sorted(self.artifacts.values(), key=lambda a: a["id"]),
+            "executions": sorted(self.executions.values(), key=lambda e: e["id"]),
+            "edges": [
+                {"execution": e, "artifact": a, "key": k, "direction": d} for e, a, k, d in self.edges
+            ],
+        }
+
+    # helpers used by renderers
+    def producer_of(self, artifact_id: int) -> int | None:
+        """The execution that first made the artifact (later producers are cache hits)."""
+        made = sorted(e for e, a, _, d in self.edges if a == artifact_id and d == "output")
+        return made[0] if made else None
+
+    def inputs_of(self, execution_id: int) -> list[tuple[str, int]]:
+        return sorted(
+            ((k, a) for e, a, k, d in self.edges if e == execution_id and d == "input"),
+            key=lambda t: (t[0], t[1]),
+        )
+
+    def outputs_of(self, execution_id: int) -> list[tuple[str, int]]:
+        return sorted(
+            ((k, a) for e, a, k, d in self.edges if e == execution_id and d == "output"),
+            key=lambda t: (t[0], t[1]),
+        )
+
+
+def trace(ls: LineageStore, target: str) -> Trace:
+    """Everything upstream of the target, with each step's sibling outputs and the data checks.
+
+    The upstream subgraph alone misses what gated the model without feeding it: the evaluation
+    metrics (a sibling of the blessing) and the anomalies found in the data (downstream of the
+    statistics). Both are added so one trace answers "why was this model allowed to ship".
+    """
+    root = resolve_target(ls, target)
+    graph = ls.lineage_subgraph([root.id], mlmd_pb2.LineageSubgraphQueryOptions.UPSTREAM, _MAX_HOPS)
+    artifact_ids = {a.id for a in graph.artifacts} | {root.id}
+    execution_ids = {e.id for e in graph.executions}
+
+    # Drop cache-hit executions that only re-published an artifact: the first producer made it.
+    events = ls.events_of_executions(sorted(execution_ids))
+    first_producer: dict[int, int] = {}
+    for ev in events:
+        if is_output(ev) and ev.artifact_id in artifact_ids:
+            first_producer[ev.artifact_id] = min(first_producer.get(ev.artifact_id, ev.execution_id), ev.execution_id)
+    keep = set(first_producer.values())
+    # Sibling outputs (metrics next to the blessing, tuner results next to hyperparameters).
+    for ev in events:
+        if ev.execution_id in keep and is_output(ev):
+            artifact_ids.add(ev.artifact_id)
+
+    # Data checks: statistics and anomalies computed from the raw examples in the chain.
+    raw_examples = [
+        a_id for a_id, e_id in first_producer.items()
+        if not any(is_input(ev) for ev in events if ev.execution_id == e_id)
+    ]
+    check_executions: set[int] = set()
+    if raw_examples:
+        down = ls.lineage_subgraph(raw_examples, mlmd_pb2.LineageSubgraphQueryOptions.DOWNSTREAM, 4)
+        types = {t.id: t.name for t in down.execution_types}
+        for execution in down.executions:
+            name = types.get(execution.type_id, "")
+            if name.endswith(("StatisticsGen", "ExampleValidator")):
+                check_executions.add(execution.id)
+    # Of the cache hits, keep only the original check executions too.
+    check_first: dict[int, int] = {}
+    for ev in ls.events_of_executions(sorted(check_executions)):
+        if is_output(ev):
+            check_first[ev.artifact_id] = min(check_first.get(ev.artifact_id, ev.execution_id), ev.execution_id)
+    check_first = {a: e for a, e in check_first.items() if a not in first_producer}
+    check_keep = set(check_first.values())
+    keep |= check_keep
+    artifact_ids |= set(check_first)
+
+    all_events = [ev for ev in ls.events_of_executions(sorted(keep))]
+    for ev in all_events:
+        if is_input(ev) and ev.execution_id in check_keep:
+            artifact_ids.add(ev.artifact_id)
+    artifacts = ls.artifacts_by_id(artifact_ids)
+    executions = ls.executions_by_id(keep)
+    edges = sorted(
+        {
+            (ev.execution_id, ev.artifact_id, event_key(ev), "output" if is_output(ev) else "input")
+            for ev in all_events
+            if ev.artifact_id in artifacts and (is_output(ev) or is_input(ev))
+        }
+    )
+    a_json = {}
+    for a in artifacts.values():
+        producer = first_producer.get(a.id) or check_first.get(a.id)
+        a_json[a.id] = _artifact_json(
+            ls, a, ls.component_name(executions[producer]) if producer in executions else ""
+        )
+    e_json = {e.id: _execution_json(ls, e) for e in executions.values()}
+    result = Trace(root.id, a_json, e_json, edges, {})
+    result.summary = _summarize(ls, result)
+    return result
+
+
+def _summarize(ls: LineageStore, t: Trace) -> dict[str, Any]:
+    """The answer to "what produced this model", picked out of the graph."""
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for a in sorted(t.artifacts.values(), key=lambda a: a["id"]):
+        by_type.setdefault(a["type"], []).append(a)
+    summary: dict[str, Any] = {"target": {k: t.artifacts[t.target][k] for k in ("id", "type", "uri")}}
+    target_props = t.artifacts[t.target]["properties"]
+    if t.artifacts[t.target]["type"] == "PushedModel":
+        summary["pushed"] = {
+            "pushed": target_props.get("pushed") == 1,
+            "version": target_props.get("pushed_version"),
+            "destination": target_props.get("pushed_destination"),
+        }
+
+    inputs = []
+    for e in t.executions.values():
+        if t.inputs_of(e["id"]):
+            continue
+        props = e["properties"]
+        if "input_base" not in props:
+            continue
+        for _key, a_id in t.outputs_of(e["id"]):
+            a = t.artifacts.get(a_id)
+            if not a or a["type"] != "Examples":
+                continue
+            a_props = a["properties"]
+            splits = (props.get("input_config") or {}).get("splits", [])
+            patterns = [s.get("pattern", "*") for s in splits] or ["*"]
+            inputs.append(
+                {
+                    "examples_id": a_id,
+                    "component": e["component"],
+                    "input_base": props["input_base"],
+                    "files": artifacts_io.expand_input_files(
+                        props["input_base"], patterns, a_props.get("span")
+                    ),
+                    "span": a_props.get("span"),
+                    "version": a_props.get("version"),
+                    "fingerprint": a_props.get("input_fingerprint") or props.get("input_fingerprint"),
+                }
+            )
+    summary["inputs"] = inputs
+
+    model = _served_model(t, by_type)
+    trainer = t.producer_of(model["id"]) if model else None
+    if trainer is not None:
+        inputs_by_key: dict[str, list[int]] = {}
+        for key, a_id in t.inputs_of(trainer):
+            inputs_by_key.setdefault(key, []).append(a_id)
+        summary["model"] = {"id": model["id"], "uri": model["uri"], "trainer_execution": trainer}
+        summary["schema"] = [
+            {"id": a_id, "uri": t.artifacts[a_id]["uri"], "producer": t.artifacts[a_id]["producer"]}
+            for a_id in inputs_by_key.get("schema", [])
+        ]
+        tprops = t.executions[trainer]["properties"]
+        hp: dict[str, Any] = {
+            k: tprops[k] for k in ("train_args", "eval_args", "custom_config") if tprops.get(k) not in (None, "null", {})
+        }
+        for a_id in inputs_by_key.get("hyperparameters", []):
+            values = artifacts_io.read_hyperparameters(t.artifacts[a_id]["uri"])
+            hp["tuned"] = values
+            hp["hyperparameters_artifact"] = a_id
+            hp["hyperparameters_source"] = t.artifacts[a_id]["producer"]
+        summary["hyperparameters"] = hp
+
+    blessings = []
+    for b in by_type.get("ModelBlessing", []):
+        evaluator = t.producer_of(b["id"])
+        baseline = None
+        metrics: dict[str, float] = {}
+        evaluation_id = None
+        if evaluator is not None:
+            for key, a_id in t.inputs_of(evaluator):
+                if key == "baseline_model":
+                    baseline = {"id": a_id, "uri": t.artifacts[a_id]["uri"]}
+            for _key, a_id in t.outputs_of(evaluator):
+                if t.artifacts[a_id]["type"] == "ModelEvaluation":
+                    evaluation_id = a_id
+                    metrics = artifacts_io.read_overall_metrics(t.artifacts[a_id]["uri"])
+        blessings.append(
+            {
+                "blessing_id": b["id"],
+                "blessed": b["properties"].get("blessed") == 1,
+                "evaluation_id": evaluation_id,
+                "metrics": metrics,
+                "baseline_model": baseline,
+            }
+        )
+    summary["evaluation"] = blessings
+
+    checks = []
+    for stats in by_type.get("ExampleStatistics", []):
+        producer = t.producer_of(stats["id"])
+        if producer is None or not t.executions[producer]["type"].endswith("StatisticsGen"):
+            continue
+        anomalies = []
+        for e in t.executions.values():
+            if not e["type"].endswith("ExampleValidator"):
+                continue
+            if stats["id"] not in [a for _, a in t.inputs_of(e["id"])]:
+                continue
+            for _key, a_id in t.outputs_of(e["id"]):
+                a = t.artifacts[a_id]
+                blessed = a["properties"].get("blessed")
+                anomalies.append(
+                    {
+                        "id": a_id,
+                        "uri": a["uri"],
+                        "clean_splits": sorted(k for k, v in (blessed or {}).items() if v == 1),
+                        "anomalous_splits": sorted(k for k, v in (blessed or {}).items() if v != 1),
+                    }
+                )
+        checks.append({"statistics_id": stats["id"], "statistics_uri": stats["uri"], "anomalies": anomalies})
+    summary["data_checks"] = checks
+    return summary
+
+
+def _served_model(t: Trace, by_type: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """The model the target is about; baselines are in the graph too, so "any Model" is wrong."""
+    target = t.artifacts[t.target]
+    if target["type"] == "Model":
+        return target
+    pusher = t.producer_of(t.target)
+    if pusher is not None:
+        for _key, a_id in t.inputs_of(pusher):
+            if t.artifacts[a_id]["type"] == "Model":
+                return t.artifacts[a_id]
+    baselines = {a for e in t.executions for k, a in t.inputs_of(e) if k == "baseline_model"}
+    candidates = [a for a in by_type.get("Model", []) if a["id"] not in baselines]
+    return candidates[-1] if candidates else None
+
+
+# ---- diff ------------------------------------------------------------------------------------
+def run_facts(ls: LineageStore, run_ref: str) -> dict[str, Any]:
+    """The comparable facts of one run: inputs, schema, hyperparameters, metrics, outcome."""
+    run = ls.resolve_run(run_ref)
+    executions = ls.run_executions(run)
+    by_component = {ls.component_name(e): e for e in executions}
+    events = ls.events_of_executions([e.id for e in executions])
+    artifacts = ls.artifacts_by_id(ev.artifact_id for ev in events)
+    facts: dict[str, Any] = {
+        "run_id": run.name,
+        "components": {c: state_name(e) for c, e in by_component.items()},
+        "input": {},
+        "schema": {},
+        "hyperparameters": {},
+        "metrics": {},
+        "outcome": {},
+    }
+    for e in executions:
+        props = properties_of(e)
+        outs = [artifacts[ev.artifact_id] for ev in events if ev.execution_id == e.id and is_output(ev)]
+        ins = [(event_key(ev), artifacts[ev.artifact_id]) for ev in events if ev.execution_id == e.id and is_input(ev)]
+        comp = ls.component_name(e)
+        if "input_base" in props and not ins:
+            for a in outs:
+                if ls.artifact_type(a) == "Examples":
+                    ap = properties_of(a)
+                    facts["input"][f"{comp}.span"] = ap.get("span")
+                    facts["input"][f"{comp}.version"] = ap.get("version")
+                    facts["input"][f"{comp}.fingerprint"] = ap.get("input_fingerprint")
+                    facts["input"][f"{comp}.examples_artifact"] = a.id
+        if any(ls.artifact_type(a) == "Model" for a in outs):
+            for key in ("train_args", "eval_args", "custom_config"):
+                value = props.get(key)
+                if isinstance(value, dict):
+                    for k, v in _flatten(value).items():
+                        facts["hyperparameters"][f"{comp}.{key}.{k}"] = v
+                elif value not in (None, "null", ""):
+                    facts["hyperparameters"][f"{comp}.{key}"] = value
+            for key, a in ins:
+                kind = ls.artifact_type(a)
+                if kind == "HyperParameters":
+                    for k, v in (artifacts_io.read_hyperparameters(a.uri) or {}).items():
+                        facts["hyperparameters"][k] = v
+                    facts["hyperparameters"]["(artifact)"] = a.id
+                elif kind == "Schema" and key == "schema":
+                    facts["schema"]["(artifact)"] = a.id
+                    facts["schema"]["(uri)"] = a.uri
+                    for k, v in (artifacts_io.read_schema_summary(a.uri) or {}).items():
+                        facts["schema"][k] = v
+        for a in outs:
+            kind = ls.artifact_type(a)
+            ap = properties_of(a)
+            if kind == "ModelEvaluation":
+                facts["metrics"].update(artifacts_io.read_overall_metrics(a.uri))
+            elif kind == "ModelBlessing":
+                facts["outcome"]["blessed"] = ap.get("blessed") == 1
+            elif kind == "PushedModel":
+                facts["outcome"]["pushed"] = ap.get("pushed") == 1
+                facts["outcome"]["pushed_version"] = ap.get("pushed_version")
+            elif kind == "Model":
+                facts["outcome"]["model_artifact"] = a.id
+    return facts
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+DIFF_SECTIONS = ("input", "schema", "hyperparameters", "metrics", "outcome", "components")
+
+
+def diff_runs(ls: LineageStore, run_a: str, run_b: str) -> dict[str, Any]:
+    """Per-section changes between two runs; unchanged keys are counted, not listed."""
+    a = run_facts(ls, run_a)
+    b = run_facts(ls, run_b)
+    sections: dict[str, Any] = {}
+    for section in DIFF_SECTIONS:
+        left, right = a[section], b[section]
+        changes = [
+            {"key": k, "a": left.get(k), "b": right.get(k)}
+            for k in sorted(set(left) | set(right))
+            if left.get(k) != right.get(k)
+        ]
+        sections[section] = {"changed": changes, "unchanged": len(set(left) | set(right)) - len(changes)}
+    return {"run_a": a["run_id"], "run_b": b["run_id"], "sections": sections}
