@@ -13,6 +13,8 @@ import click
 # name -> "module:attribute" of a click command or group.
 SUBCOMMANDS: dict[str, str] = {
     "lineage": "lineage.cli:lineage",
+    "serve": "serving.cli:serve",
+    "predict": "serving.cli:predict",
 }
 
 

@@ -1,0 +1,106 @@
+"""`mlops serve` and `mlops predict`.
+
+`serve` takes tensorflow_model_server's flag names (and `--flag=value` booleans), so commands
+and manifests written for TF Serving carry over by swapping the binary name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+_BOOL = click.BOOL
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--port", type=int, default=8500, show_default=True, help="gRPC port.")
+@click.option("--rest_api_port", type=int, default=8501, show_default=True, help="REST port; 0 disables REST.")
+@click.option("--rest_api_host", default="127.0.0.1", show_default=True, help="Bind address (REST, and gRPC unless --grpc_host).")
+@click.option("--grpc_host", default=None, help="gRPC bind address (default: same as --rest_api_host).")
+@click.option("--model_name", default="default", show_default=True)
+@click.option("--model_base_path", default=None, help="Directory of numeric version subdirectories.")
+@click.option("--model_config_file", default=None, type=click.Path(exists=True, dir_okay=False), help="ModelServerConfig text proto.")
+@click.option("--file_system_poll_wait_seconds", type=float, default=1.0, show_default=True, help="<= 0: load once, never poll.")
+@click.option("--enable_batching", type=_BOOL, is_flag=False, flag_value=True, default=False, show_default=True)
+@click.option("--batching_parameters_file", default=None, type=click.Path(exists=True, dir_okay=False), help="BatchingParameters text proto.")
+@click.option("--max_batch_size", type=int, default=None, help="Overrides the batching parameters file.")
+@click.option("--batch_timeout_micros", type=int, default=None, help="Overrides the batching parameters file.")
+@click.option("--num_batch_threads", type=int, default=None, help="Overrides the batching parameters file.")
+@click.option("--monitoring_config_file", default=None, type=click.Path(exists=True, dir_okay=False), help="MonitoringConfig text proto (prometheus_config).")
+@click.option("--metrics_path", default="/monitoring/prometheus/metrics", show_default=True, help="Prometheus path on the REST port; '' disables.")
+@click.option("--access_log", default=None, help="'-' for stderr or a file path; off by default.")
+@click.option("--max_body_bytes", type=int, default=64 * 1024 * 1024, show_default=True, help="Largest REST request body.")
+@click.option("--log_level", default="INFO", show_default=True)
+def serve(**kw: object) -> None:
+    """Serve SavedModels over TF Serving's gRPC and REST APIs."""
+    from serving.config import BatchingOptions, ServerOptions, load_monitoring_path
+    from serving.server import run_server
+
+    logging.basicConfig(level=str(kw.pop("log_level")).upper(), format="%(asctime)s %(levelname)s %(name)s] %(message)s")
+    batching = BatchingOptions()
+    if kw["batching_parameters_file"]:
+        with open(kw["batching_parameters_file"]) as f:
+            batching = BatchingOptions.from_text_proto(f.read())
+    for name in ("max_batch_size", "batch_timeout_micros", "num_batch_threads"):
+        if kw[name] is not None:
+            setattr(batching, name, kw[name])
+    metrics_path = kw["metrics_path"] or None
+    if kw["monitoring_config_file"]:
+        metrics_path = load_monitoring_path(kw["monitoring_config_file"])
+    options = ServerOptions(
+        port=kw["port"],
+        rest_api_port=kw["rest_api_port"],
+        rest_api_host=kw["rest_api_host"],
+        grpc_host=kw["grpc_host"],
+        model_name=kw["model_name"],
+        model_base_path=kw["model_base_path"],
+        model_config_file=kw["model_config_file"],
+        file_system_poll_wait_seconds=kw["file_system_poll_wait_seconds"],
+        enable_batching=kw["enable_batching"],
+        batching=batching,
+        metrics_path=metrics_path,
+        access_log=kw["access_log"],
+        max_body_bytes=kw["max_body_bytes"],
+    )
+    try:
+        options.model_server_config()
+    except (ValueError, OSError) as e:
+        raise click.UsageError(str(e)) from None
+    run_server(options)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model_name", default="taxi", show_default=True)
+@click.option("--input", "input_path", required=True, help="CSV (with header) or JSON rows; '-' for stdin.")
+@click.option("--input_format", type=click.Choice(["csv", "json"]), default=None, help="Default: from the file extension.")
+@click.option("--protocol", type=click.Choice(["rest", "grpc"]), default="rest", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=None, help="Default: 8501 for REST, 8500 for gRPC.")
+@click.option("--encoding", type=click.Choice(["examples", "raw"]), default="examples", show_default=True,
+              help="examples: serialized tf.Examples to serving_default; raw: typed features to serving_raw.")
+@click.option("--signature_name", default=None, help="Default: serving_default / serving_raw per --encoding.")
+@click.option("--model_version", type=int, default=None)
+@click.option("--version_label", default=None)
+@click.option("--batch_size", type=int, default=100, show_default=True, help="Rows per request.")
+def predict(**kw: object) -> None:
+    """Encode raw taxi rows per modules/features.py and print one JSON prediction per row."""
+    from serving.client import GrpcClient, RestClient, ServingClientError, predict_rows, read_rows
+
+    rows = read_rows(kw["input_path"], kw["input_format"])
+    if kw["protocol"] == "rest":
+        client = RestClient(kw["host"], kw["port"] or 8501)
+    else:
+        client = GrpcClient(kw["host"], kw["port"] or 8500)
+    try:
+        results = predict_rows(
+            client, kw["model_name"], rows, kw["encoding"], kw["signature_name"],
+            kw["model_version"], kw["version_label"], kw["batch_size"],
+        )
+    except ServingClientError as e:
+        click.echo(f"Prediction failed: {e}", err=True)
+        sys.exit(1)
+    for i, result in enumerate(results):
+        click.echo(json.dumps({"row": i, **result}))

@@ -1,0 +1,263 @@
+"""Wire encodings <-> numpy, following TF Serving's JSON (api_rest) and TensorProto conventions.
+
+Kept apart from the data plane so the model logic only ever sees numpy arrays; the hot paths
+(strings, floats) avoid tf.make_tensor_proto/make_ndarray, which cost more than a small batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import orjson
+from tensorflow.core.example import example_pb2, feature_pb2
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from serving.errors import invalid_argument
+
+DT_STRING = types_pb2.DT_STRING
+
+_NP_DTYPE: dict[int, np.dtype] = {
+    types_pb2.DT_FLOAT: np.dtype(np.float32),
+    types_pb2.DT_DOUBLE: np.dtype(np.float64),
+    types_pb2.DT_HALF: np.dtype(np.float16),
+    types_pb2.DT_INT8: np.dtype(np.int8),
+    types_pb2.DT_INT16: np.dtype(np.int16),
+    types_pb2.DT_INT32: np.dtype(np.int32),
+    types_pb2.DT_INT64: np.dtype(np.int64),
+    types_pb2.DT_UINT8: np.dtype(np.uint8),
+    types_pb2.DT_UINT16: np.dtype(np.uint16),
+    types_pb2.DT_UINT32: np.dtype(np.uint32),
+    types_pb2.DT_UINT64: np.dtype(np.uint64),
+    types_pb2.DT_BOOL: np.dtype(np.bool_),
+    types_pb2.DT_STRING: np.dtype(object),
+}
+_ENUM_FOR_NP = {v: k for k, v in _NP_DTYPE.items() if k != DT_STRING}
+
+_PROTO_FIELD: dict[int, str] = {
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_INT16: "int_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val",
+    types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_STRING: "string_val",
+}
+
+
+def dtype_name(dtype: int) -> str:
+    """TF's short dtype name ('float', 'int64', 'string'), as TF Serving's messages use."""
+    return types_pb2.DataType.Name(dtype)[3:].lower()
+
+
+def np_dtype(dtype: int) -> np.dtype:
+    try:
+        return _NP_DTYPE[dtype]
+    except KeyError:
+        raise invalid_argument(f"Unsupported tensor dtype: {types_pb2.DataType.Name(dtype)}") from None
+
+
+def dtype_enum(arr: np.ndarray) -> int:
+    if arr.dtype == object or arr.dtype.kind in "SU":
+        return DT_STRING
+    return _ENUM_FOR_NP[arr.dtype]
+
+
+# ---- TensorProto ---------------------------------------------------------------------------
+def proto_to_ndarray(tp: tensor_pb2.TensorProto) -> np.ndarray:
+    shape = [d.size for d in tp.tensor_shape.dim]
+    n = math.prod(shape)
+    if tp.dtype == DT_STRING:
+        values = list(tp.string_val)
+        if len(values) != n:
+            if len(values) == 1:
+                values = values * n
+            else:
+                raise invalid_argument(
+                    f"Tensor proto has {len(values)} string values for shape {shape}"
+                )
+        arr = np.empty(n, dtype=object)
+        arr[:] = values
+        return arr.reshape(shape)
+    dtype = np_dtype(tp.dtype)
+    if tp.tensor_content:
+        try:
+            return np.frombuffer(tp.tensor_content, dtype=dtype).reshape(shape).copy()
+        except ValueError as e:
+            raise invalid_argument(f"Invalid tensor_content: {e}") from None
+    field = _PROTO_FIELD.get(tp.dtype)
+    if field is None:
+        import tensorflow as tf
+
+        try:
+            return tf.make_ndarray(tp)
+        except (TypeError, ValueError) as e:
+            raise invalid_argument(str(e)) from None
+    values = getattr(tp, field)
+    if len(values) == n:
+        return np.array(values, dtype=dtype).reshape(shape)
+    if len(values) == 1:
+        return np.full(shape, values[0], dtype=dtype)
+    if len(values) == 0:
+        return np.zeros(shape, dtype=dtype)
+    raise invalid_argument(f"Tensor proto has {len(values)} values for shape {shape}")
+
+
+def ndarray_to_proto(arr: np.ndarray, dtype: int | None = None) -> tensor_pb2.TensorProto:
+    """Values go in the typed repeated fields, as TF Serving's AsProtoField writes them."""
+    if dtype is None:
+        dtype = dtype_enum(arr)
+    tp = tensor_pb2.TensorProto(dtype=dtype)
+    tp.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in arr.shape)
+    field = _PROTO_FIELD.get(dtype)
+    if field is None:
+        import tensorflow as tf
+
+        return tf.make_tensor_proto(arr)
+    if dtype == DT_STRING:
+        tp.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in arr.ravel().tolist())
+    else:
+        getattr(tp, field).extend(arr.ravel().tolist())
+    return tp
+
+
+# ---- JSON tensors ---------------------------------------------------------------------------
+def _string_leaves(value: object, out: list, shape: list, depth: int, where: str) -> None:
+    if isinstance(value, list):
+        if len(shape) <= depth:
+            shape.append(len(value))
+        elif shape[depth] != len(value):
+            raise invalid_argument(f"{where}: expecting tensors of the same shape (ragged list)")
+        for v in value:
+            _string_leaves(v, out, shape, depth + 1, where)
+        return
+    if len(shape) > depth:
+        raise invalid_argument(f"{where}: expecting tensors of the same shape (ragged list)")
+    if isinstance(value, str):
+        out.append(value.encode())
+    elif isinstance(value, dict) and len(value) == 1 and "b64" in value:
+        try:
+            out.append(base64.b64decode(value["b64"], validate=True))
+        except (ValueError, TypeError) as e:
+            raise invalid_argument(f"{where}: unable to base64 decode: {e}") from None
+    else:
+        raise invalid_argument(
+            f"{where}: JSON Value: {orjson.dumps(value).decode()} is not of expected type: string"
+        )
+
+
+def json_to_ndarray(value: object, dtype: int, where: str) -> np.ndarray:
+    """One JSON value (scalar or nested list) as an array of the signature's dtype."""
+    if dtype == DT_STRING:
+        leaves: list = []
+        shape: list = []
+        _string_leaves(value, leaves, shape, 0, where)
+        arr = np.empty(len(leaves), dtype=object)
+        arr[:] = leaves
+        return arr.reshape(shape)
+    target = np_dtype(dtype)
+    try:
+        arr = np.asarray(value)
+    except ValueError:
+        raise invalid_argument(f"{where}: expecting tensors of the same shape (ragged list)") from None
+    kind = arr.dtype.kind
+    if kind not in "biuf" or (kind == "b") != (target.kind == "b"):
+        shown = orjson.dumps(value).decode()
+        if len(shown) > 64:
+            shown = shown[:64] + "..."
+        raise invalid_argument(
+            f"{where}: JSON Value: {shown} is not of expected type: {dtype_name(dtype)}"
+        )
+    if target.kind in "iu" and kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.floor(arr)):
+            raise invalid_argument(f"{where}: JSON Value is not of expected type: {dtype_name(dtype)}")
+    return arr.astype(target, copy=False)
+
+
+def _json_leaf(v: object, b64: bool) -> object:
+    if isinstance(v, bytes):
+        if not b64:
+            try:
+                return v.decode()
+            except UnicodeDecodeError:
+                pass
+        return {"b64": base64.b64encode(v).decode()}
+    return v
+
+
+def ndarray_to_json(arr: np.ndarray, name: str) -> object:
+    """Numeric arrays pass through (orjson writes them); strings decode, `*_bytes` go base64."""
+    if arr.dtype != object:
+        return np.ascontiguousarray(arr)
+    b64 = name.endswith("_bytes")
+    flat = [_json_leaf(v, b64) for v in arr.ravel().tolist()]
+    if arr.ndim == 0:
+        return flat[0]
+    if arr.ndim == 1:
+        return flat
+    nested = np.empty(len(flat), dtype=object)
+    nested[:] = flat
+    return nested.reshape(arr.shape).tolist()
+
+
+def dumps(obj: object) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+# ---- JSON tf.Examples (classify/regress REST) -----------------------------------------------
+def _feature(value: object, where: str) -> feature_pb2.Feature:
+    values = value if isinstance(value, list) else [value]
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=values))
+    if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return feature_pb2.Feature(float_list=feature_pb2.FloatList(value=values))
+    out = []
+    for v in values:
+        if isinstance(v, str):
+            out.append(v.encode())
+        elif isinstance(v, dict) and set(v) == {"b64"}:
+            try:
+                out.append(base64.b64decode(v["b64"], validate=True))
+            except (ValueError, TypeError) as e:
+                raise invalid_argument(f"{where}: unable to base64 decode: {e}") from None
+        else:
+            raise invalid_argument(f"{where}: unsupported feature value: {orjson.dumps(v).decode()}")
+    return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=out))
+
+
+def json_to_example(obj: object, where: str) -> example_pb2.Example:
+    if not isinstance(obj, dict):
+        raise invalid_argument(f"{where}: example must be a JSON object of feature values")
+    ex = example_pb2.Example()
+    for key, value in obj.items():
+        ex.features.feature[key].CopyFrom(_feature(value, f"{where} feature {key}"))
+    return ex
+
+
+def serialize_examples(examples: Iterable[example_pb2.Example], context: example_pb2.Example | None) -> list[bytes]:
+    """TF Serving's ExampleListWithContext: context bytes + example bytes, merged by proto rules."""
+    prefix = context.SerializeToString() if context is not None else b""
+    return [prefix + e.SerializeToString() for e in examples]
+
+
+def examples_from_input(input_proto: object) -> list[bytes]:
+    """Serialized tf.Examples from a tensorflow.serving.Input (Classify/Regress/MultiInference)."""
+    kind = input_proto.WhichOneof("kind")
+    if kind == "example_list":
+        out = serialize_examples(input_proto.example_list.examples, None)
+    elif kind == "example_list_with_context":
+        lst = input_proto.example_list_with_context
+        out = serialize_examples(lst.examples, lst.context)
+    else:
+        raise invalid_argument("Input is empty.")
+    if not out:
+        raise invalid_argument("Input is empty.")
+    return out
+

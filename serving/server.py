@@ -1,0 +1,104 @@
+"""Wires repository, data plane and both protocol adapters into one process and one event loop.
+
+REST and gRPC share one asyncio loop so they share the batch queues: a REST request and a gRPC
+request for the same signature can ride the same model call. Like tensorflow_model_server, the
+ports open only after the initial versions have loaded, so "port open" means "ready".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from aiohttp import web
+
+from serving.config import ServerOptions
+from serving.dataplane import DataPlane
+from serving.errors import ServingError
+from serving.grpc_service import add_services
+from serving.metrics import Metrics
+from serving.repository import ModelRepository
+from serving.rest import RestApi
+
+log = logging.getLogger(__name__)
+
+
+class ModelServer:
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.repository: ModelRepository | None = None
+        self.metrics: Metrics | None = None
+        self.dataplane: DataPlane | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._runner: web.AppRunner | None = None
+        self.grpc_port: int | None = None
+        self.rest_port: int | None = None
+
+    async def start(self) -> None:
+        opts = self.options
+        config = opts.model_server_config()
+        repo = self.repository = await asyncio.to_thread(
+            ModelRepository, config, opts.file_system_poll_wait_seconds
+        )
+        metrics = self.metrics = Metrics(repo.model_names)
+        repo.on_change = metrics.on_version_state
+        for name in repo.model_names():
+            try:
+                for version, st in repo.status(name):
+                    metrics.on_version_state(name, version, st.state)
+            except ServingError:
+                pass  # no version seen yet; the poller reports it when one appears
+        repo.start_polling()
+        if opts.access_log:
+            metrics.enable_access_log(opts.access_log)
+        self.dataplane = DataPlane(
+            repo, opts.batching if opts.enable_batching else None, metrics.on_batch
+        )
+        grpc_opts = [
+            ("grpc.max_receive_message_length", opts.grpc_max_message_bytes),
+            ("grpc.max_send_message_length", opts.grpc_max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        self._grpc = grpc.aio.server(options=grpc_opts)
+        add_services(self._grpc, self.dataplane, metrics)
+        host = opts.grpc_host or ("0.0.0.0" if opts.rest_api_host == "0.0.0.0" else opts.rest_api_host)
+        self.grpc_port = self._grpc.add_insecure_port(f"{host}:{opts.port}")
+        if self.grpc_port == 0:
+            raise OSError(f"Could not bind gRPC port {host}:{opts.port}")
+        await self._grpc.start()
+        log.info("Running gRPC ModelServer at %s:%d ...", host, self.grpc_port)
+        if opts.rest_api_port:  # 0 disables REST, as in tensorflow_model_server
+            api = RestApi(self.dataplane, metrics, opts.metrics_path, opts.max_body_bytes)
+            self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, opts.rest_api_host, opts.rest_api_port, backlog=1024)
+            await site.start()
+            self.rest_port = opts.rest_api_port
+            log.info("Exporting HTTP/REST API at:%s:%d ...", opts.rest_api_host, self.rest_port)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+        if self.repository is not None:
+            await asyncio.to_thread(self.repository.stop)
+        if self.dataplane is not None:
+            self.dataplane.close()
+
+    async def serve_forever(self) -> None:
+        """Run until SIGINT/SIGTERM, then drain in-flight requests and stop."""
+        await self.start()
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, done.set)
+        await done.wait()
+        log.info("Shutting down")
+        await self.stop()
+
+
+def run_server(options: ServerOptions) -> None:
+    asyncio.run(ModelServer(options).serve_forever())
