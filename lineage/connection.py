@@ -53,7 +53,8 @@ def connection_config_from_url(url_or_path: str | os.PathLike[str]) -> metadata_
     if lowered.startswith("sqlite:"):
         path = text[len("sqlite:"):]
         if path.startswith("///"):
-            path = path[2:]
+            # sqlite:///abs/path and SQLAlchemy's sqlite:////abs/path both mean /abs/path.
+            path = "/" + path.lstrip("/")
         elif path.startswith("//"):
             raise ConnectionConfigError(
                 "sqlite URLs have no host: use sqlite:///absolute/path or sqlite:relative/path"
