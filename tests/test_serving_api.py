@@ -394,3 +394,48 @@ def test_config_file_text_proto_round_trip():
     )
     assert (opts.max_batch_size, opts.batch_timeout_micros, opts.num_batch_threads) == (64, 500, 2)
     assert json.dumps(text_format.MessageToString(cfg))  # still a valid ModelServerConfig
+
+
+# ---- dynamic batching ---------------------------------------------------------------------------
+def _batch_counts(server) -> tuple[float, float]:
+    text = requests.get(server.rest_url + "/monitoring/prometheus/metrics", timeout=10).text
+    count = total = 0.0
+    for line in text.splitlines():
+        if line.startswith("tfserving_batch_size_count"):
+            count += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("tfserving_batch_size_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+    return count, total
+
+
+def test_concurrent_requests_are_batched_and_results_stay_with_their_request(server, tmp_path):
+    import asyncio
+
+    model = tf.saved_model.load(sm.build_model(tmp_path / "m", bias=-10.0))
+    rows = [{**sm.SAMPLE_ROW, "fare": float(i), "trip_seconds": 10 * i} for i in range(64)]
+    examples = [sm.make_example(r) for r in rows]
+    want = model.signatures["serving_default"](examples=tf.constant(examples))["probabilities"].numpy()
+    before = _batch_counts(server)
+
+    async def fire():
+        async with grpc.aio.insecure_channel(server.grpc_target) as channel:
+            astub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            reqs = []
+            for ex in examples:
+                req = _predict_request(version=1)
+                req.inputs["examples"].CopyFrom(tf.make_tensor_proto([ex], dtype=tf.string))
+                reqs.append(req)
+            bad = _predict_request(version=1)
+            bad.inputs["examples"].CopyFrom(tf.make_tensor_proto([b"garbage"], dtype=tf.string))
+            calls = [astub.Predict(r, timeout=30) for r in reqs] + [astub.Predict(bad, timeout=30)]
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(fire())
+    # The malformed request fails alone; its 64 neighbours (possibly in its batch) all succeed.
+    assert isinstance(results[-1], grpc.aio.AioRpcError)
+    assert results[-1].code() == grpc.StatusCode.INVALID_ARGUMENT
+    got = np.concatenate([tf.make_ndarray(r.outputs["probabilities"]) for r in results[:-1]])
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    count, total = (a - b for a, b in zip(_batch_counts(server), before, strict=True))
+    assert total >= 64
+    assert count < 64, f"{count} model calls for {total} examples: nothing was batched"
