@@ -18,7 +18,7 @@ setup(
     package_data={"pipeline": ["*.pbtxt"], "modules": ["best_hyperparameters/*"]},
     install_requires=[
         "tfx==1.16.0",
-        "keras-tuner>=1.4,<2",
+        "keras-tuner==1.3.5",  # last release on tf.keras (Keras 2); 1.4 requires Keras 3
         "kfp==2.9.0",
         "tensorflow-serving-api==2.16.1",
         "grpcio",

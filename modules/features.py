@@ -18,20 +18,24 @@ BUCKET_FEATURE_KEYS: list[str] = [
 ]
 FEATURE_BUCKET_COUNT: int = 10
 
-# Integer-valued categoricals fed to an identity embedding: key -> number of buckets (max id + 1).
+# Small integer categoricals used as ids directly: key -> number of ids (max value + 1).
 CATEGORICAL_NUMERICAL_FEATURES: dict[str, int] = {
     "trip_start_hour": 24,
     "trip_start_day": 8,
     "trip_start_month": 13,
-    "pickup_census_tract": 2000,
-    "dropoff_census_tract": 2000,
-    "pickup_community_area": 80,
-    "dropoff_community_area": 80,
+    "pickup_community_area": 78,
+    "dropoff_community_area": 78,
 }
 CATEGORICAL_NUMERICAL_FEATURE_KEYS: list[str] = list(CATEGORICAL_NUMERICAL_FEATURES)
 
-# String categoricals given a vocabulary.
-VOCAB_FEATURE_KEYS: list[str] = ["payment_type", "company"]
+# Categoricals given a vocabulary: strings, and census tracts (11-digit ids, too sparse for
+# identity ids).
+VOCAB_FEATURE_KEYS: list[str] = [
+    "payment_type",
+    "company",
+    "pickup_census_tract",
+    "dropoff_census_tract",
+]
 VOCAB_SIZE: int = 1000
 OOV_SIZE: int = 10
 
@@ -55,10 +59,15 @@ RAW_FEATURE_KEYS: list[str] = (
 )
 """Raw model inputs: what a client sends to the serving signatures."""
 
-INT_FEATURE_KEYS: list[str] = CATEGORICAL_NUMERICAL_FEATURE_KEYS + ["trip_seconds"]
-"""Raw features stored as int64 in tf.Examples; the rest of the numerics are float32."""
+STRING_FEATURE_KEYS: list[str] = ["payment_type", "company"]
+"""Raw features stored as bytes in tf.Examples."""
 
-STRING_FEATURE_KEYS: list[str] = VOCAB_FEATURE_KEYS
+INT_FEATURE_KEYS: list[str] = CATEGORICAL_NUMERICAL_FEATURE_KEYS + [
+    "pickup_census_tract",
+    "dropoff_census_tract",
+    "trip_seconds",
+]
+"""Raw features stored as int64 in tf.Examples; the other numerics are float32."""
 
 
 def transformed_name(key: str) -> str:

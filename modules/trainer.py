@@ -1,0 +1,163 @@
+"""TFX Trainer's run_fn: train the model and export a SavedModel that TF Serving can serve.
+
+The export carries the Transform graph, so every signature takes raw features:
+- serving_default: serialized tf.Example -> probabilities (what TF Serving clients send);
+- serving_raw: one named tensor per raw feature -> probabilities (plain-JSON REST clients);
+- transform_features: serialized tf.Example -> transformed features (the Evaluator's preprocessing);
+- classification / regression: TF Serving's Classify / Regress APIs.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import keras_tuner as kt  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+import tf_keras as keras  # noqa: E402
+from absl import logging  # noqa: E402
+from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
+from tfx import v1 as tfx  # noqa: E402
+from tfx_bsl.public import tfxio  # noqa: E402
+
+from modules import features  # noqa: E402
+from modules.model import build_keras_model, hyperparameter_space  # noqa: E402
+
+BATCH_SIZE = 128
+EVAL_BATCH_SIZE = 256
+PROBABILITIES = "probabilities"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+CLASS_LABELS = ["0", "1"]
+
+
+def input_fn(
+    file_pattern: list[str],
+    data_accessor: tfx.components.DataAccessor,
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+) -> tf.data.Dataset:
+    """(transformed features, label) batches, repeated forever; steps bound the training."""
+    return data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=batch_size, label_key=features.transformed_name(features.LABEL_KEY)
+        ),
+        tf_transform_output.transformed_metadata.schema,
+    ).repeat()
+
+
+def _serving_raw_feature_spec(tf_transform_output: tft.TFTransformOutput) -> dict:
+    spec = tf_transform_output.raw_feature_spec()
+    for key in (features.TIPS_KEY, features.LABEL_KEY, *features.UNUSED_FEATURE_KEYS):
+        spec.pop(key, None)
+    return spec
+
+
+def _signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput) -> dict:
+    # Attach the layer to the model so that its assets (vocabularies) are tracked and saved.
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    raw_spec = _serving_raw_feature_spec(tf_transform_output)
+    full_raw_spec = tf_transform_output.raw_feature_spec()
+
+    def predict_from_examples(serialized: tf.Tensor) -> tf.Tensor:
+        transformed = model.tft_layer(tf.io.parse_example(serialized, raw_spec))
+        return model(transformed)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serving_default(examples):
+        return {PROBABILITIES: predict_from_examples(examples)}
+
+    raw_specs = []
+    for key in features.RAW_FEATURE_KEYS:
+        dtype = {"bytes": tf.string, "int64": tf.int64, "float": tf.float32}[
+            features.raw_dtype(key)
+        ]
+        raw_specs.append(tf.TensorSpec([None], dtype, name=key))
+
+    @tf.function(input_signature=raw_specs)
+    def serving_raw(*values):
+        raw = {}
+        for key, value in zip(features.RAW_FEATURE_KEYS, values, strict=True):
+            column = tf.expand_dims(value, 1)
+            if isinstance(raw_spec[key], tf.io.VarLenFeature):
+                # Optional in the schema: zero / empty values mean "missing", as in the CSV.
+                raw[key] = tf.sparse.from_dense(column)
+            else:
+                raw[key] = column
+        return {PROBABILITIES: model(model.tft_layer(raw))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(examples):
+        return model.tft_layer(tf.io.parse_example(examples, full_raw_spec))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classification(inputs):
+        p = predict_from_examples(inputs)
+        scores = tf.concat([1.0 - p, p], axis=1)
+        classes = tf.tile(tf.constant([CLASS_LABELS]), [tf.shape(p)[0], 1])
+        return {"classes": classes, "scores": scores}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def regression(inputs):
+        return {"outputs": predict_from_examples(inputs)}
+
+    return {
+        "serving_default": serving_default.get_concrete_function(),
+        "serving_raw": serving_raw.get_concrete_function(),
+        "transform_features": transform_features.get_concrete_function(),
+        "classification": classification.get_concrete_function(),
+        "regression": regression.get_concrete_function(),
+    }
+
+
+def mark_serving_methods(export_dir: str) -> None:
+    """Give the classification/regression signatures TF Serving's method names.
+
+    TF2's SavedModel export writes every signature as a Predict signature, but TF Serving's
+    Classify and Regress APIs only accept signatures with their own method_name.
+    """
+    path = os.path.join(export_dir, "saved_model.pb")
+    saved_model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        saved_model.ParseFromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+        meta_graph.signature_def["classification"].method_name = CLASSIFY_METHOD
+        meta_graph.signature_def["regression"].method_name = REGRESS_METHOD
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(saved_model.SerializeToString())
+
+
+def export_serving_model(
+    model: keras.Model, tf_transform_output: tft.TFTransformOutput, export_dir: str
+) -> None:
+    """Save the model with all serving signatures, in the layout TF Serving loads."""
+    model.save(export_dir, save_format="tf", signatures=_signatures(model, tf_transform_output))
+    mark_serving_methods(export_dir)
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """Train with the Tuner's best hyperparameters (or the space's defaults) and export."""
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    train_ds = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, BATCH_SIZE)
+    eval_ds = input_fn(
+        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, EVAL_BATCH_SIZE
+    )
+    if fn_args.hyperparameters:
+        hparams = kt.HyperParameters.from_config(fn_args.hyperparameters)
+    else:
+        hparams = hyperparameter_space()
+    logging.info("Training with hyperparameters %s", hparams.values)
+
+    model = build_keras_model(hparams)
+    model.fit(
+        train_ds,
+        steps_per_epoch=fn_args.train_steps,
+        validation_data=eval_ds,
+        validation_steps=fn_args.eval_steps,
+        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")],
+        verbose=2,
+    )
+    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir)

@@ -1,0 +1,46 @@
+"""TFX Tuner's tuner_fn: a small keras-tuner random search over modules.model's space."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import keras_tuner as kt  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+from tfx import v1 as tfx  # noqa: E402
+
+from modules.model import build_keras_model, hyperparameter_space  # noqa: E402
+from modules.trainer import BATCH_SIZE, EVAL_BATCH_SIZE, input_fn  # noqa: E402
+
+OBJECTIVE = kt.Objective("val_auc", direction="max")
+DEFAULT_MAX_TRIALS = 4
+
+
+def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+    """Random search; the number of trials comes from the pipeline config via custom_config."""
+    max_trials = int((fn_args.custom_config or {}).get("max_trials", DEFAULT_MAX_TRIALS))
+    tuner = kt.RandomSearch(
+        build_keras_model,
+        hyperparameters=hyperparameter_space(),
+        objective=OBJECTIVE,
+        max_trials=max_trials,
+        directory=fn_args.working_dir,
+        project_name="taxi_tuning",
+        seed=42,
+    )
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    return tfx.components.TunerFnResult(
+        tuner=tuner,
+        fit_kwargs={
+            "x": input_fn(
+                fn_args.train_files, fn_args.data_accessor, tf_transform_output, BATCH_SIZE
+            ),
+            "validation_data": input_fn(
+                fn_args.eval_files, fn_args.data_accessor, tf_transform_output, EVAL_BATCH_SIZE
+            ),
+            "steps_per_epoch": fn_args.train_steps,
+            "validation_steps": fn_args.eval_steps,
+            "verbose": 2,
+        },
+    )

@@ -1,0 +1,1 @@
+"""The pipeline definition: a typed config and the one create_pipeline(config)."""

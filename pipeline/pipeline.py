@@ -1,0 +1,177 @@
+"""create_pipeline: the one definition of the pipeline, shared by every runner.
+
+CsvExampleGen -> StatisticsGen -> ImportSchemaGen (curated) | SchemaGen (inferred)
+-> ExampleValidator -> DataGate -> Transform -> Tuner | Importer(best hyperparameters)
+-> Trainer -> Resolver(latest blessed model) -> Evaluator -> Pusher
+"""
+
+from __future__ import annotations
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.proto import example_gen_pb2
+
+from modules import features
+from pipeline.config import PipelineConfig
+from pipeline.data_gate import DataGate
+
+# Node ids, used by the runner's report and by tests to find executions in MLMD.
+BEST_HYPERPARAMETERS_IMPORTER = "BestHyperparametersImporter"
+LATEST_BLESSED_MODEL_RESOLVER = "LatestBlessedModelResolver"
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """AUC, accuracy, calibration and example count, overall and per slice; value
+    thresholds plus a change threshold against the baseline (latest blessed) model."""
+    t = config.thresholds
+    auc_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": t.min_auc}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -t.max_auc_drop},
+        ),
+    )
+    accuracy_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": t.min_accuracy})
+    )
+    def overall(threshold: tfma.MetricThreshold) -> list[tfma.PerSliceMetricThreshold]:
+        # Gate on the whole eval set only: per-hour slices are too small to hold a bar.
+        return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]
+
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_default",
+                label_key=features.transformed_name(features.LABEL_KEY),
+                preprocessing_function_names=["transform_features"],
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec()]
+        + [tfma.SlicingSpec(feature_keys=[key]) for key in config.slice_features],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(
+                        class_name="AUC", per_slice_thresholds=overall(auc_threshold)
+                    ),
+                    tfma.MetricConfig(
+                        class_name="BinaryAccuracy",
+                        per_slice_thresholds=overall(accuracy_threshold),
+                    ),
+                    tfma.MetricConfig(class_name="Calibration"),
+                    tfma.MetricConfig(class_name="MeanLabel"),
+                    tfma.MetricConfig(class_name="MeanPrediction"),
+                ]
+            )
+        ],
+    )
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    metadata_connection_config=None,
+) -> tfx.dsl.Pipeline:
+    """The full pipeline. `metadata_connection_config` is the runner's (None on Kubeflow,
+    where the cluster provides ML Metadata)."""
+    example_gen = tfx.components.CsvExampleGen(
+        input_base=config.data_root,
+        input_config=example_gen_pb2.Input(
+            splits=[example_gen_pb2.Input.Split(name="single_split", pattern=config.input_pattern)]
+        ),
+        output_config=example_gen_pb2.Output(
+            split_config=example_gen_pb2.SplitConfig(
+                splits=[
+                    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=4),
+                    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1),
+                ]
+            )
+        ),
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    if config.infer_schema:
+        schema_gen = tfx.components.SchemaGen(
+            statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
+        )
+    else:
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
+
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        module_file=config.preprocessing_module,
+    )
+    # Nothing is transformed, trained or pushed from data that failed validation.
+    transform.add_upstream_node(data_gate)
+
+    if config.skip_tuning:
+        hyperparameters_source = tfx.dsl.Importer(
+            source_uri=config.best_hyperparameters_dir,
+            artifact_type=tfx.types.standard_artifacts.HyperParameters,
+        ).with_id(BEST_HYPERPARAMETERS_IMPORTER)
+        hyperparameters = hyperparameters_source.outputs["result"]
+    else:
+        hyperparameters_source = tfx.components.Tuner(
+            module_file=config.tuner_module,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(num_steps=config.tuner_train_steps),
+            eval_args=tfx.proto.EvalArgs(num_steps=config.tuner_eval_steps),
+            custom_config={"max_trials": config.tuner_trials},
+        )
+        hyperparameters = hyperparameters_source.outputs["best_hyperparameters"]
+
+    trainer = tfx.components.Trainer(
+        module_file=config.trainer_module,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        hyperparameters=hyperparameters,
+        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+    )
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(LATEST_BLESSED_MODEL_RESOLVER)
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=eval_config(config),
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=config.model_serving_dir
+            )
+        ),
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[
+            example_gen,
+            statistics_gen,
+            schema_gen,
+            example_validator,
+            data_gate,
+            transform,
+            hyperparameters_source,
+            trainer,
+            model_resolver,
+            evaluator,
+            pusher,
+        ],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_args),
+    )

@@ -1,0 +1,157 @@
+"""What a pipeline run did, read back from ML Metadata: the runner's end-of-run summary.
+
+Reading MLMD rather than in-process state means the report is also right for components
+that were skipped because their results were cached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import tensorflow_model_analysis as tfma
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx.types import artifact_utils
+
+from pipeline.anomalies import Anomaly, load_anomalies
+
+_STATES = metadata_store_pb2.Execution.State
+
+
+@dataclasses.dataclass
+class ComponentRun:
+    node_id: str
+    state: str
+    seconds: float
+    execution_id: int
+
+
+@dataclasses.dataclass
+class MetricCheck:
+    slice: str
+    metric: str
+    value: float
+    threshold: str
+    passed: bool
+
+
+@dataclasses.dataclass
+class RunReport:
+    run_id: str
+    components: list[ComponentRun]
+    anomalies: list[Anomaly]
+    metrics: dict[str, float]
+    failed_checks: list[MetricCheck]
+    blessed: bool | None
+    pushed_path: str | None
+    metadata: str
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.components) and all(
+            c.state in ("COMPLETE", "CACHED") for c in self.components
+        )
+
+
+def _node_id(store: metadata_store.MetadataStore, execution_id: int, pipeline_name: str) -> str:
+    for context in store.get_contexts_by_execution(execution_id):
+        if context.type == "node":
+            return context.name.removeprefix(f"{pipeline_name}.")
+    return "?"
+
+
+def _outputs(store, execution_id: int) -> list[metadata_store_pb2.Artifact]:
+    events = store.get_events_by_execution_ids([execution_id])
+    ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
+    return store.get_artifacts_by_id(ids) if ids else []
+
+
+def _custom(artifact: metadata_store_pb2.Artifact, key: str):
+    if key not in artifact.custom_properties:
+        return None
+    value = artifact.custom_properties[key]
+    return getattr(value, value.WhichOneof("value"))
+
+
+def latest_run_report(
+    connection_config: metadata_store_pb2.ConnectionConfig, pipeline_name: str, metadata: str
+) -> RunReport | None:
+    """Report on the newest run of `pipeline_name` in the store (None if it never ran)."""
+    store = metadata_store.MetadataStore(connection_config)
+    runs = [
+        c
+        for c in store.get_contexts_by_type("pipeline_run")
+        if any(
+            p.name == pipeline_name
+            for p in store.get_parent_contexts_by_context(c.id)
+        )
+    ] or store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        return None
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    executions = sorted(
+        store.get_executions_by_context(run.id), key=lambda e: (e.create_time_since_epoch, e.id)
+    )
+    report = RunReport(run.name, [], [], {}, [], None, None, metadata)
+    for execution in executions:
+        node_id = _node_id(store, execution.id, pipeline_name)
+        seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3
+        report.components.append(
+            ComponentRun(node_id, _STATES.Name(execution.last_known_state), seconds, execution.id)
+        )
+        for artifact in _outputs(store, execution.id):
+            _read_artifact(store, artifact, report)
+    return report
+
+
+def _read_artifact(store, artifact: metadata_store_pb2.Artifact, report: RunReport) -> None:
+    type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
+    if type_name == "ExampleAnomalies":
+        splits = artifact_utils.decode_split_names(
+            artifact.properties["split_names"].string_value
+        )
+        report.anomalies = load_anomalies(artifact.uri, splits)
+    elif type_name == "ModelEvaluation":
+        _read_evaluation(artifact.uri, report)
+    elif type_name == "ModelBlessing":
+        report.blessed = bool(_custom(artifact, "blessed"))
+    elif type_name == "PushedModel" and _custom(artifact, "pushed"):
+        report.pushed_path = _custom(artifact, "pushed_destination")
+
+
+def _slice_name(slice_key) -> str:
+    parts = []
+    for key in slice_key.single_slice_keys:
+        value = getattr(key, key.WhichOneof("kind"))
+        parts.append(f"{key.column}={value.decode() if isinstance(value, bytes) else value}")
+    return ",".join(parts) or "overall"
+
+
+def _read_evaluation(uri: str, report: RunReport) -> None:
+    """Overall-slice TFMA metrics (not the Keras-compiled duplicates) and failed thresholds."""
+    if not os.path.exists(uri):
+        return
+    for slice_metrics in tfma.load_metrics(uri):
+        if slice_metrics.slice_key.single_slice_keys:
+            continue
+        for item in slice_metrics.metric_keys_and_values:
+            if not item.key.HasField("example_weighted"):
+                continue  # Keras-compiled metrics that TFMA also reports; TFMA's own win.
+            if item.value.HasField("double_value"):
+                name = item.key.name + (" (change vs baseline)" if item.key.is_diff else "")
+                if item.key.model_name and not item.key.is_diff:
+                    name += f" [{item.key.model_name}]"
+                report.metrics[name] = item.value.double_value.value
+    validation = tfma.load_validation_result(uri)
+    for per_slice in validation.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            report.failed_checks.append(
+                MetricCheck(
+                    _slice_name(per_slice.slice_key),
+                    failure.metric_key.name + (" (change)" if failure.metric_key.is_diff else ""),
+                    failure.metric_value.double_value.value,
+                    " ".join(str(failure.metric_threshold).split()),
+                    False,
+                )
+            )
