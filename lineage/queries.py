@@ -256,9 +256,12 @@ def trace(ls: LineageStore, target: str) -> Trace:
             artifact_ids.add(ev.artifact_id)
 
     # Data checks: statistics and anomalies computed from the raw examples in the chain.
+    root_types = {a.id: a.type_id for a in graph.artifacts}
+    examples_type = {i for i, name in ls.artifact_types.items() if name == "Examples"}
     raw_examples = [
         a_id for a_id, e_id in first_producer.items()
-        if not any(is_input(ev) for ev in events if ev.execution_id == e_id)
+        if root_types.get(a_id) in examples_type
+        and not any(is_input(ev) for ev in events if ev.execution_id == e_id)
     ]
     check_executions: set[int] = set()
     if raw_examples:
@@ -353,10 +356,18 @@ def _summarize(ls: LineageStore, t: Trace) -> dict[str, Any]:
         for key, a_id in t.inputs_of(trainer):
             inputs_by_key.setdefault(key, []).append(a_id)
         summary["model"] = {"id": model["id"], "uri": model["uri"], "trainer_execution": trainer}
-        summary["schema"] = [
-            {"id": a_id, "uri": t.artifacts[a_id]["uri"], "producer": t.artifacts[a_id]["producer"]}
-            for a_id in inputs_by_key.get("schema", [])
-        ]
+        summary["schema"] = []
+        for a_id in inputs_by_key.get("schema", []):
+            producer = t.producer_of(a_id)
+            source = t.executions[producer]["properties"].get("schema_file") if producer else None
+            summary["schema"].append(
+                {
+                    "id": a_id,
+                    "uri": t.artifacts[a_id]["uri"],
+                    "producer": t.artifacts[a_id]["producer"],
+                    "source_file": source,
+                }
+            )
         tprops = t.executions[trainer]["properties"]
         hp: dict[str, Any] = {
             k: tprops[k] for k in ("train_args", "eval_args", "custom_config") if tprops.get(k) not in (None, "null", {})
@@ -488,7 +499,12 @@ def run_facts(ls: LineageStore, run_ref: str) -> dict[str, Any]:
             kind = ls.artifact_type(a)
             ap = properties_of(a)
             if kind == "ModelEvaluation":
-                facts["metrics"].update(artifacts_io.read_overall_metrics(a.uri))
+                # The candidate's own metrics; baseline:/diff: values depend on the baseline chosen.
+                facts["metrics"].update(
+                    (k, v)
+                    for k, v in artifacts_io.read_overall_metrics(a.uri).items()
+                    if not k.startswith(("baseline:", "diff:"))
+                )
             elif kind == "ModelBlessing":
                 facts["outcome"]["blessed"] = ap.get("blessed") == 1
             elif kind == "PushedModel":

@@ -122,6 +122,8 @@ def summary(s: dict[str, Any]) -> str:
         lines.append(f"              fingerprint {item['fingerprint']}")
     for schema in s.get("schema", []):
         lines.append(f"  schema:     Schema #{schema['id']} from {schema['producer']}  {schema['uri']}")
+        if schema.get("source_file"):
+            lines.append(f"              imported from {schema['source_file']}")
     hp = s.get("hyperparameters")
     if hp:
         if "tuned" in hp:
@@ -144,9 +146,12 @@ def summary(s: dict[str, Any]) -> str:
     for ev in s.get("evaluation", []):
         verdict = "BLESSED" if ev["blessed"] else "not blessed"
         lines.append(f"  evaluation: ModelBlessing #{ev['blessing_id']} {verdict}")
-        if ev["metrics"]:
-            metrics = ", ".join(f"{k}={v:.4g}" for k, v in ev["metrics"].items())
-            lines.append(f"  metrics:    {metrics}")
+        own = {k: v for k, v in ev["metrics"].items() if ":" not in k}
+        diffs = {k[len("diff:"):]: v for k, v in ev["metrics"].items() if k.startswith("diff:")}
+        if own:
+            lines.append(f"  metrics:    {', '.join(f'{k}={v:.4g}' for k, v in own.items())}")
+        if diffs:
+            lines.append(f"  vs baseline: {', '.join(f'{k}{v:+.4g}' for k, v in diffs.items())}")
         baseline = ev["baseline_model"]
         lines.append(
             f"  baseline:   Model #{baseline['id']}  {baseline['uri']}"
