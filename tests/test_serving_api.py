@@ -439,3 +439,30 @@ def test_concurrent_requests_are_batched_and_results_stay_with_their_request(ser
     count, total = (a - b for a, b in zip(_batch_counts(server), before, strict=True))
     assert total >= 64
     assert count < 64, f"{count} model calls for {total} examples: nothing was batched"
+
+
+def test_deploy_configs_are_valid_tf_serving_text_protos():
+    """deploy/serving is what production runs; a typo there should fail CI, not a rollout."""
+    from pathlib import Path
+
+    import yaml
+
+    from serving.config import (
+        BatchingOptions,
+        load_model_config_file,
+        load_monitoring_path,
+        parse_model_config,
+    )
+
+    deploy = Path(__file__).resolve().parents[1] / "deploy" / "serving"
+    assert load_model_config_file(str(deploy / "models.config")).model_config_list.config[0].name == "taxi"
+    assert BatchingOptions.from_text_proto((deploy / "batching.config").read_text()).max_batch_size == 256
+    assert load_monitoring_path(str(deploy / "monitoring.config")) == "/monitoring/prometheus/metrics"
+    docs = {d["kind"]: d for d in yaml.safe_load_all((deploy / "kubernetes.yaml").read_text())}
+    assert set(docs) == {"ConfigMap", "PersistentVolumeClaim", "Deployment", "Service"}
+    cfg = parse_model_config(docs["ConfigMap"]["data"]["models.config"])
+    assert cfg.model_config_list.config[0].base_path == "/models/taxi"
+    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"].startswith("tensorflow/serving:")
+    compose = yaml.safe_load((deploy / "docker-compose.yml").read_text())
+    assert "../../serving_model:/models:ro" in compose["services"]["tfserving"]["volumes"]
