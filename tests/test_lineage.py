@@ -129,15 +129,19 @@ def test_graph_writes_valid_svg(cli, tmp_path, engine):
     assert "PushedModel" in text and "CsvExampleGen" in text and "data.csv" in text
 
 
-def test_graph_writes_valid_png_and_dot(cli, tmp_path):
+@pytest.mark.parametrize("engine", ["auto", "builtin"])
+def test_graph_writes_valid_png(cli, tmp_path, engine):
     png = tmp_path / "lineage.png"
-    code, out, err = cli("graph", "latest", "-o", str(png))
+    code, out, err = cli("graph", "latest", "-o", str(png), "--engine", engine)
     assert code == 0, err
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 
     with Image.open(png) as image:
         assert image.width > 200 and image.height > 50
+
+
+def test_graph_writes_valid_dot(cli, tmp_path):
 
     dot = tmp_path / "lineage.dot"
     code, out, err = cli("graph", "latest", "-o", str(dot))
