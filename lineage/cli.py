@@ -2,7 +2,8 @@
 
 Every command takes --metadata (a SQLite path, a sqlite:// / postgresql:// / mysql:// URL or a
 ConnectionConfig .pbtxt; default: $MLMD_CONNECTION, else the local runner's SQLite file) and
---json for scripts. Failures print one clear line and exit 1; a traceback would be a bug.
+--json for scripts. Failures print one clear line and exit 1; a traceback would be a bug
+(set LINEAGE_DEBUG=1 to get one for unexpected errors).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def _handle_errors(func: F) -> F:
         except OSError as exc:
             _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         except Exception as exc:  # MLMD errors surface here, e.g. a store dropped mid-query
+            if os.environ.get("LINEAGE_DEBUG"):
+                raise
             from lineage.connection import scrub
 
             ctx = click.get_current_context()
