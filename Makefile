@@ -36,3 +36,16 @@ bench: install
 
 clean:
 	rm -rf tfx_pipeline_output tfx_metadata serving_model/*/
+
+# Pipeline image for Kubeflow (deploy/pipeline/Dockerfile) and the compiled spec.
+# `make image` needs a Docker engine and a registry login; it is not run in CI.
+IMAGE ?= localhost:5000/tfx-taxi-pipeline:0.1.0
+KFP_SPEC ?= tfx_pipeline_output/kubeflow/taxi-pipeline.yaml
+
+.PHONY: image kubeflow
+image:
+	docker build -f deploy/pipeline/Dockerfile -t $(IMAGE) .
+	docker push $(IMAGE)
+
+kubeflow: install
+	$(BIN)/python runners/kubeflow_runner.py --image $(IMAGE) --output $(KFP_SPEC) $(ARGS)

@@ -28,6 +28,15 @@ setup(
         "orjson>=3.9",
         "requests",
     ],
-    extras_require={"dev": ["pytest>=8", "pytest-timeout", "ruff"]},
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout",
+            "ruff",
+            # Offline schema checks of the deploy/ manifests (tests/test_deploy_manifests.py).
+            "kubernetes-validate>=1.30",
+            "compose-spec>=0.2.1",
+        ]
+    },
     entry_points={"console_scripts": ["mlops=mlops.cli:main"]},
 )
