@@ -28,7 +28,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": t.min_auc}),
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -t.max_auc_drop},
+            absolute={"value": t.min_auc_gain},
         ),
     )
     accuracy_threshold = tfma.MetricThreshold(

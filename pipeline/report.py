@@ -12,6 +12,7 @@ import os
 import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.components import Evaluator
 from tfx.types import artifact_utils
 
 from pipeline.anomalies import Anomaly, load_anomalies
@@ -46,12 +47,30 @@ class RunReport:
     blessed: bool | None
     pushed_path: str | None
     metadata: str
+    candidate_model_id: int | None = None
+    baseline_model_id: int | None = None
 
     @property
     def ok(self) -> bool:
         return bool(self.components) and all(
             c.state in ("COMPLETE", "CACHED") for c in self.components
         )
+
+    @property
+    def push_decision(self) -> str:
+        """Why the run did or did not push a model, in one line."""
+        if self.pushed_path:
+            return f"pushed {self.pushed_path}"
+        if self.blessed is None:
+            return "not pushed: the run stopped before the Evaluator"
+        if self.candidate_model_id is not None and (
+            self.candidate_model_id == self.baseline_model_id
+        ):
+            return "not pushed: the candidate is the served (baseline) model itself; nothing changed"
+        if not self.blessed:
+            failed = ", ".join(f"{c.metric} on {c.slice}" for c in self.failed_checks)
+            return f"not pushed: not blessed ({failed or 'thresholds not met'})"
+        return "not pushed: blessed, but the Pusher did not run"
 
 
 def _node_id(store: metadata_store.MetadataStore, execution_id: int, pipeline_name: str) -> str:
@@ -102,7 +121,24 @@ def latest_run_report(
         )
         for artifact in _outputs(store, execution.id):
             _read_artifact(store, artifact, report)
+        if node_id == Evaluator.__name__:
+            inputs = _inputs_by_key(store, execution.id)
+            report.candidate_model_id = next(iter(inputs.get("model", [])), None)
+            report.baseline_model_id = next(iter(inputs.get("baseline_model", [])), None)
     return report
+
+
+def _inputs_by_key(store, execution_id: int) -> dict[str, list[int]]:
+    """Input artifact ids per input key. One event can carry several keys: MLMD records an
+    artifact once per execution, e.g. when the candidate is also the baseline model."""
+    by_key: dict[str, list[int]] = {}
+    for event in store.get_events_by_execution_ids([execution_id]):
+        if event.type != metadata_store_pb2.Event.INPUT:
+            continue
+        for step in event.path.steps:
+            if step.HasField("key"):
+                by_key.setdefault(step.key, []).append(event.artifact_id)
+    return by_key
 
 
 def _read_artifact(store, artifact: metadata_store_pb2.Artifact, report: RunReport) -> None:

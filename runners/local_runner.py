@@ -179,7 +179,7 @@ def print_report(report, out=sys.stdout) -> None:
         w(f"  FAILED {check.slice} {check.metric} = {check.value:.4f} ({check.threshold})")
     if report.blessed is not None:
         w(f"\nBlessed: {'yes' if report.blessed else 'no'}")
-    w(f"Pushed model: {report.pushed_path or 'none (not blessed or not reached)'}")
+    w(f"Push: {report.push_decision}")
     w(f"ML Metadata: {report.metadata}")
 
 

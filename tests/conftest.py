@@ -1,0 +1,52 @@
+"""The one small-pipeline fixture every slow test shares.
+
+The whole pipeline runs once per test session on a few hundred rows, with few training steps
+and one tuner trial; end-to-end, serving, lineage and continuous-training tests all read its
+outputs instead of running their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from pipeline_samples import TAXI_CSV, small_config, write_sample  # noqa: E402, F401
+
+from pipeline.config import PipelineConfig  # noqa: E402
+
+
+@dataclasses.dataclass
+class SmallPipeline:
+    """A finished small run: its config, exit status, MLMD report and output locations."""
+
+    config: PipelineConfig
+    exit_code: int
+    report: object
+    root: Path
+
+    @property
+    def metadata_path(self) -> str:
+        return self.config.metadata_connection
+
+    @property
+    def serving_model_dir(self) -> str:
+        return self.config.model_serving_dir
+
+    @property
+    def data_root(self) -> str:
+        return self.config.data_root
+
+
+@pytest.fixture(scope="session")
+def small_pipeline(tmp_path_factory) -> SmallPipeline:
+    from runners.local_runner import run_pipeline
+
+    root = tmp_path_factory.mktemp("small_pipeline")
+    config = small_config(root, write_sample(root / "data"))
+    exit_code, report = run_pipeline(config)
+    return SmallPipeline(config=config, exit_code=exit_code, report=report, root=root)

@@ -1,0 +1,47 @@
+"""Small samples of the taxi data and test-sized pipeline configs, shared by every slow test."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from pipeline.config import PROJECT_ROOT, EvalThresholds, PipelineConfig
+
+TAXI_CSV = PROJECT_ROOT / "data" / "taxi" / "span-1" / "data.csv"
+SMALL_SAMPLE_ROWS = 400
+
+
+def write_sample(dest: Path, rows: int = SMALL_SAMPLE_ROWS, start: int = 0) -> Path:
+    """Every k-th row of span 1 (a spread-out, deterministic sample) as data root span-1."""
+    with open(TAXI_CSV, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        all_rows = list(reader)
+    step = max(1, len(all_rows) // rows)
+    sample = all_rows[start::step][:rows]
+    out = dest / "span-1" / "data.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(sample)
+    return dest
+
+
+def small_config(root: Path, data_root: Path, **overrides) -> PipelineConfig:
+    """Settings for test runs: tiny training and search, lenient value thresholds (the
+    better-than-baseline rule stays as in production)."""
+    settings = dict(
+        pipeline_name="taxi_small",
+        data_root=str(data_root),
+        output_dir=str(root / "out"),
+        serving_model_dir=str(root / "serving_model" / "taxi"),
+        train_steps=30,
+        eval_steps=5,
+        tuner_trials=1,
+        tuner_train_steps=10,
+        tuner_eval_steps=2,
+        thresholds=EvalThresholds(min_auc=0.5, min_accuracy=0.5),
+    )
+    settings.update(overrides)
+    return PipelineConfig(**settings)

@@ -1,0 +1,149 @@
+"""The whole pipeline on a small sample: MLMD records, the pushed model, the cache, the gate."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow as tf  # noqa: E402
+from ml_metadata import metadata_store  # noqa: E402
+from ml_metadata.proto import metadata_store_pb2  # noqa: E402
+from pipeline_samples import small_config, write_sample  # noqa: E402
+
+from lineage.connection import connection_config_from_url  # noqa: E402
+from modules import features  # noqa: E402
+from modules.trainer import CLASSIFY_METHOD, REGRESS_METHOD  # noqa: E402
+from pipeline.pipeline import create_pipeline  # noqa: E402
+from runners.local_runner import EXIT_ANOMALIES, EXIT_OK, run_pipeline  # noqa: E402
+from serving.client import encode_example, raw_columns  # noqa: E402
+
+
+def _pushed_versions(serving_model_dir: str) -> list[Path]:
+    return sorted(p for p in Path(serving_model_dir).iterdir() if p.name.isdigit())
+
+
+def _rows(data_root: str, n: int = 20) -> list[dict]:
+    with open(Path(data_root, "span-1", "data.csv"), newline="") as f:
+        return [row for _, row in zip(range(n), csv.DictReader(f), strict=False)]
+
+
+def test_every_component_executed_and_recorded_in_mlmd(small_pipeline):
+    assert small_pipeline.exit_code == EXIT_OK
+    store = metadata_store.MetadataStore(
+        connection_config_from_url(small_pipeline.metadata_path)
+    )
+    run = store.get_context_by_type_and_name("pipeline_run", small_pipeline.report.run_id)
+    executions = store.get_executions_by_context(run.id)
+    node_of = {}
+    for execution in executions:
+        for context in store.get_contexts_by_execution(execution.id):
+            if context.type == "node":
+                node_of[context.name.split(".", 1)[1]] = execution
+    expected = {c.id for c in create_pipeline(small_pipeline.config).components}
+    assert set(node_of) == expected
+    for node_id, execution in node_of.items():
+        assert execution.last_known_state == metadata_store_pb2.Execution.COMPLETE, node_id
+    assert small_pipeline.report.blessed is True
+    assert small_pipeline.report.metrics["example_count"] > 0
+
+
+def test_model_pushed_in_tf_serving_layout(small_pipeline):
+    versions = _pushed_versions(small_pipeline.serving_model_dir)
+    assert len(versions) == 1
+    version = versions[0]
+    assert (version / "saved_model.pb").is_file()
+    assert (version / "variables" / "variables.index").is_file()
+    assert small_pipeline.report.pushed_path.rstrip("/") == str(version)
+
+
+def test_pushed_model_serves_probabilities_for_raw_examples(small_pipeline):
+    version = _pushed_versions(small_pipeline.serving_model_dir)[-1]
+    model = tf.saved_model.load(str(version))
+    assert {
+        "serving_default",
+        "serving_raw",
+        "transform_features",
+        "classification",
+        "regression",
+    } <= set(model.signatures)
+    rows = _rows(small_pipeline.data_root)
+    examples = tf.constant([encode_example(r) for r in rows])
+    probabilities = model.signatures["serving_default"](examples=examples)["probabilities"].numpy()
+    assert probabilities.shape == (len(rows), 1)
+    assert np.all((probabilities >= 0) & (probabilities <= 1))
+    assert probabilities.std() > 0  # depends on the input, not a constant
+
+    columns = raw_columns(rows)
+    dtypes = {"bytes": tf.string, "int64": tf.int64, "float": tf.float32}
+    raw = {k: tf.constant(v, dtypes[features.raw_dtype(k)]) for k, v in columns.items()}
+    raw_probabilities = model.signatures["serving_raw"](**raw)["probabilities"].numpy()
+    np.testing.assert_allclose(raw_probabilities, probabilities, rtol=1e-5, atol=1e-6)
+
+    scores = model.signatures["classification"](inputs=examples)["scores"].numpy()
+    np.testing.assert_allclose(scores[:, 1:], probabilities, rtol=1e-5, atol=1e-6)
+
+
+def test_classify_and_regress_signatures_carry_tf_serving_method_names(small_pipeline):
+    from tensorflow.python.tools import saved_model_utils
+
+    version = _pushed_versions(small_pipeline.serving_model_dir)[-1]
+    meta_graph = saved_model_utils.get_meta_graph_def(str(version), "serve")
+    assert meta_graph.signature_def["classification"].method_name == CLASSIFY_METHOD
+    assert meta_graph.signature_def["regression"].method_name == REGRESS_METHOD
+    assert set(meta_graph.signature_def["classification"].outputs) == {"classes", "scores"}
+
+
+def test_second_run_with_unchanged_data_is_served_from_cache(small_pipeline):
+    status, report = run_pipeline(small_pipeline.config)
+    assert status == EXIT_OK
+    states = {c.node_id: c.state for c in report.components}
+    for node_id in ("CsvExampleGen", "StatisticsGen", "Transform", "Tuner", "Trainer"):
+        assert states[node_id] == "CACHED", (node_id, states)
+    # The Resolver now finds the first run's blessed model, so the Evaluator compares the
+    # (cached) candidate with it: the same model, not better, so no duplicate version.
+    assert report.candidate_model_id == report.baseline_model_id is not None
+    assert report.blessed is False
+    assert "candidate is the served (baseline) model itself" in report.push_decision
+    assert len(_pushed_versions(small_pipeline.serving_model_dir)) == 1
+
+
+def _corrupt(data_root: Path) -> None:
+    path = data_root / "span-1" / "data.csv"
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        header, rows = reader.fieldnames, list(reader)
+    for row in rows[::10]:
+        row["payment_type"] = "Bitcoin"
+        row["trip_start_hour"] = "27"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.mark.timeout(600)
+def test_data_anomalies_stop_the_run_before_training(tmp_path, capsys):
+    data_root = write_sample(tmp_path / "data", rows=200)
+    _corrupt(data_root)
+    config = small_config(tmp_path, data_root)
+
+    status, report = run_pipeline(config)
+
+    assert status == EXIT_ANOMALIES
+    printed = capsys.readouterr().out
+    anomalous = {a.feature for a in report.anomalies}
+    assert {"payment_type", "trip_start_hour"} <= anomalous
+    assert "payment_type" in printed and "trip_start_hour" in printed
+    ran = {c.node_id: c.state for c in report.components}
+    assert ran["DataGate"] == "FAILED"
+    for node_id in ("Transform", "Tuner", "Trainer", "Evaluator", "Pusher"):
+        assert node_id not in ran
+    assert not Path(config.model_serving_dir).exists() or not _pushed_versions(
+        config.model_serving_dir
+    )

@@ -1,0 +1,117 @@
+"""The Keras model, run_fn and tuner_fn, on the small pipeline's real Transform outputs."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import keras_tuner as kt  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+from tfx import v1 as tfx  # noqa: E402
+from tfx.components.trainer.fn_args_utils import DataAccessor  # noqa: E402
+from tfx.components.util import tfxio_utils  # noqa: E402
+from tfx.types import artifact_utils, standard_artifacts  # noqa: E402
+
+from modules import features  # noqa: E402
+from modules.model import build_keras_model, hyperparameter_space  # noqa: E402
+from modules.trainer import run_fn  # noqa: E402
+from modules.tuner import OBJECTIVE, tuner_fn  # noqa: E402
+from pipeline.config import PipelineConfig  # noqa: E402
+
+
+def _dummy_batch(n: int = 4) -> dict[str, tf.Tensor]:
+    batch = {}
+    for key in features.DENSE_FLOAT_FEATURE_KEYS:
+        batch[features.transformed_name(key)] = tf.random.normal([n, 1])
+    for key in (
+        features.CATEGORICAL_NUMERICAL_FEATURE_KEYS
+        + features.BUCKET_FEATURE_KEYS
+        + features.VOCAB_FEATURE_KEYS
+    ):
+        batch[features.transformed_name(key)] = tf.zeros([n, 1], tf.int64)
+    return batch
+
+
+@pytest.mark.parametrize("layers,units", [(1, 32), (3, 128)])
+def test_model_depth_and_width_follow_hyperparameters(layers, units):
+    hp = hyperparameter_space()
+    hp.values.update({"num_hidden_layers": layers, "first_hidden_units": units})
+    model = build_keras_model(hp)
+    hidden = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Dense) and layer.activation.__name__ == "relu"
+    ]
+    assert len(hidden) == layers
+    assert hidden[0].units == units
+    out = model(_dummy_batch()).numpy()
+    assert out.shape == (4, 1) and np.all((out > 0) & (out < 1))
+
+
+def test_committed_best_hyperparameters_fit_the_search_space():
+    path = Path(PipelineConfig().best_hyperparameters_dir, "best_hyperparameters.txt")
+    hp = kt.HyperParameters.from_config(json.loads(path.read_text()))
+    space = hyperparameter_space()
+    assert set(hp.values) == set(space.values)
+    build_keras_model(hp)  # builds without error
+
+
+def _transform_outputs(pipeline_root: str) -> tuple[str, standard_artifacts.Examples]:
+    graph = sorted(glob.glob(os.path.join(pipeline_root, "Transform", "transform_graph", "*")))
+    examples_uri = sorted(
+        glob.glob(os.path.join(pipeline_root, "Transform", "transformed_examples", "*"))
+    )
+    assert graph and examples_uri
+    examples = standard_artifacts.Examples()
+    examples.uri = examples_uri[-1]
+    examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
+    return graph[-1], examples
+
+
+def _fn_args(small_pipeline, tmp_path: Path, **extra) -> tfx.components.FnArgs:
+    graph, examples = _transform_outputs(small_pipeline.config.pipeline_root)
+    accessor = DataAccessor(
+        tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
+        record_batch_factory=tfxio_utils.get_record_batch_factory_from_artifact([examples], []),
+        data_view_decode_fn=None,
+    )
+    return tfx.components.FnArgs(
+        train_files=[os.path.join(examples.uri, "Split-train", "*")],
+        eval_files=[os.path.join(examples.uri, "Split-eval", "*")],
+        transform_output=graph,
+        transform_graph_path=graph,
+        data_accessor=accessor,
+        train_steps=5,
+        eval_steps=2,
+        working_dir=str(tmp_path / "work"),
+        serving_model_dir=str(tmp_path / "serving"),
+        model_run_dir=str(tmp_path / "logs"),
+        **extra,
+    )
+
+
+def test_tuner_fn_searches_the_space_for_the_configured_trials(small_pipeline, tmp_path):
+    result = tuner_fn(_fn_args(small_pipeline, tmp_path, custom_config={"max_trials": 3}))
+    assert isinstance(result.tuner, kt.RandomSearch)
+    assert result.tuner.oracle.max_trials == 3
+    assert result.tuner.oracle.objective.name == OBJECTIVE.name
+    assert set(result.tuner.oracle.hyperparameters.values) == set(hyperparameter_space().values)
+    assert result.fit_kwargs["steps_per_epoch"] == 5
+
+
+def test_run_fn_trains_and_exports_all_signatures(small_pipeline, tmp_path):
+    hp = hyperparameter_space()
+    hp.values["learning_rate"] = 0.01
+    run_fn(_fn_args(small_pipeline, tmp_path, hyperparameters=hp.get_config()))
+    model = tf.saved_model.load(str(tmp_path / "serving"))
+    assert {"serving_default", "serving_raw", "transform_features"} <= set(model.signatures)
+    outputs = model.signatures["serving_default"].structured_outputs
+    assert set(outputs) == {"probabilities"}

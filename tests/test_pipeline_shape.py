@@ -1,0 +1,90 @@
+"""create_pipeline's wiring: every component present, each fed by the right upstream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pipeline_samples import small_config
+
+from pipeline.pipeline import (
+    BEST_HYPERPARAMETERS_IMPORTER,
+    LATEST_BLESSED_MODEL_RESOLVER,
+    create_pipeline,
+    eval_config,
+)
+
+
+def _nodes(config) -> dict:
+    return {c.id: c for c in create_pipeline(config).components}
+
+
+def _upstream(node) -> set[str]:
+    return {n.id for n in node.upstream_nodes}
+
+
+@pytest.fixture
+def config(tmp_path: Path):
+    return small_config(tmp_path, tmp_path / "data")
+
+
+def test_default_pipeline_has_every_component(config):
+    nodes = _nodes(config)
+    assert set(nodes) == {
+        "CsvExampleGen",
+        "StatisticsGen",
+        "ImportSchemaGen",
+        "ExampleValidator",
+        "DataGate",
+        "Transform",
+        "Tuner",
+        "Trainer",
+        LATEST_BLESSED_MODEL_RESOLVER,
+        "Evaluator",
+        "Pusher",
+    }
+
+
+def test_edges_follow_the_data_flow(config):
+    nodes = _nodes(config)
+    assert _upstream(nodes["StatisticsGen"]) == {"CsvExampleGen"}
+    assert _upstream(nodes["ExampleValidator"]) == {"StatisticsGen", "ImportSchemaGen"}
+    assert _upstream(nodes["DataGate"]) == {"ExampleValidator"}
+    # The gate sits between validation and everything that trains or pushes.
+    assert {"DataGate", "CsvExampleGen", "ImportSchemaGen"} <= _upstream(nodes["Transform"])
+    assert {"Transform", "ImportSchemaGen"} <= _upstream(nodes["Tuner"])
+    assert {"Transform", "Tuner", "ImportSchemaGen"} <= _upstream(nodes["Trainer"])
+    assert {"CsvExampleGen", "Trainer", LATEST_BLESSED_MODEL_RESOLVER} <= _upstream(
+        nodes["Evaluator"]
+    )
+    assert _upstream(nodes["Pusher"]) == {"Trainer", "Evaluator"}
+
+
+def test_fast_mode_imports_best_hyperparameters_instead_of_tuning(config, tmp_path):
+    import dataclasses
+
+    nodes = _nodes(dataclasses.replace(config, skip_tuning=True))
+    assert "Tuner" not in nodes
+    assert BEST_HYPERPARAMETERS_IMPORTER in _upstream(nodes["Trainer"])
+    importer = nodes[BEST_HYPERPARAMETERS_IMPORTER]
+    assert Path(importer.exec_properties["artifact_uri"], "best_hyperparameters.txt").is_file()
+
+
+def test_infer_schema_flag_switches_to_schemagen(config):
+    import dataclasses
+
+    nodes = _nodes(dataclasses.replace(config, infer_schema=True))
+    assert "SchemaGen" in nodes and "ImportSchemaGen" not in nodes
+    assert "SchemaGen" in _upstream(nodes["Transform"])
+
+
+def test_eval_config_gates_on_overall_auc_accuracy_and_baseline(config):
+    cfg = eval_config(config)
+    by_name = {m.class_name: m for m in cfg.metrics_specs[0].metrics}
+    assert {"AUC", "BinaryAccuracy", "Calibration", "ExampleCount"} <= set(by_name)
+    auc = by_name["AUC"].per_slice_thresholds[0]
+    assert auc.threshold.value_threshold.lower_bound.value == config.thresholds.min_auc
+    assert auc.threshold.change_threshold.absolute.value == config.thresholds.min_auc_gain
+    assert [s.feature_keys for s in cfg.slicing_specs[1:]] == [
+        [k] for k in config.slice_features
+    ]

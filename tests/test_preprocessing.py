@@ -1,0 +1,99 @@
+"""preprocessing_fn under real tf.Transform (Beam) on a sample of the taxi CSV."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow_data_validation as tfdv  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+import tensorflow_transform.beam as tft_beam  # noqa: E402
+from pipeline_samples import TAXI_CSV  # noqa: E402
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils  # noqa: E402
+
+from modules import features  # noqa: E402
+from modules.preprocessing import preprocessing_fn  # noqa: E402
+from pipeline.config import PipelineConfig  # noqa: E402
+
+ROWS = 200
+
+
+def _typed(key: str, value: str, kind: int):
+    if value == "":
+        return []
+    if kind == 0:  # bytes
+        return [value.encode()]
+    return [int(float(value))] if kind == 1 else [float(value)]
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+    schema = tfdv.load_schema_text(PipelineConfig().schema_path)
+    spec = schema_utils.schema_as_feature_spec(schema).feature_spec
+    kinds = {f.name: {1: 0, 2: 1, 3: 2}[f.type] for f in schema.feature}  # BYTES, INT, FLOAT
+    with open(TAXI_CSV, newline="") as f:
+        raw = [row for _, row in zip(range(ROWS), csv.DictReader(f), strict=False)]
+    instances = [{key: _typed(key, row[key], kinds[key]) for key in spec} for row in raw]
+    metadata = dataset_metadata.DatasetMetadata(schema)
+    temp = str(tmp_path_factory.mktemp("tft"))
+    with tft_beam.Context(temp_dir=temp, force_tf_compat_v1=False):
+        (data, _), fn = (instances, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            preprocessing_fn, output_record_batches=False
+        )
+    out_dir = str(tmp_path_factory.mktemp("tft_output"))
+    _ = fn | tft_beam.WriteTransformFn(out_dir)
+    return raw, data, tft.TFTransformOutput(out_dir)
+
+
+def test_every_model_feature_and_the_label_come_out(transformed):
+    _, data, _ = transformed
+    expected = {features.transformed_name(k) for k in features.RAW_FEATURE_KEYS}
+    expected.add(features.transformed_name(features.LABEL_KEY))
+    assert set(data[0]) == expected
+
+
+def test_numerics_are_z_scores(transformed):
+    _, data, _ = transformed
+    for key in features.DENSE_FLOAT_FEATURE_KEYS:
+        values = np.array([row[features.transformed_name(key)] for row in data])
+        assert abs(values.mean()) < 1e-3, key
+        assert abs(values.std() - 1.0) < 1e-2, key
+
+
+def test_label_is_tip_over_twenty_percent_of_fare(transformed):
+    raw, data, _ = transformed
+    for row, out in zip(raw, data, strict=True):
+        # In float32 like the graph: ties at exactly 20% round the same way.
+        tips, fare = np.float32(row["tips"]), np.float32(row["fare"])
+        expected = int(tips > fare * np.float32(features.LABEL_TIP_FRACTION))
+        assert out[features.transformed_name(features.LABEL_KEY)] == expected
+    labels = {out[features.transformed_name(features.LABEL_KEY)] for out in data}
+    assert labels == {0, 1}
+
+
+def test_categoricals_become_ids_in_range(transformed):
+    _, data, _ = transformed
+    for key in features.BUCKET_FEATURE_KEYS:
+        ids = {row[features.transformed_name(key)] for row in data}
+        assert ids <= set(range(features.FEATURE_BUCKET_COUNT + 1)) and len(ids) > 1, key
+    for key, n in features.CATEGORICAL_NUMERICAL_FEATURES.items():
+        assert all(0 <= row[features.transformed_name(key)] < n for row in data), key
+    for key in features.VOCAB_FEATURE_KEYS:
+        ids = [row[features.transformed_name(key)] for row in data]
+        assert all(0 <= i < features.VOCAB_SIZE + features.OOV_SIZE for i in ids), key
+
+
+def test_missing_values_are_filled_and_vocabularies_written(transformed):
+    raw, data, tft_output = transformed
+    # Some sampled rows lack coordinates; they still get a bucket instead of failing.
+    missing = [i for i, row in enumerate(raw) if row["pickup_latitude"] == ""]
+    assert missing, "sample should contain rows with missing coordinates"
+    for i in missing:
+        assert features.transformed_name("pickup_latitude") in data[i]
+    vocab = tft_output.vocabulary_by_name("payment_type")
+    assert b"Cash" in vocab and b"Credit Card" in vocab
