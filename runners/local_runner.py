@@ -158,7 +158,8 @@ def _restore_logging(handler: logging.Handler) -> None:
     absl_logger.propagate = True
 
 
-def print_report(report, out=sys.stdout) -> None:
+def print_report(report, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     w = lambda s="": print(s, file=out)  # noqa: E731
     w()
     w(f"Run {report.run_id}")
