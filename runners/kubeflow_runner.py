@@ -126,6 +126,9 @@ class KubeflowConfig:
     resources: Mapping[str, Resources] = dataclasses.field(
         default_factory=lambda: {name: Resources(cpu="2", memory="8Gi") for name in HEAVY_NODES}
     )
+    # Environment of every step's container, e.g. S3_ENDPOINT / S3_USE_HTTPS / AWS_REGION for a
+    # MinIO or S3 pipeline root. It is written into the spec: no secrets here.
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     train_steps: int = config_lib.PipelineConfig.train_steps
     eval_steps: int = config_lib.PipelineConfig.eval_steps
     tuner_trials: int = config_lib.PipelineConfig.tuner_trials
@@ -236,6 +239,9 @@ def validate(kcfg: KubeflowConfig) -> None:
                 problems.append(f"{field}: {value!r} must be a local file when packaging user modules")
         else:
             _check_location(problems, field, value, must_exist=True)
+    for name in kcfg.env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            problems.append(f"environment variable name {name!r} is not valid")
     for arg in kcfg.beam_args:
         if not arg.startswith("--"):
             problems.append(f"Beam arg {arg!r} must look like --name=value")
@@ -312,8 +318,8 @@ def compile_pipeline_job(kcfg: KubeflowConfig) -> dict[str, Any]:
 
 
 def _apply_resources(spec: Any, kcfg: KubeflowConfig) -> None:
-    """Requests = limits per executor; both the numeric and the string fields, which different
-    KFP backend versions read."""
+    """Requests = limits per executor (both the numeric and the string fields, which different
+    KFP backend versions read), and the configured environment."""
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -333,6 +339,8 @@ def _apply_resources(spec: Any, kcfg: KubeflowConfig) -> None:
         r.memory_limit = r.memory_request = _memory_gb(res.memory)
         r.resource_cpu_limit = r.resource_cpu_request = res.cpu
         r.resource_memory_limit = r.resource_memory_request = res.memory
+        for name, value in sorted(kcfg.env.items()):
+            container.env.add(name=name, value=value)
         executor["container"] = json_format.MessageToDict(container)
     spec.deployment_spec.Clear()
     spec.deployment_spec.update(deployment)
@@ -428,6 +436,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resources", action="append", default=[], type=_key_value, metavar="NODE=CPU,MEM",
                    help="e.g. Trainer=4,16Gi (default for the rest: --default-resources)")
     p.add_argument("--default-resources", default=f"{d.default_resources.cpu},{d.default_resources.memory}")
+    p.add_argument("--env", action="append", default=[], type=_key_value, metavar="NAME=VALUE",
+                   help="environment of every step, e.g. S3_ENDPOINT=minio-service.kubeflow:9000")
     p.add_argument("--train-steps", type=int, default=d.train_steps)
     p.add_argument("--eval-steps", type=int, default=d.eval_steps)
     p.add_argument("--tuner-trials", type=int, default=d.tuner_trials)
@@ -473,6 +483,7 @@ def build_config(args: argparse.Namespace) -> KubeflowConfig:
         beam_args=tuple(args.beam_arg) if args.beam_arg is not None else defaults.beam_args,
         default_resources=Resources.parse(args.default_resources),
         resources=resources,
+        env=dict(args.env),
         train_steps=args.train_steps,
         eval_steps=args.eval_steps,
         tuner_trials=args.tuner_trials,

@@ -36,6 +36,7 @@ def kcfg() -> kr.KubeflowConfig:
         serving_model_dir="gs://acme-ml-models/serving_model/taxi",
         beam_args=DATAFLOW_ARGS,
         resources={"Trainer": kr.Resources(cpu="4", memory="16Gi")},
+        env={"AWS_REGION": "eu-west-1", "S3_ENDPOINT": "minio-service.kubeflow:9000"},
     )
 
 
@@ -105,6 +106,7 @@ def test_image_pipeline_root_and_beam_args_as_configured(kcfg, compiled):
     for name, c in containers.items():
         assert list(c.command) == ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"], name
         assert tuple(c.args[-len(DATAFLOW_ARGS):]) == DATAFLOW_ARGS, name
+        assert {e.name: e.value for e in c.env} == kcfg.env, name
     assert spec.default_pipeline_root == f"{ROOT}/{kcfg.pipeline_name}"
     # The function component runs from the project installed in the image.
     assert "pipeline.data_gate.DataGate_Executor" in containers["DataGate"].args
