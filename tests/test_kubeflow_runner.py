@@ -300,3 +300,15 @@ def test_unknown_component_in_resources_is_rejected(tmp_path):
     cfg = dataclasses.replace(kr.KubeflowConfig(), resources={"Trainr": kr.Resources()})
     with pytest.raises(kr.KubeflowConfigError, match="Trainr"):
         kr.compile_pipeline(cfg, tmp_path / "x.yaml")
+
+
+def test_settings_kubeflow_cannot_compile_are_pinned(kcfg):
+    """Inline resolver functions (drift history, span windows) do not compile for KFP v2."""
+    import dataclasses as dc
+
+    from pipeline.config import PipelineConfig
+
+    config = kcfg.to_pipeline_config()
+    for name, value in kr.KUBEFLOW_PINNED_SETTINGS.items():
+        if name in {f.name for f in dc.fields(PipelineConfig)}:
+            assert getattr(config, name) == value
