@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install run run-fast test lint serve bench clean
+.PHONY: install run run-fast test lint serve bench bench-pipeline clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ serve: install
 
 bench: install
 	$(BIN)/python bench/serving_bench.py $(ARGS)
+
+bench-pipeline: install
+	$(BIN)/python bench/pipeline_bench.py $(ARGS)
 
 clean:
 	rm -rf tfx_pipeline_output tfx_metadata serving_model/*/
