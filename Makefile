@@ -52,3 +52,18 @@ image:
 
 kubeflow: install
 	$(BIN)/python runners/kubeflow_runner.py --image $(IMAGE) --output $(KFP_SPEC) $(ARGS)
+
+# Continuous training (docs/continuous_training.md): add a validated span, retrain on the latest
+# span (push only a better model), check serving skew of logged requests.
+#   cron: 0 3 * * * cd /srv/tfx-taxi-mlops && make retrain >> logs/retrain.log 2>&1
+CSV ?=
+REQUESTS ?= request_log
+.PHONY: add-span retrain check-skew
+add-span: install
+	$(BIN)/mlops data add-span $(CSV) $(ARGS)
+
+retrain: install
+	$(BIN)/python runners/local_runner.py $(ARGS)
+
+check-skew: install
+	$(BIN)/mlops data check-skew --requests $(REQUESTS) $(ARGS)

@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, str] = {
     "lineage": "lineage.cli:lineage",
     "serve": "serving.cli:serve",
     "predict": "serving.cli:predict",
+    "data": "pipeline.spans:data",
 }
 
 

@@ -36,11 +36,12 @@ def load_anomalies(uri: str, split_names: list[str]) -> list[Anomaly]:
         proto = anomalies_pb2.Anomalies()
         with tf.io.gfile.GFile(path, "rb") as f:
             proto.ParseFromString(f.read())
-        found.extend(_records(split, proto))
+        found.extend(records(split, proto))
     return found
 
 
-def _records(split: str, proto: anomalies_pb2.Anomalies) -> list[Anomaly]:
+def records(split: str, proto: anomalies_pb2.Anomalies) -> list[Anomaly]:
+    """One record per anomalous feature (and one for dataset-level anomalies)."""
     records = []
     for feature, info in sorted(proto.anomaly_info.items()):
         kinds = [anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason] or ["UNKNOWN"]

@@ -40,6 +40,9 @@ class PipelineConfig:
     data_root: str = str(PROJECT_ROOT / "data" / "taxi")
     # Span-aware input layout: data/taxi/span-1/data.csv, span-2/..., the latest span is used.
     input_pattern: str = "span-{SPAN}/*.csv"
+    # Compare the new span's statistics with the previous span's under the schema's
+    # drift_comparators (DriftValidator); the data gate stops the run on drift.
+    check_drift: bool = True
     output_dir: str = str(PROJECT_ROOT / "tfx_pipeline_output")
     # SQLite path, sqlite:/// / postgresql:// / mysql:// URL, or a ConnectionConfig .pbtxt file.
     metadata: str = ""

@@ -1,19 +1,23 @@
 """create_pipeline: the one definition of the pipeline, shared by every runner.
 
-CsvExampleGen -> StatisticsGen -> ImportSchemaGen (curated) | SchemaGen (inferred)
--> ExampleValidator -> DataGate -> Transform -> Tuner | Importer(best hyperparameters)
--> Trainer -> Resolver(latest blessed model) -> Evaluator -> Pusher
+CsvExampleGen (latest span) -> StatisticsGen -> ImportSchemaGen (curated) | SchemaGen (inferred)
+-> ExampleValidator + DriftValidator (vs the previous span's statistics) -> DataGate
+-> Transform -> Tuner | Importer(best hyperparameters)
+-> Trainer -> Resolver(latest blessed model) -> Evaluator -> Pusher (atomic version dir)
 """
 
 from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
 from modules import features
 from pipeline.config import PipelineConfig
 from pipeline.data_gate import DataGate
+from pipeline.drift import DRIFT_VALIDATOR, DriftValidator, SpanStatisticsGenExecutor
+from pipeline.push import AtomicPusherExecutor
 
 # Node ids, used by the runner's report and by tests to find executions in MLMD.
 BEST_HYPERPARAMETERS_IMPORTER = "BestHyperparametersImporter"
@@ -89,6 +93,8 @@ def create_pipeline(
         ),
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    # Records the span on the statistics (TFX 1.16 ExampleGen keeps it in a custom property).
+    statistics_gen.executor_spec = executor_spec.BeamExecutorSpec(SpanStatisticsGenExecutor)
     if config.infer_schema:
         schema_gen = tfx.components.SchemaGen(
             statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
@@ -98,7 +104,28 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
-    data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
+    validators = [example_validator]
+    if config.check_drift:
+        # Statistics of every earlier run (a plain Channel is not limited to this run); the
+        # DriftValidator picks the newest one of the highest span below the current span.
+        # Empty on the first run: nothing to compare with.
+        earlier_statistics = tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ExampleStatistics,
+            producer_component_id=statistics_gen.id,
+            output_key="statistics",
+        )
+        drift_validator = DriftValidator(
+            statistics=statistics_gen.outputs["statistics"],
+            schema=schema_gen.outputs["schema"],
+            history=earlier_statistics,
+        ).with_id(DRIFT_VALIDATOR)
+        validators.append(drift_validator)
+        data_gate = DataGate(
+            anomalies=example_validator.outputs["anomalies"],
+            drift=drift_validator.outputs["drift"],
+        )
+    else:
+        data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -154,6 +181,8 @@ def create_pipeline(
                 base_directory=config.model_serving_dir
             )
         ),
+        # Copy to a hidden temp dir, then rename: a version appears complete or not at all.
+        custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
     )
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
@@ -162,7 +191,7 @@ def create_pipeline(
             example_gen,
             statistics_gen,
             schema_gen,
-            example_validator,
+            *validators,
             data_gate,
             transform,
             hyperparameters_source,

@@ -16,6 +16,7 @@ from tfx.components import Evaluator
 from tfx.types import artifact_utils
 
 from pipeline.anomalies import Anomaly, load_anomalies
+from pipeline.drift import DRIFT_VALIDATOR, PREVIOUS_SPAN_PROPERTY, Measurement, load_measurements
 
 _STATES = metadata_store_pb2.Execution.State
 
@@ -49,6 +50,16 @@ class RunReport:
     metadata: str
     candidate_model_id: int | None = None
     baseline_model_id: int | None = None
+    # The span ExampleGen ingested, the span its statistics were compared with (None: no
+    # earlier span), and every drift measurement (feature, comparator, distance, threshold).
+    span: int | None = None
+    previous_span: int | None = None
+    drift: list[Measurement] = dataclasses.field(default_factory=list)
+
+    @property
+    def drifted(self) -> list[Measurement]:
+        """Drift measurements beyond their thresholds (what makes the data gate stop)."""
+        return [m for m in self.drift if m.exceeded]
 
     @property
     def ok(self) -> bool:
@@ -62,6 +73,11 @@ class RunReport:
         if self.pushed_path:
             return f"pushed {self.pushed_path}"
         if self.blessed is None:
+            if self.anomalies or self.drifted:
+                what = " and ".join(
+                    w for w, found in (("anomalies", self.anomalies), ("drift", self.drifted)) if found
+                )
+                return f"not pushed: the data gate stopped the run on {what} (nothing trained)"
             return "not pushed: the run stopped before the Evaluator"
         if self.candidate_model_id is not None and (
             self.candidate_model_id == self.baseline_model_id
@@ -120,7 +136,7 @@ def latest_run_report(
             ComponentRun(node_id, _STATES.Name(execution.last_known_state), seconds, execution.id)
         )
         for artifact in _outputs(store, execution.id):
-            _read_artifact(store, artifact, report)
+            _read_artifact(store, artifact, report, node_id)
         if node_id == Evaluator.__name__:
             inputs = _inputs_by_key(store, execution.id)
             report.candidate_model_id = next(iter(inputs.get("model", [])), None)
@@ -141,13 +157,23 @@ def _inputs_by_key(store, execution_id: int) -> dict[str, list[int]]:
     return by_key
 
 
-def _read_artifact(store, artifact: metadata_store_pb2.Artifact, report: RunReport) -> None:
+def _read_artifact(
+    store, artifact: metadata_store_pb2.Artifact, report: RunReport, node_id: str = ""
+) -> None:
     type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
     if type_name == "ExampleAnomalies":
         splits = artifact_utils.decode_split_names(
             artifact.properties["split_names"].string_value
         )
-        report.anomalies = load_anomalies(artifact.uri, splits)
+        if node_id == DRIFT_VALIDATOR:
+            report.drift = load_measurements(artifact.uri, splits)
+            previous = _custom(artifact, PREVIOUS_SPAN_PROPERTY)
+            report.previous_span = previous if previous is not None and previous >= 0 else None
+        else:
+            report.anomalies = load_anomalies(artifact.uri, splits)
+    elif type_name == "Examples" and node_id == "CsvExampleGen":
+        span = _custom(artifact, "span")
+        report.span = span if span is not None else artifact.properties["span"].int_value
     elif type_name == "ModelEvaluation":
         _read_evaluation(artifact.uri, report)
     elif type_name == "ModelBlessing":

@@ -5,7 +5,7 @@
     python runners/local_runner.py --skip-tuning     # reuse the committed best hyperparameters
 
 Exit status: 0 when the run completed (whether or not the model was blessed and pushed),
-1 when the data gate stopped it on anomalies, 2 on any other failure.
+1 when the data gate stopped it on anomalies or drift, 2 on any other failure.
 """
 
 from __future__ import annotations
@@ -58,6 +58,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--infer-schema", action="store_true", help="SchemaGen instead of the curated schema")
     p.add_argument("--no-cache", action="store_true", help="re-execute every component")
     p.add_argument(
+        "--no-drift-check",
+        action="store_true",
+        help="skip comparing the span with the previous span (schema drift_comparators)",
+    )
+    p.add_argument(
         "--multi-processing",
         action="store_true",
         help="Beam workers in one process per core (for large data; slower on the sample)",
@@ -86,6 +91,7 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
         skip_tuning=args.skip_tuning,
         infer_schema=args.infer_schema,
         enable_cache=not args.no_cache,
+        check_drift=not args.no_drift_check,
         beam_args=tuple(beam_args + args.beam_arg),
     )
 
@@ -166,6 +172,15 @@ def print_report(report, out: TextIO | None = None) -> None:
     w(f"  {'component':<30} {'state':<9} {'seconds':>8}")
     for c in report.components:
         w(f"  {c.node_id:<30} {c.state:<9} {c.seconds:8.1f}")
+    if report.span is not None:
+        w(f"\nSpan: {report.span}")
+    if report.drift:
+        drifted = len(report.drifted)
+        w(f"\nDrift vs span {report.previous_span} ({drifted} beyond threshold):")
+        for m in report.drift:
+            w(f"  {m}")
+    elif report.span is not None and report.previous_span is None:
+        w("Drift: no earlier span to compare with")
     if report.anomalies:
         w(f"\nData anomalies ({len(report.anomalies)}):")
         for a in report.anomalies:
@@ -228,7 +243,10 @@ def run_pipeline(config: config_lib.PipelineConfig, verbose: bool = False) -> tu
         c.node_id == DataGate.__name__ and c.state == "FAILED" for c in report.components
     )
     if gate_failed or _caused_by(error, DataAnomaliesError):
-        print("\nStopped by the data gate: no training, nothing pushed.", file=sys.stderr)
+        why = "drift" if report is not None and report.drifted and not report.anomalies else "anomalies"
+        if report is not None and report.drifted and report.anomalies:
+            why = "anomalies and drift"
+        print(f"\nStopped by the data gate ({why}): no training, nothing pushed.", file=sys.stderr)
         return EXIT_ANOMALIES, report
     print(f"\nPipeline failed: {type(error).__name__}: {error}", file=sys.stderr)
     if log_path:

@@ -33,6 +33,7 @@ _BOOL = click.BOOL
 @click.option("--metrics_path", default="/monitoring/prometheus/metrics", show_default=True, help="Prometheus path on the REST port; '' disables.")
 @click.option("--access_log", default=None, help="'-' for stderr or a file path; off by default.")
 @click.option("--max_body_bytes", type=int, default=64 * 1024 * 1024, show_default=True, help="Largest REST request body.")
+@click.option("--request_log_dir", default=None, help="Log requests as tf.Examples (TFRecord) here, for `mlops data check-skew`; off by default.")
 @click.option("--log_level", default="INFO", show_default=True)
 def serve(**kw: object) -> None:
     """Serve SavedModels over TF Serving's gRPC and REST APIs."""
@@ -64,6 +65,7 @@ def serve(**kw: object) -> None:
         metrics_path=metrics_path,
         access_log=kw["access_log"],
         max_body_bytes=kw["max_body_bytes"],
+        request_log_dir=kw["request_log_dir"],
     )
     try:
         options.model_server_config()

@@ -126,6 +126,8 @@ class ServerOptions:
     access_log: str | None = None
     max_body_bytes: int = 64 * 1024 * 1024
     grpc_max_message_bytes: int = 256 * 1024 * 1024
+    # Not a TF Serving flag: log requests as tf.Examples for skew checks (serving/request_log.py).
+    request_log_dir: str | None = None
 
     def model_server_config(self) -> model_server_config_pb2.ModelServerConfig:
         """The ModelServerConfig these flags describe (TF Serving refuses both or neither)."""

@@ -55,13 +55,17 @@ class DataPlane:
         repository: ModelRepository,
         batching: BatchingOptions | None = None,
         on_batch=None,
+        request_log=None,
     ) -> None:
         self.repository = repository
+        self.request_log = request_log  # serving.request_log.RequestLog or None
         self.batcher = BatchScheduler(batching, on_batch) if batching else None
         self._executor = None if batching else ThreadPoolExecutor(4, thread_name_prefix="predict")
         self._run_fns: dict[tuple[Servable, str], object] = {}
 
     def close(self) -> None:
+        if self.request_log is not None:
+            self.request_log.close()
         if self.batcher:
             self.batcher.shutdown()
         if self._executor:
@@ -149,6 +153,8 @@ class DataPlane:
     ) -> tuple[str, meta_graph_pb2.SignatureDef, Tensors]:
         name, sig = self.signature(servable, signature_name)
         self.validate(sig, inputs)
+        if self.request_log is not None:
+            self.request_log.log_inputs(inputs)
         if output_filter:
             unknown = [o for o in output_filter if o not in sig.outputs]
             if unknown:
@@ -174,6 +180,10 @@ class DataPlane:
             raise invalid_argument(f"The {kind} signature input must be a string tensor of tf.Examples")
         return name, sig, input_name
 
+    def _log_examples(self, examples: list[bytes]) -> None:
+        if self.request_log is not None and examples:
+            self.request_log.log_examples(examples)
+
     @staticmethod
     def _examples_tensor(examples: list[bytes]) -> np.ndarray:
         if not examples:
@@ -189,6 +199,7 @@ class DataPlane:
         name, sig, input_name = self._example_signature(servable, signature_name, CLASSIFY_METHOD, "classification")
         if "classes" not in sig.outputs and "scores" not in sig.outputs:
             raise invalid_argument("Expected classification signature outputs to contain classes or scores.")
+        self._log_examples(examples)
         out = await self.run(servable, name, {input_name: self._examples_tensor(examples)})
         n = len(examples)
         classes, scores = out.get("classes"), out.get("scores")
@@ -203,6 +214,7 @@ class DataPlane:
         name, sig, input_name = self._example_signature(servable, signature_name, REGRESS_METHOD, "regression")
         if "outputs" not in sig.outputs:
             raise invalid_argument("No regression outputs found in signature: outputs")
+        self._log_examples(examples)
         out = await self.run(servable, name, {input_name: self._examples_tensor(examples)})
         values = out["outputs"]
         n = len(examples)

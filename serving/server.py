@@ -53,8 +53,14 @@ class ModelServer:
         repo.start_polling()
         if opts.access_log:
             metrics.enable_access_log(opts.access_log)
+        request_log = None
+        if opts.request_log_dir:
+            from serving.request_log import RequestLog
+
+            request_log = RequestLog(opts.request_log_dir)
+            log.info("Logging requests as tf.Examples to %s", request_log.directory)
         self.dataplane = DataPlane(
-            repo, opts.batching if opts.enable_batching else None, metrics.on_batch
+            repo, opts.batching if opts.enable_batching else None, metrics.on_batch, request_log
         )
         grpc_opts = [
             ("grpc.max_receive_message_length", opts.grpc_max_message_bytes),

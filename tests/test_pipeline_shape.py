@@ -35,6 +35,7 @@ def test_default_pipeline_has_every_component(config):
         "StatisticsGen",
         "ImportSchemaGen",
         "ExampleValidator",
+        "DriftValidator",
         "DataGate",
         "Transform",
         "Tuner",
@@ -49,7 +50,8 @@ def test_edges_follow_the_data_flow(config):
     nodes = _nodes(config)
     assert _upstream(nodes["StatisticsGen"]) == {"CsvExampleGen"}
     assert _upstream(nodes["ExampleValidator"]) == {"StatisticsGen", "ImportSchemaGen"}
-    assert _upstream(nodes["DataGate"]) == {"ExampleValidator"}
+    assert _upstream(nodes["DriftValidator"]) == {"StatisticsGen", "ImportSchemaGen"}
+    assert _upstream(nodes["DataGate"]) == {"ExampleValidator", "DriftValidator"}
     # The gate sits between validation and everything that trains or pushes.
     assert {"DataGate", "CsvExampleGen", "ImportSchemaGen"} <= _upstream(nodes["Transform"])
     assert {"Transform", "ImportSchemaGen"} <= _upstream(nodes["Tuner"])
@@ -68,6 +70,19 @@ def test_fast_mode_imports_best_hyperparameters_instead_of_tuning(config, tmp_pa
     assert BEST_HYPERPARAMETERS_IMPORTER in _upstream(nodes["Trainer"])
     importer = nodes[BEST_HYPERPARAMETERS_IMPORTER]
     assert Path(importer.exec_properties["artifact_uri"], "best_hyperparameters.txt").is_file()
+
+
+def test_drift_check_can_be_turned_off_and_pusher_is_atomic(config):
+    import dataclasses
+
+    from pipeline.drift import SpanStatisticsGenExecutor
+    from pipeline.push import AtomicPusherExecutor
+
+    nodes = _nodes(dataclasses.replace(config, check_drift=False))
+    assert "DriftValidator" not in nodes
+    assert _upstream(nodes["DataGate"]) == {"ExampleValidator"}
+    assert nodes["Pusher"].executor_spec.executor_class is AtomicPusherExecutor
+    assert nodes["StatisticsGen"].executor_spec.executor_class is SpanStatisticsGenExecutor
 
 
 def test_infer_schema_flag_switches_to_schemagen(config):
