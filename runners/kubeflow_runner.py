@@ -51,10 +51,11 @@ SUPPORTED_ROOT_SCHEMES = ("gs", "s3")
 BUCKET_SCHEMES = SUPPORTED_ROOT_SCHEMES
 # Values a run can override (KFP UI "Run parameters", `--param NAME=VALUE`) without recompiling.
 RUNTIME_PARAMETERS = ("data_root", "schema_path")
-# KubeflowV2DagRunner (TFX 1.16) compiles only single-channel inputs ("Only single Channel is
-# supported."): the inline rolling_range resolvers behind the drift check and multi-span training
-# do not compile, so on Kubeflow these stay at the values that do not create them.
-KUBEFLOW_PINNED_SETTINGS = {"check_drift": False, "span_window": 1}
+# The drift check reads earlier runs' statistics through a plain history Channel on StatisticsGen's
+# output. It compiles for KFP v2, but how a KFP backend resolves a channel on a node of the same
+# pipeline (history, or this run's own edge: drift 0) is unverified without a cluster, so it stays
+# a local-runner check until it is; the schema checks and the data gate run everywhere.
+KUBEFLOW_PINNED_SETTINGS = {"check_drift": False}
 # Steps that get more than the default resources unless configured otherwise.
 HEAVY_NODES = ("Transform", "Tuner", "Trainer", "Evaluator")
 
@@ -150,10 +151,8 @@ class KubeflowConfig:
         def runtime(name: str, default: str) -> Any:
             return tfx.dsl.experimental.RuntimeParameter(name=name, ptype=str, default=default)
 
-        fields = {f.name for f in dataclasses.fields(config_lib.PipelineConfig)}
-        pinned = {k: v for k, v in KUBEFLOW_PINNED_SETTINGS.items() if k in fields}
         return config_lib.PipelineConfig(
-            **pinned,
+            **KUBEFLOW_PINNED_SETTINGS,
             pipeline_name=self.pipeline_name,
             data_root=runtime("data_root", self.data_root),
             schema_path=runtime("schema_path", self.schema_path),
