@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
@@ -26,9 +27,9 @@ class Anomaly:
         return f"[{self.split}] {self.feature}: {self.kind} - {self.description}"
 
 
-def load_anomalies(uri: str, split_names: list[str]) -> list[Anomaly]:
-    """All anomalies recorded under an ExampleAnomalies artifact's URI (Split-<name>/), per split."""
-    found: list[Anomaly] = []
+def split_protos(uri: str, split_names: list[str]) -> Iterator[tuple[str, anomalies_pb2.Anomalies]]:
+    """(split, Anomalies proto) for each split recorded under an ExampleAnomalies artifact's URI
+    (Split-<name>/SchemaDiff.pb); splits without a file are skipped."""
     for split in split_names:
         path = os.path.join(uri, f"Split-{split}", ANOMALIES_FILE)
         if not tf.io.gfile.exists(path):
@@ -36,8 +37,12 @@ def load_anomalies(uri: str, split_names: list[str]) -> list[Anomaly]:
         proto = anomalies_pb2.Anomalies()
         with tf.io.gfile.GFile(path, "rb") as f:
             proto.ParseFromString(f.read())
-        found.extend(records(split, proto))
-    return found
+        yield split, proto
+
+
+def load_anomalies(uri: str, split_names: list[str]) -> list[Anomaly]:
+    """All anomalies recorded under an ExampleAnomalies artifact's URI, per split."""
+    return [a for split, proto in split_protos(uri, split_names) for a in records(split, proto)]
 
 
 def records(split: str, proto: anomalies_pb2.Anomalies) -> list[Anomaly]:

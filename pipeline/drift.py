@@ -2,10 +2,10 @@
 comparators the curated schema carries (`drift_comparator` / `skew_comparator`).
 
 TFX 1.16's ExampleValidator only checks statistics against the schema. The DriftValidator
-component compares the new span's statistics with the previous span's (resolved from ML
-Metadata by `rolling_range(..., skip_num_recent_spans=1)` in create_pipeline) and writes the
-drift part of TFDV's result as an ExampleAnomalies artifact; the DataGate stops the run on it
-and the run report prints one line per measured feature.
+component compares the new span's statistics with the previous span's (picked from every earlier
+run's statistics, which create_pipeline feeds it through a history Channel on StatisticsGen) and
+writes the drift part of TFDV's result as an ExampleAnomalies artifact; the DataGate stops the
+run on it and the run report prints one line per measured feature.
 """
 
 
@@ -20,8 +20,9 @@ from tfx.dsl.component.experimental.annotations import OutputDict
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 
+from pipeline.anomalies import ANOMALIES_FILE, split_protos
+
 DRIFT_VALIDATOR = "DriftValidator"
-ANOMALIES_FILE = "SchemaDiff.pb"
 PREVIOUS_SPAN_PROPERTY = "previous_span"
 SPAN_PROPERTY = "span"
 # The train split: the data the model learns from, and 4/5 of the span. The eval split is a hash
@@ -96,16 +97,7 @@ def only_comparator_anomalies(proto: anomalies_pb2.Anomalies) -> anomalies_pb2.A
 
 def load_measurements(uri: str, split_names: list[str]) -> list[Measurement]:
     """Drift measurements stored under a DriftValidator output's URI (Split-<name>/)."""
-    found: list[Measurement] = []
-    for split in split_names:
-        path = os.path.join(uri, f"Split-{split}", ANOMALIES_FILE)
-        if not tf.io.gfile.exists(path):
-            continue
-        proto = anomalies_pb2.Anomalies()
-        with tf.io.gfile.GFile(path, "rb") as f:
-            proto.ParseFromString(f.read())
-        found.extend(measurements(proto, split))
-    return found
+    return [m for split, proto in split_protos(uri, split_names) for m in measurements(proto, split)]
 
 
 def load_statistics_file(path: str) -> statistics_pb2.DatasetFeatureStatisticsList:

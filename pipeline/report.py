@@ -202,8 +202,8 @@ def _read_evaluation(uri: str, report: RunReport) -> None:
                 continue  # Keras-compiled metrics that TFMA also reports; TFMA's own win.
             if item.value.HasField("double_value"):
                 name = item.key.name + (" (change vs baseline)" if item.key.is_diff else "")
-                if item.key.model_name and not item.key.is_diff:
-                    name += f" [{item.key.model_name}]"
+                if item.key.model_name == "baseline" and not item.key.is_diff:
+                    continue  # the candidate's value and its change say it all
                 report.metrics[name] = item.value.double_value.value
     validation = tfma.load_validation_result(uri)
     for per_slice in validation.metric_validations_per_slice:
