@@ -32,6 +32,7 @@ serve: install
 	$(BIN)/mlops serve --model_name=taxi --model_base_path=$(CURDIR)/serving_model/taxi $(ARGS)
 
 bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/serving_bench.py $(ARGS)
 
 bench-pipeline: install
