@@ -31,11 +31,12 @@ class ComponentRun:
 
 @dataclasses.dataclass
 class MetricCheck:
+    """A threshold the candidate failed (TFMA records only the failures)."""
+
     slice: str
     metric: str
     value: float
     threshold: str
-    passed: bool
 
 
 @dataclasses.dataclass
@@ -60,12 +61,6 @@ class RunReport:
     def drifted(self) -> list[Measurement]:
         """Drift measurements beyond their thresholds (what makes the data gate stop)."""
         return [m for m in self.drift if m.exceeded]
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.components) and all(
-            c.state in ("COMPLETE", "CACHED") for c in self.components
-        )
 
     @property
     def push_decision(self) -> str:
@@ -214,6 +209,5 @@ def _read_evaluation(uri: str, report: RunReport) -> None:
                     failure.metric_key.name + (" (change)" if failure.metric_key.is_diff else ""),
                     failure.metric_value.double_value.value,
                     " ".join(str(failure.metric_threshold).split()),
-                    False,
                 )
             )

@@ -15,7 +15,7 @@ import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from pipeline_samples import TAXI_CSV, small_config, write_sample  # noqa: E402, F401
+from pipeline_samples import small_config, write_sample  # noqa: E402
 
 from pipeline.config import PipelineConfig  # noqa: E402
 
