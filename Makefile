@@ -39,7 +39,7 @@ bench-pipeline: install
 	$(BIN)/python bench/pipeline_bench.py $(ARGS)
 
 clean:
-	rm -rf tfx_pipeline_output tfx_metadata serving_model/*/
+	rm -rf tfx_pipeline_output serving_model/*/
 
 # Pipeline image for Kubeflow (deploy/pipeline/Dockerfile) and the compiled spec.
 # `make image` needs a Docker engine and a registry login; it is not run in CI.

@@ -13,9 +13,11 @@ setup(
     "push, serve over TF Serving's APIs, and trace lineage in ML Metadata.",
     python_requires=">=3.11",
     packages=find_packages(
-        include=["pipeline*", "modules*", "runners*", "serving*", "lineage*", "mlops*"]
+        include=[
+            "metadata*", "pipeline*", "modules*", "runners*", "serving*", "lineage*", "mlops*"
+        ]
     ),
-    package_data={"pipeline": ["*.pbtxt"], "modules": ["best_hyperparameters/*"]},
+    package_data={"modules": ["best_hyperparameters/*"]},
     install_requires=[
         "tfx==1.16.0",
         "keras-tuner==1.3.5",  # last release on tf.keras (Keras 2); 1.4 requires Keras 3

@@ -24,12 +24,9 @@ CONNECTION_ENV = "MLMD_CONNECTION"
 def _default_metadata() -> str:
     if os.environ.get(CONNECTION_ENV):
         return os.environ[CONNECTION_ENV]
-    try:
-        from pipeline.config import PipelineConfig
+    from metadata.connection import sqlite_store_path
 
-        return PipelineConfig().metadata_connection
-    except Exception:  # the pipeline package is optional for reading someone else's store
-        return os.path.join("tfx_pipeline_output", "metadata", "metadata.db")
+    return sqlite_store_path()
 
 
 def _fail(message: str) -> None:
@@ -42,18 +39,18 @@ def _handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from lineage.store import LineageError
+        from metadata.store import MetadataError
 
         try:
             return func(*args, **kwargs)
-        except LineageError as exc:
+        except MetadataError as exc:
             _fail(str(exc))
         except OSError as exc:
             _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         except Exception as exc:  # MLMD errors surface here, e.g. a store dropped mid-query
             if os.environ.get("LINEAGE_DEBUG"):
                 raise
-            from lineage.connection import scrub
+            from metadata.connection import scrub
 
             ctx = click.get_current_context()
             config = ctx.find_root().meta.get("lineage.config")
@@ -64,19 +61,17 @@ def _handle_errors(func: F) -> F:
 
 
 def _store(ctx: click.Context) -> Any:
-    from lineage.store import LineageStore, open_store
+    from metadata.connection import ConnectionConfigError, connection_config_from_url
+    from metadata.store import MetadataError, open_store
 
     obj = ctx.find_root().meta
     if "lineage.store" not in obj:
-        from lineage.connection import ConnectionConfigError, connection_config_from_url
-        from lineage.store import LineageError
-
         try:
             config = connection_config_from_url(obj["lineage.metadata"])
         except ConnectionConfigError as exc:
-            raise LineageError(str(exc)) from None
+            raise MetadataError(str(exc)) from None
         obj["lineage.config"] = config
-        obj["lineage.store"] = LineageStore(open_store(config))
+        obj["lineage.store"] = open_store(config)
     return obj["lineage.store"]
 
 

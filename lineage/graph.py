@@ -17,7 +17,7 @@ import subprocess
 from typing import Any
 
 from lineage.queries import Trace
-from lineage.store import LineageError
+from metadata.store import MetadataError
 
 FORMATS = ("dot", "svg", "png")
 _ARTIFACT_COLOR = "#dbeafe"
@@ -102,10 +102,10 @@ def write(t: Trace, output: str, fmt: str | None = None, engine: str = "auto") -
     """
     fmt = (fmt or os.path.splitext(output)[1].lstrip(".")).lower()
     if fmt not in FORMATS:
-        raise LineageError(f"unsupported graph format {fmt!r}: use one of {', '.join(FORMATS)}")
+        raise MetadataError(f"unsupported graph format {fmt!r}: use one of {', '.join(FORMATS)}")
     parent = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(parent):
-        raise LineageError(f"output directory does not exist: {parent}")
+        raise MetadataError(f"output directory does not exist: {parent}")
     dot_text = to_dot(t)
     if fmt == "dot":
         with open(output, "w") as f:
@@ -113,13 +113,13 @@ def write(t: Trace, output: str, fmt: str | None = None, engine: str = "auto") -
         return "dot-text"
     dot_bin = shutil.which("dot")
     if engine == "graphviz" and not dot_bin:
-        raise LineageError("Graphviz 'dot' is not installed (apt-get install graphviz); use --engine builtin")
+        raise MetadataError("Graphviz 'dot' is not installed (apt-get install graphviz); use --engine builtin")
     if dot_bin and engine in ("auto", "graphviz"):
         proc = subprocess.run(
             [dot_bin, f"-T{fmt}", "-o", output], input=dot_text.encode(), capture_output=True, timeout=120
         )
         if proc.returncode != 0:
-            raise LineageError(f"graphviz failed: {proc.stderr.decode(errors='replace').strip()[:500]}")
+            raise MetadataError(f"graphviz failed: {proc.stderr.decode(errors='replace').strip()[:500]}")
         return "graphviz"
     nodes, edges = build(t)
     layout = _layout(nodes, edges)
@@ -225,7 +225,7 @@ def _png(nodes: list[Node], edges: list[tuple[str, str, str]], pos: dict[str, An
     try:
         from PIL import Image, ImageDraw
     except ImportError:
-        raise LineageError("PNG output needs Graphviz (apt-get install graphviz) or Pillow") from None
+        raise MetadataError("PNG output needs Graphviz (apt-get install graphviz) or Pillow") from None
     width, height = _size(pos)
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)

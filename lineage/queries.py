@@ -15,10 +15,12 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb2
 
-from lineage import artifacts_io
-from lineage.store import (
-    LineageError,
-    LineageStore,
+from metadata import payloads
+from metadata.evaluation import read_evaluation
+from metadata.records import ExecutionRecord, run_status
+from metadata.store import (
+    MetadataError,
+    MetadataStore,
     event_key,
     is_input,
     is_output,
@@ -40,7 +42,7 @@ KEY_PROPERTIES = (
 _MAX_HOPS = 40
 
 
-def _artifact_json(ls: LineageStore, artifact: mlmd_pb2.Artifact, producer: str = "") -> dict[str, Any]:
+def _artifact_json(ls: MetadataStore, artifact: mlmd_pb2.Artifact, producer: str = "") -> dict[str, Any]:
     return {
         "id": artifact.id,
         "type": ls.artifact_type(artifact),
@@ -52,7 +54,7 @@ def _artifact_json(ls: LineageStore, artifact: mlmd_pb2.Artifact, producer: str 
     }
 
 
-def _execution_json(ls: LineageStore, execution: mlmd_pb2.Execution) -> dict[str, Any]:
+def _execution_json(ls: MetadataStore, execution: mlmd_pb2.Execution) -> dict[str, Any]:
     return {
         "id": execution.id,
         "component": ls.component_name(execution),
@@ -64,40 +66,29 @@ def _execution_json(ls: LineageStore, execution: mlmd_pb2.Execution) -> dict[str
     }
 
 
-def _producer_names(ls: LineageStore, artifact_ids: list[int]) -> dict[int, str]:
+def _producer_names(ls: MetadataStore, artifact_ids: list[int]) -> dict[int, str]:
     producers = ls.producers(artifact_ids)
     executions = ls.executions_by_id(e for ids in producers.values() for e in ids[:1])
     return {a: ls.component_name(executions[ids[0]]) for a, ids in producers.items() if ids[0] in executions}
 
 
 # ---- runs ------------------------------------------------------------------------------------
-def list_runs(ls: LineageStore, limit: int | None = None) -> list[dict[str, Any]]:
+def list_runs(ls: MetadataStore, limit: int | None = None) -> list[dict[str, Any]]:
     """Pipeline runs, newest first, with each component's state and whether a model was pushed."""
-    runs = ls.runs[:limit] if limit else ls.runs
     out = []
-    for run in runs:
-        executions = ls.run_executions(run)
-        starts = [e.create_time_since_epoch for e in executions] or [run.create_time_since_epoch]
-        ends = [e.last_update_time_since_epoch for e in executions] or [run.last_update_time_since_epoch]
+    for run in ls.runs(limit=limit):
+        executions = sorted(run.executions, key=lambda e: e.id)
         components = [
-            {"component": ls.component_name(e), "state": state_name(e), "execution_id": e.id}
-            for e in executions
+            {"component": e.node_id, "state": e.state, "execution_id": e.id} for e in executions
         ]
-        states = {c["state"] for c in components}
-        if "failed" in states:
-            status = "failed"
-        elif states & {"running", "new"}:
-            status = "running"
-        else:
-            status = "complete"
         pushed = _pushed_in(ls, executions)
         out.append(
             {
-                "run_id": run.name,
-                "pipeline": ls.pipeline_of_run(run),
-                "start": iso_time(min(starts)),
-                "duration_s": round(max(0, max(ends) - min(starts)) / 1000, 1),
-                "status": status,
+                "run_id": run.run_id,
+                "pipeline": run.pipeline,
+                "start": iso_time(run.started_ms),
+                "duration_s": run.duration_s,
+                "status": run_status(c["state"] for c in components),
                 "components": components,
                 "pushed": pushed is not None,
                 "pushed_version": pushed.get("pushed_version") if pushed else None,
@@ -106,8 +97,8 @@ def list_runs(ls: LineageStore, limit: int | None = None) -> list[dict[str, Any]
     return out
 
 
-def _pushed_in(ls: LineageStore, executions: list[mlmd_pb2.Execution]) -> dict[str, Any] | None:
-    ids = [e.id for e in executions if e.last_known_state == mlmd_pb2.Execution.COMPLETE]
+def _pushed_in(ls: MetadataStore, executions: list[ExecutionRecord]) -> dict[str, Any] | None:
+    ids = [e.id for e in executions if e.state == "complete"]
     outputs = [ev.artifact_id for ev in ls.events_of_executions(ids) if is_output(ev)]
     for artifact in ls.artifacts_by_id(outputs).values():
         if ls.artifact_type(artifact) == "PushedModel":
@@ -119,7 +110,7 @@ def _pushed_in(ls: LineageStore, executions: list[mlmd_pb2.Execution]) -> dict[s
 
 # ---- artifacts -------------------------------------------------------------------------------
 def list_artifacts(
-    ls: LineageStore, type_name: str | None = None, run: str | None = None, limit: int | None = None
+    ls: MetadataStore, type_name: str | None = None, run: str | None = None, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """Artifacts newest first, optionally of one type and/or attributed to one run."""
     if run is not None:
@@ -133,7 +124,7 @@ def list_artifacts(
     elif type_name is not None:
         artifacts = ls.artifacts_of_type(type_name)
     else:
-        artifacts = list(ls.store.get_artifacts())
+        artifacts = list(ls.all_artifacts())
     artifacts.sort(key=lambda a: a.id, reverse=True)
     if limit:
         artifacts = artifacts[:limit]
@@ -142,14 +133,14 @@ def list_artifacts(
 
 
 # ---- trace -----------------------------------------------------------------------------------
-def resolve_target(ls: LineageStore, target: str) -> mlmd_pb2.Artifact:
+def resolve_target(ls: MetadataStore, target: str) -> mlmd_pb2.Artifact:
     """'latest', a served version (number or path under serving_model/), or an artifact id."""
     target = target.strip()
     pushed = _pushed_models(ls)
     if target == "latest":
         live = [a for a in pushed if properties_of(a).get("pushed") == 1]
         if not live:
-            raise LineageError("no model has been pushed in this metadata store yet")
+            raise MetadataError("no model has been pushed in this metadata store yet")
         return max(live, key=lambda a: (a.create_time_since_epoch, a.id))
     if target.isdigit():
         for artifact in pushed:
@@ -158,7 +149,7 @@ def resolve_target(ls: LineageStore, target: str) -> mlmd_pb2.Artifact:
         found = ls.artifacts_by_id([int(target)])
         if found:
             return found[int(target)]
-        raise LineageError(
+        raise MetadataError(
             f"no served model version {target} and no artifact with id {target}; "
             "see `mlops lineage artifacts --type PushedModel`"
         )
@@ -167,8 +158,8 @@ def resolve_target(ls: LineageStore, target: str) -> mlmd_pb2.Artifact:
         dest = properties_of(artifact).get("pushed_destination")
         if dest and os.path.normpath(os.path.abspath(str(dest))) == path:
             return artifact
-    by_uri = [a for a in ls.store.get_artifacts_by_uri(path)] + [
-        a for a in ls.store.get_artifacts_by_uri(target) if target != path
+    by_uri = [a for a in ls.artifacts_by_uri(path)] + [
+        a for a in ls.artifacts_by_uri(target) if target != path
     ]
     if by_uri:
         return max(by_uri, key=lambda a: a.id)
@@ -178,16 +169,16 @@ def resolve_target(ls: LineageStore, target: str) -> mlmd_pb2.Artifact:
         for artifact in pushed:
             if str(properties_of(artifact).get("pushed_version", "")) == base:
                 return artifact
-    raise LineageError(
+    raise MetadataError(
         f"unknown trace target {target!r}: not 'latest', a served model version or path, "
         "or an artifact id/URI in this store"
     )
 
 
-def _pushed_models(ls: LineageStore) -> list[mlmd_pb2.Artifact]:
+def _pushed_models(ls: MetadataStore) -> list[mlmd_pb2.Artifact]:
     if "PushedModel" not in ls.artifact_types.values():
         return []
-    return list(ls.store.get_artifacts_by_type("PushedModel"))
+    return list(ls.artifacts_of_type("PushedModel"))
 
 
 @dataclasses.dataclass
@@ -231,7 +222,7 @@ class Trace:
         )
 
 
-def trace(ls: LineageStore, target: str) -> Trace:
+def trace(ls: MetadataStore, target: str) -> Trace:
     """Everything upstream of the target, with each step's sibling outputs and the data checks.
 
     The upstream subgraph alone misses what gated the model without feeding it: the evaluation
@@ -306,7 +297,7 @@ def trace(ls: LineageStore, target: str) -> Trace:
     return result
 
 
-def _summarize(ls: LineageStore, t: Trace) -> dict[str, Any]:
+def _summarize(ls: MetadataStore, t: Trace) -> dict[str, Any]:
     """The answer to "what produced this model", picked out of the graph."""
     by_type: dict[str, list[dict[str, Any]]] = {}
     for a in sorted(t.artifacts.values(), key=lambda a: a["id"]):
@@ -339,7 +330,7 @@ def _summarize(ls: LineageStore, t: Trace) -> dict[str, Any]:
                     "examples_id": a_id,
                     "component": e["component"],
                     "input_base": props["input_base"],
-                    "files": artifacts_io.expand_input_files(
+                    "files": payloads.expand_input_files(
                         props["input_base"], patterns, a_props.get("span")
                     ),
                     "span": a_props.get("span"),
@@ -373,7 +364,7 @@ def _summarize(ls: LineageStore, t: Trace) -> dict[str, Any]:
             k: tprops[k] for k in ("train_args", "eval_args", "custom_config") if tprops.get(k) not in (None, "null", {})
         }
         for a_id in inputs_by_key.get("hyperparameters", []):
-            values = artifacts_io.read_hyperparameters(t.artifacts[a_id]["uri"])
+            values = payloads.read_hyperparameters(t.artifacts[a_id]["uri"])
             hp["tuned"] = values
             hp["hyperparameters_artifact"] = a_id
             hp["hyperparameters_source"] = t.artifacts[a_id]["producer"]
@@ -392,7 +383,7 @@ def _summarize(ls: LineageStore, t: Trace) -> dict[str, Any]:
             for _key, a_id in t.outputs_of(evaluator):
                 if t.artifacts[a_id]["type"] == "ModelEvaluation":
                     evaluation_id = a_id
-                    metrics = artifacts_io.read_overall_metrics(t.artifacts[a_id]["uri"])
+                    metrics = read_evaluation(t.artifacts[a_id]["uri"]).metrics()
         blessings.append(
             {
                 "blessing_id": b["id"],
@@ -447,7 +438,7 @@ def _served_model(t: Trace, by_type: dict[str, list[dict[str, Any]]]) -> dict[st
 
 
 # ---- diff ------------------------------------------------------------------------------------
-def run_facts(ls: LineageStore, run_ref: str) -> dict[str, Any]:
+def run_facts(ls: MetadataStore, run_ref: str) -> dict[str, Any]:
     """The comparable facts of one run: inputs, schema, hyperparameters, metrics, outcome."""
     run = ls.resolve_run(run_ref)
     executions = ls.run_executions(run)
@@ -487,13 +478,13 @@ def run_facts(ls: LineageStore, run_ref: str) -> dict[str, Any]:
             for key, a in ins:
                 kind = ls.artifact_type(a)
                 if kind == "HyperParameters":
-                    for k, v in (artifacts_io.read_hyperparameters(a.uri) or {}).items():
+                    for k, v in (payloads.read_hyperparameters(a.uri) or {}).items():
                         facts["hyperparameters"][k] = v
                     facts["hyperparameters"]["(artifact)"] = a.id
                 elif kind == "Schema" and key == "schema":
                     facts["schema"]["(artifact)"] = a.id
                     facts["schema"]["(uri)"] = a.uri
-                    for k, v in (artifacts_io.read_schema_summary(a.uri) or {}).items():
+                    for k, v in (payloads.read_schema_summary(a.uri) or {}).items():
                         facts["schema"][k] = v
         for a in outs:
             kind = ls.artifact_type(a)
@@ -502,7 +493,7 @@ def run_facts(ls: LineageStore, run_ref: str) -> dict[str, Any]:
                 # The candidate's own metrics; baseline:/diff: values depend on the baseline chosen.
                 facts["metrics"].update(
                     (k, v)
-                    for k, v in artifacts_io.read_overall_metrics(a.uri).items()
+                    for k, v in read_evaluation(a.uri).metrics().items()
                     if not k.startswith(("baseline:", "diff:"))
                 )
             elif kind == "ModelBlessing":
@@ -529,7 +520,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 DIFF_SECTIONS = ("input", "schema", "hyperparameters", "metrics", "outcome", "components")
 
 
-def diff_runs(ls: LineageStore, run_a: str, run_b: str) -> dict[str, Any]:
+def diff_runs(ls: MetadataStore, run_a: str, run_b: str) -> dict[str, Any]:
     """Per-section changes between two runs; unchanged keys are counted, not listed."""
     a = run_facts(ls, run_a)
     b = run_facts(ls, run_b)

@@ -1,1 +1,17 @@
-"""User code that TFX loads by module_file: features, preprocessing_fn, model, run_fn, tuner_fn."""
+"""User code of the pipeline (TFX loads these files through `module_file`), and the one place
+that sets the process environment they need.
+
+Importing this package sets it, so it must happen before TensorFlow is first imported. Every
+entry point passes through here first: the user modules import `modules.features`;
+`pipeline/__init__.py`, `mlops/__init__.py` and `tests/conftest.py` import this package; the
+pipeline image's sitecustomize imports it when the Kubeflow container starts, before the TFX
+entrypoint loads TensorFlow (tests/test_environment.py checks every path).
+"""
+
+import os
+
+# The Trainer, Tuner and Transform code is Keras 2 (tf_keras), which TFX 1.16 and TFMA need: with
+# this set, TensorFlow resolves `tf.keras` to tf_keras instead of Keras 3.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# TensorFlow's C++ INFO lines (CPU features, ...) are noise in the runner's progress view.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -6,15 +6,11 @@ TensorFlow 2.16's default `tf.keras` is Keras 3.
 
 from __future__ import annotations
 
-import os
+import keras_tuner as kt
+import tensorflow as tf
+import tf_keras as keras
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import keras_tuner as kt  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-
-from modules import features  # noqa: E402
+from modules import features
 
 LEARNING_RATES: list[float] = [1e-3, 3e-3, 1e-2]
 HIDDEN_UNITS: list[int] = [32, 64, 128]

@@ -6,14 +6,10 @@ and serving apply exactly the same fill-in values, vocabularies and bucket bound
 
 from __future__ import annotations
 
-import os
+import tensorflow as tf
+import tensorflow_transform as tft
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-
-from modules import features  # noqa: E402
+from modules import features
 
 
 def _fill_in_missing(x: tf.Tensor | tf.SparseTensor) -> tf.Tensor:

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import keras_tuner as kt
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from absl import logging
+from tensorflow.core.protobuf import saved_model_pb2
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
 
-import keras_tuner as kt  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-import tf_keras as keras  # noqa: E402
-from absl import logging  # noqa: E402
-from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
-from tfx import v1 as tfx  # noqa: E402
-from tfx_bsl.public import tfxio  # noqa: E402
-
-from modules import features  # noqa: E402
-from modules.model import build_keras_model, hyperparameter_space  # noqa: E402
+from modules import features
+from modules.model import build_keras_model, hyperparameter_space
 
 BATCH_SIZE = 128
 EVAL_BATCH_SIZE = 256

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import keras_tuner as kt
+import tensorflow_transform as tft
+from tfx import v1 as tfx
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import keras_tuner as kt  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-from tfx import v1 as tfx  # noqa: E402
-
-from modules.model import build_keras_model, hyperparameter_space  # noqa: E402
-from modules.trainer import BATCH_SIZE, EVAL_BATCH_SIZE, input_fn  # noqa: E402
+from modules.model import build_keras_model, hyperparameter_space
+from modules.trainer import BATCH_SIZE, EVAL_BATCH_SIZE, input_fn
 
 OBJECTIVE = kt.Objective("val_auc", direction="max")
 DEFAULT_MAX_TRIALS = 4

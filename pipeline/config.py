@@ -10,6 +10,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+from metadata.connection import LOCAL_OUTPUT_DIR, sqlite_store_path
 from modules import features
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +44,7 @@ class PipelineConfig:
     # Compare the new span's statistics with the previous span's under the schema's
     # drift_comparators (DriftValidator); the data gate stops the run on drift.
     check_drift: bool = True
-    output_dir: str = str(PROJECT_ROOT / "tfx_pipeline_output")
+    output_dir: str = str(LOCAL_OUTPUT_DIR)
     # SQLite path, sqlite:/// / postgresql:// / mysql:// URL, or a ConnectionConfig .pbtxt file.
     metadata: str = ""
     serving_model_dir: str = ""
@@ -71,7 +72,7 @@ class PipelineConfig:
     @property
     def metadata_connection(self) -> str:
         """Defaults to a SQLite file next to the pipeline outputs."""
-        return self.metadata or os.path.join(self.output_dir, "metadata", "metadata.db")
+        return self.metadata or sqlite_store_path(self.output_dir)
 
     @property
     def model_serving_dir(self) -> str:

@@ -7,36 +7,26 @@ that were skipped because their results were cached.
 from __future__ import annotations
 
 import dataclasses
-import os
 
-import tensorflow_model_analysis as tfma
-from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
-from tfx.components import Evaluator
 from tfx.types import artifact_utils
 
+from metadata.evaluation import MetricCheck, read_evaluation, read_failed_checks
+from metadata.store import EVALUATOR, MetadataStore, open_store, span_of
 from pipeline.anomalies import Anomaly, load_anomalies
 from pipeline.drift import DRIFT_VALIDATOR, PREVIOUS_SPAN_PROPERTY, Measurement, load_measurements
 
-_STATES = metadata_store_pb2.Execution.State
+__all__ = ["ComponentRun", "MetricCheck", "RunReport", "latest_run_report"]
 
 
 @dataclasses.dataclass
 class ComponentRun:
+    """One component's execution in the run: state as MLMD names it (COMPLETE, CACHED, ...)."""
+
     node_id: str
     state: str
     seconds: float
     execution_id: int
-
-
-@dataclasses.dataclass
-class MetricCheck:
-    """A threshold the candidate failed (TFMA records only the failures)."""
-
-    slice: str
-    metric: str
-    value: float
-    threshold: str
 
 
 @dataclasses.dataclass
@@ -84,17 +74,29 @@ class RunReport:
         return "not pushed: blessed, but the Pusher did not run"
 
 
-def _node_id(store: metadata_store.MetadataStore, execution_id: int, pipeline_name: str) -> str:
-    for context in store.get_contexts_by_execution(execution_id):
-        if context.type == "node":
-            return context.name.removeprefix(f"{pipeline_name}.")
-    return "?"
-
-
-def _outputs(store, execution_id: int) -> list[metadata_store_pb2.Artifact]:
-    events = store.get_events_by_execution_ids([execution_id])
-    ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
-    return store.get_artifacts_by_id(ids) if ids else []
+def latest_run_report(
+    metadata: str | metadata_store_pb2.ConnectionConfig, pipeline_name: str
+) -> RunReport | None:
+    """Report on the newest run of `pipeline_name` in the store (None if it never ran)."""
+    store = open_store(metadata)
+    run = store.latest_run(pipeline_name)
+    if run is None:
+        return None
+    report = RunReport(run.run_id, [], [], {}, [], None, None, store.where)
+    for execution in run.executions:
+        report.components.append(
+            ComponentRun(
+                execution.node_id, execution.state.upper(), execution.seconds, execution.id
+            )
+        )
+        for artifacts in store.outputs(execution.id).values():
+            for artifact in artifacts:
+                _read_artifact(store, artifact, report, execution.node_id)
+        if execution.node_id == EVALUATOR:
+            inputs = store.inputs(execution.id)
+            report.candidate_model_id = next((a.id for a in inputs.get("model", [])), None)
+            report.baseline_model_id = next((a.id for a in inputs.get("baseline_model", [])), None)
+    return report
 
 
 def _custom(artifact: metadata_store_pb2.Artifact, key: str):
@@ -104,58 +106,10 @@ def _custom(artifact: metadata_store_pb2.Artifact, key: str):
     return getattr(value, value.WhichOneof("value"))
 
 
-def latest_run_report(
-    connection_config: metadata_store_pb2.ConnectionConfig, pipeline_name: str, metadata: str
-) -> RunReport | None:
-    """Report on the newest run of `pipeline_name` in the store (None if it never ran)."""
-    store = metadata_store.MetadataStore(connection_config)
-    runs = [
-        c
-        for c in store.get_contexts_by_type("pipeline_run")
-        if any(
-            p.name == pipeline_name
-            for p in store.get_parent_contexts_by_context(c.id)
-        )
-    ] or store.get_contexts_by_type("pipeline_run")
-    if not runs:
-        return None
-    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
-    executions = sorted(
-        store.get_executions_by_context(run.id), key=lambda e: (e.create_time_since_epoch, e.id)
-    )
-    report = RunReport(run.name, [], [], {}, [], None, None, metadata)
-    for execution in executions:
-        node_id = _node_id(store, execution.id, pipeline_name)
-        seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3
-        report.components.append(
-            ComponentRun(node_id, _STATES.Name(execution.last_known_state), seconds, execution.id)
-        )
-        for artifact in _outputs(store, execution.id):
-            _read_artifact(store, artifact, report, node_id)
-        if node_id == Evaluator.__name__:
-            inputs = _inputs_by_key(store, execution.id)
-            report.candidate_model_id = next(iter(inputs.get("model", [])), None)
-            report.baseline_model_id = next(iter(inputs.get("baseline_model", [])), None)
-    return report
-
-
-def _inputs_by_key(store, execution_id: int) -> dict[str, list[int]]:
-    """Input artifact ids per input key. One event can carry several keys: MLMD records an
-    artifact once per execution, e.g. when the candidate is also the baseline model."""
-    by_key: dict[str, list[int]] = {}
-    for event in store.get_events_by_execution_ids([execution_id]):
-        if event.type != metadata_store_pb2.Event.INPUT:
-            continue
-        for step in event.path.steps:
-            if step.HasField("key"):
-                by_key.setdefault(step.key, []).append(event.artifact_id)
-    return by_key
-
-
 def _read_artifact(
-    store, artifact: metadata_store_pb2.Artifact, report: RunReport, node_id: str = ""
+    store: MetadataStore, artifact: metadata_store_pb2.Artifact, report: RunReport, node_id: str
 ) -> None:
-    type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
+    type_name = store.artifact_type(artifact)
     if type_name == "ExampleAnomalies":
         splits = artifact_utils.decode_split_names(
             artifact.properties["split_names"].string_value
@@ -167,47 +121,11 @@ def _read_artifact(
         else:
             report.anomalies = load_anomalies(artifact.uri, splits)
     elif type_name == "Examples" and node_id == "CsvExampleGen":
-        span = _custom(artifact, "span")
-        report.span = span if span is not None else artifact.properties["span"].int_value
+        report.span = span_of(artifact)
     elif type_name == "ModelEvaluation":
-        _read_evaluation(artifact.uri, report)
+        report.metrics.update(read_evaluation(artifact.uri).candidate_metrics())
+        report.failed_checks.extend(read_failed_checks(artifact.uri))
     elif type_name == "ModelBlessing":
         report.blessed = bool(_custom(artifact, "blessed"))
     elif type_name == "PushedModel" and _custom(artifact, "pushed"):
         report.pushed_path = _custom(artifact, "pushed_destination")
-
-
-def _slice_name(slice_key) -> str:
-    parts = []
-    for key in slice_key.single_slice_keys:
-        value = getattr(key, key.WhichOneof("kind"))
-        parts.append(f"{key.column}={value.decode() if isinstance(value, bytes) else value}")
-    return ",".join(parts) or "overall"
-
-
-def _read_evaluation(uri: str, report: RunReport) -> None:
-    """Overall-slice TFMA metrics (not the Keras-compiled duplicates) and failed thresholds."""
-    if not os.path.exists(uri):
-        return
-    for slice_metrics in tfma.load_metrics(uri):
-        if slice_metrics.slice_key.single_slice_keys:
-            continue
-        for item in slice_metrics.metric_keys_and_values:
-            if not item.key.HasField("example_weighted"):
-                continue  # Keras-compiled metrics that TFMA also reports; TFMA's own win.
-            if item.value.HasField("double_value"):
-                name = item.key.name + (" (change vs baseline)" if item.key.is_diff else "")
-                if item.key.model_name == "baseline" and not item.key.is_diff:
-                    continue  # the candidate's value and its change say it all
-                report.metrics[name] = item.value.double_value.value
-    validation = tfma.load_validation_result(uri)
-    for per_slice in validation.metric_validations_per_slice:
-        for failure in per_slice.failures:
-            report.failed_checks.append(
-                MetricCheck(
-                    _slice_name(per_slice.slice_key),
-                    failure.metric_key.name + (" (change)" if failure.metric_key.is_diff else ""),
-                    failure.metric_value.double_value.value,
-                    " ".join(str(failure.metric_threshold).split()),
-                )
-            )

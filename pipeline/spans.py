@@ -36,17 +36,13 @@ class SpanRejected(ValueError):
 
 
 def list_spans(data_root: str | os.PathLike) -> list[int]:
+    """Span numbers on disk under `data_root` (span-N directories), ascending."""
     root = Path(data_root)
     if not root.is_dir():
         return []
     return sorted(
         int(m.group(1)) for p in root.iterdir() if p.is_dir() and (m := SPAN_DIR.match(p.name))
     )
-
-
-def latest_span(data_root: str | os.PathLike) -> int | None:
-    spans = list_spans(data_root)
-    return spans[-1] if spans else None
 
 
 def schema_columns(schema_path: str) -> dict[str, str]:
@@ -166,19 +162,15 @@ def request_files(requests_dir: str) -> list[str]:
 
 def latest_training_statistics(metadata: str, pipeline_name: str, split: str = "train") -> str:
     """FeatureStats.pb of the newest StatisticsGen output of `pipeline_name` in ML Metadata."""
-    from ml_metadata import metadata_store
+    from metadata.store import MetadataError, open_store
 
-    from lineage.connection import connection_config_from_url
-
-    store = metadata_store.MetadataStore(connection_config_from_url(metadata))
-    node = store.get_context_by_type_and_name("node", f"{pipeline_name}.StatisticsGen")
-    if node is None:
-        raise click.ClickException(f"no StatisticsGen run of {pipeline_name} in {metadata}")
-    artifacts = [a for a in store.get_artifacts_by_context(node.id) if a.state == a.LIVE]
-    if not artifacts:
+    try:
+        uri = open_store(metadata).latest_statistics_uri(pipeline_name)
+    except MetadataError as e:
+        raise click.ClickException(str(e)) from None
+    if uri is None:
         raise click.ClickException(f"no statistics of {pipeline_name} in {metadata}")
-    newest = max(artifacts, key=lambda a: (a.create_time_since_epoch, a.id))
-    return os.path.join(newest.uri, f"Split-{split}", "FeatureStats.pb")
+    return os.path.join(uri, f"Split-{split}", "FeatureStats.pb")
 
 
 def check_skew(

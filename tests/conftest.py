@@ -8,16 +8,13 @@ outputs instead of running their own.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-from pipeline_samples import small_config, write_sample  # noqa: E402
-
-from pipeline.config import PipelineConfig  # noqa: E402
+import modules  # noqa: F401 - sets the Keras-2 switch before any test imports TensorFlow
+from pipeline.config import PipelineConfig
+from tests.pipeline_samples import small_config, write_sample
 
 
 @dataclasses.dataclass
@@ -44,7 +41,7 @@ class SmallPipeline:
 
 @pytest.fixture(scope="session")
 def small_pipeline(tmp_path_factory) -> SmallPipeline:
-    from runners.local_runner import run_pipeline
+    from pipeline.run import run_pipeline
 
     root = tmp_path_factory.mktemp("small_pipeline")
     config = small_config(root, write_sample(root / "data"))

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from pipeline_samples import small_config, write_sample
+
+from tests.pipeline_samples import small_config, write_sample
 
 ROWS = 200
 
@@ -55,7 +56,7 @@ def test_data_stages_run_on_the_portable_runner(job_service, tmp_path):
     from tfx import v1 as tfx
     from tfx.orchestration import pipeline as tfx_pipeline
 
-    from lineage.connection import connection_config_from_url
+    from metadata.connection import connection_config_from_url
     from pipeline.pipeline import create_pipeline
 
     endpoint, log = job_service

@@ -20,17 +20,16 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import drift_samples as ds  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
-from pipeline_samples import small_config, write_sample  # noqa: E402
-
-from mlops.cli import main as mlops_main  # noqa: E402
-from pipeline import push, spans  # noqa: E402
-from pipeline.config import PROJECT_ROOT  # noqa: E402
-from runners.local_runner import EXIT_ANOMALIES, EXIT_OK, run_pipeline  # noqa: E402
+from metadata import open_store
+from metadata.store import span_of
+from mlops.cli import main as mlops_main
+from pipeline import push, spans
+from pipeline.config import PROJECT_ROOT
+from pipeline.run import EXIT_ANOMALIES, EXIT_OK, run_pipeline
+from tests import drift_samples as ds
+from tests.pipeline_samples import small_config, write_sample
 
 SCHEMA = str(PROJECT_ROOT / "schema" / "schema.pbtxt")
 # A weak first model and a better-trained second one, so the span-2 candidate beats the baseline.
@@ -253,10 +252,9 @@ class Runs:
 
 _CHILD = """
 import sys
-sys.path[:0] = [{tests!r}, {root!r}]
-from pipeline_samples import small_config
-from runners.local_runner import run_pipeline
 from pathlib import Path
+from pipeline.run import run_pipeline
+from tests.pipeline_samples import small_config
 config = small_config(Path({out!r}), Path({data!r}), skip_tuning=True, train_steps={steps})
 sys.exit(run_pipeline(config)[0])
 """
@@ -264,13 +262,14 @@ sys.exit(run_pipeline(config)[0])
 
 def _run_until_trainer_then_kill(out: Path, data: Path, steps: int) -> str:
     """Run the pipeline in a child process and SIGKILL it as soon as the Trainer starts."""
-    code = _CHILD.format(
-        tests=str(PROJECT_ROOT / "tests"), root=str(PROJECT_ROOT), out=str(out), data=str(data),
-        steps=steps,
-    )
+    code = _CHILD.format(out=str(out), data=str(data), steps=steps)
+    # The child imports the project (and tests/) from the repository root, like pytest does.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p
+    ))
     proc = subprocess.Popen(
         [sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
+        text=True, start_new_session=True, env=env,
     )
     lines = []
     try:
@@ -323,31 +322,16 @@ def _states(report) -> dict[str, str]:
 
 
 def _store(config):
-    from ml_metadata import metadata_store
-
-    from lineage.connection import connection_config_from_url
-
-    return metadata_store.MetadataStore(connection_config_from_url(config.metadata_connection))
+    return open_store(config.metadata_connection)
 
 
 def _trained_span(store, report) -> int:
     """Span of the examples behind the Trainer's input, traced through MLMD events."""
-    from ml_metadata.proto import metadata_store_pb2 as mlmd
-
-    def inputs(execution_id, key):
-        return [
-            e.artifact_id for e in store.get_events_by_execution_ids([execution_id])
-            if e.type == mlmd.Event.INPUT and any(s.key == key for s in e.path.steps)
-        ]
-
-    def producer(artifact_id):
-        events = store.get_events_by_artifact_ids([artifact_id])
-        return next(e.execution_id for e in events if e.type == mlmd.Event.OUTPUT)
-
     trainer = next(c.execution_id for c in report.components if c.node_id == "Trainer")
-    transform = producer(inputs(trainer, "examples")[0])
-    [examples] = store.get_artifacts_by_id(inputs(transform, "examples"))
-    return examples.custom_properties["span"].int_value
+    [transformed] = store.inputs(trainer)["examples"]
+    transform = store.producers([transformed.id])[transformed.id][0]
+    [examples] = store.inputs(transform)["examples"]
+    return span_of(examples)
 
 
 @pytest.mark.timeout(900)
@@ -393,7 +377,7 @@ def test_span_2_model_is_compared_with_the_served_model_and_pushed_only_if_bless
     assert (versions[1] / "variables" / "variables.index").is_file()
     assert _hidden(runs.config.model_serving_dir) == []
     marker = json.loads((versions[1] / push.PUSH_MARKER).read_text())
-    [model] = _store(runs.config).get_artifacts_by_id([report.candidate_model_id])
+    [model] = _store(runs.config).artifacts_by_id([report.candidate_model_id]).values()
     assert marker["model_uri"] == model.uri
 
 

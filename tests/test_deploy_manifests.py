@@ -17,8 +17,8 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
+from pipeline import kubeflow as kr
 from pipeline.config import PROJECT_ROOT, PipelineConfig
-from runners import kubeflow_runner as kr
 from serving.config import ServerOptions, parse_model_config
 
 SERVING = PROJECT_ROOT / "deploy" / "serving"
@@ -260,8 +260,13 @@ def test_dockerfile_copies_what_the_kubeflow_config_points_at():
 
 
 def test_dockerfile_sets_legacy_keras_like_the_local_runner():
+    # The switch has one place (modules/__init__.py); the image's sitecustomize, on PYTHONPATH,
+    # imports it before the entrypoint loads TensorFlow (tests/test_environment.py runs it).
     env = " ".join(a for i, a in _dockerfile() if i == "ENV")
-    assert "TF_USE_LEGACY_KERAS=1" in env
+    copies = " ".join(a for i, a in _dockerfile() if i == "COPY")
+    assert "deploy/pipeline/sitecustomize.py /usr/local/lib/pipeline-site/" in copies
+    assert "/usr/local/lib/pipeline-site" in env
+    assert "import modules" in (PROJECT_ROOT / "deploy/pipeline/sitecustomize.py").read_text()
     assert f"PYTHONPATH={kr.IMAGE_PROJECT_ROOT}" in env
 
 

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import tensorflow as tf  # noqa: E402
-from ml_metadata import metadata_store  # noqa: E402
-from ml_metadata.proto import metadata_store_pb2  # noqa: E402
-from pipeline_samples import small_config, write_sample  # noqa: E402
-
-from lineage.connection import connection_config_from_url  # noqa: E402
-from modules import features  # noqa: E402
-from modules.trainer import CLASSIFY_METHOD, REGRESS_METHOD  # noqa: E402
-from pipeline.pipeline import create_pipeline  # noqa: E402
-from runners.local_runner import EXIT_ANOMALIES, EXIT_OK, run_pipeline  # noqa: E402
-from serving.client import encode_example, raw_columns  # noqa: E402
+from metadata import open_store
+from modules import features
+from modules.trainer import CLASSIFY_METHOD, REGRESS_METHOD
+from pipeline.pipeline import create_pipeline
+from pipeline.run import EXIT_ANOMALIES, EXIT_OK, run_pipeline
+from serving.client import encode_example, raw_columns
+from tests.pipeline_samples import small_config, write_sample
 
 
 def _pushed_versions(serving_model_dir: str) -> list[Path]:
@@ -35,20 +29,13 @@ def _rows(data_root: str, n: int = 20) -> list[dict]:
 
 def test_every_component_executed_and_recorded_in_mlmd(small_pipeline):
     assert small_pipeline.exit_code == EXIT_OK
-    store = metadata_store.MetadataStore(
-        connection_config_from_url(small_pipeline.metadata_path)
-    )
-    run = store.get_context_by_type_and_name("pipeline_run", small_pipeline.report.run_id)
-    executions = store.get_executions_by_context(run.id)
-    node_of = {}
-    for execution in executions:
-        for context in store.get_contexts_by_execution(execution.id):
-            if context.type == "node":
-                node_of[context.name.split(".", 1)[1]] = execution
+    store = open_store(small_pipeline.metadata_path)
+    run = store.run(small_pipeline.report.run_id)
+    node_of = {execution.node_id: execution for execution in run.executions}
     expected = {c.id for c in create_pipeline(small_pipeline.config).components}
     assert set(node_of) == expected
     for node_id, execution in node_of.items():
-        assert execution.last_known_state == metadata_store_pb2.Execution.COMPLETE, node_id
+        assert execution.state == "complete", node_id
     assert small_pipeline.report.blessed is True
     assert small_pipeline.report.metrics["example_count"] > 0
 

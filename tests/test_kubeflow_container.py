@@ -18,9 +18,9 @@ import pytest
 import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
-from pipeline_samples import write_sample
 
-from runners import kubeflow_runner as kr
+from pipeline import kubeflow as kr
+from tests.pipeline_samples import write_sample
 
 ROWS = 200
 

@@ -13,8 +13,8 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from pipeline import kubeflow as kr
 from pipeline.pipeline import BEST_HYPERPARAMETERS_IMPORTER, create_pipeline
-from runners import kubeflow_runner as kr
 
 IMAGE = "europe-docker.pkg.dev/acme-ml/pipelines/tfx-taxi-pipeline:2024.1"
 ROOT = "gs://acme-ml-pipelines/tfx"

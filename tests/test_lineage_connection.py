@@ -10,12 +10,13 @@ from click.testing import CliRunner
 from ml_metadata.proto import metadata_store_pb2
 
 from lineage.cli import lineage
-from lineage.connection import (
+from metadata.connection import (
     ConnectionConfigError,
     connection_config_from_url,
     describe_connection,
 )
-from lineage.store import LineageError, open_store
+from metadata.store import MetadataError as LineageError
+from metadata.store import open_store
 
 SECRET = "s3cr3t-Pa55"
 

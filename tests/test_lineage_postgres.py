@@ -15,8 +15,7 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from pg_fixture import postgres_server  # noqa: E402
+from tests.pg_fixture import postgres_server
 
 MLOPS = os.path.join(os.path.dirname(sys.executable), "mlops")
 
@@ -28,7 +27,7 @@ def pg_pipeline(small_pipeline, tmp_path_factory):
     Tuning is skipped here (the Importer brings the committed best hyperparameters) to keep the
     two extra runs cheap; the shared SQLite fixture covers the Tuner's lineage.
     """
-    from runners.local_runner import run_pipeline
+    from pipeline.run import run_pipeline
 
     out = tmp_path_factory.mktemp("pg_pipeline")
     with postgres_server() as server:

@@ -7,24 +7,21 @@ import json
 import os
 from pathlib import Path
 
+import keras_tuner as kt
 import numpy as np
 import pytest
+import tensorflow as tf
+import tf_keras as keras
+from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import DataAccessor
+from tfx.components.util import tfxio_utils
+from tfx.types import artifact_utils, standard_artifacts
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import keras_tuner as kt  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-from tfx import v1 as tfx  # noqa: E402
-from tfx.components.trainer.fn_args_utils import DataAccessor  # noqa: E402
-from tfx.components.util import tfxio_utils  # noqa: E402
-from tfx.types import artifact_utils, standard_artifacts  # noqa: E402
-
-from modules import features  # noqa: E402
-from modules.model import build_keras_model, hyperparameter_space  # noqa: E402
-from modules.trainer import run_fn  # noqa: E402
-from modules.tuner import OBJECTIVE, tuner_fn  # noqa: E402
-from pipeline.config import PipelineConfig  # noqa: E402
+from modules import features
+from modules.model import build_keras_model, hyperparameter_space
+from modules.trainer import run_fn
+from modules.tuner import OBJECTIVE, tuner_fn
+from pipeline.config import PipelineConfig
 
 
 def _dummy_batch(n: int = 4) -> dict[str, tf.Tensor]:

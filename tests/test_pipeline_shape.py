@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pipeline_samples import small_config
 
 from pipeline.pipeline import (
     BEST_HYPERPARAMETERS_IMPORTER,
@@ -13,6 +12,7 @@ from pipeline.pipeline import (
     create_pipeline,
     eval_config,
 )
+from tests.pipeline_samples import small_config
 
 
 def _nodes(config) -> dict:

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import csv
-import os
 
 import numpy as np
 import pytest
+import tensorflow_data_validation as tfdv
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from pipeline_samples import TAXI_CSV
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import tensorflow_data_validation as tfdv  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-import tensorflow_transform.beam as tft_beam  # noqa: E402
-from pipeline_samples import TAXI_CSV  # noqa: E402
-from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils  # noqa: E402
-
-from modules import features  # noqa: E402
-from modules.preprocessing import preprocessing_fn  # noqa: E402
-from pipeline.config import PipelineConfig  # noqa: E402
+from modules import features
+from modules.preprocessing import preprocessing_fn
+from pipeline.config import PipelineConfig
 
 ROWS = 200
 

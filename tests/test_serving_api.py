@@ -13,7 +13,6 @@ import grpc
 import numpy as np
 import pytest
 import requests
-import serving_models as sm
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_serving.apis import (
@@ -28,6 +27,7 @@ from tensorflow_serving.apis import (
 )
 
 from modules import features
+from tests import serving_models as sm
 
 MAX_BODY = 1024 * 1024
 

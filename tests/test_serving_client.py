@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import serving_models as sm
 import tensorflow as tf
 
 from modules import features
 from serving import client
+from tests import serving_models as sm
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "taxi" / "span-1" / "data.csv"
 

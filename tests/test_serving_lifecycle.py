@@ -10,7 +10,6 @@ import time
 
 import grpc
 import requests
-import serving_models as sm
 import tensorflow as tf
 from tensorflow_serving.apis import (
     get_model_status_pb2,
@@ -19,6 +18,8 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+
+from tests import serving_models as sm
 
 EXAMPLE = sm.make_example(sm.SAMPLE_ROW)
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE

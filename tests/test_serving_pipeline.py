@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import serving_models as sm
 
 from serving.repository import list_versions
+from tests import serving_models as sm
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "taxi" / "span-1" / "data.csv"
 

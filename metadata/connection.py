@@ -16,12 +16,20 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from google.protobuf import text_format
 from ml_metadata.proto import metadata_store_pb2
 
+# Where the local runner writes by default (PipelineConfig.output_dir) and where its SQLite store
+# lives under an output dir; readers that default to "the local store" use the same place.
+LOCAL_OUTPUT_DIR = Path(__file__).resolve().parent.parent / "tfx_pipeline_output"
 PASSWORD_ENV = "MLMD_DB_PASSWORD"
 USER_ENV = "MLMD_DB_USER"
 MASK = "***"
 
 _TEXT_PROTO_SUFFIXES = (".pbtxt", ".textproto", ".prototxt", ".pb.txt")
 _TRUE = {"1", "true", "yes", "on"}
+
+
+def sqlite_store_path(output_dir: str | os.PathLike[str] = LOCAL_OUTPUT_DIR) -> str:
+    """The SQLite store of a local run writing under `output_dir`."""
+    return os.path.join(os.fspath(output_dir), "metadata", "metadata.db")
 
 
 class ConnectionConfigError(ValueError):
