@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install run run-fast test lint serve bench bench-pipeline clean
+.PHONY: install run run-fast test test-fast lint serve bench bench-pipeline clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,12 +21,16 @@ run: install
 run-fast: install
 	$(BIN)/python runners/local_runner.py --skip-tuning $(ARGS)
 
-test: install
-	$(BIN)/ruff check .
+test: lint
 	$(BIN)/python -m pytest $(ARGS)
+
+# Everything but the tests marked slow (those that run the pipeline): a few minutes.
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 serve: install
 	$(BIN)/mlops serve --model_name=taxi --model_base_path=$(CURDIR)/serving_model/taxi $(ARGS)

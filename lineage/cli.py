@@ -127,13 +127,17 @@ def runs(ctx: click.Context, limit: int | None) -> None:
 
 
 @lineage.command()
-@click.option("--type", "type_name", default=None, help="Artifact type, e.g. Model, PushedModel, Examples.")
+@click.option(
+    "--type", "type_name", default=None, help="Artifact type, e.g. Model, PushedModel, Examples."
+)
 @click.option("--run", "run", default=None, help="Run id (or unique prefix, latest, previous).")
 @click.option("--limit", type=int, default=None, help="Show at most this many artifacts.")
 @_json_option
 @click.pass_context
 @_handle_errors
-def artifacts(ctx: click.Context, type_name: str | None, run: str | None, limit: int | None) -> None:
+def artifacts(
+    ctx: click.Context, type_name: str | None, run: str | None, limit: int | None
+) -> None:
     """Artifacts, newest first: type, producing component, key properties and URI."""
     from lineage import queries, render
 
@@ -205,8 +209,10 @@ def graph(ctx: click.Context, target: str, output: str, engine: str) -> None:
     _emit(
         ctx,
         data,
-        lambda: f"wrote {data['output']} ({data['artifacts']} artifacts, "
-        f"{data['executions']} executions, {renderer})",
+        lambda: (
+            f"wrote {data['output']} ({data['artifacts']} artifacts, "
+            f"{data['executions']} executions, {renderer})"
+        ),
     )
 
 

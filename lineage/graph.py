@@ -59,7 +59,11 @@ def build(t: Trace) -> tuple[list[Node], list[tuple[str, str, str]]]:
         for path in item["files"]:
             n_files += 1
             node_id = f"f{n_files}"
-            nodes.append(Node(node_id, [os.path.basename(path) or path, _tail(os.path.dirname(path))], "file"))
+            nodes.append(
+                Node(
+                    node_id, [os.path.basename(path) or path, _tail(os.path.dirname(path))], "file"
+                )
+            )
             if producer is not None:
                 edges.append((node_id, f"e{producer}", f"span {item['span']}"))
     return nodes, edges
@@ -80,9 +84,13 @@ def to_dot(t: Trace) -> str:
     ]
     for n in nodes:
         shape = {"artifact": "note", "execution": "box", "file": "folder"}[n.kind]
-        color = _TARGET_COLOR if n.target else {
-            "artifact": _ARTIFACT_COLOR, "execution": _EXECUTION_COLOR, "file": _FILE_COLOR
-        }[n.kind]
+        color = (
+            _TARGET_COLOR
+            if n.target
+            else {"artifact": _ARTIFACT_COLOR, "execution": _EXECUTION_COLOR, "file": _FILE_COLOR}[
+                n.kind
+            ]
+        )
         label = "\\n".join(_dot_escape(x) for x in n.label)
         lines.append(f'  {n.id} [label="{label}", shape={shape}, fillcolor="{color}"];')
     for src, dst, key in edges:
@@ -96,7 +104,9 @@ def _dot_escape(text: str) -> str:
 
 
 def write(t: Trace, output: str, fmt: str | None = None, engine: str = "auto") -> str:
-    """Write the picture; the format comes from the extension unless given. Returns the renderer used.
+    """Write the picture; the format comes from the extension unless given.
+
+    Returns the renderer used.
 
     engine: 'auto' (graphviz if installed, else built-in), 'graphviz' or 'builtin'.
     """
@@ -113,13 +123,20 @@ def write(t: Trace, output: str, fmt: str | None = None, engine: str = "auto") -
         return "dot-text"
     dot_bin = shutil.which("dot")
     if engine == "graphviz" and not dot_bin:
-        raise MetadataError("Graphviz 'dot' is not installed (apt-get install graphviz); use --engine builtin")
+        raise MetadataError(
+            "Graphviz 'dot' is not installed (apt-get install graphviz); use --engine builtin"
+        )
     if dot_bin and engine in ("auto", "graphviz"):
         proc = subprocess.run(
-            [dot_bin, f"-T{fmt}", "-o", output], input=dot_text.encode(), capture_output=True, timeout=120
+            [dot_bin, f"-T{fmt}", "-o", output],
+            input=dot_text.encode(),
+            capture_output=True,
+            timeout=120,
         )
         if proc.returncode != 0:
-            raise MetadataError(f"graphviz failed: {proc.stderr.decode(errors='replace').strip()[:500]}")
+            raise MetadataError(
+                f"graphviz failed: {proc.stderr.decode(errors='replace').strip()[:500]}"
+            )
         return "graphviz"
     nodes, edges = build(t)
     layout = _layout(nodes, edges)
@@ -160,7 +177,9 @@ def _layout(nodes: list[Node], edges: list[tuple[str, str, str]]) -> dict[str, t
         col = columns[r]
         if r > 0:
             # Barycenter of predecessors keeps edges short and mostly horizontal.
-            col.sort(key=lambda n: sum(pos[p][1] for p in preds[n] if p in pos) / max(1, len(preds[n])))
+            col.sort(
+                key=lambda n: sum(pos[p][1] for p in preds[n] if p in pos) / max(1, len(preds[n]))
+            )
         for i, node in enumerate(col):
             pos[node] = (_MARGIN + r * (_W + _GAP_X), _MARGIN + i * (_H + _GAP_Y))
     return pos
@@ -179,7 +198,7 @@ def _fill(n: Node) -> str:
 
 
 def _clip(text: str, limit: int = 34) -> str:
-    return text if len(text) <= limit else "…" + text[-(limit - 1):]
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
 
 
 def _svg(nodes: list[Node], edges: list[tuple[str, str, str]], pos: dict[str, Any]) -> str:
@@ -196,7 +215,8 @@ def _svg(nodes: list[Node], edges: list[tuple[str, str, str]], pos: dict[str, An
         x2, y2 = pos[dst][0], pos[dst][1] + _H / 2
         mid = (x1 + x2) / 2
         out.append(
-            f'<path d="M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} {x2:.0f},{y2:.0f}" '
+            f'<path d="M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} '
+            f'{mid:.0f},{y2:.0f} {x2:.0f},{y2:.0f}" '
             'fill="none" stroke="#555" stroke-width="1" marker-end="url(#arrow)"/>'
         )
         out.append(
@@ -221,11 +241,15 @@ def _svg(nodes: list[Node], edges: list[tuple[str, str, str]], pos: dict[str, An
     return "\n".join(out) + "\n"
 
 
-def _png(nodes: list[Node], edges: list[tuple[str, str, str]], pos: dict[str, Any], output: str) -> None:
+def _png(
+    nodes: list[Node], edges: list[tuple[str, str, str]], pos: dict[str, Any], output: str
+) -> None:
     try:
         from PIL import Image, ImageDraw
     except ImportError:
-        raise MetadataError("PNG output needs Graphviz (apt-get install graphviz) or Pillow") from None
+        raise MetadataError(
+            "PNG output needs Graphviz (apt-get install graphviz) or Pillow"
+        ) from None
     width, height = _size(pos)
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)

@@ -42,7 +42,9 @@ KEY_PROPERTIES = (
 _MAX_HOPS = 40
 
 
-def _artifact_json(ls: MetadataStore, artifact: mlmd_pb2.Artifact, producer: str = "") -> dict[str, Any]:
+def _artifact_json(
+    ls: MetadataStore, artifact: mlmd_pb2.Artifact, producer: str = ""
+) -> dict[str, Any]:
     return {
         "id": artifact.id,
         "type": ls.artifact_type(artifact),
@@ -69,7 +71,11 @@ def _execution_json(ls: MetadataStore, execution: mlmd_pb2.Execution) -> dict[st
 def _producer_names(ls: MetadataStore, artifact_ids: list[int]) -> dict[int, str]:
     producers = ls.producers(artifact_ids)
     executions = ls.executions_by_id(e for ids in producers.values() for e in ids[:1])
-    return {a: ls.component_name(executions[ids[0]]) for a, ids in producers.items() if ids[0] in executions}
+    return {
+        a: ls.component_name(executions[ids[0]])
+        for a, ids in producers.items()
+        if ids[0] in executions
+    }
 
 
 # ---- runs ------------------------------------------------------------------------------------
@@ -110,13 +116,18 @@ def _pushed_in(ls: MetadataStore, executions: list[ExecutionRecord]) -> dict[str
 
 # ---- artifacts -------------------------------------------------------------------------------
 def list_artifacts(
-    ls: MetadataStore, type_name: str | None = None, run: str | None = None, limit: int | None = None
+    ls: MetadataStore,
+    type_name: str | None = None,
+    run: str | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Artifacts newest first, optionally of one type and/or attributed to one run."""
     if run is not None:
         ctx = ls.resolve_run(run)
         # Events rather than attributions: they say which of the run's executions made or used it.
-        ids = [ev.artifact_id for ev in ls.events_of_executions([e.id for e in ls.run_executions(ctx)])]
+        ids = [
+            ev.artifact_id for ev in ls.events_of_executions([e.id for e in ls.run_executions(ctx)])
+        ]
         artifacts = list(ls.artifacts_by_id(ids).values())
         if type_name is not None:
             ls.artifacts_of_type(type_name)  # validates the name with a helpful error
@@ -199,7 +210,8 @@ class Trace:
             "artifacts": sorted(self.artifacts.values(), key=lambda a: a["id"]),
             "executions": sorted(self.executions.values(), key=lambda e: e["id"]),
             "edges": [
-                {"execution": e, "artifact": a, "key": k, "direction": d} for e, a, k, d in self.edges
+                {"execution": e, "artifact": a, "key": k, "direction": d}
+                for e, a, k, d in self.edges
             ],
         }
 
@@ -239,7 +251,9 @@ def trace(ls: MetadataStore, target: str) -> Trace:
     first_producer: dict[int, int] = {}
     for ev in events:
         if is_output(ev) and ev.artifact_id in artifact_ids:
-            first_producer[ev.artifact_id] = min(first_producer.get(ev.artifact_id, ev.execution_id), ev.execution_id)
+            first_producer[ev.artifact_id] = min(
+                first_producer.get(ev.artifact_id, ev.execution_id), ev.execution_id
+            )
     keep = set(first_producer.values())
     # Sibling outputs (metrics next to the blessing, tuner results next to hyperparameters).
     for ev in events:
@@ -250,7 +264,8 @@ def trace(ls: MetadataStore, target: str) -> Trace:
     root_types = {a.id: a.type_id for a in graph.artifacts}
     examples_type = {i for i, name in ls.artifact_types.items() if name == "Examples"}
     raw_examples = [
-        a_id for a_id, e_id in first_producer.items()
+        a_id
+        for a_id, e_id in first_producer.items()
         if root_types.get(a_id) in examples_type
         and not any(is_input(ev) for ev in events if ev.execution_id == e_id)
     ]
@@ -266,7 +281,9 @@ def trace(ls: MetadataStore, target: str) -> Trace:
     check_first: dict[int, int] = {}
     for ev in ls.events_of_executions(sorted(check_executions)):
         if is_output(ev):
-            check_first[ev.artifact_id] = min(check_first.get(ev.artifact_id, ev.execution_id), ev.execution_id)
+            check_first[ev.artifact_id] = min(
+                check_first.get(ev.artifact_id, ev.execution_id), ev.execution_id
+            )
     check_first = {a: e for a, e in check_first.items() if a not in first_producer}
     check_keep = set(check_first.values())
     keep |= check_keep
@@ -302,7 +319,9 @@ def _summarize(ls: MetadataStore, t: Trace) -> dict[str, Any]:
     by_type: dict[str, list[dict[str, Any]]] = {}
     for a in sorted(t.artifacts.values(), key=lambda a: a["id"]):
         by_type.setdefault(a["type"], []).append(a)
-    summary: dict[str, Any] = {"target": {k: t.artifacts[t.target][k] for k in ("id", "type", "uri")}}
+    summary: dict[str, Any] = {
+        "target": {k: t.artifacts[t.target][k] for k in ("id", "type", "uri")}
+    }
     target_props = t.artifacts[t.target]["properties"]
     if t.artifacts[t.target]["type"] == "PushedModel":
         summary["pushed"] = {
@@ -335,7 +354,8 @@ def _summarize(ls: MetadataStore, t: Trace) -> dict[str, Any]:
                     ),
                     "span": a_props.get("span"),
                     "version": a_props.get("version"),
-                    "fingerprint": a_props.get("input_fingerprint") or props.get("input_fingerprint"),
+                    "fingerprint": a_props.get("input_fingerprint")
+                    or props.get("input_fingerprint"),
                 }
             )
     summary["inputs"] = inputs
@@ -361,7 +381,9 @@ def _summarize(ls: MetadataStore, t: Trace) -> dict[str, Any]:
             )
         tprops = t.executions[trainer]["properties"]
         hp: dict[str, Any] = {
-            k: tprops[k] for k in ("train_args", "eval_args", "custom_config") if tprops.get(k) not in (None, "null", {})
+            k: tprops[k]
+            for k in ("train_args", "eval_args", "custom_config")
+            if tprops.get(k) not in (None, "null", {})
         }
         for a_id in inputs_by_key.get("hyperparameters", []):
             values = payloads.read_hyperparameters(t.artifacts[a_id]["uri"])
@@ -417,7 +439,9 @@ def _summarize(ls: MetadataStore, t: Trace) -> dict[str, Any]:
                         "anomalous_splits": sorted(k for k, v in (blessed or {}).items() if v != 1),
                     }
                 )
-        checks.append({"statistics_id": stats["id"], "statistics_uri": stats["uri"], "anomalies": anomalies})
+        checks.append(
+            {"statistics_id": stats["id"], "statistics_uri": stats["uri"], "anomalies": anomalies}
+        )
     summary["data_checks"] = checks
     return summary
 
@@ -456,8 +480,14 @@ def run_facts(ls: MetadataStore, run_ref: str) -> dict[str, Any]:
     }
     for e in executions:
         props = properties_of(e)
-        outs = [artifacts[ev.artifact_id] for ev in events if ev.execution_id == e.id and is_output(ev)]
-        ins = [(event_key(ev), artifacts[ev.artifact_id]) for ev in events if ev.execution_id == e.id and is_input(ev)]
+        outs = [
+            artifacts[ev.artifact_id] for ev in events if ev.execution_id == e.id and is_output(ev)
+        ]
+        ins = [
+            (event_key(ev), artifacts[ev.artifact_id])
+            for ev in events
+            if ev.execution_id == e.id and is_input(ev)
+        ]
         comp = ls.component_name(e)
         if "input_base" in props and not ins:
             for a in outs:
@@ -532,5 +562,8 @@ def diff_runs(ls: MetadataStore, run_a: str, run_b: str) -> dict[str, Any]:
             for k in sorted(set(left) | set(right))
             if left.get(k) != right.get(k)
         ]
-        sections[section] = {"changed": changes, "unchanged": len(set(left) | set(right)) - len(changes)}
+        sections[section] = {
+            "changed": changes,
+            "unchanged": len(set(left) | set(right)) - len(changes),
+        }
     return {"run_a": a["run_id"], "run_b": b["run_id"], "sections": sections}

@@ -15,7 +15,9 @@ def table(rows: list[list[str]], header: list[str]) -> str:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
     return "\n".join(lines)
 
 
@@ -39,7 +41,14 @@ def runs(data: list[dict[str, Any]]) -> str:
                 parts.append(f"{state}: {', '.join(names)}")
         pushed = f"yes (v{run['pushed_version']})" if run["pushed"] else "no"
         rows.append(
-            [run["run_id"], run["start"], f"{run['duration_s']:.1f}s", run["status"], pushed, "; ".join(parts)]
+            [
+                run["run_id"],
+                run["start"],
+                f"{run['duration_s']:.1f}s",
+                run["status"],
+                pushed,
+                "; ".join(parts),
+            ]
         )
     return table(rows, ["RUN", "START", "DURATION", "STATUS", "PUSHED", "COMPONENTS"])
 
@@ -98,7 +107,9 @@ def trace(t: Trace) -> str:
                 if item["examples_id"] == a_id:
                     for f in item["files"]:
                         lines.append(f"{pad}       input file: {f}")
-                    lines.append(f"{pad}       span {item['span']}, fingerprint {item['fingerprint']}")
+                    lines.append(
+                        f"{pad}       span {item['span']}, fingerprint {item['fingerprint']}"
+                    )
         for key, child in t.inputs_of(producer):
             walk_artifact(child, depth + 2, key)
 
@@ -121,21 +132,26 @@ def summary(s: dict[str, Any]) -> str:
         lines.append(f"  data:       {files} (span {item['span']}, via {item['component']})")
         lines.append(f"              fingerprint {item['fingerprint']}")
     for schema in s.get("schema", []):
-        lines.append(f"  schema:     Schema #{schema['id']} from {schema['producer']}  {schema['uri']}")
+        lines.append(
+            f"  schema:     Schema #{schema['id']} from {schema['producer']}  {schema['uri']}"
+        )
         if schema.get("source_file"):
             lines.append(f"              imported from {schema['source_file']}")
     hp = s.get("hyperparameters")
     if hp:
         if "tuned" in hp:
             lines.append(
-                f"  hparams:    {hp.get('tuned')} (HyperParameters #{hp['hyperparameters_artifact']} "
+                f"  hparams:    {hp.get('tuned')} "
+                f"(HyperParameters #{hp['hyperparameters_artifact']} "
                 f"from {hp['hyperparameters_source']})"
             )
         for key in ("train_args", "eval_args", "custom_config"):
             if key in hp:
                 lines.append(f"  {key + ':':<11} {hp[key]}")
     for check in s.get("data_checks", []):
-        lines.append(f"  statistics: ExampleStatistics #{check['statistics_id']}  {check['statistics_uri']}")
+        lines.append(
+            f"  statistics: ExampleStatistics #{check['statistics_id']}  {check['statistics_uri']}"
+        )
         for an in check["anomalies"]:
             verdict = (
                 f"anomalies in {', '.join(an['anomalous_splits'])}"
@@ -147,7 +163,7 @@ def summary(s: dict[str, Any]) -> str:
         verdict = "BLESSED" if ev["blessed"] else "not blessed"
         lines.append(f"  evaluation: ModelBlessing #{ev['blessing_id']} {verdict}")
         own = {k: v for k, v in ev["metrics"].items() if ":" not in k}
-        diffs = {k[len("diff:"):]: v for k, v in ev["metrics"].items() if k.startswith("diff:")}
+        diffs = {k[len("diff:") :]: v for k, v in ev["metrics"].items() if k.startswith("diff:")}
         if own:
             lines.append(f"  metrics:    {', '.join(f'{k}={v:.4g}' for k, v in own.items())}")
         if diffs:

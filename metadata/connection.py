@@ -33,10 +33,13 @@ def sqlite_store_path(output_dir: str | os.PathLike[str] = LOCAL_OUTPUT_DIR) -> 
 
 
 class ConnectionConfigError(ValueError):
-    """A metadata connection string or config file that cannot be used; the message is safe to print."""
+    """A metadata connection string or config file that cannot be used; the message is safe to
+    print."""
 
 
-def connection_config_from_url(url_or_path: str | os.PathLike[str]) -> metadata_store_pb2.ConnectionConfig:
+def connection_config_from_url(
+    url_or_path: str | os.PathLike[str],
+) -> metadata_store_pb2.ConnectionConfig:
     """Build the ConnectionConfig for a SQLite path, a database URL or a text-proto config file.
 
     Accepted forms:
@@ -52,14 +55,16 @@ def connection_config_from_url(url_or_path: str | os.PathLike[str]) -> metadata_
     """
     text = os.fspath(url_or_path).strip()
     if not text:
-        raise ConnectionConfigError("empty metadata connection: give a SQLite path, a URL or a .pbtxt file")
+        raise ConnectionConfigError(
+            "empty metadata connection: give a SQLite path, a URL or a .pbtxt file"
+        )
     lowered = text.lower()
     if lowered.startswith(("postgresql://", "postgres://")):
         return _postgresql(text)
     if lowered.startswith("mysql://"):
         return _mysql(text)
     if lowered.startswith("sqlite:"):
-        path = text[len("sqlite:"):]
+        path = text[len("sqlite:") :]
         if path.startswith("///"):
             # sqlite:///abs/path and SQLAlchemy's sqlite:////abs/path both mean /abs/path.
             path = "/" + path.lstrip("/")
@@ -79,7 +84,9 @@ def connection_config_from_url(url_or_path: str | os.PathLike[str]) -> metadata_
     return sqlite_config(text)
 
 
-def sqlite_config(path: str | os.PathLike[str], *, read_only: bool = False) -> metadata_store_pb2.ConnectionConfig:
+def sqlite_config(
+    path: str | os.PathLike[str], *, read_only: bool = False
+) -> metadata_store_pb2.ConnectionConfig:
     """SQLite config for a file; read-only mode lets lineage commands refuse to create a store."""
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = os.path.abspath(os.fspath(path))
@@ -92,7 +99,11 @@ def describe_connection(config: metadata_store_pb2.ConnectionConfig) -> str:
     """A one-line, password-free description of where a config points (for logs and errors)."""
     kind = config.WhichOneof("config")
     if kind == "sqlite":
-        return f"sqlite:///{config.sqlite.filename_uri.lstrip('/')}" if config.sqlite.filename_uri.startswith("/") else f"sqlite:{config.sqlite.filename_uri}"
+        return (
+            f"sqlite:///{config.sqlite.filename_uri.lstrip('/')}"
+            if config.sqlite.filename_uri.startswith("/")
+            else f"sqlite:{config.sqlite.filename_uri}"
+        )
     if kind == "postgresql":
         pg = config.postgresql
         auth = _auth_part(pg.user, pg.password)
@@ -112,7 +123,11 @@ def describe_connection(config: metadata_store_pb2.ConnectionConfig) -> str:
 
 def secrets_of(config: metadata_store_pb2.ConnectionConfig) -> list[str]:
     """Every secret in a config, so error text coming back from MLMD can be scrubbed of them."""
-    found = [config.postgresql.password, config.postgresql.ssloption.sslpassword, config.mysql.password]
+    found = [
+        config.postgresql.password,
+        config.postgresql.ssloption.sslpassword,
+        config.mysql.password,
+    ]
     return [s for s in found if s]
 
 
@@ -145,7 +160,9 @@ def _split(url: str) -> tuple[str, str, str, int | None, str, dict[str, str]]:
 def _postgresql(url: str) -> metadata_store_pb2.ConnectionConfig:
     user, password, host, port, dbname, query = _split(url)
     if not dbname:
-        raise ConnectionConfigError("postgresql URL needs a database name: postgresql://user@host:5432/dbname")
+        raise ConnectionConfigError(
+            "postgresql URL needs a database name: postgresql://user@host:5432/dbname"
+        )
     config = metadata_store_pb2.ConnectionConfig()
     pg = config.postgresql
     pg.host = host or "localhost"
@@ -168,7 +185,9 @@ def _postgresql(url: str) -> metadata_store_pb2.ConnectionConfig:
 def _mysql(url: str) -> metadata_store_pb2.ConnectionConfig:
     user, password, host, port, dbname, query = _split(url)
     if not dbname:
-        raise ConnectionConfigError("mysql URL needs a database name: mysql://user@host:3306/dbname")
+        raise ConnectionConfigError(
+            "mysql URL needs a database name: mysql://user@host:3306/dbname"
+        )
     config = metadata_store_pb2.ConnectionConfig()
     my = config.mysql
     my.database = dbname
@@ -195,7 +214,9 @@ def _from_text_proto(path: Path) -> metadata_store_pb2.ConnectionConfig:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConnectionConfigError(f"cannot read metadata connection file {path}: {exc.strerror}") from None
+        raise ConnectionConfigError(
+            f"cannot read metadata connection file {path}: {exc.strerror}"
+        ) from None
     config = metadata_store_pb2.ConnectionConfig()
     try:
         text_format.Parse(text, config)

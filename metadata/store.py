@@ -87,14 +87,18 @@ def open_store(
     if config.WhichOneof("config") == "sqlite":
         path = config.sqlite.filename_uri
         if not os.path.isfile(path):
-            raise MetadataError(f"metadata store not found: {path} (run the pipeline first, or pass --metadata)")
+            raise MetadataError(
+                f"metadata store not found: {path} (run the pipeline first, or pass --metadata)"
+            )
         config.sqlite.connection_mode = mlmd_pb2.SqliteMetadataSourceConfig.READONLY
     try:
         store = metadata_store.MetadataStore(config)
         # A corrupt or foreign file can connect fine and only fail on the first query.
         store.get_context_types()
     except Exception as exc:  # MLMD raises a family of errors.* plus RuntimeError from C++.
-        message = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, config)
+        message = scrub(
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, config
+        )
         raise MetadataError(f"cannot read metadata store {where}: {message}") from None
     return MetadataStore(store, where)
 
@@ -163,8 +167,14 @@ class MetadataStore:
 
     def refresh(self) -> None:
         """Forget cached answers, so the next query sees what was recorded since."""
-        for name in ("artifact_types", "execution_types", "node_contexts", "node_of_execution",
-                     "run_contexts", "run_of_execution"):
+        for name in (
+            "artifact_types",
+            "execution_types",
+            "node_contexts",
+            "node_of_execution",
+            "run_contexts",
+            "run_of_execution",
+        ):
             self.__dict__.pop(name, None)
 
     # ---- types -------------------------------------------------------------------------------
@@ -254,13 +264,11 @@ class MetadataStore:
             back = 0
         elif ref == "previous":
             back = 1
-        elif ref.startswith("latest~") and ref[len("latest~"):].isdigit():
-            back = int(ref[len("latest~"):])
+        elif ref.startswith("latest~") and ref[len("latest~") :].isdigit():
+            back = int(ref[len("latest~") :])
         if back is not None:
             if back >= len(runs):
-                raise MetadataError(
-                    f"run {ref!r} does not exist: only {len(runs)} run(s) recorded"
-                )
+                raise MetadataError(f"run {ref!r} does not exist: only {len(runs)} run(s) recorded")
             return runs[back]
         exact = [r for r in runs if r.name == ref]
         if exact:
@@ -445,7 +453,8 @@ class MetadataStore:
         if node is None:
             return []
         artifacts = [
-            a for a in self.mlmd.get_artifacts_by_context(node.id)
+            a
+            for a in self.mlmd.get_artifacts_by_context(node.id)
             if a.state == mlmd_pb2.Artifact.LIVE
             and (type_name is None or self.artifact_type(a) == type_name)
         ]
@@ -474,8 +483,7 @@ class MetadataStore:
                     statistics_uri=_uri(outputs.get(STATISTICS_GEN, {}).get("statistics")),
                     anomalies_uri=_uri(outputs.get(EXAMPLE_VALIDATOR, {}).get("anomalies")),
                     drift_uri=drift.uri if drift else None,
-                    previous_span=previous if isinstance(previous, int) and previous >= 0
-                    else None,
+                    previous_span=previous if isinstance(previous, int) and previous >= 0 else None,
                 )
             )
         return records

@@ -38,7 +38,9 @@ def DataGate(  # noqa: N802 - TFX components are named like classes
         parts = []
         if found:
             lines = "\n".join(f"  {a}" for a in found)
-            parts.append(f"ExampleValidator found {len(found)} anomalies in {anomalies.uri}:\n{lines}")
+            parts.append(
+                f"ExampleValidator found {len(found)} anomalies in {anomalies.uri}:\n{lines}"
+            )
         if drifted:
             previous = drift.get_int_custom_property(PREVIOUS_SPAN_PROPERTY)
             lines = "\n".join(f"  {m}" for m in drifted)

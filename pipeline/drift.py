@@ -62,13 +62,17 @@ class Measurement:
         )
 
 
-def measurements(proto: anomalies_pb2.Anomalies, split: str, skew: bool = False) -> list[Measurement]:
+def measurements(
+    proto: anomalies_pb2.Anomalies, split: str, skew: bool = False
+) -> list[Measurement]:
     """Every drift (or skew) measurement TFDV recorded, sorted by feature."""
     out = []
     for info in proto.drift_skew_info:
         feature = ".".join(info.path.step)
         for m in info.skew_measurements if skew else info.drift_measurements:
-            name = _COMPARATORS.get(m.type, anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(m.type))
+            name = _COMPARATORS.get(
+                m.type, anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(m.type)
+            )
             out.append(
                 Measurement(split, feature, name, m.value, m.threshold, "skew" if skew else "drift")
             )
@@ -83,7 +87,8 @@ def only_comparator_anomalies(proto: anomalies_pb2.Anomalies) -> anomalies_pb2.A
     out.ClearField("dataset_anomaly_info")
     for feature, info in proto.anomaly_info.items():
         reasons = [
-            r for r in info.reason
+            r
+            for r in info.reason
             if anomalies_pb2.AnomalyInfo.Type.Name(r.type).startswith("COMPARATOR_")
         ]
         if reasons:
@@ -97,7 +102,9 @@ def only_comparator_anomalies(proto: anomalies_pb2.Anomalies) -> anomalies_pb2.A
 
 def load_measurements(uri: str, split_names: list[str]) -> list[Measurement]:
     """Drift measurements stored under a DriftValidator output's URI (Split-<name>/)."""
-    return [m for split, proto in split_protos(uri, split_names) for m in measurements(proto, split)]
+    return [
+        m for split, proto in split_protos(uri, split_names) for m in measurements(proto, split)
+    ]
 
 
 def load_statistics_file(path: str) -> statistics_pb2.DatasetFeatureStatisticsList:

@@ -40,7 +40,9 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
     def overall(threshold: tfma.MetricThreshold) -> list[tfma.PerSliceMetricThreshold]:
         # Gate on the whole eval set only: per-hour slices are too small to hold a bar.
-        return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]
+        return [
+            tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
+        ]
 
     return tfma.EvalConfig(
         model_specs=[
@@ -177,9 +179,7 @@ def create_pipeline(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=config.model_serving_dir
-            )
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.model_serving_dir)
         ),
         # Copy to a hidden temp dir, then rename: a version appears complete or not at all.
         custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),

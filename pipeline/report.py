@@ -60,14 +60,18 @@ class RunReport:
         if self.blessed is None:
             if self.anomalies or self.drifted:
                 what = " and ".join(
-                    w for w, found in (("anomalies", self.anomalies), ("drift", self.drifted)) if found
+                    w
+                    for w, found in (("anomalies", self.anomalies), ("drift", self.drifted))
+                    if found
                 )
                 return f"not pushed: the data gate stopped the run on {what} (nothing trained)"
             return "not pushed: the run stopped before the Evaluator"
         if self.candidate_model_id is not None and (
             self.candidate_model_id == self.baseline_model_id
         ):
-            return "not pushed: the candidate is the served (baseline) model itself; nothing changed"
+            return (
+                "not pushed: the candidate is the served (baseline) model itself; nothing changed"
+            )
         if not self.blessed:
             failed = ", ".join(f"{c.metric} on {c.slice}" for c in self.failed_checks)
             return f"not pushed: not blessed ({failed or 'thresholds not met'})"
@@ -111,9 +115,7 @@ def _read_artifact(
 ) -> None:
     type_name = store.artifact_type(artifact)
     if type_name == "ExampleAnomalies":
-        splits = artifact_utils.decode_split_names(
-            artifact.properties["split_names"].string_value
-        )
+        splits = artifact_utils.decode_split_names(artifact.properties["split_names"].string_value)
         if node_id == DRIFT_VALIDATOR:
             report.drift = load_measurements(artifact.uri, splits)
             previous = _custom(artifact, PREVIOUS_SPAN_PROPERTY)

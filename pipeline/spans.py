@@ -153,7 +153,7 @@ def add_span(
     return final / SPAN_FILE
 
 
-# ---- serving skew ---------------------------------------------------------------------------------
+# ---- serving skew --------------------------------------------------------------------------------
 def request_files(requests_dir: str) -> list[str]:
     import tensorflow as tf
 
@@ -173,9 +173,7 @@ def latest_training_statistics(metadata: str, pipeline_name: str, split: str = "
     return os.path.join(uri, f"Split-{split}", "FeatureStats.pb")
 
 
-def check_skew(
-    requests_dir: str, training_statistics: str, schema_path: str
-) -> tuple[list, list]:
+def check_skew(requests_dir: str, training_statistics: str, schema_path: str) -> tuple[list, list]:
     """(skew measurements, schema anomalies of the requests in the SERVING environment)."""
     import tensorflow_data_validation as tfdv
 
@@ -206,7 +204,7 @@ def _in_memory_beam():
     return PipelineOptions(in_memory_beam_args())
 
 
-# ---- CLI ------------------------------------------------------------------------------------------
+# ---- CLI -----------------------------------------------------------------------------------------
 _DEFAULTS = PipelineConfig()
 
 
@@ -231,13 +229,19 @@ def add_span_command(csv_file: str, data_root: str, schema_path: str, span: int 
 
 @data.command("check-skew")
 @click.option("--requests", "requests_dir", required=True, help="mlops serve --request_log_dir.")
-@click.option("--training-statistics", default=None,
-              help="FeatureStats.pb; default: newest StatisticsGen train split in ML Metadata.")
+@click.option(
+    "--training-statistics",
+    default=None,
+    help="FeatureStats.pb; default: newest StatisticsGen train split in ML Metadata.",
+)
 @click.option("--metadata", default=_DEFAULTS.metadata_connection, show_default=True)
 @click.option("--pipeline-name", default=_DEFAULTS.pipeline_name, show_default=True)
 @click.option("--schema", "schema_path", default=_DEFAULTS.schema_path, show_default=True)
 def check_skew_command(
-    requests_dir: str, training_statistics: str | None, metadata: str, pipeline_name: str,
+    requests_dir: str,
+    training_statistics: str | None,
+    metadata: str,
+    pipeline_name: str,
     schema_path: str,
 ) -> None:
     """Training/serving skew of logged requests; exit 1 on skew or request anomalies."""
@@ -253,6 +257,9 @@ def check_skew_command(
         click.echo(f"  {a}")
     skewed = [m for m in skew if m.exceeded]
     if skewed or anomalies:
-        click.echo(f"Skew check failed: {len(skewed)} skewed feature(s), {len(anomalies)} anomalies", err=True)
+        click.echo(
+            f"Skew check failed: {len(skewed)} skewed feature(s), {len(anomalies)} anomalies",
+            err=True,
+        )
         sys.exit(EXIT_REJECTED)
     click.echo("No skew beyond the schema's thresholds.")

@@ -16,6 +16,16 @@ import modules  # noqa: F401 - sets the Keras-2 switch before any test imports T
 from pipeline.config import PipelineConfig
 from tests.pipeline_samples import small_config, write_sample
 
+# Fixtures that run the pipeline: a test using one is slow whether or not its file says so.
+PIPELINE_FIXTURES = {"small_pipeline", "pg_pipeline", "runs"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a pipeline-running fixture `slow` (`make test-fast` skips it)."""
+    for item in items:
+        if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @dataclasses.dataclass
 class SmallPipeline:

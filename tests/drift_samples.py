@@ -62,9 +62,13 @@ def write_csv(path: Path, rows: list[dict[str, str]], fieldnames: list[str] | No
 
 
 def write_broken_header(path: Path, rows: int = 20) -> Path:
-    """`fare` renamed to `fare_usd`: a column the pipeline needs is missing, an unknown one appears."""
+    """`fare` renamed to `fare_usd`: a column the pipeline needs is missing, an unknown one
+    appears."""
     names = ["fare_usd" if n == "fare" else n for n in header()]
-    data = [{("fare_usd" if k == "fare" else k): v for k, v in r.items()} for r in same_distribution_rows(rows)]
+    data = [
+        {("fare_usd" if k == "fare" else k): v for k, v in r.items()}
+        for r in same_distribution_rows(rows)
+    ]
     return write_csv(path, data, names)
 
 

@@ -95,18 +95,34 @@ def postgres_server(user: str = "mlmd", dbname: str = "mlmd") -> Iterator[Postgr
         if proc.returncode != 0:
             log = open(log_file).read()[-2000:] if os.path.exists(log_file) else ""
             raise RuntimeError(
-                f"{os.path.basename(args[0])} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}\n{log}"
+                f"{os.path.basename(args[0])} failed ({proc.returncode}):\n"
+                f"{proc.stdout}\n{proc.stderr}\n{log}"
             )
 
     port = _free_port()
     try:
         run(
-            f"{bin_dir}/initdb", "-D", data_dir, "-U", user, f"--pwfile={pwfile}",
-            "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync",
+            f"{bin_dir}/initdb",
+            "-D",
+            data_dir,
+            "-U",
+            user,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--no-sync",
         )
         run(
-            f"{bin_dir}/pg_ctl", "-D", data_dir, "-l", log_file, "-w", "-t", "60",
-            "-o", f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off",
+            f"{bin_dir}/pg_ctl",
+            "-D",
+            data_dir,
+            "-l",
+            log_file,
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off",
             "start",
         )
         try:
@@ -114,7 +130,9 @@ def postgres_server(user: str = "mlmd", dbname: str = "mlmd") -> Iterator[Postgr
         finally:
             subprocess.run(
                 [*prefix, f"{bin_dir}/pg_ctl", "-D", data_dir, "-m", "immediate", "-w", "stop"],
-                cwd=workdir, capture_output=True, timeout=60,
+                cwd=workdir,
+                capture_output=True,
+                timeout=60,
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

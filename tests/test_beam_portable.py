@@ -16,6 +16,9 @@ import pytest
 
 from tests.pipeline_samples import small_config, write_sample
 
+# Runs the data stages of the pipeline on the portable runner.
+pytestmark = pytest.mark.slow
+
 ROWS = 200
 
 
@@ -96,7 +99,9 @@ def test_data_stages_run_on_the_portable_runner(job_service, tmp_path):
 
     transformed = sorted(root.glob("Transform/transformed_examples/*/Split-*/*.gz"))
     assert {p.parent.name for p in transformed} == {"Split-train", "Split-eval"}
-    rows = sum(1 for _ in tf.data.TFRecordDataset([str(p) for p in transformed], compression_type="GZIP"))
+    rows = sum(
+        1 for _ in tf.data.TFRecordDataset([str(p) for p in transformed], compression_type="GZIP")
+    )
     assert rows == ROWS
     assert list(root.glob("StatisticsGen/statistics/*/Split-train/FeatureStats.pb"))
     assert list(root.glob("Transform/transform_graph/*/transform_fn/saved_model.pb"))

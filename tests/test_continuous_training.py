@@ -1,5 +1,5 @@
-"""Continuous training on small generated spans: new span -> retrain -> compare -> push only a better
-model; drift stops the run; a bad CSV never becomes a span; a run killed during the Trainer
+"""Continuous training on small generated spans: new span -> retrain -> compare -> push only a
+better model; drift stops the run; a bad CSV never becomes a span; a run killed during the Trainer
 resumes to exactly one complete pushed version; atomic pushes; serving skew from logged requests.
 
 One module-scoped sequence of real pipeline runs is shared by the slow tests:
@@ -31,6 +31,9 @@ from pipeline.run import EXIT_ANOMALIES, EXIT_OK, run_pipeline
 from tests import drift_samples as ds
 from tests.pipeline_samples import small_config, write_sample
 
+# Runs the pipeline several times.
+pytestmark = pytest.mark.slow
+
 SCHEMA = str(PROJECT_ROOT / "schema" / "schema.pbtxt")
 # A weak first model and a better-trained second one, so the span-2 candidate beats the baseline.
 SPAN1_STEPS, SPAN2_STEPS = 10, 120
@@ -46,7 +49,7 @@ def _hidden(serving_dir: str) -> list[str]:
     return sorted(p.name for p in base.iterdir() if not p.name.isdigit()) if base.is_dir() else []
 
 
-# ---- add-span: validated on the way in ------------------------------------------------------------
+# ---- add-span: validated on the way in -----------------------------------------------------------
 def test_add_span_writes_the_next_span(tmp_path):
     data_root = write_sample(tmp_path / "data", rows=50)
     new = ds.write_csv(tmp_path / "new.csv", ds.same_distribution_rows(60))
@@ -96,7 +99,7 @@ def test_add_span_refuses_an_existing_or_older_span(tmp_path):
     assert spans.list_spans(data_root) == [1, 3]
 
 
-# ---- atomic, idempotent push ----------------------------------------------------------------------
+# ---- atomic, idempotent push ---------------------------------------------------------------------
 def _fake_model(path: Path) -> Path:
     (path / "variables").mkdir(parents=True)
     (path / "saved_model.pb").write_bytes(b"pb")
@@ -139,7 +142,7 @@ def test_atomic_push_failing_mid_copy_leaves_no_version(tmp_path, monkeypatch):
     assert list(base.iterdir()) == []
 
 
-# ---- serving skew from logged requests ------------------------------------------------------------
+# ---- serving skew from logged requests -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def training_statistics(tmp_path_factory) -> str:
     import tensorflow_data_validation as tfdv
@@ -166,7 +169,10 @@ def _log_requests(directory: Path, rows: list[dict], raw_share: float = 0.0) -> 
     if split < len(rows):
         columns = raw_columns(rows[split:])  # one typed 1-D tensor per feature
         log.log_inputs(
-            {k: np.array(v, dtype=object if isinstance(v[0], str) else None) for k, v in columns.items()}
+            {
+                k: np.array(v, dtype=object if isinstance(v[0], str) else None)
+                for k, v in columns.items()
+            }
         )
     log.close()
     assert log.logged == len(rows)
@@ -235,7 +241,7 @@ def test_check_skew_passes_same_distribution_and_fails_drifted_requests(
     assert "fare: Jensen-Shannon distance" in drifted.output
 
 
-# ---- the pipeline: span after span ----------------------------------------------------------------
+# ---- the pipeline: span after span ---------------------------------------------------------------
 @dataclasses.dataclass
 class Runs:
     config: object
@@ -264,12 +270,19 @@ def _run_until_trainer_then_kill(out: Path, data: Path, steps: int) -> str:
     """Run the pipeline in a child process and SIGKILL it as soon as the Trainer starts."""
     code = _CHILD.format(out=str(out), data=str(data), steps=steps)
     # The child imports the project (and tests/) from the repository root, like pytest does.
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p
-    ))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p
+        ),
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True, env=env,
+        [sys.executable, "-u", "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env=env,
     )
     lines = []
     try:
@@ -312,8 +325,16 @@ def runs(tmp_path_factory) -> Runs:
     with contextlib.redirect_stdout(out):
         span3_exit, span3 = run_pipeline(config2)
     return Runs(
-        config2, span1, killed_output, versions_after_kill, hidden_after_kill, span2,
-        versions_after_span2, span3_exit, span3, out.getvalue(),
+        config2,
+        span1,
+        killed_output,
+        versions_after_kill,
+        hidden_after_kill,
+        span2,
+        versions_after_span2,
+        span3_exit,
+        span3,
+        out.getvalue(),
     )
 
 
@@ -352,8 +373,14 @@ def test_killed_during_trainer_leaves_the_served_version_untouched(runs):
 
 def test_resumed_run_reuses_finished_steps_and_trains_on_span_2(runs):
     states = _states(runs.span2)
-    for node_id in ("CsvExampleGen", "StatisticsGen", "DriftValidator", "ExampleValidator",
-                    "DataGate", "Transform"):
+    for node_id in (
+        "CsvExampleGen",
+        "StatisticsGen",
+        "DriftValidator",
+        "ExampleValidator",
+        "DataGate",
+        "Transform",
+    ):
         assert states[node_id] == "CACHED", (node_id, states)
     for node_id in ("Trainer", "Evaluator", "Pusher"):
         assert states[node_id] == "COMPLETE", (node_id, states)
@@ -398,8 +425,6 @@ def test_drifted_span_stops_the_run_with_a_drift_report_and_pushes_nothing(runs)
         assert node_id not in states
     assert "drift" in report.push_decision and "not pushed" in report.push_decision
     # The printed report names feature, comparator, distance and threshold.
-    line = next(
-        ln for ln in runs.span3_output.splitlines() if "company: L-infinity distance" in ln
-    )
+    line = next(ln for ln in runs.span3_output.splitlines() if "company: L-infinity distance" in ln)
     assert f"{drifted['company'].distance:.4f} > threshold 0.2 (DRIFT)" in line
     assert _versions(runs.config.model_serving_dir) == runs.versions_after_span2

@@ -72,7 +72,7 @@ def _config_files(deployment: dict) -> dict[str, str]:
     return files
 
 
-# --- Kubernetes ------------------------------------------------------------------------------------
+# --- Kubernetes -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -118,8 +118,11 @@ def test_deployment_serves_the_pipelines_model_on_the_serving_ports():
     # The base path is on a mounted volume (or a bucket TF Serving reads directly).
     if "://" not in model.base_path:
         volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-        mounts = [m for m in container["volumeMounts"]
-                  if PurePosixPath(model.base_path).is_relative_to(m["mountPath"])]
+        mounts = [
+            m
+            for m in container["volumeMounts"]
+            if PurePosixPath(model.base_path).is_relative_to(m["mountPath"])
+        ]
         assert mounts, f"{model.base_path} is on no volume"
         assert "persistentVolumeClaim" in volumes[mounts[0]["name"]]
         claims = {d["metadata"]["name"] for d in _docs() if d["kind"] == "PersistentVolumeClaim"}
@@ -138,14 +141,18 @@ def test_readiness_probe_asks_tf_serving_for_the_model_status():
 def test_resources_requests_and_limits():
     resources = _serving_container(_one("Deployment"))["resources"]
     assert set(resources) == {"requests", "limits"}
-    assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
+    assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(
+        resources["limits"]
+    )
 
 
 def test_service_exposes_grpc_and_rest_to_the_deployments_pods():
     deployment, service = _one("Deployment"), _one("Service")
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
-    container_ports = {p["name"]: p["containerPort"] for p in _serving_container(deployment)["ports"]}
+    container_ports = {
+        p["name"]: p["containerPort"] for p in _serving_container(deployment)["ports"]
+    }
     exposed = {}
     for port in service["spec"]["ports"]:
         target = port.get("targetPort", port["port"])
@@ -153,12 +160,14 @@ def test_service_exposes_grpc_and_rest_to_the_deployments_pods():
     assert exposed == {GRPC_PORT: GRPC_PORT, REST_PORT: REST_PORT}
 
 
-# --- docker compose --------------------------------------------------------------------------------
+# --- docker compose -------------------------------------------------------------------------------
 
 
 def _compose_service() -> dict:
     compose = PyCompose.from_yaml(COMPOSE.read_text()).to_dict()
-    services = [s for s in compose["services"].values() if s["image"].startswith("tensorflow/serving")]
+    services = [
+        s for s in compose["services"].values() if s["image"].startswith("tensorflow/serving")
+    ]
     assert len(services) == 1
     return services[0]
 
@@ -184,8 +193,11 @@ def test_compose_serves_the_pushers_directory_on_the_serving_ports():
     # Container path -> host path, as compose resolves them (relative to the compose file).
     mounts = {}
     for volume in service["volumes"]:
-        source, target = (volume.split(":")[:2] if isinstance(volume, str)
-                          else (volume["source"], volume["target"]))
+        source, target = (
+            volume.split(":")[:2]
+            if isinstance(volume, str)
+            else (volume["source"], volume["target"])
+        )
         mounts[target] = (COMPOSE.parent / source).resolve()
 
     def host_path(container_path: str) -> Path:
@@ -208,13 +220,15 @@ def test_compose_serves_the_pushers_directory_on_the_serving_ports():
     assert f"/v1/models/{MODEL_NAME}" in check and str(REST_PORT) in check
 
 
-# --- the pipeline image ----------------------------------------------------------------------------
+# --- the pipeline image ---------------------------------------------------------------------------
 
 
 def _dockerfile() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuations joined and comments dropped."""
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    lines = [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")
+    ]
     return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1]) for ln in lines]
 
 
@@ -230,8 +244,11 @@ def test_dockerfile_copies_what_the_kubeflow_config_points_at():
     instructions = _dockerfile()
     (workdir,) = [a for i, a in instructions if i == "WORKDIR"]
     assert workdir == kr.IMAGE_PROJECT_ROOT
-    ignored = [ln.strip().rstrip("/") for ln in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
-               if ln.strip() and not ln.startswith("#")]
+    ignored = [
+        ln.strip().rstrip("/")
+        for ln in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     copied: dict[PurePosixPath, Path] = {}  # image path -> repository path
     for instruction, arguments in instructions:
         if instruction != "COPY":
@@ -247,11 +264,20 @@ def test_dockerfile_copies_what_the_kubeflow_config_points_at():
             target = base if local.is_dir() or single_file else base / local.name
             copied[target] = local
     defaults = kr.KubeflowConfig()
-    for field in ("data_root", "schema_path", "preprocessing_module", "trainer_module",
-                  "tuner_module", "best_hyperparameters_dir"):
+    for field in (
+        "data_root",
+        "schema_path",
+        "preprocessing_module",
+        "trainer_module",
+        "tuner_module",
+        "best_hyperparameters_dir",
+    ):
         path = PurePosixPath(getattr(defaults, field))
-        sources = [local / path.relative_to(target) for target, local in copied.items()
-                   if path.is_relative_to(target)]
+        sources = [
+            local / path.relative_to(target)
+            for target, local in copied.items()
+            if path.is_relative_to(target)
+        ]
         assert sources, f"{field}: {path} is not copied into the image"
         # ...and the image keeps the repository's layout, so it is the file validate() checked.
         assert sources[0] == PROJECT_ROOT / path.relative_to(kr.IMAGE_PROJECT_ROOT)

@@ -17,6 +17,9 @@ from pipeline.run import EXIT_ANOMALIES, EXIT_OK, run_pipeline
 from serving.client import encode_example, raw_columns
 from tests.pipeline_samples import small_config, write_sample
 
+# Runs the pipeline (and reads the shared small_pipeline run).
+pytestmark = pytest.mark.slow
+
 
 def _pushed_versions(serving_model_dir: str) -> list[Path]:
     return sorted(p for p in Path(serving_model_dir).iterdir() if p.name.isdigit())

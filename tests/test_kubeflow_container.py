@@ -7,7 +7,6 @@ one step's ExecutorOutput feeds the next, not only parses."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -22,6 +21,9 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from pipeline import kubeflow as kr
 from tests.pipeline_samples import write_sample
 
+# Runs compiled pipeline steps through the TFX container entrypoint.
+pytestmark = pytest.mark.slow
+
 ROWS = 200
 
 
@@ -29,8 +31,7 @@ ROWS = 200
 def compiled(tmp_path_factory):
     root = tmp_path_factory.mktemp("kfp_container")
     data_root = write_sample(root / "data", rows=ROWS)
-    kcfg = dataclasses.replace(
-        kr.KubeflowConfig(),
+    kcfg = kr.KubeflowConfig().replace(
         data_root=str(data_root),
         beam_args=("--direct_running_mode=in_memory", "--direct_num_workers=1"),
     )
@@ -39,14 +40,18 @@ def compiled(tmp_path_factory):
     return spec, root
 
 
-def _executor_input(spec, task_name: str, task_root: Path, upstream: dict) -> pipeline_spec_pb2.ExecutorInput:
+def _executor_input(
+    spec, task_name: str, task_root: Path, upstream: dict
+) -> pipeline_spec_pb2.ExecutorInput:
     """What the KFP launcher hands the container for this task."""
     task = spec.root.dag.tasks[task_name]
     component = spec.components[task.component_ref.name]
     ei = pipeline_spec_pb2.ExecutorInput()
     for key, param in task.inputs.parameters.items():
         if param.HasField("component_input_parameter"):
-            value = spec.root.input_definitions.parameters[param.component_input_parameter].default_value
+            value = spec.root.input_definitions.parameters[
+                param.component_input_parameter
+            ].default_value
         else:
             value = param.runtime_value.constant
         ei.inputs.parameter_values[key].CopyFrom(value)
@@ -94,7 +99,9 @@ def _run_task(spec, task_name: str, root: Path, upstream: dict) -> pipeline_spec
         assert driver_output.parameter_values, "the driver resolved nothing"
         (task_root / "driver_output.json").write_text(json_format.MessageToJson(driver_output))
         for key, lst in driver_output.artifacts.items():
-            executor_input.outputs.artifacts[key].artifacts[0].metadata.update(lst.artifacts[0].metadata)
+            executor_input.outputs.artifacts[key].artifacts[0].metadata.update(
+                lst.artifacts[0].metadata
+            )
     _run(container.command, container.args, executor_input, task_root / "executor.log")
     output = pipeline_spec_pb2.ExecutorOutput()
     json_format.Parse((task_root / "executor_output.json").read_text(), output)
@@ -121,8 +128,12 @@ def test_compiled_steps_run_through_the_tfx_container_entrypoint(compiled):
     import tensorflow as tf
 
     counts = {
-        split: sum(1 for _ in tf.data.TFRecordDataset(
-            tf.io.gfile.glob(f"{examples.uri}/Split-{split}/*.gz"), compression_type="GZIP"))
+        split: sum(
+            1
+            for _ in tf.data.TFRecordDataset(
+                tf.io.gfile.glob(f"{examples.uri}/Split-{split}/*.gz"), compression_type="GZIP"
+            )
+        )
         for split in ("train", "eval")
     }
     assert sum(counts.values()) == ROWS and counts["train"] > counts["eval"] > 0

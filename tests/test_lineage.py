@@ -11,10 +11,14 @@ from click.testing import CliRunner
 
 from lineage.cli import lineage
 
+# Reads the shared small_pipeline run.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def cli(small_pipeline):
-    """Invoke `mlops lineage --metadata <small store> ...` in-process; returns (exit code, stdout, stderr)."""
+    """Invoke `mlops lineage --metadata <small store> ...` in-process; returns (exit code,
+    stdout, stderr)."""
     assert small_pipeline.exit_code == 0, "the shared small pipeline run failed"
     runner = CliRunner()
 
@@ -46,10 +50,22 @@ def test_trace_of_pushed_model_reaches_input_csv(cli, small_pipeline):
     components = {e["component"] for e in data["executions"]}
     assert {"CsvExampleGen", "Transform", "Trainer", "Evaluator", "Pusher"} <= components
     types = {a["type"] for a in data["artifacts"]}
-    assert {"Examples", "Schema", "TransformGraph", "HyperParameters", "Model", "ModelBlessing",
-            "ModelEvaluation", "ExampleStatistics", "ExampleAnomalies", "PushedModel"} <= types
+    assert {
+        "Examples",
+        "Schema",
+        "TransformGraph",
+        "HyperParameters",
+        "Model",
+        "ModelBlessing",
+        "ModelEvaluation",
+        "ExampleStatistics",
+        "ExampleAnomalies",
+        "PushedModel",
+    } <= types
     assert summary["hyperparameters"]["tuned"], "best hyperparameters were not read"
-    assert summary["hyperparameters"]["train_args"] == {"num_steps": small_pipeline.config.train_steps}
+    assert summary["hyperparameters"]["train_args"] == {
+        "num_steps": small_pipeline.config.train_steps
+    }
     assert summary["evaluation"][0]["blessed"] is True
     assert summary["evaluation"][0]["metrics"], "evaluation metrics were not read"
     assert summary["data_checks"] and summary["data_checks"][0]["anomalies"]
@@ -77,7 +93,11 @@ def test_trace_accepts_served_version_path_and_artifact_ids(cli, small_pipeline)
 
 
 def test_unknown_targets_are_clear_errors(cli, small_pipeline):
-    for target in ("987654", os.path.join(small_pipeline.serving_model_dir, "123"), "no-such-thing"):
+    for target in (
+        "987654",
+        os.path.join(small_pipeline.serving_model_dir, "123"),
+        "no-such-thing",
+    ):
         code, out, err = cli("trace", target)
         assert code == 1, target
         assert err.startswith("Error: ") and "Traceback" not in err
@@ -103,7 +123,9 @@ def test_runs_and_artifacts(cli, small_pipeline):
     assert pushed and all(a["type"] == "PushedModel" and a["producer"] == "Pusher" for a in pushed)
     # Runs that evaluated but did not push (e.g. a re-run on unchanged data) also leave a
     # PushedModel, with pushed=0 and no version.
-    versions = [a["properties"]["pushed_version"] for a in pushed if "pushed_version" in a["properties"]]
+    versions = [
+        a["properties"]["pushed_version"] for a in pushed if "pushed_version" in a["properties"]
+    ]
     assert run["pushed_version"] in versions
     examples = _json(cli, "artifacts", "--type", "Examples", "--run", run["run_id"])
     raw = [a for a in examples if a["producer"] == "CsvExampleGen"]

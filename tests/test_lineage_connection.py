@@ -102,7 +102,9 @@ def test_cli_errors_exit_nonzero_without_traceback(tmp_path):
         assert result.exit_code == 1, (args, result.output)
         assert expected in result.output
         assert "Traceback" not in result.output
-        assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+        assert not isinstance(result.exception, Exception) or isinstance(
+            result.exception, SystemExit
+        )
 
 
 def test_empty_store_has_no_runs_and_no_target(tmp_path):

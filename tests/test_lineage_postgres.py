@@ -17,6 +17,9 @@ import pytest
 
 from tests.pg_fixture import postgres_server
 
+# Runs the pipeline against a real PostgreSQL server.
+pytestmark = pytest.mark.slow
+
 MLOPS = os.path.join(os.path.dirname(sys.executable), "mlops")
 
 
@@ -91,11 +94,17 @@ def test_diff_on_postgres_shows_changed_hyperparameter(pg_pipeline):
     assert result.returncode == 0, result.stderr
     diff = json.loads(result.stdout)
     changed = {c["key"]: (c["a"], c["b"]) for c in diff["sections"]["hyperparameters"]["changed"]}
-    assert changed["Trainer.train_args.num_steps"] == (configs[0].train_steps, configs[1].train_steps)
+    assert changed["Trainer.train_args.num_steps"] == (
+        configs[0].train_steps,
+        configs[1].train_steps,
+    )
     assert diff["sections"]["input"]["changed"] == []
     assert diff["sections"]["schema"]["changed"] == []
     text = _mlops(url, password, "diff", "previous", "latest")
-    assert f"Trainer.train_args.num_steps: {configs[0].train_steps} -> {configs[1].train_steps}" in text.stdout
+    assert (
+        f"Trainer.train_args.num_steps: {configs[0].train_steps} -> {configs[1].train_steps}"
+        in text.stdout
+    )
 
 
 def test_trace_on_postgres_reaches_input_csv(pg_pipeline):

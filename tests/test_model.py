@@ -95,6 +95,7 @@ def _fn_args(small_pipeline, tmp_path: Path, **extra) -> tfx.components.FnArgs:
     )
 
 
+@pytest.mark.slow
 def test_tuner_fn_searches_the_space_for_the_configured_trials(small_pipeline, tmp_path):
     result = tuner_fn(_fn_args(small_pipeline, tmp_path, custom_config={"max_trials": 3}))
     assert isinstance(result.tuner, kt.RandomSearch)
@@ -104,6 +105,7 @@ def test_tuner_fn_searches_the_space_for_the_configured_trials(small_pipeline, t
     assert result.fit_kwargs["steps_per_epoch"] == 5
 
 
+@pytest.mark.slow
 def test_run_fn_trains_and_exports_all_signatures(small_pipeline, tmp_path):
     hp = hyperparameter_space()
     hp.values["learning_rate"] = 0.01

@@ -16,7 +16,8 @@ from pipeline.kubeflow.resources import cpu_cores, memory_gb
 # API) with tensorflow-io, which the image installs.
 SUPPORTED_ROOT_SCHEMES = ("gs", "s3")
 BUCKET_SCHEMES = SUPPORTED_ROOT_SCHEMES
-# KubeflowV2DagRunner's own rule for pipeline names (tfx.orchestration.kubeflow.v2.pipeline_builder).
+# KubeflowV2DagRunner's own rule for pipeline names
+# (tfx.orchestration.kubeflow.v2.pipeline_builder).
 _PIPELINE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
 _USER_MODULES = ("preprocessing_module", "trainer_module", "tuner_module")
 
@@ -51,7 +52,7 @@ def _check_location(problems: list[str], field: str, value: str, must_exist: boo
         return
     prefix = IMAGE_PROJECT_ROOT + "/"
     if must_exist and value.startswith(prefix):
-        local = PROJECT_ROOT / value[len(prefix):]
+        local = PROJECT_ROOT / value[len(prefix) :]
         if not local.exists():
             problems.append(
                 f"{field}: {value!r} is not in the image ({local.relative_to(PROJECT_ROOT)} "
