@@ -173,6 +173,11 @@ def open_metadata_store(config: PipelineConfig) -> metadata_store_pb2.Connection
 def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, RunReport | None]:
     """Run `config`'s pipeline to the end or to its first failure; print progress and the
     summary; return (exit status, the run's RunReport or None)."""
+    try:
+        connection_config = open_metadata_store(config)
+    except MetadataStoreUnavailable as e:
+        print(f"Pipeline not started: {e}", file=sys.stderr)
+        return EXIT_FAILED, None
     # Google client libraries warn about Python support dates on import; not actionable here.
     warnings.filterwarnings("ignore", category=FutureWarning)
     from tfx import v1 as tfx
@@ -180,12 +185,6 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
     from pipeline.data_gate import DataAnomaliesError, DataGate
     from pipeline.pipeline import create_pipeline
     from pipeline.report import latest_run_report
-
-    try:
-        connection_config = open_metadata_store(config)
-    except MetadataStoreUnavailable as e:
-        print(f"Pipeline not started: {e}", file=sys.stderr)
-        return EXIT_FAILED, None
     pipeline = create_pipeline(config, connection_config)
     log_path = None if verbose else os.path.join(
         config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log")

@@ -428,3 +428,16 @@ def test_drifted_span_stops_the_run_with_a_drift_report_and_pushes_nothing(runs)
     line = next(ln for ln in runs.span3_output.splitlines() if "company: L-infinity distance" in ln)
     assert f"{drifted['company'].distance:.4f} > threshold 0.2 (DRIFT)" in line
     assert _versions(runs.config.model_serving_dir) == runs.versions_after_span2
+
+
+def test_metadata_spans_know_which_span_the_gate_accepted(runs):
+    """The drifted span 3 was stopped: the last accepted span is still 2, and its run compared
+    span 2 with span 1."""
+    store = _store(runs.config)
+    spans_by_run = {s.run_id: s for s in store.spans(runs.config.pipeline_name)}
+    assert spans_by_run[runs.span3.run_id].span == 3
+    assert spans_by_run[runs.span3.run_id].gate_passed is False
+    assert spans_by_run[runs.span3.run_id].previous_span == 2
+    accepted = store.last_accepted_span(runs.config.pipeline_name)
+    assert accepted.run_id == runs.span2.run_id and accepted.span == 2
+    assert accepted.previous_span == 1

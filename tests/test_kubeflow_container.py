@@ -73,7 +73,12 @@ def _executor_input(
 def _run(command, args, executor_input, log: Path) -> None:
     argv = [sys.executable if c == "python" else c for c in command]
     argv += [json_format.MessageToJson(executor_input) if a == "{{$}}" else a for a in args]
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", PYTHONPATH=str(kr.PROJECT_ROOT))
+    # As in the image: the repository and its sitecustomize (which sets the Keras-2 switch) on
+    # PYTHONPATH; the switch itself is not in the environment.
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(kr.PROJECT_ROOT), str(kr.PROJECT_ROOT / "deploy" / "pipeline")]
+    )
     with open(log, "w") as out:
         proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=240)
     assert proc.returncode == 0, log.read_text()[-4000:]
