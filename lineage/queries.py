@@ -29,16 +29,6 @@ from metadata.store import (
     state_name,
 )
 
-# Properties worth a column in listings; the rest stay in --json output.
-KEY_PROPERTIES = (
-    "span",
-    "version",
-    "blessed",
-    "pushed",
-    "pushed_version",
-    "pushed_destination",
-    "input_fingerprint",
-)
 _MAX_HOPS = 40
 
 

@@ -20,10 +20,11 @@ from tfx.dsl.component.experimental.annotations import OutputDict
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 
+from metadata.store import DRIFT_VALIDATOR, PREVIOUS_SPAN_PROPERTY
 from pipeline.anomalies import ANOMALIES_FILE, split_protos
 
-DRIFT_VALIDATOR = "DriftValidator"
-PREVIOUS_SPAN_PROPERTY = "previous_span"
+__all__ = ["DRIFT_VALIDATOR", "PREVIOUS_SPAN_PROPERTY", "DriftValidator", "Measurement"]
+
 SPAN_PROPERTY = "span"
 # The train split: the data the model learns from, and 4/5 of the span. The eval split is a hash
 # subset of the same span, too small on test-sized data (80 rows) for stable distances.
