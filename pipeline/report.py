@@ -31,6 +31,8 @@ class ComponentRun:
 
 @dataclasses.dataclass
 class RunReport:
+    """One run as the runner summarizes it: components, data checks, evaluation, push."""
+
     run_id: str
     components: list[ComponentRun]
     anomalies: list[Anomaly]
