@@ -432,11 +432,7 @@ def test_thresholds_and_tuner_budget_set_through_the_runner_reach_the_spec(tmp_p
     assert _parameter(spec, "Tuner", "custom_config") == {"max_trials": 3}
     assert _parameter(spec, "Trainer", "train_args") == {"num_steps": 123}
     bounds = _lower_bounds(_parameter(spec, "Evaluator", "eval_config"))
-    assert bounds == {
-        "AUC": {"value": 0.61},
-        "BinaryAccuracy": {"value": 0.62},
-        "AUC gain": {"value": 0.03},
-    }
+    assert bounds == {"AUC": 0.61, "BinaryAccuracy": 0.62, "AUC gain": 0.03}
 
 
 def test_every_pipeline_config_field_reaches_create_pipeline():
