@@ -9,12 +9,12 @@ import pytest
 import tensorflow_data_validation as tfdv
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
-from pipeline_samples import TAXI_CSV
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from modules import features
 from modules.preprocessing import preprocessing_fn
 from pipeline.config import PipelineConfig
+from tests.pipeline_samples import TAXI_CSV
 
 ROWS = 200
 
