@@ -7,7 +7,7 @@ machines, not absolute figures.
 
     python bench/serving_bench.py [--model_base_path serving_model/taxi] [--duration 5]
 
-Without a pushed model under serving_model/taxi, it builds the tests' taxi-shaped SavedModel.
+Without a pushed model under serving_model/taxi, it builds serving/testing.py's taxi-shaped SavedModel.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 TARGETS = {
     ("grpc", 1, 32): 1.0,  # 1-example requests over gRPC at 32 in flight vs in-process calls/s
@@ -154,10 +153,9 @@ def main() -> None:
 
     import base64
 
-    import serving_models as sm
-
+    from serving import testing as sm
     from serving.client import encode_example
-    from serving.repository import list_versions
+    from serving.layout import list_versions
 
     workdir = tempfile.mkdtemp(prefix="serving-bench-")
     base = args.model_base_path
@@ -165,7 +163,7 @@ def main() -> None:
     if not list_versions(base):
         base = os.path.join(workdir, "taxi")
         sm.build_model(os.path.join(base, "1"))
-        model_source = "tests/serving_models.py stand-in (no pushed model found)"
+        model_source = "serving/testing.py stand-in (no pushed model found)"
     version_dir = list_versions(base)[max(list_versions(base))]
     examples = [encode_example(r) for r in _rows(64)]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]

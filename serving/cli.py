@@ -18,8 +18,17 @@ _BOOL = click.BOOL
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--port", type=int, default=8500, show_default=True, help="gRPC port.")
 @click.option("--rest_api_port", type=int, default=8501, show_default=True, help="REST port; 0 disables REST.")
-@click.option("--rest_api_host", default="127.0.0.1", show_default=True, help="Bind address (REST, and gRPC unless --grpc_host).")
-@click.option("--grpc_host", default=None, help="gRPC bind address (default: same as --rest_api_host).")
+@click.option("--rest_api_host", default="127.0.0.1", show_default=True, help="REST bind address.")
+@click.option("--grpc_host", default="127.0.0.1", show_default=True, help="gRPC bind address (independent of --rest_api_host).")
+@click.option("--ssl_config_file", default=None, type=click.Path(exists=True, dir_okay=False), help="SSLConfig text proto: gRPC over TLS.")
+@click.option("--model_management", type=click.Choice(["off", "loopback", "any"]), default="loopback", show_default=True,
+              help="Who may call ModelService.HandleReloadConfigRequest.")
+@click.option("--max_request_elements", type=int, default=100_000, show_default=True, help="Tensor elements per request; 0 = no limit.")
+@click.option("--max_tensor_rank", type=int, default=32, show_default=True, help="Dims per input tensor / JSON nesting depth; 0 = no limit.")
+@click.option("--max_string_bytes", type=int, default=64 * 1024 * 1024, show_default=True, help="String bytes per request; 0 = no limit.")
+@click.option("--http_keepalive_timeout_seconds", type=float, default=15.0, show_default=True,
+              help="Close REST connections idle (or slow to send a request head) this long.")
+@click.option("--http_body_timeout_seconds", type=float, default=30.0, show_default=True, help="408 when a REST body takes longer.")
 @click.option("--model_name", default="default", show_default=True)
 @click.option("--model_base_path", default=None, help="Directory of numeric version subdirectories.")
 @click.option("--model_config_file", default=None, type=click.Path(exists=True, dir_okay=False), help="ModelServerConfig text proto.")
@@ -38,6 +47,7 @@ _BOOL = click.BOOL
 def serve(**kw: object) -> None:
     """Serve SavedModels over TF Serving's gRPC and REST APIs."""
     from serving.config import BatchingOptions, ServerOptions, load_monitoring_path
+    from serving.limits import RequestLimits
     from serving.server import run_server
 
     logging.basicConfig(level=str(kw.pop("log_level")).upper(), format="%(asctime)s %(levelname)s %(name)s] %(message)s")
@@ -66,9 +76,15 @@ def serve(**kw: object) -> None:
         access_log=kw["access_log"],
         max_body_bytes=kw["max_body_bytes"],
         request_log_dir=kw["request_log_dir"],
+        ssl_config_file=kw["ssl_config_file"],
+        model_management=kw["model_management"],
+        limits=RequestLimits(kw["max_request_elements"], kw["max_tensor_rank"], kw["max_string_bytes"]),
+        http_keepalive_timeout=kw["http_keepalive_timeout_seconds"],
+        http_body_timeout=kw["http_body_timeout_seconds"],
     )
     try:
         options.model_server_config()
+        options.grpc_credentials()
     except (ValueError, OSError) as e:
         raise click.UsageError(str(e)) from None
     run_server(options)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import TextIO
 
 from modules import features
+from serving.examples import row_to_example
 
 _RAW_DEFAULTS = {"int64": 0, "float": 0.0, "bytes": ""}
 
@@ -59,22 +60,7 @@ def _typed(key: str, value: object) -> object:
 
 def encode_example(row: Mapping[str, object]) -> bytes:
     """Serialize a raw row as a tf.Example; missing values are left out for the model to default."""
-    from tensorflow.core.example import example_pb2
-
-    ex = example_pb2.Example()
-    for key in features.RAW_FEATURE_KEYS:
-        value = _typed(key, row.get(key))
-        if value is None:
-            continue
-        feat = ex.features.feature[key]
-        kind = features.raw_dtype(key)
-        if kind == "bytes":
-            feat.bytes_list.value.append(value.encode())
-        elif kind == "int64":
-            feat.int64_list.value.append(value)
-        else:
-            feat.float_list.value.append(value)
-    return ex.SerializeToString()
+    return row_to_example(row)
 
 
 def raw_columns(rows: Iterable[Mapping[str, object]]) -> dict[str, list]:
