@@ -144,6 +144,8 @@ class RestApi:
                 else:
                     servable, out = await self._classify_regress(ref, verb, body, large)
                 version_used = servable.version
+                if large:  # a large request usually has a large answer: encode it off the loop too
+                    return web.Response(body=await asyncio.to_thread(codec.dumps, out), content_type=_JSON)
                 return _ok(out)
             raise invalid_argument(f"Malformed request: {request.method} {path}")
         except ServingError as e:

@@ -162,25 +162,27 @@ def free_port() -> int:
 class ServerProcess:
     """`mlops serve` as a subprocess on free ports; ready once the REST status answers."""
 
-    def __init__(self, *args: str, log_path: str | None = None) -> None:
+    def __init__(self, *args: str, log_path: str | None = None, rest_host: str = "127.0.0.1") -> None:
         import subprocess
         import sys
 
         self.grpc_port = free_port()
         self.rest_port = free_port()
+        self.rest_host = rest_host
         self.log_path = log_path or os.path.join(
             os.environ.get("TMPDIR", "/tmp"), f"mlops-serve-{self.rest_port}.log"
         )
         cmd = [
             sys.executable, "-m", "mlops.cli", "serve",
-            f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}", *args,
+            f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
+            f"--rest_api_host={rest_host}", *args,
         ]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
 
     @property
     def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
+        return f"http://{self.rest_host}:{self.rest_port}"
 
     @property
     def grpc_target(self) -> str:
@@ -201,6 +203,14 @@ class ServerProcess:
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.2)
         raise TimeoutError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def rss_bytes(self) -> int:
+        """The server's resident set size, from /proc/<pid>/status (VmRSS)."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
 
     def log(self) -> str:
         with open(self.log_path, errors="replace") as f:
