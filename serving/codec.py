@@ -54,14 +54,17 @@ _PROTO_FIELD: dict[int, str] = {
 
 def dtype_name(dtype: int) -> str:
     """TF's short dtype name ('float', 'int64', 'string'), as TF Serving's messages use."""
-    return types_pb2.DataType.Name(dtype)[3:].lower()
+    try:
+        return types_pb2.DataType.Name(dtype)[3:].lower()
+    except ValueError:  # proto3 enums are open: a client can send any number
+        return f"unknown dtype {dtype}"
 
 
 def np_dtype(dtype: int) -> np.dtype:
     try:
         return _NP_DTYPE[dtype]
     except KeyError:
-        raise invalid_argument(f"Unsupported tensor dtype: {types_pb2.DataType.Name(dtype)}") from None
+        raise invalid_argument(f"Unsupported tensor dtype: {dtype_name(dtype)}") from None
 
 
 def dtype_enum(arr: np.ndarray) -> int:
