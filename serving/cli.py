@@ -2,6 +2,9 @@
 
 `serve` takes tensorflow_model_server's flag names (and `--flag=value` booleans), so commands
 and manifests written for TF Serving carry over by swapping the binary name.
+
+Failures print one line on stderr (a traceback only with `--debug`) and exit with a code per
+kind of failure, so scripts can tell them apart (see `ExitCode`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,27 @@ import sys
 import click
 
 _BOOL = click.BOOL
+
+
+class ExitCode:
+    """`mlops predict` / `mlops serve` exit statuses (2 is click's usage error)."""
+
+    OK = 0
+    SERVER_REJECTED = 1  # the server answered with an error (e.g. 400/404)
+    USAGE = 2  # bad flags or config files (click.UsageError)
+    INPUT_MISSING = 3  # the --input file does not exist or cannot be read
+    BAD_INPUT = 4  # the input cannot be parsed, or holds no rows
+    UNREACHABLE = 5  # no server answers at --host/--port (serve: the port cannot be bound)
+
+
+def _fail(code: int, message: str, debug: bool) -> None:
+    if debug:
+        raise
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+_DEBUG = click.option("--debug", is_flag=True, default=False, help="Show tracebacks on failure.")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,6 +68,7 @@ _BOOL = click.BOOL
 @click.option("--max_body_bytes", type=int, default=64 * 1024 * 1024, show_default=True, help="Largest REST request body.")
 @click.option("--request_log_dir", default=None, help="Log requests as tf.Examples (TFRecord) here, for `mlops data check-skew`; off by default.")
 @click.option("--log_level", default="INFO", show_default=True)
+@_DEBUG
 def serve(**kw: object) -> None:
     """Serve SavedModels over TF Serving's gRPC and REST APIs."""
     from serving.config import BatchingOptions, ServerOptions, load_monitoring_path
@@ -82,12 +107,20 @@ def serve(**kw: object) -> None:
         http_keepalive_timeout=kw["http_keepalive_timeout_seconds"],
         http_body_timeout=kw["http_body_timeout_seconds"],
     )
+    debug = kw["debug"]
     try:
         options.model_server_config()
         options.grpc_credentials()
     except (ValueError, OSError) as e:
+        if debug:
+            raise
         raise click.UsageError(str(e)) from None
-    run_server(options)
+    try:
+        run_server(options)
+    except OSError as e:  # a port that cannot be bound
+        _fail(ExitCode.UNREACHABLE, f"mlops serve: cannot listen: {e}", debug)
+    except Exception as e:  # noqa: BLE001 - one line, not a traceback (--debug for that)
+        _fail(1, f"mlops serve: {type(e).__name__}: {e}", debug)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -103,11 +136,28 @@ def serve(**kw: object) -> None:
 @click.option("--model_version", type=int, default=None)
 @click.option("--version_label", default=None)
 @click.option("--batch_size", type=int, default=100, show_default=True, help="Rows per request.")
+@_DEBUG
 def predict(**kw: object) -> None:
     """Encode raw taxi rows per modules/features.py and print one JSON prediction per row."""
-    from serving.client import GrpcClient, RestClient, ServingClientError, predict_rows, read_rows
+    from serving.client import (
+        GrpcClient,
+        RestClient,
+        ServerUnreachable,
+        ServingClientError,
+        predict_rows,
+        read_rows,
+    )
 
-    rows = read_rows(kw["input_path"], kw["input_format"])
+    debug = kw["debug"]
+    source = kw["input_path"]
+    try:
+        rows = read_rows(source, kw["input_format"])
+    except OSError as e:
+        _fail(ExitCode.INPUT_MISSING, f"mlops predict: cannot read --input {source}: {e.strerror or e}", debug)
+    except (ValueError, TypeError, UnicodeDecodeError) as e:
+        _fail(ExitCode.BAD_INPUT, f"mlops predict: --input {source} is not CSV or JSON rows: {e}", debug)
+    if not rows or not all(isinstance(r, dict) for r in rows):
+        _fail(ExitCode.BAD_INPUT, f"mlops predict: --input {source} holds no rows (objects / CSV lines)", False)
     if kw["protocol"] == "rest":
         client = RestClient(kw["host"], kw["port"] or 8501)
     else:
@@ -117,8 +167,11 @@ def predict(**kw: object) -> None:
             client, kw["model_name"], rows, kw["encoding"], kw["signature_name"],
             kw["model_version"], kw["version_label"], kw["batch_size"],
         )
+    except ServerUnreachable as e:
+        _fail(ExitCode.UNREACHABLE, f"mlops predict: no server at {e}", debug)
     except ServingClientError as e:
-        click.echo(f"Prediction failed: {e}", err=True)
-        sys.exit(1)
+        _fail(ExitCode.SERVER_REJECTED, f"Prediction failed: {e}", debug)
+    except (ValueError, TypeError) as e:  # rows whose values do not fit the feature kinds
+        _fail(ExitCode.BAD_INPUT, f"mlops predict: bad input row: {e}", debug)
     for i, result in enumerate(results):
         click.echo(json.dumps({"row": i, **result}))

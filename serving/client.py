@@ -24,9 +24,10 @@ _RAW_DEFAULTS = {"int64": 0, "float": 0.0, "bytes": ""}
 
 # ---- rows ----------------------------------------------------------------------------------
 def read_rows(source: str | TextIO, fmt: str | None = None) -> list[dict[str, object]]:
-    """Rows from a CSV (header row) or JSON (a list of objects, or one object per line) file."""
+    """Rows from a CSV (header row) or JSON (a list of objects, one object, or one object per
+    line) file; '-' reads stdin, whose format is taken from its first character."""
     if isinstance(source, str):
-        if fmt is None:
+        if fmt is None and source != "-":  # stdin: decided by its first character below
             fmt = "json" if source.endswith((".json", ".jsonl")) else "csv"
         stream = sys.stdin if source == "-" else open(source, newline="")  # noqa: SIM115
     else:
@@ -41,9 +42,11 @@ def read_rows(source: str | TextIO, fmt: str | None = None) -> list[dict[str, ob
     if fmt == "csv":
         return list(csv.DictReader(io.StringIO(text)))
     text = text.strip()
-    if text.startswith("["):
-        return list(json.loads(text))
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    try:
+        whole = json.loads(text)
+    except ValueError:  # not one JSON document: JSON lines
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return whole if isinstance(whole, list) else [whole]
 
 
 def _typed(key: str, value: object) -> object:
@@ -95,8 +98,16 @@ class RestClient:
         return url
 
     def _call(self, method: str, url: str, body: object = None) -> dict:
-        r = self.session.request(method, url, json=body, timeout=self.timeout)
-        payload = r.json()
+        import requests
+
+        try:
+            r = self.session.request(method, url, json=body, timeout=self.timeout)
+        except (requests.ConnectionError, requests.Timeout):
+            raise ServerUnreachable(self.base.split("/v1/")[0]) from None
+        try:
+            payload = r.json()
+        except ValueError:
+            raise ServingClientError(r.status_code, f"not a TF Serving answer: {r.text[:200]!r}") from None
         if r.status_code != 200:
             raise ServingClientError(r.status_code, payload.get("error", r.text))
         return payload
@@ -140,7 +151,8 @@ class GrpcClient:
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-        self.channel = grpc.insecure_channel(f"{host}:{port}")
+        self.target = f"{host}:{port}"
+        self.channel = grpc.insecure_channel(self.target)
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.timeout = timeout
 
@@ -176,6 +188,8 @@ class GrpcClient:
         try:
             response = self.stub.Predict(request, timeout=self.timeout)
         except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.UNAVAILABLE:
+                raise ServerUnreachable(f"{self.target} ({e.details()})") from None
             raise ServingClientError(e.code().name, e.details()) from None
         outputs = {k: codec.proto_to_ndarray(v) for k, v in response.outputs.items()}
         n = len(next(iter(outputs.values())))
@@ -193,6 +207,10 @@ class ServingClientError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class ServerUnreachable(Exception):
+    """Nothing answers at the server's address (connection refused, DNS, timeout)."""
 
 
 def predict_rows(
