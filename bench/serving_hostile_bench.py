@@ -38,10 +38,20 @@ def _start(code_root: Path, base: str) -> tuple[subprocess.Popen, int, int]:
     grpc_port, rest_port = testing.free_port(), testing.free_port()
     env = {**os.environ, "PYTHONPATH": str(code_root)}
     cmd = [
-        sys.executable, "-m", "mlops.cli", "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-        "--model_name=taxi", f"--model_base_path={base}", f"--max_body_bytes={80 << 20}", "--log_level=ERROR",
+        sys.executable,
+        "-m",
+        "mlops.cli",
+        "serve",
+        f"--port={grpc_port}",
+        f"--rest_api_port={rest_port}",
+        "--model_name=taxi",
+        f"--model_base_path={base}",
+        f"--max_body_bytes={80 << 20}",
+        "--log_level=ERROR",
     ]
-    proc = subprocess.Popen(cmd, env=env, cwd=code_root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=code_root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -110,26 +120,39 @@ def latency_under_big_body(rest_port: int, good: dict) -> tuple[list[float], lis
 def main() -> None:
     import base64
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--baseline_root", default=None, help="another checkout to compare with")
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="hostile-bench-")
     base = os.path.join(work, "taxi")
     testing.build_model(os.path.join(base, "1"), bias=10.0)
-    good = {"instances": [{"b64": base64.b64encode(testing.make_example(testing.SAMPLE_ROW)).decode()}]}
-    roots = [("this tree", ROOT)] + ([("baseline", Path(args.baseline_root))] if args.baseline_root else [])
+    good = {
+        "instances": [{"b64": base64.b64encode(testing.make_example(testing.SAMPLE_ROW)).decode()}]
+    }
+    roots = [("this tree", ROOT)] + (
+        [("baseline", Path(args.baseline_root))] if args.baseline_root else []
+    )
     for label, root in roots:
         proc, grpc_port, rest_port = _start(root, base)
         try:
             before, after, outcome, secs = amplification(grpc_port, proc.pid)
-            print(f"[{label}] amplification: {outcome} in {secs:.2f}s; server RSS "
-                  f"{before / 2**20:.0f} MiB -> {after / 2**20:.0f} MiB")
+            print(
+                f"[{label}] amplification: {outcome} in {secs:.2f}s; server RSS "
+                f"{before / 2**20:.0f} MiB -> {after / 2**20:.0f} MiB"
+            )
             idle, busy, big_s = latency_under_big_body(rest_port, good)
-            med_idle, med_busy = statistics.median(idle), statistics.median(busy) if busy else float("nan")
-            print(f"[{label}] good request latency: idle median {med_idle * 1000:.1f} ms; while a 64 MiB "
-                  f"body is handled ({big_s:.1f}s, {len(busy)} requests) median {med_busy * 1000:.1f} ms, "
-                  f"max {max(busy, default=float('nan')) * 1000:.0f} ms, ratio of medians "
-                  f"{med_busy / med_idle:.1f}x")
+            med_idle, med_busy = (
+                statistics.median(idle),
+                statistics.median(busy) if busy else float("nan"),
+            )
+            print(
+                f"[{label}] good request latency: idle median {med_idle * 1000:.1f} ms; while a 64 MiB "
+                f"body is handled ({big_s:.1f}s, {len(busy)} requests) median {med_busy * 1000:.1f} ms, "
+                f"max {max(busy, default=float('nan')) * 1000:.0f} ms, ratio of medians "
+                f"{med_busy / med_idle:.1f}x"
+            )
         finally:
             proc.terminate()
             proc.wait(30)

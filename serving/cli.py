@@ -41,32 +41,129 @@ _DEBUG = click.option("--debug", is_flag=True, default=False, help="Show traceba
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--port", type=int, default=8500, show_default=True, help="gRPC port.")
-@click.option("--rest_api_port", type=int, default=8501, show_default=True, help="REST port; 0 disables REST.")
+@click.option(
+    "--rest_api_port", type=int, default=8501, show_default=True, help="REST port; 0 disables REST."
+)
 @click.option("--rest_api_host", default="127.0.0.1", show_default=True, help="REST bind address.")
-@click.option("--grpc_host", default="127.0.0.1", show_default=True, help="gRPC bind address (independent of --rest_api_host).")
-@click.option("--ssl_config_file", default=None, type=click.Path(exists=True, dir_okay=False), help="SSLConfig text proto: gRPC over TLS.")
-@click.option("--model_management", type=click.Choice(["off", "loopback", "any"]), default="loopback", show_default=True,
-              help="Who may call ModelService.HandleReloadConfigRequest.")
-@click.option("--max_request_elements", type=int, default=100_000, show_default=True, help="Tensor elements per request; 0 = no limit.")
-@click.option("--max_tensor_rank", type=int, default=32, show_default=True, help="Dims per input tensor / JSON nesting depth; 0 = no limit.")
-@click.option("--max_string_bytes", type=int, default=64 * 1024 * 1024, show_default=True, help="String bytes per request; 0 = no limit.")
-@click.option("--http_keepalive_timeout_seconds", type=float, default=15.0, show_default=True,
-              help="Close REST connections idle (or slow to send a request head) this long.")
-@click.option("--http_body_timeout_seconds", type=float, default=30.0, show_default=True, help="408 when a REST body takes longer.")
+@click.option(
+    "--grpc_host",
+    default="127.0.0.1",
+    show_default=True,
+    help="gRPC bind address (independent of --rest_api_host).",
+)
+@click.option(
+    "--ssl_config_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="SSLConfig text proto: gRPC over TLS.",
+)
+@click.option(
+    "--model_management",
+    type=click.Choice(["off", "loopback", "any"]),
+    default="loopback",
+    show_default=True,
+    help="Who may call ModelService.HandleReloadConfigRequest.",
+)
+@click.option(
+    "--max_request_elements",
+    type=int,
+    default=100_000,
+    show_default=True,
+    help="Tensor elements per request; 0 = no limit.",
+)
+@click.option(
+    "--max_tensor_rank",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Dims per input tensor / JSON nesting depth; 0 = no limit.",
+)
+@click.option(
+    "--max_string_bytes",
+    type=int,
+    default=64 * 1024 * 1024,
+    show_default=True,
+    help="String bytes per request; 0 = no limit.",
+)
+@click.option(
+    "--http_keepalive_timeout_seconds",
+    type=float,
+    default=15.0,
+    show_default=True,
+    help="Close REST connections idle (or slow to send a request head) this long.",
+)
+@click.option(
+    "--http_body_timeout_seconds",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="408 when a REST body takes longer.",
+)
 @click.option("--model_name", default="default", show_default=True)
-@click.option("--model_base_path", default=None, help="Directory of numeric version subdirectories.")
-@click.option("--model_config_file", default=None, type=click.Path(exists=True, dir_okay=False), help="ModelServerConfig text proto.")
-@click.option("--file_system_poll_wait_seconds", type=float, default=1.0, show_default=True, help="<= 0: load once, never poll.")
-@click.option("--enable_batching", type=_BOOL, is_flag=False, flag_value=True, default=False, show_default=True)
-@click.option("--batching_parameters_file", default=None, type=click.Path(exists=True, dir_okay=False), help="BatchingParameters text proto.")
-@click.option("--max_batch_size", type=int, default=None, help="Overrides the batching parameters file.")
-@click.option("--batch_timeout_micros", type=int, default=None, help="Overrides the batching parameters file.")
-@click.option("--num_batch_threads", type=int, default=None, help="Overrides the batching parameters file.")
-@click.option("--monitoring_config_file", default=None, type=click.Path(exists=True, dir_okay=False), help="MonitoringConfig text proto (prometheus_config).")
-@click.option("--metrics_path", default="/monitoring/prometheus/metrics", show_default=True, help="Prometheus path on the REST port; '' disables.")
+@click.option(
+    "--model_base_path", default=None, help="Directory of numeric version subdirectories."
+)
+@click.option(
+    "--model_config_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="ModelServerConfig text proto.",
+)
+@click.option(
+    "--file_system_poll_wait_seconds",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="<= 0: load once, never poll.",
+)
+@click.option(
+    "--enable_batching",
+    type=_BOOL,
+    is_flag=False,
+    flag_value=True,
+    default=False,
+    show_default=True,
+)
+@click.option(
+    "--batching_parameters_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="BatchingParameters text proto.",
+)
+@click.option(
+    "--max_batch_size", type=int, default=None, help="Overrides the batching parameters file."
+)
+@click.option(
+    "--batch_timeout_micros", type=int, default=None, help="Overrides the batching parameters file."
+)
+@click.option(
+    "--num_batch_threads", type=int, default=None, help="Overrides the batching parameters file."
+)
+@click.option(
+    "--monitoring_config_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="MonitoringConfig text proto (prometheus_config).",
+)
+@click.option(
+    "--metrics_path",
+    default="/monitoring/prometheus/metrics",
+    show_default=True,
+    help="Prometheus path on the REST port; '' disables.",
+)
 @click.option("--access_log", default=None, help="'-' for stderr or a file path; off by default.")
-@click.option("--max_body_bytes", type=int, default=64 * 1024 * 1024, show_default=True, help="Largest REST request body.")
-@click.option("--request_log_dir", default=None, help="Log requests as tf.Examples (TFRecord) here, for `mlops data check-skew`; off by default.")
+@click.option(
+    "--max_body_bytes",
+    type=int,
+    default=64 * 1024 * 1024,
+    show_default=True,
+    help="Largest REST request body.",
+)
+@click.option(
+    "--request_log_dir",
+    default=None,
+    help="Log requests as tf.Examples (TFRecord) here, for `mlops data check-skew`; off by default.",
+)
 @click.option("--log_level", default="INFO", show_default=True)
 @_DEBUG
 def serve(**kw: object) -> None:
@@ -75,7 +172,10 @@ def serve(**kw: object) -> None:
     from serving.limits import RequestLimits
     from serving.server import run_server
 
-    logging.basicConfig(level=str(kw.pop("log_level")).upper(), format="%(asctime)s %(levelname)s %(name)s] %(message)s")
+    logging.basicConfig(
+        level=str(kw.pop("log_level")).upper(),
+        format="%(asctime)s %(levelname)s %(name)s] %(message)s",
+    )
     batching = BatchingOptions()
     if kw["batching_parameters_file"]:
         with open(kw["batching_parameters_file"]) as f:
@@ -103,7 +203,9 @@ def serve(**kw: object) -> None:
         request_log_dir=kw["request_log_dir"],
         ssl_config_file=kw["ssl_config_file"],
         model_management=kw["model_management"],
-        limits=RequestLimits(kw["max_request_elements"], kw["max_tensor_rank"], kw["max_string_bytes"]),
+        limits=RequestLimits(
+            kw["max_request_elements"], kw["max_tensor_rank"], kw["max_string_bytes"]
+        ),
         http_keepalive_timeout=kw["http_keepalive_timeout_seconds"],
         http_body_timeout=kw["http_body_timeout_seconds"],
     )
@@ -125,14 +227,28 @@ def serve(**kw: object) -> None:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model_name", default="taxi", show_default=True)
-@click.option("--input", "input_path", required=True, help="CSV (with header) or JSON rows; '-' for stdin.")
-@click.option("--input_format", type=click.Choice(["csv", "json"]), default=None, help="Default: from the file extension.")
+@click.option(
+    "--input", "input_path", required=True, help="CSV (with header) or JSON rows; '-' for stdin."
+)
+@click.option(
+    "--input_format",
+    type=click.Choice(["csv", "json"]),
+    default=None,
+    help="Default: from the file extension.",
+)
 @click.option("--protocol", type=click.Choice(["rest", "grpc"]), default="rest", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=None, help="Default: 8501 for REST, 8500 for gRPC.")
-@click.option("--encoding", type=click.Choice(["examples", "raw"]), default="examples", show_default=True,
-              help="examples: serialized tf.Examples to serving_default; raw: typed features to serving_raw.")
-@click.option("--signature_name", default=None, help="Default: serving_default / serving_raw per --encoding.")
+@click.option(
+    "--encoding",
+    type=click.Choice(["examples", "raw"]),
+    default="examples",
+    show_default=True,
+    help="examples: serialized tf.Examples to serving_default; raw: typed features to serving_raw.",
+)
+@click.option(
+    "--signature_name", default=None, help="Default: serving_default / serving_raw per --encoding."
+)
 @click.option("--model_version", type=int, default=None)
 @click.option("--version_label", default=None)
 @click.option("--batch_size", type=int, default=100, show_default=True, help="Rows per request.")
@@ -153,19 +269,37 @@ def predict(**kw: object) -> None:
     try:
         rows = read_rows(source, kw["input_format"])
     except OSError as e:
-        _fail(ExitCode.INPUT_MISSING, f"mlops predict: cannot read --input {source}: {e.strerror or e}", debug)
+        _fail(
+            ExitCode.INPUT_MISSING,
+            f"mlops predict: cannot read --input {source}: {e.strerror or e}",
+            debug,
+        )
     except (ValueError, TypeError, UnicodeDecodeError) as e:
-        _fail(ExitCode.BAD_INPUT, f"mlops predict: --input {source} is not CSV or JSON rows: {e}", debug)
+        _fail(
+            ExitCode.BAD_INPUT,
+            f"mlops predict: --input {source} is not CSV or JSON rows: {e}",
+            debug,
+        )
     if not rows or not all(isinstance(r, dict) for r in rows):
-        _fail(ExitCode.BAD_INPUT, f"mlops predict: --input {source} holds no rows (objects / CSV lines)", False)
+        _fail(
+            ExitCode.BAD_INPUT,
+            f"mlops predict: --input {source} holds no rows (objects / CSV lines)",
+            False,
+        )
     if kw["protocol"] == "rest":
         client = RestClient(kw["host"], kw["port"] or 8501)
     else:
         client = GrpcClient(kw["host"], kw["port"] or 8500)
     try:
         results = predict_rows(
-            client, kw["model_name"], rows, kw["encoding"], kw["signature_name"],
-            kw["model_version"], kw["version_label"], kw["batch_size"],
+            client,
+            kw["model_name"],
+            rows,
+            kw["encoding"],
+            kw["signature_name"],
+            kw["model_version"],
+            kw["version_label"],
+            kw["batch_size"],
         )
     except ServerUnreachable as e:
         _fail(ExitCode.UNREACHABLE, f"mlops predict: no server at {e}", debug)

@@ -107,7 +107,9 @@ class RestClient:
         try:
             payload = r.json()
         except ValueError:
-            raise ServingClientError(r.status_code, f"not a TF Serving answer: {r.text[:200]!r}") from None
+            raise ServingClientError(
+                r.status_code, f"not a TF Serving answer: {r.text[:200]!r}"
+            ) from None
         if r.status_code != 200:
             raise ServingClientError(r.status_code, payload.get("error", r.text))
         return payload
@@ -132,12 +134,16 @@ class RestClient:
             for k, vals in inputs.items()
         }
         url = self._url(model, version, label)
-        payload = self._call("POST", url + ":predict", {"signature_name": signature_name, "inputs": body_inputs})
+        payload = self._call(
+            "POST", url + ":predict", {"signature_name": signature_name, "inputs": body_inputs}
+        )
         outputs = payload["outputs"]
         if not isinstance(outputs, dict):  # single output: TF Serving drops the name
             key = (url, signature_name)
             if key not in self._output_names:
-                sigs = self.metadata(model, version, label)["metadata"]["signature_def"]["signature_def"]
+                sigs = self.metadata(model, version, label)["metadata"]["signature_def"][
+                    "signature_def"
+                ]
                 self._output_names[key] = sorted(sigs[signature_name]["outputs"])
             outputs = {self._output_names[key][0]: outputs}
         n = len(next(iter(outputs.values())))
@@ -194,7 +200,10 @@ class GrpcClient:
         outputs = {k: codec.proto_to_ndarray(v) for k, v in response.outputs.items()}
         n = len(next(iter(outputs.values())))
         return [
-            {k: codec.ndarray_to_json(v[i], k) if v.dtype == object else v[i].tolist() for k, v in outputs.items()}
+            {
+                k: codec.ndarray_to_json(v[i], k) if v.dtype == object else v[i].tolist()
+                for k, v in outputs.items()
+            }
             for i in range(n)
         ]
 

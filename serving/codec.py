@@ -74,7 +74,9 @@ def dtype_enum(arr: np.ndarray) -> int:
 
 
 # ---- TensorProto ---------------------------------------------------------------------------
-def proto_to_ndarray(tp: tensor_pb2.TensorProto, limits: RequestLimits = UNLIMITED, where: str = "input") -> np.ndarray:
+def proto_to_ndarray(
+    tp: tensor_pb2.TensorProto, limits: RequestLimits = UNLIMITED, where: str = "input"
+) -> np.ndarray:
     """A TensorProto as an array; the declared shape is checked against `limits` before any
     allocation, since one broadcast value can declare any number of elements."""
     if tp.tensor_shape.unknown_rank:
@@ -119,7 +121,9 @@ def proto_to_ndarray(tp: tensor_pb2.TensorProto, limits: RequestLimits = UNLIMIT
         if len(values) == 1:
             return np.full(shape, values[0], dtype=dtype)
     except OverflowError as e:  # int_val holding a value outside int8/int16/uint8/...
-        raise invalid_argument(f"{where}: value out of range for {dtype_name(tp.dtype)}: {e}") from None
+        raise invalid_argument(
+            f"{where}: value out of range for {dtype_name(tp.dtype)}: {e}"
+        ) from None
     if len(values) == 0:
         return np.zeros(shape, dtype=dtype)
     raise invalid_argument(f"Tensor proto has {len(values)} values for shape {shape}")
@@ -137,7 +141,9 @@ def ndarray_to_proto(arr: np.ndarray, dtype: int | None = None) -> tensor_pb2.Te
 
         return tf.make_tensor_proto(arr)
     if dtype == DT_STRING:
-        tp.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in arr.ravel().tolist())
+        tp.string_val.extend(
+            v if isinstance(v, bytes) else str(v).encode() for v in arr.ravel().tolist()
+        )
     else:
         getattr(tp, field).extend(arr.ravel().tolist())
     return tp
@@ -213,7 +219,9 @@ def json_to_ndarray(
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError, OverflowError):
-        raise invalid_argument(f"{where}: expecting tensors of the same shape (ragged list)") from None
+        raise invalid_argument(
+            f"{where}: expecting tensors of the same shape (ragged list)"
+        ) from None
     kind = arr.dtype.kind
     if kind not in "biuf" or (kind == "b") != (target.kind == "b"):
         raise invalid_argument(
@@ -221,7 +229,9 @@ def json_to_ndarray(
         )
     if target.kind in "iu" and kind == "f":
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.floor(arr)):
-            raise invalid_argument(f"{where}: JSON Value is not of expected type: {dtype_name(dtype)}")
+            raise invalid_argument(
+                f"{where}: JSON Value is not of expected type: {dtype_name(dtype)}"
+            )
     _check_range(arr, target, dtype, where)
     return arr.astype(target, copy=False)
 
@@ -288,7 +298,9 @@ def json_to_example(obj: object, where: str) -> example_pb2.Example:
     return ex
 
 
-def serialize_examples(examples: Iterable[example_pb2.Example], context: example_pb2.Example | None) -> list[bytes]:
+def serialize_examples(
+    examples: Iterable[example_pb2.Example], context: example_pb2.Example | None
+) -> list[bytes]:
     """TF Serving's ExampleListWithContext: context bytes + example bytes, merged by proto rules."""
     prefix = context.SerializeToString() if context is not None else b""
     return [prefix + e.SerializeToString() for e in examples]
@@ -307,4 +319,3 @@ def examples_from_input(input_proto: object) -> list[bytes]:
     if not out:
         raise invalid_argument("Input is empty.")
     return out
-

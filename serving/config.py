@@ -58,7 +58,9 @@ def _declare_protos():
     ]:
         batching.field.append(msg_field(name, number, ".google.protobuf.Int64Value"))
     batching.field.append(msg_field("thread_pool_name", 5, ".google.protobuf.StringValue"))
-    batching.field.append(msg_field("enable_large_batch_splitting", 9, ".google.protobuf.BoolValue"))
+    batching.field.append(
+        msg_field("enable_large_batch_splitting", 9, ".google.protobuf.BoolValue")
+    )
     batching.field.append(
         descriptor_pb2.FieldDescriptorProto(
             name="allowed_batch_sizes", number=6, label=lab_rep, type=t_i64
@@ -70,14 +72,24 @@ def _declare_protos():
         )
     )
     prom = f.message_type.add(name="PrometheusConfig")
-    prom.field.append(descriptor_pb2.FieldDescriptorProto(name="enable", number=1, label=lab_opt, type=t_bool))
-    prom.field.append(descriptor_pb2.FieldDescriptorProto(name="path", number=2, label=lab_opt, type=t_str))
+    prom.field.append(
+        descriptor_pb2.FieldDescriptorProto(name="enable", number=1, label=lab_opt, type=t_bool)
+    )
+    prom.field.append(
+        descriptor_pb2.FieldDescriptorProto(name="path", number=2, label=lab_opt, type=t_str)
+    )
     mon = f.message_type.add(name="MonitoringConfig")
     mon.field.append(msg_field("prometheus_config", 1, ".tensorflow.serving.PrometheusConfig"))
     ssl = f.message_type.add(name="SSLConfig")  # tensorflow_serving/config/ssl_config.proto
     for name, number in [("server_key", 1), ("server_cert", 2), ("custom_ca", 3)]:
-        ssl.field.append(descriptor_pb2.FieldDescriptorProto(name=name, number=number, label=lab_opt, type=t_str))
-    ssl.field.append(descriptor_pb2.FieldDescriptorProto(name="client_verify", number=4, label=lab_opt, type=t_bool))
+        ssl.field.append(
+            descriptor_pb2.FieldDescriptorProto(name=name, number=number, label=lab_opt, type=t_str)
+        )
+    ssl.field.append(
+        descriptor_pb2.FieldDescriptorProto(
+            name="client_verify", number=4, label=lab_opt, type=t_bool
+        )
+    )
     pool.Add(f)
     get = message_factory.GetMessageClass
     return (
@@ -109,7 +121,12 @@ class BatchingOptions:
     def from_text_proto(cls, text: str) -> BatchingOptions:
         params = text_format.Parse(text, BatchingParameters())
         opts = cls()
-        for name in ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches"):
+        for name in (
+            "max_batch_size",
+            "batch_timeout_micros",
+            "num_batch_threads",
+            "max_enqueued_batches",
+        ):
             if params.HasField(name):
                 setattr(opts, name, int(getattr(params, name).value))
         return opts
@@ -182,7 +199,9 @@ def load_model_config_file(path: str) -> model_server_config_pb2.ModelServerConf
         return parse_model_config(f.read(), base_dir=os.path.dirname(os.path.abspath(path)))
 
 
-def parse_model_config(text: str, base_dir: str | None = None) -> model_server_config_pb2.ModelServerConfig:
+def parse_model_config(
+    text: str, base_dir: str | None = None
+) -> model_server_config_pb2.ModelServerConfig:
     """Parse a ModelServerConfig text proto; relative base paths resolve against the file's dir."""
     config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     if config.HasField("custom_model_config"):

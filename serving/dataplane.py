@@ -44,7 +44,9 @@ def _run_fn(servable: Servable, signature_name: str):
         try:
             out = fn(**{k: tf.constant(v) for k, v in inputs.items()})
         except tf.errors.OpError as e:
-            raise ServingError(_CODE_BY_NUMBER.get(e.error_code, grpc.StatusCode.UNKNOWN), e.message) from None
+            raise ServingError(
+                _CODE_BY_NUMBER.get(e.error_code, grpc.StatusCode.UNKNOWN), e.message
+            ) from None
         except (TypeError, ValueError) as e:
             raise invalid_argument(str(e)) from None
         return {k: v.numpy() for k, v in out.items()}
@@ -115,7 +117,9 @@ class DataPlane:
     def servable(self, ref: ModelRef) -> Servable:
         return self.repository.resolve(ref.name, ref.version, ref.label)
 
-    def signature(self, servable: Servable, signature_name: object) -> tuple[str, meta_graph_pb2.SignatureDef]:
+    def signature(
+        self, servable: Servable, signature_name: object
+    ) -> tuple[str, meta_graph_pb2.SignatureDef]:
         if not isinstance(signature_name, str):
             raise invalid_argument("'signature_name' must be a string")
         name = signature_name or DEFAULT_SIGNATURE
@@ -171,7 +175,9 @@ class DataPlane:
         columns: dict[str, list] = {}
         for i, row in enumerate(instances):
             if not _is_named(row):
-                raise invalid_argument(f"Failed to process element: {i} of 'instances' list. Expected a JSON object")
+                raise invalid_argument(
+                    f"Failed to process element: {i} of 'instances' list. Expected a JSON object"
+                )
             for key, value in row.items():
                 columns.setdefault(key, []).append(value)
         for key, values in columns.items():
@@ -224,7 +230,9 @@ class DataPlane:
             if shape.unknown_rank:
                 continue
             dims = [d.size for d in shape.dim]
-            if len(dims) != arr.ndim or any(d >= 0 and d != a for d, a in zip(dims, arr.shape, strict=True)):
+            if len(dims) != arr.ndim or any(
+                d >= 0 and d != a for d, a in zip(dims, arr.shape, strict=True)
+            ):
                 raise invalid_argument(
                     f"Input {name}: expected shape {[d if d >= 0 else None for d in dims]} "
                     f"but got {list(arr.shape)}"
@@ -288,11 +296,13 @@ class DataPlane:
         has_rows, has_cols = "instances" in body, "inputs" in body
         if has_rows == has_cols:
             raise invalid_argument(
-                "Missing 'inputs' or 'instances' key" if not has_rows
+                "Missing 'inputs' or 'instances' key"
+                if not has_rows
                 else "Not both of 'instances' and 'inputs' can be specified"
             )
         convert, value = (
-            (self._rows_to_tensors, body["instances"]) if has_rows
+            (self._rows_to_tensors, body["instances"])
+            if has_rows
             else (self._columns_to_tensors, body["inputs"])
         )
         inputs = await asyncio.to_thread(convert, value, sig) if off_loop else convert(value, sig)
@@ -306,11 +316,15 @@ class DataPlane:
             return servable, {"predictions": codec.ndarray_to_json(outputs[names[0]], names[0])}
         n = {outputs[k].shape[0] if outputs[k].ndim else -1 for k in names}
         if len(n) != 1 or -1 in n:
-            raise invalid_argument("Output tensors have inconsistent batch sizes; use the 'inputs' (columnar) format.")
+            raise invalid_argument(
+                "Output tensors have inconsistent batch sizes; use the 'inputs' (columnar) format."
+            )
         cols = {k: codec.ndarray_to_json(outputs[k], k) for k in names}
         return servable, {"predictions": [{k: cols[k][i] for k in names} for i in range(n.pop())]}
 
-    def _example_signature(self, servable: Servable, signature_name: object, method: str, kind: str):
+    def _example_signature(
+        self, servable: Servable, signature_name: object, method: str, kind: str
+    ):
         name, sig = self.signature(servable, signature_name)
         if sig.method_name != method:
             raise invalid_argument(
@@ -320,7 +334,9 @@ class DataPlane:
             raise invalid_argument(f"Expected one input Tensor in the {kind} signature.")
         input_name = next(iter(sig.inputs))
         if sig.inputs[input_name].dtype != codec.DT_STRING:
-            raise invalid_argument(f"The {kind} signature input must be a string tensor of tf.Examples")
+            raise invalid_argument(
+                f"The {kind} signature input must be a string tensor of tf.Examples"
+            )
         return name, sig, input_name
 
     def _log_examples(self, examples: list[bytes]) -> None:
@@ -345,7 +361,9 @@ class DataPlane:
             servable, ref.signature_name, CLASSIFY_METHOD, "classification"
         )
         if "classes" not in sig.outputs and "scores" not in sig.outputs:
-            raise invalid_argument("Expected classification signature outputs to contain classes or scores.")
+            raise invalid_argument(
+                "Expected classification signature outputs to contain classes or scores."
+            )
         out = await self.run(servable, name, {input_name: self._examples_tensor(examples)})
         n = len(examples)
         classes, scores = out.get("classes"), out.get("scores")

@@ -39,7 +39,9 @@ def row_to_example(row: Mapping[str, object], keys: Iterable[str] | None = None)
         if kind == "bytes":
             feat.bytes_list.value.append(value if isinstance(value, bytes) else str(value).encode())
         elif kind == "int64":
-            feat.int64_list.value.append(int(float(value)) if isinstance(value, str) else int(value))
+            feat.int64_list.value.append(
+                int(float(value)) if isinstance(value, str) else int(value)
+            )
         else:
             feat.float_list.value.append(float(value))
     return ex.SerializeToString()

@@ -122,7 +122,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.metrics = metrics
 
     @_rpc("predict")
-    async def Predict(self, request: predict_pb2.PredictRequest, context, call) -> predict_pb2.PredictResponse:  # noqa: N802
+    async def Predict(
+        self, request: predict_pb2.PredictRequest, context, call
+    ) -> predict_pb2.PredictResponse:  # noqa: N802
         ref = _ref(request.model_spec)
         servable = call.resolved(self.dp.servable(ref))
         inputs = self.dp.tensors_from_protos(request.inputs)
@@ -130,13 +132,19 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = predict_pb2.PredictResponse()
         _fill_spec(response.model_spec, servable, result.signature_name)
         for k, v in result.outputs.items():
-            response.outputs[k].CopyFrom(codec.ndarray_to_proto(v, result.signature.outputs[k].dtype))
+            response.outputs[k].CopyFrom(
+                codec.ndarray_to_proto(v, result.signature.outputs[k].dtype)
+            )
         return response
 
     @_rpc("metadata")
-    async def GetModelMetadata(self, request, context, call) -> get_model_metadata_pb2.GetModelMetadataResponse:  # noqa: N802
+    async def GetModelMetadata(
+        self, request, context, call
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:  # noqa: N802
         if not request.metadata_field:
-            raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
+            raise invalid_argument(
+                "GetModelMetadataRequest must specify at least one metadata_field"
+            )
         for field in request.metadata_field:
             if field != "signature_def":
                 raise invalid_argument(f"Metadata field {field} is not supported")
@@ -150,7 +158,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     async def _classify(self, servable: Servable, spec, input_proto, out) -> None:
-        result = await self.dp.classify(_ref(spec), codec.examples_from_input(input_proto), servable)
+        result = await self.dp.classify(
+            _ref(spec), codec.examples_from_input(input_proto), servable
+        )
         _fill_spec(out.model_spec, servable, result.signature_name)
         for row in result.results:
             c = out.result.classifications.add()
@@ -188,7 +198,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise invalid_argument("Tasks is empty")
         specs = [t.model_spec for t in request.tasks]
         if len({(s.name, s.version.value, s.version_label) for s in specs}) != 1:
-            raise invalid_argument("All ModelSpecs in a MultiInferenceRequest must access the same model name")
+            raise invalid_argument(
+                "All ModelSpecs in a MultiInferenceRequest must access the same model name"
+            )
         if len({s.signature_name or "serving_default" for s in specs}) != len(specs):
             raise invalid_argument("Duplicate evaluation of signature")
         servable = call.resolved(self.dp.servable(_ref(specs[0])))
@@ -210,7 +222,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, dataplane: DataPlane, metrics: Metrics, model_management: str = "loopback") -> None:
+    def __init__(
+        self, dataplane: DataPlane, metrics: Metrics, model_management: str = "loopback"
+    ) -> None:
         if model_management not in MODEL_MANAGEMENT_CHOICES:
             raise ValueError(f"model_management must be one of {MODEL_MANAGEMENT_CHOICES}")
         self.dp = dataplane
@@ -218,7 +232,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         self.model_management = model_management
 
     @_rpc("status")
-    async def GetModelStatus(self, request, context, call) -> get_model_status_pb2.GetModelStatusResponse:  # noqa: N802
+    async def GetModelStatus(
+        self, request, context, call
+    ) -> get_model_status_pb2.GetModelStatusResponse:  # noqa: N802
         response = get_model_status_pb2.GetModelStatusResponse()
         for version, st in self.dp.status(_ref(request.model_spec)):
             entry = response.model_version_status.add(version=version, state=st.state)
@@ -227,7 +243,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
     @_rpc("reload_config", lambda r: "")
-    async def HandleReloadConfigRequest(self, request, context, call) -> model_management_pb2.ReloadConfigResponse:  # noqa: N802
+    async def HandleReloadConfigRequest(
+        self, request, context, call
+    ) -> model_management_pb2.ReloadConfigResponse:  # noqa: N802
         if self.model_management == "off" or (
             self.model_management == "loopback" and not is_loopback_peer(context.peer())
         ):
@@ -243,7 +261,10 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def add_services(
-    server: grpc.aio.Server, dataplane: DataPlane, metrics: Metrics, model_management: str = "loopback"
+    server: grpc.aio.Server,
+    dataplane: DataPlane,
+    metrics: Metrics,
+    model_management: str = "loopback",
 ) -> None:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(dataplane, metrics), server

@@ -59,9 +59,7 @@ def load_servable(name: str, version: int, path: str) -> Servable:
     sm = saved_model_pb2.SavedModel()
     with open(os.path.join(path, "saved_model.pb"), "rb") as f:
         sm.ParseFromString(f.read())
-    meta = next(
-        (m for m in sm.meta_graphs if "serve" in m.meta_info_def.tags), sm.meta_graphs[0]
-    )
+    meta = next((m for m in sm.meta_graphs if "serve" in m.meta_info_def.tags), sm.meta_graphs[0])
     handle = tf.saved_model.load(path, tags=["serve"])
     signature_defs = {k: v for k, v in meta.signature_def.items() if k in handle.signatures}
     functions = {k: handle.signatures[k] for k in signature_defs}
@@ -113,9 +111,7 @@ class _Model:
     failed: dict[int, _Failure] = field(default_factory=dict)
 
 
-def aspired_versions(
-    policy: object, available: list[int]
-) -> set[int]:
+def aspired_versions(policy: object, available: list[int]) -> set[int]:
     """Apply a FileSystemStoragePathSourceConfig.ServableVersionPolicy to the versions on disk."""
     kind = policy.WhichOneof("policy_choice") if policy is not None else None
     if kind == "all":
@@ -151,7 +147,9 @@ class ModelRepository:
             raise invalid_argument("custom_model_config is not supported")
         names = [m.name for m in config.model_config_list.config]
         if len(set(names)) != len(names):
-            raise invalid_argument(f"Illegal to list model names multiple times in config list: {names}")
+            raise invalid_argument(
+                f"Illegal to list model names multiple times in config list: {names}"
+            )
         with self._lock:
             models = {}
             for mc in config.model_config_list.config:
@@ -181,9 +179,13 @@ class ModelRepository:
     def _poll_model(self, name: str, model: _Model) -> None:
         on_disk = list_versions(model.config.base_path)
         if not on_disk:
-            log.warning("No versions of servable %s found under base path %s", name, model.config.base_path)
+            log.warning(
+                "No versions of servable %s found under base path %s", name, model.config.base_path
+            )
         aspired = aspired_versions(
-            model.config.model_version_policy if model.config.HasField("model_version_policy") else None,
+            model.config.model_version_policy
+            if model.config.HasField("model_version_policy")
+            else None,
             list(on_disk),
         )
         loaded = dict(model.serving)
@@ -205,7 +207,9 @@ class ModelRepository:
                 model.failed[v] = _Failure.after(failure, fp)
                 msg = f"Failed to load servable {name} version {v} from {on_disk[v]}: {type(e).__name__}: {e}"
                 log.error(msg)
-                self._set_status(name, model, v, VersionStatus(State.END, grpc.StatusCode.UNKNOWN, msg))
+                self._set_status(
+                    name, model, v, VersionStatus(State.END, grpc.StatusCode.UNKNOWN, msg)
+                )
                 continue
             model.failed.pop(v, None)
             log.info("Successfully loaded servable version {name: %s version: %d}", name, v)
@@ -294,5 +298,11 @@ class ModelRepository:
 
 
 __all__ = [
-    "ModelRepository", "Servable", "ServingError", "State", "VersionStatus", "list_versions", "load_servable",
+    "ModelRepository",
+    "Servable",
+    "ServingError",
+    "State",
+    "VersionStatus",
+    "list_versions",
+    "load_servable",
 ]

@@ -26,7 +26,9 @@ DONE_SUFFIX = ".tfrecord"
 
 
 class RequestLog:
-    def __init__(self, directory: str, max_records: int = 10_000, rotate_seconds: float = 300.0) -> None:
+    def __init__(
+        self, directory: str, max_records: int = 10_000, rotate_seconds: float = 300.0
+    ) -> None:
         self.directory = os.path.abspath(directory)
         os.makedirs(self.directory, exist_ok=True)
         self.max_records = max_records

@@ -57,7 +57,9 @@ class _JsonErrorHandler(web_protocol.RequestHandler):
     """aiohttp's connection handler, with parser errors in TF Serving's `{"error": ...}` shape
     and logged without a traceback (a malformed request is the client's fault, not ours)."""
 
-    def handle_error(self, request, status: int = 500, exc=None, message=None) -> web.StreamResponse:
+    def handle_error(
+        self, request, status: int = 500, exc=None, message=None
+    ) -> web.StreamResponse:
         self.logger.debug("Bad HTTP request from %s: %s", request.remote, exc)
         if request.writer.output_size > 0:
             raise ConnectionError("Response is sent already")
@@ -108,7 +110,9 @@ class RestApi:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         if self.metrics_path and path == self.metrics_path and request.method == "GET":
-            return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+            return web.Response(
+                body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE}
+            )
         if not path.startswith("/v1/"):
             return _error(404, f"Not found: {request.method} {path}")
         started = time.perf_counter()
@@ -145,7 +149,9 @@ class RestApi:
                     servable, out = await self._classify_regress(ref, verb, body, large)
                 version_used = servable.version
                 if large:  # a large request usually has a large answer: encode it off the loop too
-                    return web.Response(body=await asyncio.to_thread(codec.dumps, out), content_type=_JSON)
+                    return web.Response(
+                        body=await asyncio.to_thread(codec.dumps, out), content_type=_JSON
+                    )
                 return _ok(out)
             raise invalid_argument(f"Malformed request: {request.method} {path}")
         except ServingError as e:
@@ -207,7 +213,11 @@ class RestApi:
             sigmap, preserving_proto_field_name=True, including_default_value_fields=True
         )
         return {
-            "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
+            "model_spec": {
+                "name": servable.name,
+                "signature_name": "",
+                "version": str(servable.version),
+            },
             "metadata": {"signature_def": sigmap},
         }
 
@@ -223,8 +233,10 @@ class RestApi:
             return result.servable, {"results": result.values}
         result = await self.dp.classify(ref, serialized)
         rows = [
-            [[label if label is not None else str(j), score if score is not None else 0.0]
-             for j, (label, score) in enumerate(row)]
+            [
+                [label if label is not None else str(j), score if score is not None else 0.0]
+                for j, (label, score) in enumerate(row)
+            ]
             for row in result.results
         ]
         return result.servable, {"results": rows}

@@ -60,7 +60,10 @@ class ModelServer:
             request_log = RequestLog(opts.request_log_dir)
             log.info("Logging requests as tf.Examples to %s", request_log.directory)
         self.dataplane = DataPlane(
-            repo, opts.batching if opts.enable_batching else None, metrics.on_batch, request_log,
+            repo,
+            opts.batching if opts.enable_batching else None,
+            metrics.on_batch,
+            request_log,
             opts.limits,
         )
         grpc_opts = [
@@ -80,12 +83,18 @@ class ModelServer:
             raise OSError(f"Could not bind gRPC port {host}:{opts.port}")
         await self._grpc.start()
         log.info(
-            "Running gRPC ModelServer at %s:%d (%s) ...", host, self.grpc_port,
+            "Running gRPC ModelServer at %s:%d (%s) ...",
+            host,
+            self.grpc_port,
             "TLS" if credentials else "insecure",
         )
         if opts.rest_api_port:  # 0 disables REST, as in tensorflow_model_server
             api = RestApi(
-                self.dataplane, metrics, opts.metrics_path, opts.max_body_bytes, opts.http_body_timeout
+                self.dataplane,
+                metrics,
+                opts.metrics_path,
+                opts.max_body_bytes,
+                opts.http_body_timeout,
             )
             self._runner = api.runner(opts.http_keepalive_timeout)
             await self._runner.setup()
@@ -106,7 +115,11 @@ class ModelServer:
 
     async def serve_forever(self) -> None:
         """Run until SIGINT/SIGTERM, then drain in-flight requests and stop."""
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop(grace=0)  # e.g. a REST port in use after gRPC started: exit, not hang
+            raise
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

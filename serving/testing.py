@@ -1,7 +1,7 @@
 """Small but real SavedModels with the Trainer's serving contract, and `mlops serve` as a process.
 
-For the serving tests, bench/serving_bench.py and the docs checks, which all need several models and versions that load in well under a second, long before
-the pipeline has pushed anything. These are real TF2 SavedModels (a tf.Module of tf.functions)
+For the serving tests, bench/serving_bench.py and the docs checks, which all need several models
+and versions that load in well under a second, long before the pipeline has pushed anything. These are real TF2 SavedModels (a tf.Module of tf.functions)
 with the same signature names, input names, dtypes and shapes as modules/trainer.py exports, so a
 server that serves these serves the pipeline's model too. The `bias` makes versions tell apart:
 a large negative bias answers ~0, a large positive one ~1.
@@ -27,7 +27,9 @@ def raw_feature_spec() -> dict[str, tf.io.FixedLenFeature]:
     """Parsing spec for the raw features; missing values default so sparse CSV rows still parse."""
     return {
         key: tf.io.FixedLenFeature(
-            [], _TF_DTYPES[features.raw_dtype(key)], default_value=_DEFAULTS[features.raw_dtype(key)]
+            [],
+            _TF_DTYPES[features.raw_dtype(key)],
+            default_value=_DEFAULTS[features.raw_dtype(key)],
         )
         for key in features.RAW_FEATURE_KEYS
     }
@@ -47,7 +49,9 @@ class _TaxiLikeModel(tf.Module):
         for key in features.RAW_FEATURE_KEYS:
             value = raw[key]
             if value.dtype == tf.string:
-                value = tf.cast(tf.strings.to_hash_bucket_fast(value, features.VOCAB_SIZE), tf.int64)
+                value = tf.cast(
+                    tf.strings.to_hash_bucket_fast(value, features.VOCAB_SIZE), tf.int64
+                )
             out[features.transformed_name(key)] = tf.cast(value, tf.float32)
         return out
 
@@ -73,7 +77,11 @@ class _TaxiLikeModel(tf.Module):
         ]
     )
     def serve_raw(self, *args):
-        return {"probabilities": self._probabilities(dict(zip(features.RAW_FEATURE_KEYS, args, strict=True)))}
+        return {
+            "probabilities": self._probabilities(
+                dict(zip(features.RAW_FEATURE_KEYS, args, strict=True))
+            )
+        }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(self, examples):
@@ -108,7 +116,9 @@ def build_model(export_dir: str | os.PathLike, bias: float = 0.0) -> str:
         "regression": module.regress.get_concrete_function(),
     }
     tf.saved_model.save(module, export_dir, signatures=signatures)
-    _patch_method_names(export_dir, {"classification": CLASSIFY_METHOD, "regression": REGRESS_METHOD})
+    _patch_method_names(
+        export_dir, {"classification": CLASSIFY_METHOD, "regression": REGRESS_METHOD}
+    )
     return export_dir
 
 
@@ -162,7 +172,9 @@ def free_port() -> int:
 class ServerProcess:
     """`mlops serve` as a subprocess on free ports; ready once the REST status answers."""
 
-    def __init__(self, *args: str, log_path: str | None = None, rest_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, *args: str, log_path: str | None = None, rest_host: str = "127.0.0.1"
+    ) -> None:
         import subprocess
         import sys
 
@@ -173,9 +185,14 @@ class ServerProcess:
             os.environ.get("TMPDIR", "/tmp"), f"mlops-serve-{self.rest_port}.log"
         )
         cmd = [
-            sys.executable, "-m", "mlops.cli", "serve",
-            f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
-            f"--rest_api_host={rest_host}", *args,
+            sys.executable,
+            "-m",
+            "mlops.cli",
+            "serve",
+            f"--port={self.grpc_port}",
+            f"--rest_api_port={self.rest_port}",
+            f"--rest_api_host={rest_host}",
+            *args,
         ]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
@@ -198,7 +215,9 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.rest_url + "/monitoring/prometheus/metrics", timeout=1):
+                with urllib.request.urlopen(
+                    self.rest_url + "/monitoring/prometheus/metrics", timeout=1
+                ):
                     return self
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.2)

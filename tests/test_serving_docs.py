@@ -61,10 +61,16 @@ def test_documented_serving_commands_work_as_written(checkout_like):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     grpc_port, rest_port = testing.free_port(), testing.free_port()
     (server_cmd,) = [body for kind, body in blocks if kind == "serving-server"]
-    server_cmd = server_cmd.replace("\\\n", " ") + f" --port={grpc_port} --rest_api_port={rest_port}"
+    server_cmd = (
+        server_cmd.replace("\\\n", " ") + f" --port={grpc_port} --rest_api_port={rest_port}"
+    )
     log = open(checkout_like / "server.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
-        ["bash", "-c", "exec " + server_cmd], cwd=checkout_like, env=env, stdout=log, stderr=subprocess.STDOUT
+        ["bash", "-c", "exec " + server_cmd],
+        cwd=checkout_like,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.time() + 180
@@ -84,10 +90,16 @@ def test_documented_serving_commands_work_as_written(checkout_like):
                 continue
             script = "set -euo pipefail\n" + _ports(body, grpc_port, rest_port)
             out = subprocess.run(
-                ["bash", "-c", script], cwd=checkout_like, env=env, capture_output=True, text=True,
+                ["bash", "-c", script],
+                cwd=checkout_like,
+                env=env,
+                capture_output=True,
+                text=True,
                 timeout=300,
             )
-            assert out.returncode == 0, f"block {i} failed:\n{body}\n--- stderr:\n{out.stderr[-3000:]}\n--- stdout:\n{out.stdout[-2000:]}"
+            assert out.returncode == 0, (
+                f"block {i} failed:\n{body}\n--- stderr:\n{out.stderr[-3000:]}\n--- stdout:\n{out.stdout[-2000:]}"
+            )
             outputs.append(out.stdout)
         everything = "\n".join(outputs)
         assert '"predictions"' in everything and '"results"' in everything

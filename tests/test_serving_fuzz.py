@@ -24,7 +24,10 @@ from tests import serving_models as sm
 EXAMPLE = sm.make_example(sm.SAMPLE_ROW)
 GOOD = {"instances": [{"b64": base64.b64encode(EXAMPLE).decode()}]}
 FUZZ = settings(
-    max_examples=250, deadline=None, derandomize=True, database=None,
+    max_examples=250,
+    deadline=None,
+    derandomize=True,
+    database=None,
     suppress_health_check=list(HealthCheck),
 )
 RSS_GROWTH_LIMIT = 400 << 20
@@ -36,7 +39,9 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz")
     sm.build_model(root / "taxi" / "1", bias=10.0)
     proc = sm.ServerProcess(
-        "--model_name=taxi", f"--model_base_path={root / 'taxi'}", "--enable_batching",
+        "--model_name=taxi",
+        f"--model_base_path={root / 'taxi'}",
+        "--enable_batching",
         "--log_level=WARNING",
     ).wait_ready()
     session = requests.Session()
@@ -62,12 +67,17 @@ def _good_request_answers(server) -> None:
 
 # ---- REST -----------------------------------------------------------------------------------------
 _scalars = (
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
 )
 _json = st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 _b64 = st.binary(max_size=64).map(lambda b: {"b64": base64.b64encode(b).decode()})
@@ -76,15 +86,27 @@ _named_row = st.dictionaries(
     st.sampled_from([*features.RAW_FEATURE_KEYS, "examples", "x"]), _feature_value, max_size=6
 )
 _tensor_value = _json | st.lists(_b64, max_size=3) | st.lists(_named_row, max_size=3)
-_signature = st.sampled_from(
-    ["", "serving_default", "serving_raw", "classification", "regression", "transform_features", "nope"]
-) | _json
+_signature = (
+    st.sampled_from(
+        [
+            "",
+            "serving_default",
+            "serving_raw",
+            "classification",
+            "regression",
+            "transform_features",
+            "nope",
+        ]
+    )
+    | _json
+)
 _body = st.fixed_dictionaries(
     {},
     optional={
         "signature_name": _signature,
         "instances": _tensor_value,
-        "inputs": _tensor_value | st.dictionaries(st.sampled_from(features.RAW_FEATURE_KEYS), _json),
+        "inputs": _tensor_value
+        | st.dictionaries(st.sampled_from(features.RAW_FEATURE_KEYS), _json),
         "examples": st.lists(_named_row, max_size=3) | _json,
         "context": _named_row | _json,
     },
@@ -180,7 +202,9 @@ def test_memory_stays_bounded_after_fuzzing_and_amplification(server, stub):
     tp = req.inputs["examples"]
     tp.dtype = types_pb2.DT_STRING
     tp.tensor_shape.dim.add(size=200_000)
-    tp.string_val.append(sm.make_example({k: sm.SAMPLE_ROW[k] for k in ("fare", "trip_miles", "company")}))
+    tp.string_val.append(
+        sm.make_example({k: sm.SAMPLE_ROW[k] for k in ("fare", "trip_miles", "company")})
+    )
     assert req.ByteSize() <= 450
     with pytest.raises(grpc.RpcError) as err:
         stub.Predict(req, timeout=60)
