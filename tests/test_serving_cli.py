@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from serving import client
+from serving import testing as sm
 from serving.cli import ExitCode
-from tests import serving_models as sm
 
 
 def _mlops(

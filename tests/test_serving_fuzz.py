@@ -19,7 +19,7 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from modules import features
-from tests import serving_models as sm
+from serving import testing as sm
 
 EXAMPLE = sm.make_example(sm.SAMPLE_ROW)
 GOOD = {"instances": [{"b64": base64.b64encode(EXAMPLE).decode()}]}

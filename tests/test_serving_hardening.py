@@ -26,8 +26,8 @@ from tensorflow_serving.apis import (
 )
 
 from modules import features
+from serving import testing as sm
 from serving.grpc_service import is_loopback_peer
-from tests import serving_models as sm
 
 EXAMPLE = sm.make_example(sm.SAMPLE_ROW)
 B64 = base64.b64encode(EXAMPLE).decode()
