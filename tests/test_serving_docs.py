@@ -49,8 +49,7 @@ def checkout_like(small_pipeline, tmp_path) -> Path:
     (root / "serving_model" / "taxi").symlink_to(small_pipeline.serving_model_dir)
     shutil.copytree(ROOT / "deploy" / "serving", root / "deploy" / "serving")
     (root / "data").symlink_to(ROOT / "data")
-    (root / ".venv").mkdir()
-    (root / ".venv" / "bin").symlink_to(Path(sys.executable).parent)
+    (root / ".venv").symlink_to(sys.prefix)  # the whole venv: python finds its pyvenv.cfg
     return root
 
 
@@ -84,25 +83,21 @@ def test_documented_serving_commands_work_as_written(checkout_like):
                 pass
             assert time.time() < deadline, "documented server did not come up"
             time.sleep(0.5)
-        outputs = []
-        for i, (kind, body) in enumerate(blocks):
-            if kind != "serving":
-                continue
-            script = "set -euo pipefail\n" + _ports(body, grpc_port, rest_port)
-            out = subprocess.run(
-                ["bash", "-c", script],
-                cwd=checkout_like,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            assert out.returncode == 0, (
-                f"block {i} failed:\n{body}\n--- stderr:\n{out.stderr[-3000:]}\n--- stdout:\n{out.stdout[-2000:]}"
-            )
-            outputs.append(out.stdout)
-        everything = "\n".join(outputs)
-        assert '"predictions"' in everything and '"results"' in everything
+        # One bash session, blocks in order, as a user pastes them into one terminal (so shell
+        # variables and files carry over); a marker line per block locates a failure.
+        script = "set -euo pipefail\n" + "".join(
+            f"echo '=== block {i}' >&2\necho '=== block {i}'\n{_ports(body, grpc_port, rest_port)}\n"
+            for i, (kind, body) in enumerate(blocks)
+            if kind == "serving"
+        )
+        out = subprocess.run(
+            ["bash", "-c", script], cwd=checkout_like, env=env, capture_output=True, text=True,
+            timeout=600,
+        )
+        assert out.returncode == 0, f"stderr:\n{out.stderr[-4000:]}\nstdout:\n{out.stdout[-2000:]}"
+        outputs = out.stdout.split("=== block ")
+        assert len(outputs) - 1 == sum(kind == "serving" for kind, _ in blocks)
+        assert '"predictions"' in out.stdout and '"results"' in out.stdout
         rows = [json.loads(line) for line in outputs[-1].splitlines() if line.startswith('{"row"')]
         assert len(rows) == 20 + 20 + 1 and all(0.0 <= r["probabilities"][0] <= 1.0 for r in rows)
     finally:
