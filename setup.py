@@ -38,6 +38,10 @@ setup(
             # Offline schema checks of the deploy/ manifests (tests/test_deploy_manifests.py).
             "kubernetes-validate>=1.30",
             "compose-spec>=0.2.1",
+            # Fuzz tests of the model server's REST/gRPC inputs (tests/test_serving_fuzz.py).
+            "hypothesis>=6.100",
+            # A throwaway certificate for the gRPC TLS test (tests/test_serving_security.py).
+            "cryptography",
         ]
     },
     entry_points={"console_scripts": ["mlops=mlops.cli:main"]},

@@ -7,7 +7,7 @@ machines, not absolute figures.
 
     python bench/serving_bench.py [--model_base_path serving_model/taxi] [--duration 5]
 
-Without a pushed model under serving_model/taxi, it builds the tests' taxi-shaped SavedModel.
+Without a pushed model under serving_model/taxi, it builds serving/testing.py's taxi-shaped SavedModel.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 TARGETS = {
     ("grpc", 1, 32): 1.0,  # 1-example requests over gRPC at 32 in flight vs in-process calls/s
@@ -58,7 +57,9 @@ def in_process(model_dir: str, examples: list[bytes], batch: int, duration: floa
     return n / (time.perf_counter() - start)
 
 
-async def _grpc_load(target: str, model: str, examples: list[bytes], concurrency: int, duration: float):
+async def _grpc_load(
+    target: str, model: str, examples: list[bytes], concurrency: int, duration: float
+):
     import grpc
     import numpy as np
     from tensorflow_serving.apis import predict_pb2
@@ -106,7 +107,9 @@ async def _grpc_load(target: str, model: str, examples: list[bytes], concurrency
     }
 
 
-def grpc_load(target: str, model: str, examples: list[bytes], concurrency: int, duration: float) -> dict:
+def grpc_load(
+    target: str, model: str, examples: list[bytes], concurrency: int, duration: float
+) -> dict:
     return asyncio.run(_grpc_load(target, model, examples, concurrency, duration))
 
 
@@ -122,9 +125,23 @@ def rest_load(url: str, body: bytes, concurrency: int, duration: float, workdir:
         f'local f = io.open("{body_path}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
     )
     base = ["wrk", "-t1", f"-c{concurrency}", "-s", str(script), "--latency", url]
-    subprocess.run([*base[:1], "-t1", f"-c{concurrency}", "-d1s", *base[3:]], capture_output=True, check=True)
-    out = subprocess.run([*base[:1], "-t1", f"-c{concurrency}", f"-d{int(duration)}s", "--timeout", "10s", *base[3:]],
-                         capture_output=True, text=True, check=True).stdout
+    subprocess.run(
+        [*base[:1], "-t1", f"-c{concurrency}", "-d1s", *base[3:]], capture_output=True, check=True
+    )
+    out = subprocess.run(
+        [
+            *base[:1],
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{int(duration)}s",
+            "--timeout",
+            "10s",
+            *base[3:],
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {}
     for pct, value, unit in _WRK_LAT.findall(out):
@@ -154,10 +171,9 @@ def main() -> None:
 
     import base64
 
-    import serving_models as sm
-
+    from serving import testing as sm
     from serving.client import encode_example
-    from serving.repository import list_versions
+    from serving.layout import list_versions
 
     workdir = tempfile.mkdtemp(prefix="serving-bench-")
     base = args.model_base_path
@@ -165,7 +181,7 @@ def main() -> None:
     if not list_versions(base):
         base = os.path.join(workdir, "taxi")
         sm.build_model(os.path.join(base, "1"))
-        model_source = "tests/serving_models.py stand-in (no pushed model found)"
+        model_source = "serving/testing.py stand-in (no pushed model found)"
     version_dir = list_versions(base)[max(list_versions(base))]
     examples = [encode_example(r) for r in _rows(64)]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -180,13 +196,19 @@ def main() -> None:
         for b in batch_sizes:
             calls = in_process(version_dir, examples, b, args.duration)
             baseline[b] = max(baseline.get(b, 0.0), calls)
-            print(f"in-process serving_default ({when}), {b:>2} examples/call: {calls:8.0f} calls/s  {calls * b:8.0f} examples/s")
+            print(
+                f"in-process serving_default ({when}), {b:>2} examples/call: {calls:8.0f} calls/s  {calls * b:8.0f} examples/s"
+            )
 
     measure_baseline("before")
     server = sm.ServerProcess(
-        "--model_name=taxi", f"--model_base_path={base}", "--enable_batching",
-        f"--max_batch_size={args.max_batch_size}", f"--num_batch_threads={args.num_batch_threads}",
-        "--file_system_poll_wait_seconds=0", "--log_level=WARNING",
+        "--model_name=taxi",
+        f"--model_base_path={base}",
+        "--enable_batching",
+        f"--max_batch_size={args.max_batch_size}",
+        f"--num_batch_threads={args.num_batch_threads}",
+        "--file_system_poll_wait_seconds=0",
+        "--log_level=WARNING",
     ).wait_ready()
     results = []
     try:
@@ -197,9 +219,19 @@ def main() -> None:
                     if protocol == "grpc":
                         r = grpc_load(server.grpc_target, "taxi", batch, c, args.duration)
                     else:
-                        body = json.dumps({"instances": [{"b64": base64.b64encode(e).decode()} for e in batch]}).encode()
-                        r = rest_load(server.rest_url + "/v1/models/taxi:predict", body, c, args.duration, workdir)
-                    r.update(protocol=protocol, examples=b, in_flight=c, ratio=r["rps"] / baseline[b])  # provisional
+                        body = json.dumps(
+                            {"instances": [{"b64": base64.b64encode(e).decode()} for e in batch]}
+                        ).encode()
+                        r = rest_load(
+                            server.rest_url + "/v1/models/taxi:predict",
+                            body,
+                            c,
+                            args.duration,
+                            workdir,
+                        )
+                    r.update(
+                        protocol=protocol, examples=b, in_flight=c, ratio=r["rps"] / baseline[b]
+                    )  # provisional
                     results.append(r)
                     print(
                         f"{protocol:>4} {b:>2} ex/req {c:>2} in flight: {r['rps']:8.0f} req/s "
@@ -223,12 +255,18 @@ def main() -> None:
         target = TARGETS.get((r["protocol"], r["examples"], r["in_flight"]))
         if target is not None:
             verdict = "ok" if r["ratio"] >= target else "MISS"
-            print(f"  {r['protocol']} {r['examples']} ex/req @32: {r['ratio']:.2f}x (target >= {target}x) {verdict}")
+            print(
+                f"  {r['protocol']} {r['examples']} ex/req @32: {r['ratio']:.2f}x (target >= {target}x) {verdict}"
+            )
         if r["in_flight"] == 8:
             verdict = "ok" if r["p99_ms"] <= P99_TARGET_MS else "MISS"
-            print(f"  {r['protocol']} {r['examples']} ex/req @8: p99 {r['p99_ms']:.1f} ms (target <= {P99_TARGET_MS} ms) {verdict}")
+            print(
+                f"  {r['protocol']} {r['examples']} ex/req @8: p99 {r['p99_ms']:.1f} ms (target <= {P99_TARGET_MS} ms) {verdict}"
+            )
     if args.json:
-        Path(args.json).write_text(json.dumps({"baseline_calls_per_s": baseline, "results": results}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"baseline_calls_per_s": baseline, "results": results}, indent=2)
+        )
 
 
 if __name__ == "__main__":

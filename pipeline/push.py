@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 
@@ -30,8 +29,9 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from serving import layout
+
 PUSH_MARKER = os.path.join("assets.extra", "tfx_push.json")
-_TEMP_DIR = re.compile(r"^\.push-(\d+)-(\d+)$")
 
 
 def _is_local(path: str) -> bool:
@@ -54,21 +54,14 @@ def remove_stale_temp_dirs(base_directory: str) -> list[str]:
     if not os.path.isdir(base_directory):
         return removed
     for name in os.listdir(base_directory):
-        match = _TEMP_DIR.match(name)
-        if match and (int(match.group(2)) == os.getpid() or not _pid_alive(int(match.group(2)))):
+        parsed = layout.parse_temp_dir_name(name)
+        if parsed and (parsed[1] == os.getpid() or not _pid_alive(parsed[1])):
             shutil.rmtree(os.path.join(base_directory, name), ignore_errors=True)
             removed.append(name)
     return removed
 
 
-def numeric_versions(base_directory: str) -> dict[int, str]:
-    if not os.path.isdir(base_directory):
-        return {}
-    return {
-        int(n): os.path.join(base_directory, n)
-        for n in os.listdir(base_directory)
-        if n.isdigit() and os.path.isdir(os.path.join(base_directory, n))
-    }
+numeric_versions = layout.list_versions
 
 
 def _pushed_from(version_dir: str) -> str | None:
@@ -90,7 +83,7 @@ def atomic_push(model_path: str, base_directory: str, model_uri: str) -> tuple[s
             logging.info("Model %s is already pushed as %s; not pushing it twice.", model_uri, path)
             return path, str(version), False
     version = max([int(time.time())] + [v + 1 for v in existing])
-    temp = os.path.join(base_directory, f".push-{version}-{os.getpid()}")
+    temp = os.path.join(base_directory, layout.temp_dir_name(version, os.getpid()))
     shutil.rmtree(temp, ignore_errors=True)
     try:
         shutil.copytree(model_path, temp)
@@ -99,7 +92,7 @@ def atomic_push(model_path: str, base_directory: str, model_uri: str) -> tuple[s
         with open(marker, "w") as f:
             json.dump({"model_uri": model_uri, "pushed_at": time.time()}, f)
         while True:
-            target = os.path.join(base_directory, str(version))
+            target = layout.version_dir(base_directory, version)
             if not os.path.exists(target):
                 try:
                     os.rename(temp, target)  # atomic; fails on a non-empty target

@@ -39,9 +39,13 @@ class _Queue:
 class BatchScheduler:
     """Event-loop side of batching; model calls run on `num_batch_threads` worker threads."""
 
-    def __init__(self, options: BatchingOptions, on_batch: Callable[[tuple, int], None] | None = None) -> None:
+    def __init__(
+        self, options: BatchingOptions, on_batch: Callable[[tuple, int], None] | None = None
+    ) -> None:
         self.options = options
-        self._executor = ThreadPoolExecutor(max(1, options.num_batch_threads), thread_name_prefix="batch")
+        self._executor = ThreadPoolExecutor(
+            max(1, options.num_batch_threads), thread_name_prefix="batch"
+        )
         self._free = max(1, options.num_batch_threads)
         self._queues: dict[tuple, _Queue] = {}
         self._ready: list[_Queue] = []
@@ -136,7 +140,10 @@ def _run_batch(run: RunFn, items: list[tuple[Tensors, int]]) -> list[Tensors | B
     start = 0
     for _, n in items:
         results.append(
-            {k: (v[start : start + n] if v.ndim and v.shape[0] == total else v) for k, v in out.items()}
+            {
+                k: (v[start : start + n] if v.ndim and v.shape[0] == total else v)
+                for k, v in out.items()
+            }
         )
         start += n
     return results
@@ -147,4 +154,3 @@ def _run_one(run: RunFn, inputs: Tensors) -> Tensors | BaseException:
         return run(inputs)
     except Exception as e:  # noqa: BLE001
         return e
-

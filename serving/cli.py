@@ -2,6 +2,9 @@
 
 `serve` takes tensorflow_model_server's flag names (and `--flag=value` booleans), so commands
 and manifests written for TF Serving carry over by swapping the binary name.
+
+Failures print one line on stderr (a traceback only with `--debug`) and exit with a code per
+kind of failure, so scripts can tell them apart (see `ExitCode`).
 """
 
 from __future__ import annotations
@@ -15,32 +18,164 @@ import click
 _BOOL = click.BOOL
 
 
+class ExitCode:
+    """`mlops predict` / `mlops serve` exit statuses (2 is click's usage error)."""
+
+    OK = 0
+    SERVER_REJECTED = 1  # the server answered with an error (e.g. 400/404)
+    USAGE = 2  # bad flags or config files (click.UsageError)
+    INPUT_MISSING = 3  # the --input file does not exist or cannot be read
+    BAD_INPUT = 4  # the input cannot be parsed, or holds no rows
+    UNREACHABLE = 5  # no server answers at --host/--port (serve: the port cannot be bound)
+
+
+def _fail(code: int, message: str, debug: bool) -> None:
+    if debug:
+        raise
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+_DEBUG = click.option("--debug", is_flag=True, default=False, help="Show tracebacks on failure.")
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--port", type=int, default=8500, show_default=True, help="gRPC port.")
-@click.option("--rest_api_port", type=int, default=8501, show_default=True, help="REST port; 0 disables REST.")
-@click.option("--rest_api_host", default="127.0.0.1", show_default=True, help="Bind address (REST, and gRPC unless --grpc_host).")
-@click.option("--grpc_host", default=None, help="gRPC bind address (default: same as --rest_api_host).")
+@click.option(
+    "--rest_api_port", type=int, default=8501, show_default=True, help="REST port; 0 disables REST."
+)
+@click.option("--rest_api_host", default="127.0.0.1", show_default=True, help="REST bind address.")
+@click.option(
+    "--grpc_host",
+    default="127.0.0.1",
+    show_default=True,
+    help="gRPC bind address (independent of --rest_api_host).",
+)
+@click.option(
+    "--ssl_config_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="SSLConfig text proto: gRPC over TLS.",
+)
+@click.option(
+    "--model_management",
+    type=click.Choice(["off", "loopback", "any"]),
+    default="loopback",
+    show_default=True,
+    help="Who may call ModelService.HandleReloadConfigRequest.",
+)
+@click.option(
+    "--max_request_elements",
+    type=int,
+    default=100_000,
+    show_default=True,
+    help="Tensor elements per request; 0 = no limit.",
+)
+@click.option(
+    "--max_tensor_rank",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Dims per input tensor / JSON nesting depth; 0 = no limit.",
+)
+@click.option(
+    "--max_string_bytes",
+    type=int,
+    default=64 * 1024 * 1024,
+    show_default=True,
+    help="String bytes per request; 0 = no limit.",
+)
+@click.option(
+    "--http_keepalive_timeout_seconds",
+    type=float,
+    default=15.0,
+    show_default=True,
+    help="Close REST connections idle (or slow to send a request head) this long.",
+)
+@click.option(
+    "--http_body_timeout_seconds",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="408 when a REST body takes longer.",
+)
 @click.option("--model_name", default="default", show_default=True)
-@click.option("--model_base_path", default=None, help="Directory of numeric version subdirectories.")
-@click.option("--model_config_file", default=None, type=click.Path(exists=True, dir_okay=False), help="ModelServerConfig text proto.")
-@click.option("--file_system_poll_wait_seconds", type=float, default=1.0, show_default=True, help="<= 0: load once, never poll.")
-@click.option("--enable_batching", type=_BOOL, is_flag=False, flag_value=True, default=False, show_default=True)
-@click.option("--batching_parameters_file", default=None, type=click.Path(exists=True, dir_okay=False), help="BatchingParameters text proto.")
-@click.option("--max_batch_size", type=int, default=None, help="Overrides the batching parameters file.")
-@click.option("--batch_timeout_micros", type=int, default=None, help="Overrides the batching parameters file.")
-@click.option("--num_batch_threads", type=int, default=None, help="Overrides the batching parameters file.")
-@click.option("--monitoring_config_file", default=None, type=click.Path(exists=True, dir_okay=False), help="MonitoringConfig text proto (prometheus_config).")
-@click.option("--metrics_path", default="/monitoring/prometheus/metrics", show_default=True, help="Prometheus path on the REST port; '' disables.")
+@click.option(
+    "--model_base_path", default=None, help="Directory of numeric version subdirectories."
+)
+@click.option(
+    "--model_config_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="ModelServerConfig text proto.",
+)
+@click.option(
+    "--file_system_poll_wait_seconds",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="<= 0: load once, never poll.",
+)
+@click.option(
+    "--enable_batching",
+    type=_BOOL,
+    is_flag=False,
+    flag_value=True,
+    default=False,
+    show_default=True,
+)
+@click.option(
+    "--batching_parameters_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="BatchingParameters text proto.",
+)
+@click.option(
+    "--max_batch_size", type=int, default=None, help="Overrides the batching parameters file."
+)
+@click.option(
+    "--batch_timeout_micros", type=int, default=None, help="Overrides the batching parameters file."
+)
+@click.option(
+    "--num_batch_threads", type=int, default=None, help="Overrides the batching parameters file."
+)
+@click.option(
+    "--monitoring_config_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="MonitoringConfig text proto (prometheus_config).",
+)
+@click.option(
+    "--metrics_path",
+    default="/monitoring/prometheus/metrics",
+    show_default=True,
+    help="Prometheus path on the REST port; '' disables.",
+)
 @click.option("--access_log", default=None, help="'-' for stderr or a file path; off by default.")
-@click.option("--max_body_bytes", type=int, default=64 * 1024 * 1024, show_default=True, help="Largest REST request body.")
-@click.option("--request_log_dir", default=None, help="Log requests as tf.Examples (TFRecord) here, for `mlops data check-skew`; off by default.")
+@click.option(
+    "--max_body_bytes",
+    type=int,
+    default=64 * 1024 * 1024,
+    show_default=True,
+    help="Largest REST request body.",
+)
+@click.option(
+    "--request_log_dir",
+    default=None,
+    help="Log requests as tf.Examples (TFRecord) here, for `mlops data check-skew`; off by default.",
+)
 @click.option("--log_level", default="INFO", show_default=True)
+@_DEBUG
 def serve(**kw: object) -> None:
     """Serve SavedModels over TF Serving's gRPC and REST APIs."""
     from serving.config import BatchingOptions, ServerOptions, load_monitoring_path
+    from serving.limits import RequestLimits
     from serving.server import run_server
 
-    logging.basicConfig(level=str(kw.pop("log_level")).upper(), format="%(asctime)s %(levelname)s %(name)s] %(message)s")
+    logging.basicConfig(
+        level=str(kw.pop("log_level")).upper(),
+        format="%(asctime)s %(levelname)s %(name)s] %(message)s",
+    )
     batching = BatchingOptions()
     if kw["batching_parameters_file"]:
         with open(kw["batching_parameters_file"]) as f:
@@ -66,43 +201,111 @@ def serve(**kw: object) -> None:
         access_log=kw["access_log"],
         max_body_bytes=kw["max_body_bytes"],
         request_log_dir=kw["request_log_dir"],
+        ssl_config_file=kw["ssl_config_file"],
+        model_management=kw["model_management"],
+        limits=RequestLimits(
+            kw["max_request_elements"], kw["max_tensor_rank"], kw["max_string_bytes"]
+        ),
+        http_keepalive_timeout=kw["http_keepalive_timeout_seconds"],
+        http_body_timeout=kw["http_body_timeout_seconds"],
     )
+    debug = kw["debug"]
     try:
         options.model_server_config()
+        options.grpc_credentials()
     except (ValueError, OSError) as e:
+        if debug:
+            raise
         raise click.UsageError(str(e)) from None
-    run_server(options)
+    try:
+        run_server(options)
+    except OSError as e:  # a port that cannot be bound
+        _fail(ExitCode.UNREACHABLE, f"mlops serve: cannot listen: {e}", debug)
+    except Exception as e:  # noqa: BLE001 - one line, not a traceback (--debug for that)
+        _fail(1, f"mlops serve: {type(e).__name__}: {e}", debug)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model_name", default="taxi", show_default=True)
-@click.option("--input", "input_path", required=True, help="CSV (with header) or JSON rows; '-' for stdin.")
-@click.option("--input_format", type=click.Choice(["csv", "json"]), default=None, help="Default: from the file extension.")
+@click.option(
+    "--input", "input_path", required=True, help="CSV (with header) or JSON rows; '-' for stdin."
+)
+@click.option(
+    "--input_format",
+    type=click.Choice(["csv", "json"]),
+    default=None,
+    help="Default: from the file extension.",
+)
 @click.option("--protocol", type=click.Choice(["rest", "grpc"]), default="rest", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=None, help="Default: 8501 for REST, 8500 for gRPC.")
-@click.option("--encoding", type=click.Choice(["examples", "raw"]), default="examples", show_default=True,
-              help="examples: serialized tf.Examples to serving_default; raw: typed features to serving_raw.")
-@click.option("--signature_name", default=None, help="Default: serving_default / serving_raw per --encoding.")
+@click.option(
+    "--encoding",
+    type=click.Choice(["examples", "raw"]),
+    default="examples",
+    show_default=True,
+    help="examples: serialized tf.Examples to serving_default; raw: typed features to serving_raw.",
+)
+@click.option(
+    "--signature_name", default=None, help="Default: serving_default / serving_raw per --encoding."
+)
 @click.option("--model_version", type=int, default=None)
 @click.option("--version_label", default=None)
 @click.option("--batch_size", type=int, default=100, show_default=True, help="Rows per request.")
+@_DEBUG
 def predict(**kw: object) -> None:
     """Encode raw taxi rows per modules/features.py and print one JSON prediction per row."""
-    from serving.client import GrpcClient, RestClient, ServingClientError, predict_rows, read_rows
+    from serving.client import (
+        GrpcClient,
+        RestClient,
+        ServerUnreachable,
+        ServingClientError,
+        predict_rows,
+        read_rows,
+    )
 
-    rows = read_rows(kw["input_path"], kw["input_format"])
+    debug = kw["debug"]
+    source = kw["input_path"]
+    try:
+        rows = read_rows(source, kw["input_format"])
+    except OSError as e:
+        _fail(
+            ExitCode.INPUT_MISSING,
+            f"mlops predict: cannot read --input {source}: {e.strerror or e}",
+            debug,
+        )
+    except (ValueError, TypeError, UnicodeDecodeError) as e:
+        _fail(
+            ExitCode.BAD_INPUT,
+            f"mlops predict: --input {source} is not CSV or JSON rows: {e}",
+            debug,
+        )
+    if not rows or not all(isinstance(r, dict) for r in rows):
+        _fail(
+            ExitCode.BAD_INPUT,
+            f"mlops predict: --input {source} holds no rows (objects / CSV lines)",
+            False,
+        )
     if kw["protocol"] == "rest":
         client = RestClient(kw["host"], kw["port"] or 8501)
     else:
         client = GrpcClient(kw["host"], kw["port"] or 8500)
     try:
         results = predict_rows(
-            client, kw["model_name"], rows, kw["encoding"], kw["signature_name"],
-            kw["model_version"], kw["version_label"], kw["batch_size"],
+            client,
+            kw["model_name"],
+            rows,
+            kw["encoding"],
+            kw["signature_name"],
+            kw["model_version"],
+            kw["version_label"],
+            kw["batch_size"],
         )
+    except ServerUnreachable as e:
+        _fail(ExitCode.UNREACHABLE, f"mlops predict: no server at {e}", debug)
     except ServingClientError as e:
-        click.echo(f"Prediction failed: {e}", err=True)
-        sys.exit(1)
+        _fail(ExitCode.SERVER_REJECTED, f"Prediction failed: {e}", debug)
+    except (ValueError, TypeError) as e:  # rows whose values do not fit the feature kinds
+        _fail(ExitCode.BAD_INPUT, f"mlops predict: bad input row: {e}", debug)
     for i, result in enumerate(results):
         click.echo(json.dumps({"row": i, **result}))

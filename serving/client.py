@@ -17,15 +17,17 @@ from collections.abc import Iterable, Mapping
 from typing import TextIO
 
 from modules import features
+from serving.examples import row_to_example
 
 _RAW_DEFAULTS = {"int64": 0, "float": 0.0, "bytes": ""}
 
 
 # ---- rows ----------------------------------------------------------------------------------
 def read_rows(source: str | TextIO, fmt: str | None = None) -> list[dict[str, object]]:
-    """Rows from a CSV (header row) or JSON (a list of objects, or one object per line) file."""
+    """Rows from a CSV (header row) or JSON (a list of objects, one object, or one object per
+    line) file; '-' reads stdin, whose format is taken from its first character."""
     if isinstance(source, str):
-        if fmt is None:
+        if fmt is None and source != "-":  # stdin: decided by its first character below
             fmt = "json" if source.endswith((".json", ".jsonl")) else "csv"
         stream = sys.stdin if source == "-" else open(source, newline="")  # noqa: SIM115
     else:
@@ -40,9 +42,11 @@ def read_rows(source: str | TextIO, fmt: str | None = None) -> list[dict[str, ob
     if fmt == "csv":
         return list(csv.DictReader(io.StringIO(text)))
     text = text.strip()
-    if text.startswith("["):
-        return list(json.loads(text))
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    try:
+        whole = json.loads(text)
+    except ValueError:  # not one JSON document: JSON lines
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return whole if isinstance(whole, list) else [whole]
 
 
 def _typed(key: str, value: object) -> object:
@@ -59,22 +63,7 @@ def _typed(key: str, value: object) -> object:
 
 def encode_example(row: Mapping[str, object]) -> bytes:
     """Serialize a raw row as a tf.Example; missing values are left out for the model to default."""
-    from tensorflow.core.example import example_pb2
-
-    ex = example_pb2.Example()
-    for key in features.RAW_FEATURE_KEYS:
-        value = _typed(key, row.get(key))
-        if value is None:
-            continue
-        feat = ex.features.feature[key]
-        kind = features.raw_dtype(key)
-        if kind == "bytes":
-            feat.bytes_list.value.append(value.encode())
-        elif kind == "int64":
-            feat.int64_list.value.append(value)
-        else:
-            feat.float_list.value.append(value)
-    return ex.SerializeToString()
+    return row_to_example(row)
 
 
 def raw_columns(rows: Iterable[Mapping[str, object]]) -> dict[str, list]:
@@ -109,8 +98,18 @@ class RestClient:
         return url
 
     def _call(self, method: str, url: str, body: object = None) -> dict:
-        r = self.session.request(method, url, json=body, timeout=self.timeout)
-        payload = r.json()
+        import requests
+
+        try:
+            r = self.session.request(method, url, json=body, timeout=self.timeout)
+        except (requests.ConnectionError, requests.Timeout):
+            raise ServerUnreachable(self.base.split("/v1/")[0]) from None
+        try:
+            payload = r.json()
+        except ValueError:
+            raise ServingClientError(
+                r.status_code, f"not a TF Serving answer: {r.text[:200]!r}"
+            ) from None
         if r.status_code != 200:
             raise ServingClientError(r.status_code, payload.get("error", r.text))
         return payload
@@ -135,12 +134,16 @@ class RestClient:
             for k, vals in inputs.items()
         }
         url = self._url(model, version, label)
-        payload = self._call("POST", url + ":predict", {"signature_name": signature_name, "inputs": body_inputs})
+        payload = self._call(
+            "POST", url + ":predict", {"signature_name": signature_name, "inputs": body_inputs}
+        )
         outputs = payload["outputs"]
         if not isinstance(outputs, dict):  # single output: TF Serving drops the name
             key = (url, signature_name)
             if key not in self._output_names:
-                sigs = self.metadata(model, version, label)["metadata"]["signature_def"]["signature_def"]
+                sigs = self.metadata(model, version, label)["metadata"]["signature_def"][
+                    "signature_def"
+                ]
                 self._output_names[key] = sorted(sigs[signature_name]["outputs"])
             outputs = {self._output_names[key][0]: outputs}
         n = len(next(iter(outputs.values())))
@@ -154,7 +157,8 @@ class GrpcClient:
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-        self.channel = grpc.insecure_channel(f"{host}:{port}")
+        self.target = f"{host}:{port}"
+        self.channel = grpc.insecure_channel(self.target)
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.timeout = timeout
 
@@ -190,11 +194,16 @@ class GrpcClient:
         try:
             response = self.stub.Predict(request, timeout=self.timeout)
         except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.UNAVAILABLE:
+                raise ServerUnreachable(f"{self.target} ({e.details()})") from None
             raise ServingClientError(e.code().name, e.details()) from None
         outputs = {k: codec.proto_to_ndarray(v) for k, v in response.outputs.items()}
         n = len(next(iter(outputs.values())))
         return [
-            {k: codec.ndarray_to_json(v[i], k) if v.dtype == object else v[i].tolist() for k, v in outputs.items()}
+            {
+                k: codec.ndarray_to_json(v[i], k) if v.dtype == object else v[i].tolist()
+                for k, v in outputs.items()
+            }
             for i in range(n)
         ]
 
@@ -207,6 +216,10 @@ class ServingClientError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class ServerUnreachable(Exception):
+    """Nothing answers at the server's address (connection refused, DNS, timeout)."""
 
 
 def predict_rows(

@@ -7,7 +7,6 @@ Kept apart from the data plane so the model logic only ever sees numpy arrays; t
 from __future__ import annotations
 
 import base64
-import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -16,6 +15,7 @@ from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from serving.errors import invalid_argument
+from serving.limits import UNLIMITED, RequestLimits
 
 DT_STRING = types_pb2.DT_STRING
 
@@ -54,14 +54,17 @@ _PROTO_FIELD: dict[int, str] = {
 
 def dtype_name(dtype: int) -> str:
     """TF's short dtype name ('float', 'int64', 'string'), as TF Serving's messages use."""
-    return types_pb2.DataType.Name(dtype)[3:].lower()
+    try:
+        return types_pb2.DataType.Name(dtype)[3:].lower()
+    except ValueError:  # proto3 enums are open: a client can send any number
+        return f"unknown dtype {dtype}"
 
 
 def np_dtype(dtype: int) -> np.dtype:
     try:
         return _NP_DTYPE[dtype]
     except KeyError:
-        raise invalid_argument(f"Unsupported tensor dtype: {types_pb2.DataType.Name(dtype)}") from None
+        raise invalid_argument(f"Unsupported tensor dtype: {dtype_name(dtype)}") from None
 
 
 def dtype_enum(arr: np.ndarray) -> int:
@@ -71,27 +74,38 @@ def dtype_enum(arr: np.ndarray) -> int:
 
 
 # ---- TensorProto ---------------------------------------------------------------------------
-def proto_to_ndarray(tp: tensor_pb2.TensorProto) -> np.ndarray:
+def proto_to_ndarray(
+    tp: tensor_pb2.TensorProto, limits: RequestLimits = UNLIMITED, where: str = "input"
+) -> np.ndarray:
+    """A TensorProto as an array; the declared shape is checked against `limits` before any
+    allocation, since one broadcast value can declare any number of elements."""
+    if tp.tensor_shape.unknown_rank:
+        raise invalid_argument(f"{where}: tensor shape must have a known rank")
     shape = [d.size for d in tp.tensor_shape.dim]
-    n = math.prod(shape)
+    n = limits.check_shape(shape, where)
     if tp.dtype == DT_STRING:
         values = list(tp.string_val)
         if len(values) != n:
             if len(values) == 1:
+                limits.check_string_bytes(n * len(values[0]), where)
                 values = values * n
             else:
                 raise invalid_argument(
                     f"Tensor proto has {len(values)} string values for shape {shape}"
                 )
+        else:
+            limits.check_string_bytes(sum(map(len, values)), where)
         arr = np.empty(n, dtype=object)
         arr[:] = values
         return arr.reshape(shape)
     dtype = np_dtype(tp.dtype)
     if tp.tensor_content:
-        try:
-            return np.frombuffer(tp.tensor_content, dtype=dtype).reshape(shape).copy()
-        except ValueError as e:
-            raise invalid_argument(f"Invalid tensor_content: {e}") from None
+        if len(tp.tensor_content) != n * dtype.itemsize:
+            raise invalid_argument(
+                f"{where}: tensor_content has {len(tp.tensor_content)} bytes, shape {shape} of "
+                f"{dtype_name(tp.dtype)} needs {n * dtype.itemsize}"
+            )
+        return np.frombuffer(tp.tensor_content, dtype=dtype).reshape(shape).copy()
     field = _PROTO_FIELD.get(tp.dtype)
     if field is None:
         import tensorflow as tf
@@ -101,10 +115,15 @@ def proto_to_ndarray(tp: tensor_pb2.TensorProto) -> np.ndarray:
         except (TypeError, ValueError) as e:
             raise invalid_argument(str(e)) from None
     values = getattr(tp, field)
-    if len(values) == n:
-        return np.array(values, dtype=dtype).reshape(shape)
-    if len(values) == 1:
-        return np.full(shape, values[0], dtype=dtype)
+    try:
+        if len(values) == n:
+            return np.array(values, dtype=dtype).reshape(shape)
+        if len(values) == 1:
+            return np.full(shape, values[0], dtype=dtype)
+    except OverflowError as e:  # int_val holding a value outside int8/int16/uint8/...
+        raise invalid_argument(
+            f"{where}: value out of range for {dtype_name(tp.dtype)}: {e}"
+        ) from None
     if len(values) == 0:
         return np.zeros(shape, dtype=dtype)
     raise invalid_argument(f"Tensor proto has {len(values)} values for shape {shape}")
@@ -122,7 +141,9 @@ def ndarray_to_proto(arr: np.ndarray, dtype: int | None = None) -> tensor_pb2.Te
 
         return tf.make_tensor_proto(arr)
     if dtype == DT_STRING:
-        tp.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in arr.ravel().tolist())
+        tp.string_val.extend(
+            v if isinstance(v, bytes) else str(v).encode() for v in arr.ravel().tolist()
+        )
     else:
         getattr(tp, field).extend(arr.ravel().tolist())
     return tp
@@ -149,35 +170,69 @@ def _string_leaves(value: object, out: list, shape: list, depth: int, where: str
             raise invalid_argument(f"{where}: unable to base64 decode: {e}") from None
     else:
         raise invalid_argument(
-            f"{where}: JSON Value: {orjson.dumps(value).decode()} is not of expected type: string"
+            f"{where}: JSON Value: {_show(value)} is not of expected type: string"
         )
 
 
-def json_to_ndarray(value: object, dtype: int, where: str) -> np.ndarray:
+def _show(value: object) -> str:
+    """A JSON value for an error message, short, and never failing (orjson refuses deep nests)."""
+    try:
+        shown = orjson.dumps(value).decode()
+    except (TypeError, ValueError):
+        shown = f"<{type(value).__name__}>"
+    return shown if len(shown) <= 64 else shown[:64] + "..."
+
+
+def _check_range(arr: np.ndarray, target: np.dtype, dtype: int, where: str) -> None:
+    """Reject numbers the target dtype cannot hold instead of letting astype() wrap them."""
+    if arr.size == 0:
+        return
+    if target.kind in "iu":
+        info = np.iinfo(target)
+        if arr.dtype.kind == "f":
+            bad = not (arr.min() >= float(info.min) and arr.max() < float(info.max + 1))
+        else:
+            bad = int(arr.min()) < info.min or int(arr.max()) > info.max
+    elif target.kind == "f" and arr.dtype.kind in "iuf":
+        with np.errstate(over="ignore"):
+            bad = not np.all(np.isfinite(arr.astype(target)) | ~np.isfinite(arr))
+    else:
+        return
+    if bad:
+        raise invalid_argument(f"{where}: value out of range for {dtype_name(dtype)}")
+
+
+def json_to_ndarray(
+    value: object, dtype: int, where: str, limits: RequestLimits = UNLIMITED
+) -> np.ndarray:
     """One JSON value (scalar or nested list) as an array of the signature's dtype."""
+    limits.check_json_value(value, where)
     if dtype == DT_STRING:
         leaves: list = []
         shape: list = []
         _string_leaves(value, leaves, shape, 0, where)
+        limits.check_string_bytes(sum(map(len, leaves)), where)
         arr = np.empty(len(leaves), dtype=object)
         arr[:] = leaves
         return arr.reshape(shape)
     target = np_dtype(dtype)
     try:
         arr = np.asarray(value)
-    except ValueError:
-        raise invalid_argument(f"{where}: expecting tensors of the same shape (ragged list)") from None
+    except (ValueError, TypeError, OverflowError):
+        raise invalid_argument(
+            f"{where}: expecting tensors of the same shape (ragged list)"
+        ) from None
     kind = arr.dtype.kind
     if kind not in "biuf" or (kind == "b") != (target.kind == "b"):
-        shown = orjson.dumps(value).decode()
-        if len(shown) > 64:
-            shown = shown[:64] + "..."
         raise invalid_argument(
-            f"{where}: JSON Value: {shown} is not of expected type: {dtype_name(dtype)}"
+            f"{where}: JSON Value: {_show(value)} is not of expected type: {dtype_name(dtype)}"
         )
     if target.kind in "iu" and kind == "f":
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.floor(arr)):
-            raise invalid_argument(f"{where}: JSON Value is not of expected type: {dtype_name(dtype)}")
+            raise invalid_argument(
+                f"{where}: JSON Value is not of expected type: {dtype_name(dtype)}"
+            )
+    _check_range(arr, target, dtype, where)
     return arr.astype(target, copy=False)
 
 
@@ -215,6 +270,8 @@ def dumps(obj: object) -> bytes:
 def _feature(value: object, where: str) -> feature_pb2.Feature:
     values = value if isinstance(value, list) else [value]
     if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        if any(not -(2**63) <= v < 2**63 for v in values):
+            raise invalid_argument(f"{where}: value out of range for int64")
         return feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=values))
     if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         return feature_pb2.Feature(float_list=feature_pb2.FloatList(value=values))
@@ -228,7 +285,7 @@ def _feature(value: object, where: str) -> feature_pb2.Feature:
             except (ValueError, TypeError) as e:
                 raise invalid_argument(f"{where}: unable to base64 decode: {e}") from None
         else:
-            raise invalid_argument(f"{where}: unsupported feature value: {orjson.dumps(v).decode()}")
+            raise invalid_argument(f"{where}: unsupported feature value: {_show(v)}")
     return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=out))
 
 
@@ -241,7 +298,9 @@ def json_to_example(obj: object, where: str) -> example_pb2.Example:
     return ex
 
 
-def serialize_examples(examples: Iterable[example_pb2.Example], context: example_pb2.Example | None) -> list[bytes]:
+def serialize_examples(
+    examples: Iterable[example_pb2.Example], context: example_pb2.Example | None
+) -> list[bytes]:
     """TF Serving's ExampleListWithContext: context bytes + example bytes, merged by proto rules."""
     prefix = context.SerializeToString() if context is not None else b""
     return [prefix + e.SerializeToString() for e in examples]
@@ -260,4 +319,3 @@ def examples_from_input(input_proto: object) -> list[bytes]:
     if not out:
         raise invalid_argument("Input is empty.")
     return out
-

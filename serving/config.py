@@ -20,6 +20,8 @@ from google.protobuf import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.limits import RequestLimits
+
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
 
 
@@ -56,7 +58,9 @@ def _declare_protos():
     ]:
         batching.field.append(msg_field(name, number, ".google.protobuf.Int64Value"))
     batching.field.append(msg_field("thread_pool_name", 5, ".google.protobuf.StringValue"))
-    batching.field.append(msg_field("enable_large_batch_splitting", 9, ".google.protobuf.BoolValue"))
+    batching.field.append(
+        msg_field("enable_large_batch_splitting", 9, ".google.protobuf.BoolValue")
+    )
     batching.field.append(
         descriptor_pb2.FieldDescriptorProto(
             name="allowed_batch_sizes", number=6, label=lab_rep, type=t_i64
@@ -68,19 +72,34 @@ def _declare_protos():
         )
     )
     prom = f.message_type.add(name="PrometheusConfig")
-    prom.field.append(descriptor_pb2.FieldDescriptorProto(name="enable", number=1, label=lab_opt, type=t_bool))
-    prom.field.append(descriptor_pb2.FieldDescriptorProto(name="path", number=2, label=lab_opt, type=t_str))
+    prom.field.append(
+        descriptor_pb2.FieldDescriptorProto(name="enable", number=1, label=lab_opt, type=t_bool)
+    )
+    prom.field.append(
+        descriptor_pb2.FieldDescriptorProto(name="path", number=2, label=lab_opt, type=t_str)
+    )
     mon = f.message_type.add(name="MonitoringConfig")
     mon.field.append(msg_field("prometheus_config", 1, ".tensorflow.serving.PrometheusConfig"))
+    ssl = f.message_type.add(name="SSLConfig")  # tensorflow_serving/config/ssl_config.proto
+    for name, number in [("server_key", 1), ("server_cert", 2), ("custom_ca", 3)]:
+        ssl.field.append(
+            descriptor_pb2.FieldDescriptorProto(name=name, number=number, label=lab_opt, type=t_str)
+        )
+    ssl.field.append(
+        descriptor_pb2.FieldDescriptorProto(
+            name="client_verify", number=4, label=lab_opt, type=t_bool
+        )
+    )
     pool.Add(f)
     get = message_factory.GetMessageClass
     return (
         get(pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")),
         get(pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig")),
+        get(pool.FindMessageTypeByName("tensorflow.serving.SSLConfig")),
     )
 
 
-BatchingParameters, MonitoringConfig = _declare_protos()
+BatchingParameters, MonitoringConfig, SSLConfig = _declare_protos()
 
 DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
 
@@ -102,7 +121,12 @@ class BatchingOptions:
     def from_text_proto(cls, text: str) -> BatchingOptions:
         params = text_format.Parse(text, BatchingParameters())
         opts = cls()
-        for name in ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches"):
+        for name in (
+            "max_batch_size",
+            "batch_timeout_micros",
+            "num_batch_threads",
+            "max_enqueued_batches",
+        ):
             if params.HasField(name):
                 setattr(opts, name, int(getattr(params, name).value))
         return opts
@@ -115,7 +139,7 @@ class ServerOptions:
     port: int = 8500
     rest_api_port: int = 8501
     rest_api_host: str = "127.0.0.1"
-    grpc_host: str | None = None
+    grpc_host: str = "127.0.0.1"  # explicit: never follows --rest_api_host
     model_name: str | None = None
     model_base_path: str | None = None
     model_config_file: str | None = None
@@ -128,6 +152,31 @@ class ServerOptions:
     grpc_max_message_bytes: int = 256 * 1024 * 1024
     # Not a TF Serving flag: log requests as tf.Examples for skew checks (serving/request_log.py).
     request_log_dir: str | None = None
+    # TF Serving's --ssl_config_file: gRPC over TLS (server_key/server_cert PEM, optional mTLS).
+    ssl_config_file: str | None = None
+    # Not TF Serving flags: hardening (docs/serving.md "Security" and "Limits").
+    model_management: str = "loopback"  # ReloadConfig: off | loopback | any
+    limits: RequestLimits = field(default_factory=RequestLimits)
+    http_keepalive_timeout: float = 15.0  # idle / slow-request-head connections close after this
+    http_body_timeout: float = 30.0  # a request body must arrive within this
+
+    def grpc_credentials(self):
+        """grpc.ServerCredentials from --ssl_config_file, or None for an insecure port."""
+        if not self.ssl_config_file:
+            return None
+        import grpc
+
+        with open(self.ssl_config_file) as f:
+            cfg = text_format.Parse(f.read(), SSLConfig())
+        if not cfg.server_key or not cfg.server_cert:
+            raise ValueError(f"{self.ssl_config_file}: server_key and server_cert are required")
+        if cfg.client_verify and not cfg.custom_ca:
+            raise ValueError(f"{self.ssl_config_file}: client_verify needs custom_ca")
+        return grpc.ssl_server_credentials(
+            [(cfg.server_key.encode(), cfg.server_cert.encode())],
+            root_certificates=cfg.custom_ca.encode() or None,
+            require_client_auth=cfg.client_verify,
+        )
 
     def model_server_config(self) -> model_server_config_pb2.ModelServerConfig:
         """The ModelServerConfig these flags describe (TF Serving refuses both or neither)."""
@@ -150,7 +199,9 @@ def load_model_config_file(path: str) -> model_server_config_pb2.ModelServerConf
         return parse_model_config(f.read(), base_dir=os.path.dirname(os.path.abspath(path)))
 
 
-def parse_model_config(text: str, base_dir: str | None = None) -> model_server_config_pb2.ModelServerConfig:
+def parse_model_config(
+    text: str, base_dir: str | None = None
+) -> model_server_config_pb2.ModelServerConfig:
     """Parse a ModelServerConfig text proto; relative base paths resolve against the file's dir."""
     config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     if config.HasField("custom_model_config"):

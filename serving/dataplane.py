@@ -1,28 +1,33 @@
-"""Protocol-neutral request logic shared by the REST and gRPC adapters.
+"""Protocol-neutral request logic: everything between decoding a request and encoding a reply.
 
-Inputs and outputs are numpy arrays and plain Python values; errors are ServingErrors carrying
-TF Serving's status code and (where practical) its message text. Validation happens here, before
-a request joins a batch, so a bad request fails alone.
+As in KServe's model server, the REST and gRPC adapters only decode and encode; this module owns
+model resolution, request limits, dtype conversion, validation, the row/columnar predict formats,
+classify/regress result shaping, request logging, status and config reload. Inputs and outputs
+are numpy arrays and plain Python values; errors are ServingErrors carrying TF Serving's status
+code and (where practical) its message text. Validation happens here, before a request joins a
+batch, so a bad request fails alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import grpc
 import numpy as np
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.config import model_server_config_pb2
 
 from serving import codec
 from serving.batching import BatchScheduler, Tensors
 from serving.config import BatchingOptions
 from serving.errors import ServingError, failed_precondition, invalid_argument
-from serving.repository import ModelRepository, Servable
+from serving.limits import RequestLimits
+from serving.repository import ModelRepository, Servable, VersionStatus
 
 DEFAULT_SIGNATURE = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 
@@ -39,7 +44,9 @@ def _run_fn(servable: Servable, signature_name: str):
         try:
             out = fn(**{k: tf.constant(v) for k, v in inputs.items()})
         except tf.errors.OpError as e:
-            raise ServingError(_CODE_BY_NUMBER.get(e.error_code, grpc.StatusCode.UNKNOWN), e.message) from None
+            raise ServingError(
+                _CODE_BY_NUMBER.get(e.error_code, grpc.StatusCode.UNKNOWN), e.message
+            ) from None
         except (TypeError, ValueError) as e:
             raise invalid_argument(str(e)) from None
         return {k: v.numpy() for k, v in out.items()}
@@ -47,8 +54,41 @@ def _run_fn(servable: Servable, signature_name: str):
     return run
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model, version or label and signature a request names, in either protocol."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+    signature_name: str = ""
+
+
+@dataclass
+class ClassifyResult:
+    servable: Servable
+    signature_name: str
+    # per example, per class: (label or None when the signature has no classes, score or None)
+    results: list[list[tuple[str | None, float | None]]]
+
+
+@dataclass
+class RegressResult:
+    servable: Servable
+    signature_name: str
+    values: list[float]
+
+
+@dataclass
+class PredictResult:
+    servable: Servable
+    signature_name: str
+    signature: meta_graph_pb2.SignatureDef
+    outputs: Tensors
+
+
 class DataPlane:
-    """Resolve -> validate -> (batch) -> run -> shape results, for every API."""
+    """Resolve -> limit -> convert -> validate -> (batch) -> run -> shape results, for every API."""
 
     def __init__(
         self,
@@ -56,9 +96,11 @@ class DataPlane:
         batching: BatchingOptions | None = None,
         on_batch=None,
         request_log=None,
+        limits: RequestLimits | None = None,
     ) -> None:
         self.repository = repository
         self.request_log = request_log  # serving.request_log.RequestLog or None
+        self.limits = limits or RequestLimits()
         self.batcher = BatchScheduler(batching, on_batch) if batching else None
         self._executor = None if batching else ThreadPoolExecutor(4, thread_name_prefix="predict")
         self._run_fns: dict[tuple[Servable, str], object] = {}
@@ -71,25 +113,98 @@ class DataPlane:
         if self._executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    # ---- lookups -------------------------------------------------------------------------------
-    def servable(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
-        return self.repository.resolve(name, version, label)
+    # ---- lookups, status, config ---------------------------------------------------------------
+    def servable(self, ref: ModelRef) -> Servable:
+        return self.repository.resolve(ref.name, ref.version, ref.label)
 
-    def signature(self, servable: Servable, signature_name: str) -> tuple[str, meta_graph_pb2.SignatureDef]:
+    def signature(
+        self, servable: Servable, signature_name: object
+    ) -> tuple[str, meta_graph_pb2.SignatureDef]:
+        if not isinstance(signature_name, str):
+            raise invalid_argument("'signature_name' must be a string")
         name = signature_name or DEFAULT_SIGNATURE
         sig = servable.signature_defs.get(name)
         if sig is None:
             raise failed_precondition(f'Serving signature key "{name}" not found.')
         return name, sig
 
-    def metadata(self, servable: Servable) -> get_model_metadata_pb2.SignatureDefMap:
+    def metadata(self, ref: ModelRef) -> tuple[Servable, get_model_metadata_pb2.SignatureDefMap]:
+        servable = self.servable(ref)
         out = get_model_metadata_pb2.SignatureDefMap()
         for k, v in servable.signature_defs.items():
             out.signature_def[k].CopyFrom(v)
+        return servable, out
+
+    def status(self, ref: ModelRef) -> list[tuple[int, VersionStatus]]:
+        return self.repository.status(ref.name, ref.version, ref.label)
+
+    async def reload_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """Replace the served model set (ModelService.HandleReloadConfigRequest); off the loop."""
+        await asyncio.to_thread(self.repository.reload_config, config)
+
+    # ---- decoding helpers the adapters call (limits + dtype conversion live here) ---------------
+    def tensors_from_protos(self, protos) -> Tensors:
+        """PredictRequest.inputs -> arrays, within the request limits."""
+        out = {}
+        total = 0
+        for k, v in protos.items():
+            arr = codec.proto_to_ndarray(v, self.limits, f"input {k}")
+            total += arr.size
+            self.limits.check_elements(total, "request")
+            out[k] = arr
         return out
 
-    def status(self, name: str, version: int | None = None, label: str | None = None):
-        return self.repository.status(name, version, label)
+    def _json_tensor(self, value: object, sig: meta_graph_pb2.SignatureDef, key: str, where: str):
+        dtype = sig.inputs[key].dtype if key in sig.inputs else codec.DT_STRING
+        return codec.json_to_ndarray(value, dtype, where, self.limits)
+
+    def _rows_to_tensors(self, instances: object, sig) -> Tensors:
+        input_names = sorted(sig.inputs)
+        if not isinstance(instances, list) or not instances:
+            raise invalid_argument("'instances' must be a non-empty JSON list")
+        self.limits.check_elements(len(instances), "'instances'")
+        named = _is_named(instances[0])
+        if not named:
+            if len(input_names) != 1:
+                raise invalid_argument(
+                    f"The signature has {len(input_names)} inputs ({', '.join(input_names)}); "
+                    "each of 'instances' must be a JSON object keyed by input name"
+                )
+            name = input_names[0]
+            return {name: self._json_tensor(instances, sig, name, f"'instances' input {name}")}
+        columns: dict[str, list] = {}
+        for i, row in enumerate(instances):
+            if not _is_named(row):
+                raise invalid_argument(
+                    f"Failed to process element: {i} of 'instances' list. Expected a JSON object"
+                )
+            for key, value in row.items():
+                columns.setdefault(key, []).append(value)
+        for key, values in columns.items():
+            if len(values) != len(instances):
+                raise invalid_argument(
+                    f"Failed to process 'instances' list: input {key} is missing from some instances"
+                )
+        return self._checked_total(
+            {k: self._json_tensor(v, sig, k, f"'instances' input {k}") for k, v in columns.items()}
+        )
+
+    def _columns_to_tensors(self, inputs: object, sig) -> Tensors:
+        input_names = sorted(sig.inputs)
+        if _is_named(inputs):
+            return self._checked_total(
+                {k: self._json_tensor(v, sig, k, f"'inputs' input {k}") for k, v in inputs.items()}
+            )
+        if len(input_names) != 1:
+            raise invalid_argument(
+                f"The signature has {len(input_names)} inputs; 'inputs' must be a JSON object keyed by input name"
+            )
+        name = input_names[0]
+        return {name: self._json_tensor(inputs, sig, name, f"'inputs' input {name}")}
+
+    def _checked_total(self, tensors: Tensors) -> Tensors:
+        self.limits.check_elements(sum(a.size for a in tensors.values()), "request")
+        return tensors
 
     # ---- inference -----------------------------------------------------------------------------
     def validate(self, sig: meta_graph_pb2.SignatureDef, inputs: dict[str, np.ndarray]) -> None:
@@ -115,7 +230,9 @@ class DataPlane:
             if shape.unknown_rank:
                 continue
             dims = [d.size for d in shape.dim]
-            if len(dims) != arr.ndim or any(d >= 0 and d != a for d, a in zip(dims, arr.shape, strict=True)):
+            if len(dims) != arr.ndim or any(
+                d >= 0 and d != a for d, a in zip(dims, arr.shape, strict=True)
+            ):
                 raise invalid_argument(
                     f"Input {name}: expected shape {[d if d >= 0 else None for d in dims]} "
                     f"but got {list(arr.shape)}"
@@ -145,16 +262,15 @@ class DataPlane:
         return await loop.run_in_executor(self._executor, run, inputs)
 
     async def predict(
-        self,
-        servable: Servable,
-        signature_name: str,
-        inputs: Tensors,
-        output_filter: list[str] | None = None,
-    ) -> tuple[str, meta_graph_pb2.SignatureDef, Tensors]:
-        name, sig = self.signature(servable, signature_name)
+        self, ref: ModelRef, inputs: Tensors, output_filter: list[str] | None = None
+    ) -> PredictResult:
+        """Predict on decoded tensors (gRPC's PredictRequest.inputs)."""
+        servable = self.servable(ref)
+        name, sig = self.signature(servable, ref.signature_name)
+        return await self._predict(servable, name, sig, inputs, output_filter)
+
+    async def _predict(self, servable, name, sig, inputs, output_filter=None) -> PredictResult:
         self.validate(sig, inputs)
-        if self.request_log is not None:
-            self.request_log.log_inputs(inputs)
         if output_filter:
             unknown = [o for o in output_filter if o not in sig.outputs]
             if unknown:
@@ -163,11 +279,52 @@ class DataPlane:
                     f"in the set {{{','.join(sorted(sig.outputs))}}}."
                 )
         outputs = await self.run(servable, name, inputs)
+        if self.request_log is not None:  # only what the model accepted
+            self.request_log.log_inputs(inputs)
         if output_filter:
             outputs = {k: outputs[k] for k in output_filter}
-        return name, sig, outputs
+        return PredictResult(servable, name, sig, outputs)
 
-    def _example_signature(self, servable: Servable, signature_name: str, method: str, kind: str):
+    async def predict_json(
+        self, ref: ModelRef, body: dict, off_loop: bool = False
+    ) -> tuple[Servable, dict]:
+        """TF Serving's REST predict: row ('instances') or columnar ('inputs') format in, the
+        matching 'predictions' / 'outputs' structure out (numpy leaves; the adapter serializes).
+        `off_loop` converts a large body in a worker thread instead of on the event loop."""
+        servable = self.servable(ref)
+        name, sig = self.signature(servable, body.get("signature_name", ""))
+        has_rows, has_cols = "instances" in body, "inputs" in body
+        if has_rows == has_cols:
+            raise invalid_argument(
+                "Missing 'inputs' or 'instances' key"
+                if not has_rows
+                else "Not both of 'instances' and 'inputs' can be specified"
+            )
+        convert, value = (
+            (self._rows_to_tensors, body["instances"])
+            if has_rows
+            else (self._columns_to_tensors, body["inputs"])
+        )
+        inputs = await asyncio.to_thread(convert, value, sig) if off_loop else convert(value, sig)
+        outputs = (await self._predict(servable, name, sig, inputs)).outputs
+        names = sorted(outputs)
+        if has_cols:
+            if len(names) == 1:
+                return servable, {"outputs": codec.ndarray_to_json(outputs[names[0]], names[0])}
+            return servable, {"outputs": {k: codec.ndarray_to_json(outputs[k], k) for k in names}}
+        if len(names) == 1:
+            return servable, {"predictions": codec.ndarray_to_json(outputs[names[0]], names[0])}
+        n = {outputs[k].shape[0] if outputs[k].ndim else -1 for k in names}
+        if len(n) != 1 or -1 in n:
+            raise invalid_argument(
+                "Output tensors have inconsistent batch sizes; use the 'inputs' (columnar) format."
+            )
+        cols = {k: codec.ndarray_to_json(outputs[k], k) for k in names}
+        return servable, {"predictions": [{k: cols[k][i] for k in names} for i in range(n.pop())]}
+
+    def _example_signature(
+        self, servable: Servable, signature_name: object, method: str, kind: str
+    ):
         name, sig = self.signature(servable, signature_name)
         if sig.method_name != method:
             raise invalid_argument(
@@ -177,29 +334,36 @@ class DataPlane:
             raise invalid_argument(f"Expected one input Tensor in the {kind} signature.")
         input_name = next(iter(sig.inputs))
         if sig.inputs[input_name].dtype != codec.DT_STRING:
-            raise invalid_argument(f"The {kind} signature input must be a string tensor of tf.Examples")
+            raise invalid_argument(
+                f"The {kind} signature input must be a string tensor of tf.Examples"
+            )
         return name, sig, input_name
 
     def _log_examples(self, examples: list[bytes]) -> None:
         if self.request_log is not None and examples:
             self.request_log.log_examples(examples)
 
-    @staticmethod
-    def _examples_tensor(examples: list[bytes]) -> np.ndarray:
+    def _examples_tensor(self, examples: list[bytes]) -> np.ndarray:
         if not examples:
             raise invalid_argument("Input is empty.")
+        self.limits.check_elements(len(examples), "examples")
+        self.limits.check_string_bytes(sum(map(len, examples)), "examples")
         arr = np.empty(len(examples), dtype=object)
         arr[:] = examples
         return arr
 
     async def classify(
-        self, servable: Servable, signature_name: str, examples: list[bytes]
-    ) -> tuple[str, np.ndarray | None, np.ndarray | None]:
-        """Per-example (classes [n, k] bytes or None, scores [n, k] float or None)."""
-        name, sig, input_name = self._example_signature(servable, signature_name, CLASSIFY_METHOD, "classification")
+        self, ref: ModelRef, examples: list[bytes], servable: Servable | None = None
+    ) -> ClassifyResult:
+        """Per example, per class (label, score); either is None when the signature lacks it."""
+        servable = servable or self.servable(ref)
+        name, sig, input_name = self._example_signature(
+            servable, ref.signature_name, CLASSIFY_METHOD, "classification"
+        )
         if "classes" not in sig.outputs and "scores" not in sig.outputs:
-            raise invalid_argument("Expected classification signature outputs to contain classes or scores.")
-        self._log_examples(examples)
+            raise invalid_argument(
+                "Expected classification signature outputs to contain classes or scores."
+            )
         out = await self.run(servable, name, {input_name: self._examples_tensor(examples)})
         n = len(examples)
         classes, scores = out.get("classes"), out.get("scores")
@@ -208,13 +372,29 @@ class DataPlane:
                 raise invalid_argument(
                     f"Expected Tensor shape: [batch_size num_classes] but got {list(arr.shape)} for {what}"
                 )
-        return name, classes, scores
+        self._log_examples(examples)
+        k = (scores if scores is not None else classes).shape[1]
+        results = [
+            [
+                (
+                    classes[i, j].decode(errors="replace") if classes is not None else None,
+                    float(scores[i, j]) if scores is not None else None,
+                )
+                for j in range(k)
+            ]
+            for i in range(n)
+        ]
+        return ClassifyResult(servable, name, results)
 
-    async def regress(self, servable: Servable, signature_name: str, examples: list[bytes]) -> tuple[str, np.ndarray]:
-        name, sig, input_name = self._example_signature(servable, signature_name, REGRESS_METHOD, "regression")
+    async def regress(
+        self, ref: ModelRef, examples: list[bytes], servable: Servable | None = None
+    ) -> RegressResult:
+        servable = servable or self.servable(ref)
+        name, sig, input_name = self._example_signature(
+            servable, ref.signature_name, REGRESS_METHOD, "regression"
+        )
         if "outputs" not in sig.outputs:
             raise invalid_argument("No regression outputs found in signature: outputs")
-        self._log_examples(examples)
         out = await self.run(servable, name, {input_name: self._examples_tensor(examples)})
         values = out["outputs"]
         n = len(examples)
@@ -222,4 +402,9 @@ class DataPlane:
             raise invalid_argument(
                 f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got {list(values.shape)}"
             )
-        return name, values.reshape(n)
+        self._log_examples(examples)
+        return RegressResult(servable, name, values.reshape(n).tolist())
+
+
+def _is_named(value: object) -> bool:
+    return isinstance(value, dict) and not (len(value) == 1 and "b64" in value)

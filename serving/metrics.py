@@ -74,7 +74,13 @@ class Metrics:
         if self.access_log_enabled:
             access_log.info(
                 "%s %s model=%s version=%s status=%s latency_ms=%.2f %s",
-                protocol, method, model, v or "-", status, elapsed * 1e3, detail,
+                protocol,
+                method,
+                model,
+                v or "-",
+                status,
+                elapsed * 1e3,
+                detail,
             )
 
     def on_batch(self, key: tuple, size: int) -> None:
@@ -89,7 +95,9 @@ class Metrics:
 
     def enable_access_log(self, target: str) -> None:
         """`-` logs to stderr, anything else is a file path (appended)."""
-        handler = logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(target)
+        handler = (
+            logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(target)
+        )
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         access_log.addHandler(handler)
         access_log.setLevel(logging.INFO)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.errors import ServingError, invalid_argument, not_found
+from serving.layout import list_versions
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,10 @@ class VersionStatus:
     error_code: grpc.StatusCode = grpc.StatusCode.OK
     error_message: str = ""
 
+    @property
+    def state_name(self) -> str:
+        return State.Name(self.state)
+
 
 def load_servable(name: str, version: int, path: str) -> Servable:
     """Load a TF2 SavedModel version; signature defs come from the proto, as TF Serving reads them."""
@@ -53,13 +59,48 @@ def load_servable(name: str, version: int, path: str) -> Servable:
     sm = saved_model_pb2.SavedModel()
     with open(os.path.join(path, "saved_model.pb"), "rb") as f:
         sm.ParseFromString(f.read())
-    meta = next(
-        (m for m in sm.meta_graphs if "serve" in m.meta_info_def.tags), sm.meta_graphs[0]
-    )
+    meta = next((m for m in sm.meta_graphs if "serve" in m.meta_info_def.tags), sm.meta_graphs[0])
     handle = tf.saved_model.load(path, tags=["serve"])
     signature_defs = {k: v for k, v in meta.signature_def.items() if k in handle.signatures}
     functions = {k: handle.signatures[k] for k in signature_defs}
     return Servable(name, version, path, signature_defs, functions, handle)
+
+
+def _fingerprint(path: str) -> object:
+    """Every file under a version dir with its size and mtime: a version copied in steps (graph
+    first, variables later) changes it with each step, so a failed load is retried after them."""
+    entries = []
+    try:
+        for root, _dirs, files in os.walk(path):
+            for name in files:
+                p = os.path.join(root, name)
+                try:
+                    st = os.stat(p)
+                except OSError:
+                    continue
+                entries.append((os.path.relpath(p, path), st.st_size, st.st_mtime_ns))
+    except OSError:
+        return None
+    return tuple(sorted(entries))
+
+
+@dataclass
+class _Failure:
+    fingerprint: object
+    attempts: int
+    retry_at: float  # monotonic time before which the version is not tried again
+
+    BACKOFF_BASE = 0.5
+    BACKOFF_MAX = 30.0
+
+    @classmethod
+    def after(cls, previous: _Failure | None, fingerprint: object) -> _Failure:
+        attempts = (previous.attempts if previous else 0) + 1
+        delay = min(cls.BACKOFF_MAX, cls.BACKOFF_BASE * 2 ** (attempts - 1))
+        return cls(fingerprint, attempts, time.monotonic() + delay)
+
+    def should_retry(self, fingerprint: object) -> bool:
+        return fingerprint != self.fingerprint and time.monotonic() >= self.retry_at
 
 
 @dataclass
@@ -67,36 +108,10 @@ class _Model:
     config: model_server_config_pb2.ModelConfig
     serving: dict[int, Servable] = field(default_factory=dict)  # replaced, never mutated
     status: dict[int, VersionStatus] = field(default_factory=dict)
-    failed: dict[int, object] = field(default_factory=dict)  # version -> dir fingerprint at failure
+    failed: dict[int, _Failure] = field(default_factory=dict)
 
 
-def _fingerprint(path: str) -> object:
-    """Changes when a version dir is rewritten, so a failed version is retried only after a fix."""
-    try:
-        entries = sorted(os.listdir(path))
-        pb = os.path.join(path, "saved_model.pb")
-        return (tuple(entries), os.path.getmtime(pb) if os.path.exists(pb) else None)
-    except OSError:
-        return None
-
-
-def list_versions(base_path: str) -> dict[int, str]:
-    """Numeric subdirectories of a model base path, as TF Serving's file-system source sees them."""
-    try:
-        names = os.listdir(base_path)
-    except OSError:
-        return {}
-    out = {}
-    for n in names:
-        p = os.path.join(base_path, n)
-        if n.isdigit() and os.path.isdir(p):
-            out[int(n)] = p
-    return out
-
-
-def aspired_versions(
-    policy: object, available: list[int]
-) -> set[int]:
+def aspired_versions(policy: object, available: list[int]) -> set[int]:
     """Apply a FileSystemStoragePathSourceConfig.ServableVersionPolicy to the versions on disk."""
     kind = policy.WhichOneof("policy_choice") if policy is not None else None
     if kind == "all":
@@ -132,7 +147,9 @@ class ModelRepository:
             raise invalid_argument("custom_model_config is not supported")
         names = [m.name for m in config.model_config_list.config]
         if len(set(names)) != len(names):
-            raise invalid_argument(f"Illegal to list model names multiple times in config list: {names}")
+            raise invalid_argument(
+                f"Illegal to list model names multiple times in config list: {names}"
+            )
         with self._lock:
             models = {}
             for mc in config.model_config_list.config:
@@ -162,9 +179,13 @@ class ModelRepository:
     def _poll_model(self, name: str, model: _Model) -> None:
         on_disk = list_versions(model.config.base_path)
         if not on_disk:
-            log.warning("No versions of servable %s found under base path %s", name, model.config.base_path)
+            log.warning(
+                "No versions of servable %s found under base path %s", name, model.config.base_path
+            )
         aspired = aspired_versions(
-            model.config.model_version_policy if model.config.HasField("model_version_policy") else None,
+            model.config.model_version_policy
+            if model.config.HasField("model_version_policy")
+            else None,
             list(on_disk),
         )
         loaded = dict(model.serving)
@@ -173,7 +194,8 @@ class ModelRepository:
             if v in loaded:
                 continue
             fp = _fingerprint(on_disk[v])
-            if model.failed.get(v, object()) == fp:
+            failure = model.failed.get(v)
+            if failure is not None and not failure.should_retry(fp):
                 any_failed = True
                 continue
             self._set_status(name, model, v, VersionStatus(State.LOADING))
@@ -182,10 +204,12 @@ class ModelRepository:
                 loaded[v] = self._loader(name, v, on_disk[v])
             except Exception as e:  # noqa: BLE001 - any loader failure is reported, not fatal
                 any_failed = True
-                model.failed[v] = fp
+                model.failed[v] = _Failure.after(failure, fp)
                 msg = f"Failed to load servable {name} version {v} from {on_disk[v]}: {type(e).__name__}: {e}"
                 log.error(msg)
-                self._set_status(name, model, v, VersionStatus(State.END, grpc.StatusCode.UNKNOWN, msg))
+                self._set_status(
+                    name, model, v, VersionStatus(State.END, grpc.StatusCode.UNKNOWN, msg)
+                )
                 continue
             model.failed.pop(v, None)
             log.info("Successfully loaded servable version {name: %s version: %d}", name, v)
@@ -273,4 +297,12 @@ class ModelRepository:
         return all(m.serving for m in self._models.values())
 
 
-__all__ = ["ModelRepository", "Servable", "ServingError", "State", "VersionStatus", "load_servable"]
+__all__ = [
+    "ModelRepository",
+    "Servable",
+    "ServingError",
+    "State",
+    "VersionStatus",
+    "list_versions",
+    "load_servable",
+]

@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from serving.examples import row_to_example
+
 log = logging.getLogger(__name__)
 
 OPEN_SUFFIX = ".tfrecord.open"
@@ -24,7 +26,9 @@ DONE_SUFFIX = ".tfrecord"
 
 
 class RequestLog:
-    def __init__(self, directory: str, max_records: int = 10_000, rotate_seconds: float = 300.0) -> None:
+    def __init__(
+        self, directory: str, max_records: int = 10_000, rotate_seconds: float = 300.0
+    ) -> None:
         self.directory = os.path.abspath(directory)
         os.makedirs(self.directory, exist_ok=True)
         self.max_records = max_records
@@ -101,21 +105,5 @@ class RequestLog:
 
 
 def _examples_from_columns(inputs: dict[str, np.ndarray], n: int) -> list[bytes]:
-    from tensorflow.core.example import example_pb2
-
-    out = []
     columns = {k: v.reshape(n) for k, v in inputs.items()}
-    for i in range(n):
-        ex = example_pb2.Example()
-        for key, column in columns.items():
-            value = column[i]
-            feature = ex.features.feature[key]
-            if column.dtype.kind in "OSU":
-                if value not in ("", b""):
-                    feature.bytes_list.value.append(value if isinstance(value, bytes) else str(value).encode())
-            elif column.dtype.kind in "iub":
-                feature.int64_list.value.append(int(value))
-            elif column.dtype.kind == "f":
-                feature.float_list.value.append(float(value))
-        out.append(ex.SerializeToString())
-    return out
+    return [row_to_example({k: c[i] for k, c in columns.items()}, columns) for i in range(n)]

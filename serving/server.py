@@ -12,7 +12,7 @@ import logging
 import signal
 
 import grpc
-from aiohttp import web
+from aiohttp.web import TCPSite
 
 from serving.config import ServerOptions
 from serving.dataplane import DataPlane
@@ -32,7 +32,7 @@ class ModelServer:
         self.metrics: Metrics | None = None
         self.dataplane: DataPlane | None = None
         self._grpc: grpc.aio.Server | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner = None  # aiohttp AppRunner
         self.grpc_port: int | None = None
         self.rest_port: int | None = None
 
@@ -60,7 +60,11 @@ class ModelServer:
             request_log = RequestLog(opts.request_log_dir)
             log.info("Logging requests as tf.Examples to %s", request_log.directory)
         self.dataplane = DataPlane(
-            repo, opts.batching if opts.enable_batching else None, metrics.on_batch, request_log
+            repo,
+            opts.batching if opts.enable_batching else None,
+            metrics.on_batch,
+            request_log,
+            opts.limits,
         )
         grpc_opts = [
             ("grpc.max_receive_message_length", opts.grpc_max_message_bytes),
@@ -68,18 +72,33 @@ class ModelServer:
             ("grpc.so_reuseport", 0),
         ]
         self._grpc = grpc.aio.server(options=grpc_opts)
-        add_services(self._grpc, self.dataplane, metrics)
-        host = opts.grpc_host or ("0.0.0.0" if opts.rest_api_host == "0.0.0.0" else opts.rest_api_host)
-        self.grpc_port = self._grpc.add_insecure_port(f"{host}:{opts.port}")
+        add_services(self._grpc, self.dataplane, metrics, opts.model_management)
+        host = opts.grpc_host
+        credentials = opts.grpc_credentials()
+        if credentials is None:
+            self.grpc_port = self._grpc.add_insecure_port(f"{host}:{opts.port}")
+        else:
+            self.grpc_port = self._grpc.add_secure_port(f"{host}:{opts.port}", credentials)
         if self.grpc_port == 0:
             raise OSError(f"Could not bind gRPC port {host}:{opts.port}")
         await self._grpc.start()
-        log.info("Running gRPC ModelServer at %s:%d ...", host, self.grpc_port)
+        log.info(
+            "Running gRPC ModelServer at %s:%d (%s) ...",
+            host,
+            self.grpc_port,
+            "TLS" if credentials else "insecure",
+        )
         if opts.rest_api_port:  # 0 disables REST, as in tensorflow_model_server
-            api = RestApi(self.dataplane, metrics, opts.metrics_path, opts.max_body_bytes)
-            self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+            api = RestApi(
+                self.dataplane,
+                metrics,
+                opts.metrics_path,
+                opts.max_body_bytes,
+                opts.http_body_timeout,
+            )
+            self._runner = api.runner(opts.http_keepalive_timeout)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, opts.rest_api_host, opts.rest_api_port, backlog=1024)
+            site = TCPSite(self._runner, opts.rest_api_host, opts.rest_api_port, backlog=1024)
             await site.start()
             self.rest_port = opts.rest_api_port
             log.info("Exporting HTTP/REST API at:%s:%d ...", opts.rest_api_host, self.rest_port)
@@ -96,7 +115,11 @@ class ModelServer:
 
     async def serve_forever(self) -> None:
         """Run until SIGINT/SIGTERM, then drain in-flight requests and stop."""
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop(grace=0)  # e.g. a REST port in use after gRPC started: exit, not hang
+            raise
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

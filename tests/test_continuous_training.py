@@ -202,7 +202,7 @@ def test_dataplane_logs_predict_requests(tmp_path):
     import serving_models as sm
 
     from serving.config import ServerOptions
-    from serving.dataplane import DataPlane
+    from serving.dataplane import DataPlane, ModelRef
     from serving.repository import ModelRepository
     from serving.request_log import RequestLog
 
@@ -211,9 +211,8 @@ def test_dataplane_logs_predict_requests(tmp_path):
     repo = ModelRepository(options.model_server_config(), 0)
     plane = DataPlane(repo, request_log=RequestLog(str(tmp_path / "log")))
     try:
-        servable = plane.servable("taxi")
         examples = np.array([sm.make_example(sm.SAMPLE_ROW)] * 3, dtype=object)
-        asyncio.run(plane.predict(servable, "serving_default", {"examples": examples}))
+        asyncio.run(plane.predict(ModelRef("taxi", signature_name="serving_default"), {"examples": examples}))
     finally:
         plane.close()
         repo.stop()

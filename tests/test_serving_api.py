@@ -44,7 +44,7 @@ def server(tmp_path_factory):
 model_config_list {{
   config {{
     name: "taxi"
-    base_path: "{root / 'taxi'}"
+    base_path: "{root / "taxi"}"
     model_platform: "tensorflow"
     model_version_policy {{ all {{}} }}
     version_labels {{ key: "stable" value: 1 }}
@@ -99,8 +99,16 @@ def test_rest_status_lists_all_policy_versions(server):
 
 
 def test_rest_status_by_version_and_label(server):
-    assert rest(server, "GET", "/v1/models/taxi/versions/1")[1]["model_version_status"][0]["version"] == "1"
-    assert rest(server, "GET", "/v1/models/taxi/labels/canary")[1]["model_version_status"][0]["version"] == "2"
+    assert (
+        rest(server, "GET", "/v1/models/taxi/versions/1")[1]["model_version_status"][0]["version"]
+        == "1"
+    )
+    assert (
+        rest(server, "GET", "/v1/models/taxi/labels/canary")[1]["model_version_status"][0][
+            "version"
+        ]
+        == "2"
+    )
     # The model with the default (latest) policy serves its only version from a relative base_path.
     assert rest(server, "GET", "/v1/models/other")[1]["model_version_status"][0]["version"] == "7"
 
@@ -110,7 +118,13 @@ def test_rest_metadata_has_signature_defs(server):
     assert code == 200
     assert body["model_spec"] == {"name": "taxi", "signature_name": "", "version": "1"}
     sigs = body["metadata"]["signature_def"]["signature_def"]
-    assert set(sigs) >= {"serving_default", "serving_raw", "transform_features", "classification", "regression"}
+    assert set(sigs) >= {
+        "serving_default",
+        "serving_raw",
+        "transform_features",
+        "classification",
+        "regression",
+    }
     assert sigs["serving_default"]["inputs"]["examples"]["dtype"] == "DT_STRING"
     assert sigs["serving_default"]["outputs"]["probabilities"]["dtype"] == "DT_FLOAT"
     assert sigs["classification"]["method_name"] == "tensorflow/serving/classify"
@@ -127,9 +141,16 @@ def test_rest_predict_row_format_b64_examples(server):
 
 
 def test_rest_predict_columnar_and_versions_and_labels(server):
-    lo = rest(server, "POST", "/v1/models/taxi/versions/1:predict", {"inputs": {"examples": [{"b64": B64}]}})
+    lo = rest(
+        server,
+        "POST",
+        "/v1/models/taxi/versions/1:predict",
+        {"inputs": {"examples": [{"b64": B64}]}},
+    )
     hi = rest(server, "POST", "/v1/models/taxi/labels/canary:predict", {"inputs": [{"b64": B64}]})
-    stable = rest(server, "POST", "/v1/models/taxi/labels/stable:predict", {"instances": [{"b64": B64}]})
+    stable = rest(
+        server, "POST", "/v1/models/taxi/labels/stable:predict", {"instances": [{"b64": B64}]}
+    )
     assert lo[0] == hi[0] == stable[0] == 200
     assert lo[1]["outputs"][0][0] < 0.01 and hi[1]["outputs"][0][0] > 0.99
     assert stable[1]["predictions"][0][0] == pytest.approx(lo[1]["outputs"][0][0])
@@ -137,8 +158,12 @@ def test_rest_predict_columnar_and_versions_and_labels(server):
 
 def test_rest_predict_matches_in_process_model(server, tmp_path):
     model = tf.saved_model.load(sm.build_model(tmp_path / "m", bias=10.0))
-    want = model.signatures["serving_default"](examples=tf.constant([EXAMPLE]))["probabilities"].numpy()
-    _, body = rest(server, "POST", "/v1/models/taxi/versions/2:predict", {"instances": [{"b64": B64}]})
+    want = model.signatures["serving_default"](examples=tf.constant([EXAMPLE]))[
+        "probabilities"
+    ].numpy()
+    _, body = rest(
+        server, "POST", "/v1/models/taxi/versions/2:predict", {"instances": [{"b64": B64}]}
+    )
     np.testing.assert_allclose(body["predictions"], want, rtol=1e-6)
 
 
@@ -149,25 +174,34 @@ def _raw_row(row):
 def test_rest_predict_raw_features_rows_and_columns(server):
     rows = [_raw_row(sm.SAMPLE_ROW), {**_raw_row(sm.SAMPLE_ROW), "fare": 100.0}]
     code, by_rows = rest(
-        server, "POST", "/v1/models/taxi/versions/1:predict",
+        server,
+        "POST",
+        "/v1/models/taxi/versions/1:predict",
         {"signature_name": "serving_raw", "instances": rows},
     )
     assert code == 200, by_rows
     cols = {k: [r[k] for r in rows] for k in rows[0]}
     code, by_cols = rest(
-        server, "POST", "/v1/models/taxi/versions/1:predict", {"signature_name": "serving_raw", "inputs": cols}
+        server,
+        "POST",
+        "/v1/models/taxi/versions/1:predict",
+        {"signature_name": "serving_raw", "inputs": cols},
     )
     assert code == 200, by_cols
     np.testing.assert_allclose(by_rows["predictions"], by_cols["outputs"], rtol=1e-6)
     assert by_rows["predictions"][1][0] > by_rows["predictions"][0][0]  # higher fare, higher score
     # The raw signature and the tf.Example signature agree on the same row.
-    _, ex = rest(server, "POST", "/v1/models/taxi/versions/1:predict", {"instances": [{"b64": B64}]})
+    _, ex = rest(
+        server, "POST", "/v1/models/taxi/versions/1:predict", {"instances": [{"b64": B64}]}
+    )
     assert by_rows["predictions"][0][0] == pytest.approx(ex["predictions"][0][0], rel=1e-5)
 
 
 def test_rest_predict_multi_output_rows_are_objects(server):
     code, body = rest(
-        server, "POST", "/v1/models/taxi:predict",
+        server,
+        "POST",
+        "/v1/models/taxi:predict",
         {"signature_name": "classification", "instances": [{"b64": B64}]},
     )
     assert code == 200
@@ -179,7 +213,9 @@ def test_rest_classify_and_regress(server):
     example = {k: v for k, v in sm.SAMPLE_ROW.items()}
     example = {k: (float(v) if features.raw_dtype(k) == "float" else v) for k, v in example.items()}
     code, body = rest(
-        server, "POST", "/v1/models/taxi/versions/2:classify",
+        server,
+        "POST",
+        "/v1/models/taxi/versions/2:classify",
         {"signature_name": "classification", "examples": [example, example]},
     )
     assert code == 200, body
@@ -187,7 +223,9 @@ def test_rest_classify_and_regress(server):
     (label0, s0), (label1, s1) = body["results"][0]
     assert (label0, label1) == ("0", "1") and s1 > 0.99 and s0 + s1 == pytest.approx(1.0)
     code, body = rest(
-        server, "POST", "/v1/models/taxi/versions/2:regress",
+        server,
+        "POST",
+        "/v1/models/taxi/versions/2:regress",
         {"signature_name": "regression", "examples": [example]},
     )
     assert code == 200 and body["results"][0] > 0.99
@@ -204,31 +242,128 @@ def test_rest_classify_on_predict_signature_is_tf_serving_error(server):
     "method,path,body,raw,status,needle",
     [
         ("POST", "/v1/models/taxi:predict", None, b"{not json", 400, "JSON Parse error"),
-        ("POST", "/v1/models/taxi:predict", {"instances": ["not-b64-but-plain"] * 1, "signature_name": "serving_raw"}, None, 400, "fare"),
-        ("POST", "/v1/models/taxi:predict", {"signature_name": "serving_raw", "inputs": {"fare": [1.0]}}, None, 400, "Missing but required"),
-        ("POST", "/v1/models/taxi:predict", {"signature_name": "serving_raw", "inputs": {**{k: [0] for k in features.RAW_FEATURE_KEYS}, "fare": ["abc"]}}, None, 400, "not of expected type: float"),
+        (
+            "POST",
+            "/v1/models/taxi:predict",
+            {"instances": ["not-b64-but-plain"] * 1, "signature_name": "serving_raw"},
+            None,
+            400,
+            "fare",
+        ),
+        (
+            "POST",
+            "/v1/models/taxi:predict",
+            {"signature_name": "serving_raw", "inputs": {"fare": [1.0]}},
+            None,
+            400,
+            "Missing but required",
+        ),
+        (
+            "POST",
+            "/v1/models/taxi:predict",
+            {
+                "signature_name": "serving_raw",
+                "inputs": {**{k: [0] for k in features.RAW_FEATURE_KEYS}, "fare": ["abc"]},
+            },
+            None,
+            400,
+            "not of expected type: float",
+        ),
         ("POST", "/v1/models/taxi:predict", {"instances": [{"b64": "###"}]}, None, 400, "base64"),
-        ("POST", "/v1/models/taxi:predict", {"instances": [{"b64": base64.b64encode(b"garbage").decode()}]}, None, 400, ""),
-        ("POST", "/v1/models/taxi:predict", {"instances": [{"b64": B64}], "inputs": [{"b64": B64}]}, None, 400, "Not both"),
-        ("POST", "/v1/models/taxi:predict", {"signature_name": "nope", "instances": [{"b64": B64}]}, None, 400, 'Serving signature key "nope" not found'),
-        ("POST", "/v1/models/nope:predict", {"instances": [{"b64": B64}]}, None, 404, "Servable not found for request: Latest(nope)"),
-        ("POST", "/v1/models/taxi/versions/9:predict", {"instances": [{"b64": B64}]}, None, 404, "Specific(taxi, 9)"),
-        ("POST", "/v1/models/taxi/labels/nope:predict", {"instances": [{"b64": B64}]}, None, 400, "Unrecognized servable version label: nope"),
+        (
+            "POST",
+            "/v1/models/taxi:predict",
+            {"instances": [{"b64": base64.b64encode(b"garbage").decode()}]},
+            None,
+            400,
+            "",
+        ),
+        (
+            "POST",
+            "/v1/models/taxi:predict",
+            {"instances": [{"b64": B64}], "inputs": [{"b64": B64}]},
+            None,
+            400,
+            "Not both",
+        ),
+        (
+            "POST",
+            "/v1/models/taxi:predict",
+            {"signature_name": "nope", "instances": [{"b64": B64}]},
+            None,
+            400,
+            'Serving signature key "nope" not found',
+        ),
+        (
+            "POST",
+            "/v1/models/nope:predict",
+            {"instances": [{"b64": B64}]},
+            None,
+            404,
+            "Servable not found for request: Latest(nope)",
+        ),
+        (
+            "POST",
+            "/v1/models/taxi/versions/9:predict",
+            {"instances": [{"b64": B64}]},
+            None,
+            404,
+            "Specific(taxi, 9)",
+        ),
+        (
+            "POST",
+            "/v1/models/taxi/labels/nope:predict",
+            {"instances": [{"b64": B64}]},
+            None,
+            400,
+            "Unrecognized servable version label: nope",
+        ),
         ("GET", "/v1/models/nope", None, None, 404, "Could not find any versions of model nope"),
-        ("GET", "/v1/models/taxi/versions/9", None, None, 404, "Could not find version 9 of model taxi"),
+        (
+            "GET",
+            "/v1/models/taxi/versions/9",
+            None,
+            None,
+            404,
+            "Could not find version 9 of model taxi",
+        ),
         ("GET", "/v1/models/taxi/metadata/extra", None, None, 400, "Malformed request"),
         ("POST", "/v1/models/taxi:explode", {}, None, 400, "Malformed request"),
-        ("POST", "/v1/models/taxi:predict", None, b'{"instances": ["' + b"x" * (MAX_BODY + 10) + b'"]}', 413, "too large"),
+        (
+            "POST",
+            "/v1/models/taxi:predict",
+            None,
+            b'{"instances": ["' + b"x" * (MAX_BODY + 10) + b'"]}',
+            413,
+            "too large",
+        ),
     ],
     ids=[
-        "malformed-json", "wrong-shape-for-multi-input", "missing-inputs", "wrong-dtype", "bad-b64",
-        "garbage-example", "rows-and-columns", "unknown-signature", "unknown-model", "unknown-version",
-        "unknown-label", "status-unknown-model", "status-unknown-version", "bad-path", "bad-verb", "oversized",
+        "malformed-json",
+        "wrong-shape-for-multi-input",
+        "missing-inputs",
+        "wrong-dtype",
+        "bad-b64",
+        "garbage-example",
+        "rows-and-columns",
+        "unknown-signature",
+        "unknown-model",
+        "unknown-version",
+        "unknown-label",
+        "status-unknown-model",
+        "status-unknown-version",
+        "bad-path",
+        "bad-verb",
+        "oversized",
     ],
 )
-def test_rest_errors_have_tf_serving_shape_and_server_keeps_serving(server, method, path, body, raw, status, needle):
+def test_rest_errors_have_tf_serving_shape_and_server_keeps_serving(
+    server, method, path, body, raw, status, needle
+):
     headers = {"Content-Type": "application/json"}
-    r = requests.request(method, server.rest_url + path, json=body, data=raw, headers=headers, timeout=30)
+    r = requests.request(
+        method, server.rest_url + path, json=body, data=raw, headers=headers, timeout=30
+    )
     assert r.status_code == status, r.text
     payload = r.json()
     assert set(payload) == {"error"} and needle in payload["error"]
@@ -295,7 +430,10 @@ def test_grpc_model_status(model_stub):
     req.model_spec.name = "taxi"
     resp = model_stub.GetModelStatus(req, timeout=30)
     states = {s.version: s.state for s in resp.model_version_status}
-    assert states == {1: get_model_status_pb2.ModelVersionStatus.AVAILABLE, 2: get_model_status_pb2.ModelVersionStatus.AVAILABLE}
+    assert states == {
+        1: get_model_status_pb2.ModelVersionStatus.AVAILABLE,
+        2: get_model_status_pb2.ModelVersionStatus.AVAILABLE,
+    }
 
 
 def _input_examples(msg, n=2):
@@ -321,7 +459,10 @@ def test_grpc_classify_regress_multi_inference(stub):
     assert len(rresp.result.regressions) == 3 and rresp.result.regressions[0].value > 0.99
 
     mreq = inference_pb2.MultiInferenceRequest()
-    for sig, method in (("classification", "tensorflow/serving/classify"), ("regression", "tensorflow/serving/regress")):
+    for sig, method in (
+        ("classification", "tensorflow/serving/classify"),
+        ("regression", "tensorflow/serving/regress"),
+    ):
         task = mreq.tasks.add(method_name=method)
         task.model_spec.name = "taxi"
         task.model_spec.signature_name = sig
@@ -344,7 +485,10 @@ def test_grpc_errors_use_tf_serving_status_codes(stub):
     assert code_of(stub.Predict, req)[0] == grpc.StatusCode.NOT_FOUND
     req = _predict_request(version=42)
     req.inputs["examples"].CopyFrom(good)
-    assert code_of(stub.Predict, req) == (grpc.StatusCode.NOT_FOUND, "Servable not found for request: Specific(taxi, 42)")
+    assert code_of(stub.Predict, req) == (
+        grpc.StatusCode.NOT_FOUND,
+        "Servable not found for request: Specific(taxi, 42)",
+    )
     req = _predict_request(signature="nope")
     req.inputs["examples"].CopyFrom(good)
     assert code_of(stub.Predict, req)[0] == grpc.StatusCode.FAILED_PRECONDITION
@@ -374,7 +518,10 @@ def test_prometheus_metrics_count_requests_by_model_and_version(server, stub):
     req.inputs["examples"].CopyFrom(tf.make_tensor_proto([EXAMPLE], dtype=tf.string))
     stub.Predict(req, timeout=30)
     text = requests.get(server.rest_url + "/monitoring/prometheus/metrics", timeout=10).text
-    assert 'tfserving_request_count_total{method="predict",model_name="taxi",protocol="grpc",status="OK",version="1"}' in text
+    assert (
+        'tfserving_request_count_total{method="predict",model_name="taxi",protocol="grpc",status="OK",version="1"}'
+        in text
+    )
     assert 'status="NOT_FOUND"' in text
     assert "tfserving_request_latency_seconds_bucket" in text
     assert 'tfserving_model_version_state{model_name="taxi",version="2"} 30.0' in text
@@ -414,7 +561,9 @@ def test_concurrent_requests_are_batched_and_results_stay_with_their_request(ser
     model = tf.saved_model.load(sm.build_model(tmp_path / "m", bias=-10.0))
     rows = [{**sm.SAMPLE_ROW, "fare": float(i), "trip_seconds": 10 * i} for i in range(64)]
     examples = [sm.make_example(r) for r in rows]
-    want = model.signatures["serving_default"](examples=tf.constant(examples))["probabilities"].numpy()
+    want = model.signatures["serving_default"](examples=tf.constant(examples))[
+        "probabilities"
+    ].numpy()
     before = _batch_counts(server)
 
     async def fire():
@@ -455,9 +604,17 @@ def test_deploy_configs_are_valid_tf_serving_text_protos():
     )
 
     deploy = Path(__file__).resolve().parents[1] / "deploy" / "serving"
-    assert load_model_config_file(str(deploy / "models.config")).model_config_list.config[0].name == "taxi"
-    assert BatchingOptions.from_text_proto((deploy / "batching.config").read_text()).max_batch_size == 256
-    assert load_monitoring_path(str(deploy / "monitoring.config")) == "/monitoring/prometheus/metrics"
+    assert (
+        load_model_config_file(str(deploy / "models.config")).model_config_list.config[0].name
+        == "taxi"
+    )
+    assert (
+        BatchingOptions.from_text_proto((deploy / "batching.config").read_text()).max_batch_size
+        == 256
+    )
+    assert (
+        load_monitoring_path(str(deploy / "monitoring.config")) == "/monitoring/prometheus/metrics"
+    )
     docs = {d["kind"]: d for d in yaml.safe_load_all((deploy / "kubernetes.yaml").read_text())}
     assert set(docs) == {"ConfigMap", "PersistentVolumeClaim", "Deployment", "Service"}
     cfg = parse_model_config(docs["ConfigMap"]["data"]["models.config"])

@@ -42,8 +42,18 @@ def served(tmp_path_factory):
 def _mlops_predict(server, *args: str) -> list[dict]:
     port = server.rest_port if "--protocol=rest" in args else server.grpc_port
     out = subprocess.run(
-        [sys.executable, "-m", "mlops.cli", "predict", "--model_name=taxi", f"--port={port}", *args],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "mlops.cli",
+            "predict",
+            "--model_name=taxi",
+            f"--port={port}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return [json.loads(line) for line in out.stdout.splitlines()]
@@ -53,7 +63,15 @@ def test_encode_example_uses_feature_kinds_and_skips_blanks():
     from tensorflow.core.example import example_pb2
 
     ex = example_pb2.Example.FromString(
-        client.encode_example({"fare": "12.5", "trip_seconds": "300.0", "company": "", "payment_type": "Cash", "tips": "1"})
+        client.encode_example(
+            {
+                "fare": "12.5",
+                "trip_seconds": "300.0",
+                "company": "",
+                "payment_type": "Cash",
+                "tips": "1",
+            }
+        )
     )
     feats = ex.features.feature
     assert list(feats["fare"].float_list.value) == [12.5]
@@ -67,7 +85,9 @@ def test_read_rows_csv_json_and_jsonl(tmp_path):
     (tmp_path / "b.jsonl").write_text('{"fare": 1.0}\n{"fare": 3.0}\n')
     assert [r["fare"] for r in client.read_rows(str(tmp_path / "a.json"))] == [1.0, 2.0]
     assert [r["fare"] for r in client.read_rows(str(tmp_path / "b.jsonl"))] == [1.0, 3.0]
-    assert client.read_rows(io.StringIO("fare,company\n1.5,x\n"), "csv") == [{"fare": "1.5", "company": "x"}]
+    assert client.read_rows(io.StringIO("fare,company\n1.5,x\n"), "csv") == [
+        {"fare": "1.5", "company": "x"}
+    ]
 
 
 def test_mlops_predict_rest_and_grpc_agree_with_the_model(served, rows_csv):
@@ -100,9 +120,18 @@ def test_mlops_predict_raw_encoding_matches_examples_on_complete_rows(served, tm
 def test_mlops_predict_reports_server_errors(served, rows_csv):
     server, _ = served
     out = subprocess.run(
-        [sys.executable, "-m", "mlops.cli", "predict", "--model_name=nope", f"--port={server.rest_port}",
-         f"--input={rows_csv}"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "mlops.cli",
+            "predict",
+            "--model_name=nope",
+            f"--port={server.rest_port}",
+            f"--input={rows_csv}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 1 and "Servable not found" in out.stderr
 

@@ -46,7 +46,9 @@ def test_hot_swap_under_load_corrupt_version_and_reload(tmp_path):
     staging = tmp_path / "staging"
     sm.build_model(base / "1", bias=-10.0)
     server = sm.ServerProcess(
-        "--model_name=taxi", f"--model_base_path={base}", "--file_system_poll_wait_seconds=0.2",
+        "--model_name=taxi",
+        f"--model_base_path={base}",
+        "--file_system_poll_wait_seconds=0.2",
         "--enable_batching",
     ).wait_ready()
     channel = grpc.insecure_channel(server.grpc_target)
@@ -122,14 +124,19 @@ def test_hot_swap_under_load_corrupt_version_and_reload(tmp_path):
         # -- fixing the directory (a real model under the same number) is picked up --------------
         shutil.rmtree(base / "3")
         _push(base, 3, -10.0, staging)
-        _wait(lambda: stub.Predict(req, timeout=10).model_spec.version.value == 3, what="version 3 to load")
+        _wait(
+            lambda: stub.Predict(req, timeout=10).model_spec.version.value == 3,
+            what="version 3 to load",
+        )
 
         # -- HandleReloadConfigRequest adds a model with a label ---------------------------------
         other = tmp_path / "other"
         sm.build_model(other / "5", bias=10.0)
         reload = model_management_pb2.ReloadConfigRequest()
         for name, path in (("taxi", base), ("other", other)):
-            cfg = reload.config.model_config_list.config.add(name=name, base_path=str(path), model_platform="tensorflow")
+            cfg = reload.config.model_config_list.config.add(
+                name=name, base_path=str(path), model_platform="tensorflow"
+            )
             if name == "other":
                 cfg.version_labels["stable"] = 5
         assert models.HandleReloadConfigRequest(reload, timeout=60).status.error_code == 0

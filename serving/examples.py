@@ -1,0 +1,47 @@
+"""Rows -> serialized tf.Examples: the one encoder the client, the request log and tests share.
+
+A raw taxi feature is typed by modules/features.py (so a CSV string "540" becomes an int64 for
+trip_seconds); any other key is typed by its Python/numpy value. Missing values (None, "") are
+left out, so the model's parsing defaults (or its required-feature check) decide about them.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Mapping
+
+from modules import features
+
+_RAW_KEYS = frozenset(features.RAW_FEATURE_KEYS)
+
+
+def _kind(key: str, value: object) -> str:
+    if key in _RAW_KEYS:
+        return features.raw_dtype(key)
+    if isinstance(value, str | bytes):
+        return "bytes"
+    if isinstance(value, bool | numbers.Integral) or type(value).__name__ == "bool_":
+        return "int64"
+    return "float"
+
+
+def row_to_example(row: Mapping[str, object], keys: Iterable[str] | None = None) -> bytes:
+    """Serialize one row; `keys` defaults to the raw taxi features (other keys are dropped)."""
+    from tensorflow.core.example import example_pb2
+
+    ex = example_pb2.Example()
+    for key in features.RAW_FEATURE_KEYS if keys is None else keys:
+        value = row.get(key)
+        if value is None or value == "" or value == b"":
+            continue
+        feat = ex.features.feature[key]
+        kind = _kind(key, value)
+        if kind == "bytes":
+            feat.bytes_list.value.append(value if isinstance(value, bytes) else str(value).encode())
+        elif kind == "int64":
+            feat.int64_list.value.append(
+                int(float(value)) if isinstance(value, str) else int(value)
+            )
+        else:
+            feat.float_list.value.append(float(value))
+    return ex.SerializeToString()

@@ -1,0 +1,53 @@
+"""The serving_model directory layout, in one place for the Pusher and the model server.
+
+TF Serving's file-system source serves `<base_path>/<version>/` where <version> is a decimal
+number; everything else under the base path (hidden `.push-*` temp dirs while the Pusher copies)
+is ignored. The Pusher (pipeline/push.py) writes this layout and the repository
+(serving/repository.py) reads it, both through these functions, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+_TEMP_DIR = re.compile(r"^\.push-(\d+)-(\d+)$")
+
+
+def is_version_name(name: str) -> bool:
+    """ASCII decimal digits only: `str.isdigit` alone accepts '²', which `int()` refuses."""
+    return name.isascii() and name.isdigit()
+
+
+def parse_version(text: str) -> int | None:
+    """A version number from a directory name or URL segment; None when it is not one."""
+    return int(text) if is_version_name(text) else None
+
+
+def version_dir(base_path: str, version: int) -> str:
+    return os.path.join(base_path, str(version))
+
+
+def list_versions(base_path: str) -> dict[int, str]:
+    """Numeric subdirectories of a model base path, as TF Serving's file-system source sees them."""
+    try:
+        names = os.listdir(base_path)
+    except OSError:
+        return {}
+    out = {}
+    for n in names:
+        p = os.path.join(base_path, n)
+        if is_version_name(n) and os.path.isdir(p):
+            out[int(n)] = p
+    return out
+
+
+def temp_dir_name(version: int, pid: int) -> str:
+    """Hidden, non-numeric: neither server loads it while it is being written."""
+    return f".push-{version}-{pid}"
+
+
+def parse_temp_dir_name(name: str) -> tuple[int, int] | None:
+    """(version, pid) of a Pusher temp dir name, None for any other name."""
+    m = _TEMP_DIR.match(name)
+    return (int(m.group(1)), int(m.group(2))) if m else None

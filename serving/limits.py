@@ -1,0 +1,70 @@
+"""Request limits: what one request may ask of the server before any memory is spent on it.
+
+TF Serving has none of these; without them a 450-byte gRPC request declaring a 200,000-row shape
+with one broadcast string expands to 200k examples (gigabytes of server memory). Checks run on the
+declared shape and the JSON structure, before arrays are built, and fail with INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from serving.errors import invalid_argument
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """`mlops serve --max_request_elements/--max_tensor_rank/--max_string_bytes` (0 = no limit)."""
+
+    max_elements: int = 100_000  # tensor elements (or examples) per request, all inputs together
+    max_rank: int = 32  # dims per tensor; also the deepest JSON list nesting accepted
+    max_string_bytes: int = 64 * 1024 * 1024  # string bytes per request, after broadcasting
+
+    def check_shape(self, shape: list[int], where: str) -> int:
+        """Validate a declared shape; returns its element count."""
+        if self.max_rank and len(shape) > self.max_rank:
+            raise invalid_argument(
+                f"{where}: tensor rank {len(shape)} exceeds the limit of {self.max_rank} dims"
+            )
+        for d in shape:
+            if d < 0:
+                raise invalid_argument(f"{where}: negative dimension {d} in shape {shape}")
+        n = math.prod(shape)
+        self.check_elements(n, where)
+        return n
+
+    def check_elements(self, n: int, where: str) -> None:
+        if self.max_elements and n > self.max_elements:
+            raise invalid_argument(
+                f"{where}: {n} elements exceed the limit of {self.max_elements} per request "
+                "(--max_request_elements)"
+            )
+
+    def check_string_bytes(self, n: int, where: str) -> None:
+        if self.max_string_bytes and n > self.max_string_bytes:
+            raise invalid_argument(
+                f"{where}: {n} string bytes exceed the limit of {self.max_string_bytes} per "
+                "request (--max_string_bytes)"
+            )
+
+    def check_json_value(self, value: object, where: str) -> None:
+        """Nesting depth and leaf count of a JSON tensor value, iteratively (no recursion)."""
+        stack = [(value, 0)]
+        leaves = 0
+        budget = self.max_elements or math.inf
+        while stack:
+            v, depth = stack.pop()
+            if isinstance(v, list):
+                if self.max_rank and depth >= self.max_rank:
+                    raise invalid_argument(
+                        f"{where}: JSON lists nested deeper than {self.max_rank} levels"
+                    )
+                stack.extend((x, depth + 1) for x in v)
+            else:
+                leaves += 1
+                if leaves > budget:
+                    self.check_elements(leaves, where)
+
+
+UNLIMITED = RequestLimits(0, 0, 0)
