@@ -169,8 +169,8 @@ def _fmt(values) -> str:
     return f"{statistics.median(values):.3f}/{max(values):.3f}" if values else "-"
 
 
-def same_distribution(bench: Bench, sizes, samples: int) -> list[str]:
-    lines = []
+def same_distribution(bench: Bench, sizes, samples: int):
+    """Yields the table's lines, one cell (size and sampling) at a time."""
     for size in sizes:
         for replace in (False, True):
             if size >= len(bench.rows) and not replace:
@@ -197,37 +197,37 @@ def same_distribution(bench: Bench, sizes, samples: int) -> list[str]:
                         ours[m.feature].append(m.distance)
                         thresholds[m.feature].append(m.threshold)
                         alarms[m.feature] += m.exceeded
-            lines.append(
+            yield (
                 f"\n### Same distribution: {label} vs span 1 ({samples} samples, "
                 f"{time.perf_counter() - started:.0f} s)\n"
             )
-            lines.append(
+            yield (
                 "| feature | TFDV L-inf or JS (std hist) median/max | TFDV JS (quantiles) "
                 "median/max | test distance median/max | test threshold | false alarms |"
             )
-            lines.append("|---|---|---|---|---|---|")
+            yield "|---|---|---|---|---|---|"
             for feature in sorted(set(tfdv_std) | set(ours)):
-                lines.append(
+                yield (
                     f"| {feature} | {_fmt(tfdv_std[feature])} | {_fmt(tfdv_q[feature])} | "
                     f"{_fmt(ours[feature])} | "
                     f"{min(thresholds[feature], default=float('nan')):.3f} | "
                     f"{alarms[feature]}/{samples} |"
                 )
-            lines.append(
+            yield (
                 f"\nGate (schema comparators + tests): stopped {stopped}/{samples} samples "
                 f"(false-alarm rate {stopped / samples:.0%}); by the schema's TFDV comparators "
                 f"alone: {schema_alarms}/{samples}."
             )
-    return lines
 
 
-def shifted(bench: Bench, sizes, samples: int) -> list[str]:
-    lines = [
-        f"\n### Shifted samples vs span 1 ({samples} per cell, drawn with replacement)\n",
+def shifted(bench: Bench, sizes, samples: int):
+    """Yields the table's lines, one shift and size at a time."""
+    yield f"\n### Shifted samples vs span 1 ({samples} per cell, drawn with replacement)\n"
+    yield (
         "| shift | rows | detected (stopped on the shifted feature) | other features fired "
-        "| test distance / threshold (median) | TFDV L-inf or JS median |",
-        "|---|---|---|---|---|---|",
-    ]
+        "| test distance / threshold (median) | TFDV L-inf or JS median |"
+    )
+    yield "|---|---|---|---|---|---|"
     for name, (key, shift) in SHIFTS.items():
         for size in sizes:
             detected, others = 0, collections.Counter()
@@ -244,12 +244,11 @@ def shifted(bench: Bench, sizes, samples: int) -> list[str]:
                 if key in std:
                     tfdv_v.append(std[key])
             other = ", ".join(f"{k} {v}" for k, v in others.most_common()) or "none"
-            lines.append(
+            yield (
                 f"| {name} | {size} | {detected}/{samples} | {other} | "
                 f"{statistics.median(dist):.3f} / {statistics.median(thr):.3f} | "
                 f"{statistics.median(tfdv_v) if tfdv_v else float('nan'):.3f} |"
             )
-    return lines
 
 
 def main(argv=None) -> int:
@@ -262,12 +261,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     bench = Bench(read_rows(), args.seed)
-    lines = []
     if args.only != "shifted":
-        lines += same_distribution(bench, sizes, args.samples)
+        for line in same_distribution(bench, sizes, args.samples):
+            print(line, flush=True)
     if args.only != "same":
-        lines += shifted(bench, sizes, args.shifted_samples)
-    print("\n".join(lines))
+        for line in shifted(bench, sizes, args.shifted_samples):
+            print(line, flush=True)
     return 0
 
 
