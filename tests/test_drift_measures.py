@@ -137,5 +137,6 @@ def test_every_model_feature_is_tested(bench):
 
     found = _gate(bench, bench.sample(1000, replace=True))
     tested = {m.feature for m in found if m.comparator in drift_measures.TESTS}
-    # pickup_census_tract has no value in span 1: nothing to compare
-    assert tested == set(features.RAW_FEATURE_KEYS) - {"pickup_census_tract"}
+    # pickup_census_tract is nearly always empty in span 1: tested only when a sample has a value
+    assert set(features.RAW_FEATURE_KEYS) - {"pickup_census_tract"} <= tested
+    assert tested <= set(features.RAW_FEATURE_KEYS)
