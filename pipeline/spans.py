@@ -277,7 +277,11 @@ def check_skew(requests_dir: str, training_statistics: str, schema_path: str) ->
 
     from pipeline.anomalies import records
     from pipeline.drift import compare_statistics, load_statistics_file
-    from pipeline.drift_measures import statistics_of_examples
+    from pipeline.drift_measures import (
+        quantile_resolution,
+        statistics_of_examples,
+        statistics_options,
+    )
 
     requests = read_request_log(requests_dir, schema_columns(schema_path))
     if not requests.examples:
@@ -287,7 +291,13 @@ def check_skew(requests_dir: str, training_statistics: str, schema_path: str) ->
     if not tf.io.gfile.exists(training_statistics):
         raise SkewCheckError(f"no training statistics at {training_statistics}")
     training = load_statistics_file(training_statistics)
-    serving = statistics_of_examples(requests.examples)
+    # The requests' quantiles at the training statistics' resolution: TFDV's Jensen-Shannon on
+    # quantiles histograms of different bucket counts measures the bucketing, not the data.
+    resolution = quantile_resolution(training)
+    options = statistics_options(
+        **({"num_quantiles_histogram_buckets": resolution} if resolution else {})
+    )
+    serving = statistics_of_examples(requests.examples, options)
     schema = tfdv.load_schema_text(schema_path)
     _, skew = compare_statistics(training, serving, schema, "serving", skew=True)
     requests_anomalies = tfdv.validate_statistics(serving, schema, environment="SERVING")
