@@ -4,7 +4,8 @@ TFX 1.16's ExampleValidator only records anomalies; nothing downstream reads the
 span would still be trained on and pushed. The gate fails its execution instead, which stops
 the run (locally and on Kubeflow) before Transform, Trainer and Pusher; the runner then
 prints the report. It fails on schema anomalies (ExampleValidator) and on drift beyond the
-schema's comparator thresholds against the previous span (DriftValidator, pipeline/drift.py).
+schema's comparator thresholds or the sample-size-aware tests against the previous span
+(DriftValidator, pipeline/drift.py and pipeline/drift_measures.py).
 """
 
 from tfx import v1 as tfx
@@ -44,6 +45,6 @@ def DataGate(  # noqa: N802 - TFX components are named like classes
         if drifted:
             previous = drift.get_int_custom_property(PREVIOUS_SPAN_PROPERTY)
             lines = "\n".join(f"  {m}" for m in drifted)
-            parts.append(f"Drift against span {previous} beyond the schema's thresholds:\n{lines}")
+            parts.append(f"Drift against span {previous} beyond the thresholds:\n{lines}")
         raise DataAnomaliesError("\n".join(parts))
     return {"anomaly_count": 0, "drift_count": 0}

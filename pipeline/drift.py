@@ -1,5 +1,8 @@
 """Drift between spans and skew between training and serving data, measured by TFDV with the
-comparators the curated schema carries (`drift_comparator` / `skew_comparator`).
+comparators the curated schema carries (`drift_comparator` / `skew_comparator`) and, on top of the
+same TFDV statistics, by the sample-size-aware tests of pipeline/drift_measures.py (TFDV's
+fixed-threshold comparators alone stop same-distribution samples or miss real shifts at realistic
+span sizes; figures in docs/continuous_training.md).
 
 TFX 1.16's ExampleValidator only checks statistics against the schema. The DriftValidator
 component compares the new span's statistics with the previous span's (picked from every earlier
@@ -10,6 +13,7 @@ run on it and the run report prints one line per measured feature.
 
 
 import dataclasses
+import json
 import os
 
 import tensorflow as tf
@@ -21,6 +25,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 
 from metadata.store import DRIFT_VALIDATOR, PREVIOUS_SPAN_PROPERTY
+from pipeline import drift_measures
 from pipeline.anomalies import ANOMALIES_FILE, split_protos
 
 __all__ = ["DRIFT_VALIDATOR", "PREVIOUS_SPAN_PROPERTY", "DriftValidator", "Measurement"]
@@ -29,6 +34,8 @@ SPAN_PROPERTY = "span"
 # The train split: the data the model learns from, and 4/5 of the span. The eval split is a hash
 # subset of the same span, too small on test-sized data (80 rows) for stable distances.
 DRIFT_SPLITS = "train"
+# The sample-size-aware tests' results, next to TFDV's SchemaDiff.pb in each Split-<name>/.
+TESTS_FILE = "DriftTests.json"
 
 _COMPARATORS = {
     anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: "L-infinity",
@@ -59,7 +66,7 @@ class Measurement:
         sign = ">" if self.exceeded else "<="
         return (
             f"[{self.split}] {self.feature}: {self.comparator} distance {self.distance:.4f} "
-            f"{sign} threshold {self.threshold:g} ({verdict})"
+            f"{sign} threshold {self.threshold:.4g} ({verdict})"
         )
 
 
@@ -101,11 +108,57 @@ def only_comparator_anomalies(proto: anomalies_pb2.Anomalies) -> anomalies_pb2.A
     return out
 
 
+def compare_statistics(
+    base: statistics_pb2.DatasetFeatureStatisticsList,
+    new: statistics_pb2.DatasetFeatureStatisticsList,
+    schema,
+    split: str,
+    skew: bool = False,
+) -> tuple[anomalies_pb2.Anomalies, list[Measurement]]:
+    """`new` against `base` (the previous span's statistics for drift, the training statistics
+    for skew): TFDV's comparator result (the schema's drift/skew comparators) and every
+    measurement, TFDV's and the sample-size-aware tests', sorted by feature."""
+    import tensorflow_data_validation as tfdv
+
+    if skew:
+        result = tfdv.validate_statistics(base, schema, serving_statistics=new)
+    else:
+        result = tfdv.validate_statistics(new, schema, previous_statistics=base)
+    result = only_comparator_anomalies(result)
+    kind = "skew" if skew else "drift"
+    tests = [
+        Measurement(split, r.feature, r.test, r.distance, r.threshold, kind)
+        for r in drift_measures.compare(base, new)
+    ]
+    found = measurements(result, split, skew=skew) + tests
+    return result, sorted(found, key=_order)
+
+
+def _order(m: Measurement) -> tuple:
+    """By split and feature; per feature the sample-size-aware test first, TFDV's comparator
+    last (so a per-feature dict of the measurements keeps the schema's comparator)."""
+    return (m.split, m.feature, m.comparator not in drift_measures.TESTS, m.comparator)
+
+
+def write_tests(path: str, found: list[Measurement]) -> None:
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    ours = [dataclasses.asdict(m) for m in found if m.comparator in drift_measures.TESTS]
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(ours, indent=1))
+
+
 def load_measurements(uri: str, split_names: list[str]) -> list[Measurement]:
-    """Drift measurements stored under a DriftValidator output's URI (Split-<name>/)."""
-    return [
+    """Drift measurements stored under a DriftValidator output's URI (Split-<name>/): TFDV's
+    (SchemaDiff.pb) and the sample-size-aware tests' (DriftTests.json)."""
+    found = [
         m for split, proto in split_protos(uri, split_names) for m in measurements(proto, split)
     ]
+    for split in split_names:
+        path = os.path.join(uri, f"Split-{split}", TESTS_FILE)
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as f:
+                found.extend(Measurement(**m) for m in json.loads(f.read()))
+    return sorted(found, key=_order)
 
 
 def load_statistics_file(path: str) -> statistics_pb2.DatasetFeatureStatisticsList:
@@ -162,9 +215,9 @@ def DriftValidator(  # noqa: N802 - TFX components are named like classes
     splits: tfx.dsl.components.Parameter[str] = DRIFT_SPLITS,
 ) -> OutputDict(drifted_features=int, previous_span=int):
     """Compare the statistics of `splits` (comma-separated) with the previous span's (the
-    highest span in `history` below the current one) under the schema's drift comparators.
+    highest span in `history` below the current one) under the schema's drift comparators and
+    the sample-size-aware tests (pipeline/drift_measures.py).
     Without a previous span (the first run) there is nothing to compare with: pass."""
-    import tensorflow_data_validation as tfdv
     from tfx.components.statistics_gen import stats_artifact_utils
     from tfx.utils import io_utils
 
@@ -182,15 +235,14 @@ def DriftValidator(  # noqa: N802 - TFX components are named like classes
         for split in splits:
             if split not in previous_splits:
                 continue
-            result = tfdv.validate_statistics(
-                statistics=stats_artifact_utils.load_statistics(statistics, split).proto(),
-                schema=schema_proto,
-                previous_statistics=stats_artifact_utils.load_statistics(
-                    previous_statistics, split
-                ).proto(),
+            result, found = compare_statistics(
+                stats_artifact_utils.load_statistics(previous_statistics, split).proto(),
+                stats_artifact_utils.load_statistics(statistics, split).proto(),
+                schema_proto,
+                split,
             )
-            result = only_comparator_anomalies(result)
             write_anomalies(os.path.join(drift.uri, f"Split-{split}", ANOMALIES_FILE), result)
-            drifted |= {m.feature for m in measurements(result, split) if m.exceeded}
+            write_tests(os.path.join(drift.uri, f"Split-{split}", TESTS_FILE), found)
+            drifted |= {m.feature for m in found if m.exceeded}
     drift.set_int_custom_property(PREVIOUS_SPAN_PROPERTY, previous_span)
     return {"drifted_features": len(drifted), "previous_span": previous_span}

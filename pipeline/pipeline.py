@@ -17,6 +17,7 @@ from modules import features
 from pipeline.config import PipelineConfig
 from pipeline.data_gate import DataGate
 from pipeline.drift import DRIFT_VALIDATOR, DriftValidator, SpanStatisticsGenExecutor
+from pipeline.drift_measures import statistics_options
 from pipeline.push import AtomicPusherExecutor
 
 # Node ids, used by the runner's report and by tests to find executions in MLMD.
@@ -94,7 +95,10 @@ def create_pipeline(
             )
         ),
     )
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    # Percentile quantiles: what the drift/skew tests read (pipeline/drift_measures.py).
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], stats_options=statistics_options()
+    )
     # Records the span on the statistics (TFX 1.16 ExampleGen keeps it in a custom property).
     statistics_gen.executor_spec = executor_spec.BeamExecutorSpec(SpanStatisticsGenExecutor)
     if config.infer_schema:

@@ -9,12 +9,15 @@ complete, so a run started meanwhile never sees half a span. A rejected file wri
 
 `mlops data check-skew --requests DIR` compares the statistics of the requests the model server
 logged (`mlops serve --request_log_dir DIR`) with the training statistics under the schema's
-skew comparators, and checks the requests against the schema's SERVING environment.
+skew comparators and the sample-size-aware tests the drift gate uses, and checks the requests
+against the schema's SERVING environment. Unreadable records are skipped and counted. Exit 0 no
+skew, 1 skew (or request anomalies) found, 2 could not run.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import re
 import shutil
@@ -154,10 +157,83 @@ def add_span(
 
 
 # ---- serving skew --------------------------------------------------------------------------------
+# check-skew's exit status: no skew, skew (or request anomalies) found, could not run.
+EXIT_NO_SKEW, EXIT_SKEW, EXIT_CANNOT_RUN = 0, 1, 2
+MAX_REPORTED_SKIPS = 5
+_KINDS = {"INT": "int64_list", "FLOAT": "float_list", "BYTES": "bytes_list"}
+
+
+class SkewCheckError(RuntimeError):
+    """check-skew could not run (no readable requests, no training statistics, ...)."""
+
+
+@dataclasses.dataclass
+class RequestLogContents:
+    """The readable requests of a request log, and what was skipped and why."""
+
+    examples: list[bytes]
+    files: int
+    skipped: int = 0
+    reasons: list[str] = dataclasses.field(default_factory=list)
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        self.skipped += count
+        if len(self.reasons) < MAX_REPORTED_SKIPS:
+            self.reasons.append(reason)
+
+
 def request_files(requests_dir: str) -> list[str]:
     import tensorflow as tf
 
     return sorted(tf.io.gfile.glob(os.path.join(requests_dir, "*.tfrecord")))
+
+
+def read_request_log(requests_dir: str, column_types: dict[str, str]) -> RequestLogContents:
+    """Every record that is a tf.Example whose features have their schema kinds (INT ->
+    int64_list, ...). A record that does not parse, holds no feature or gives a feature another
+    kind (which would make the whole batch undecodable) is skipped and counted; a file whose
+    framing breaks (truncated, corrupt) is read up to the break."""
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.example import example_pb2
+
+    files = request_files(requests_dir)
+    if not files:
+        raise SkewCheckError(f"no logged requests (*.tfrecord) in {requests_dir}")
+    out = RequestLogContents([], len(files))
+    kinds = {name: _KINDS[t] for name, t in column_types.items() if t in _KINDS}
+    for path in files:
+        name = os.path.basename(path)
+        index = 0
+        try:
+            for index, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+                try:
+                    example = example_pb2.Example.FromString(record)
+                except DecodeError:
+                    out.skip(f"{name} record {index}: not a tf.Example")
+                    continue
+                problem = _kind_problem(example, kinds)
+                if problem:
+                    out.skip(f"{name} record {index}: {problem}")
+                    continue
+                out.examples.append(record)
+        except tf.errors.OpError as e:  # DataLossError: corrupt or truncated framing
+            out.skip(f"{name} after record {index}: unreadable ({e.message.splitlines()[0]})")
+    return out
+
+
+def _kind_problem(example, kinds: dict[str, str]) -> str:
+    present = example.features.feature
+    if not present:
+        return "no features"
+    for key, feature in present.items():
+        kind = feature.WhichOneof("kind")
+        if kind is None:
+            continue
+        expected = kinds.setdefault(key, kind)  # a feature the schema does not know: first kind
+        if kind != expected:
+            return f"{key} is {kind}, expected {expected}"
+    return ""
 
 
 def latest_training_statistics(metadata: str, pipeline_name: str, split: str = "train") -> str:
@@ -167,41 +243,57 @@ def latest_training_statistics(metadata: str, pipeline_name: str, split: str = "
     try:
         uri = open_store(metadata).latest_statistics_uri(pipeline_name)
     except MetadataError as e:
-        raise click.ClickException(str(e)) from None
+        raise SkewCheckError(str(e)) from None
     if uri is None:
-        raise click.ClickException(f"no statistics of {pipeline_name} in {metadata}")
+        raise SkewCheckError(f"no statistics of {pipeline_name} in {metadata}")
     return os.path.join(uri, f"Split-{split}", "FeatureStats.pb")
 
 
-def check_skew(requests_dir: str, training_statistics: str, schema_path: str) -> tuple[list, list]:
-    """(skew measurements, schema anomalies of the requests in the SERVING environment)."""
+@dataclasses.dataclass
+class SkewResult:
+    skew: list  # pipeline.drift.Measurement, kind "skew"
+    anomalies: list  # pipeline.anomalies.Anomaly of the requests (SERVING environment)
+    requests: RequestLogContents
+
+    @property
+    def skewed(self) -> list:
+        return [m for m in self.skew if m.exceeded]
+
+
+def check_skew(requests_dir: str, training_statistics: str, schema_path: str) -> SkewResult:
+    """The logged requests' statistics against the training statistics: the schema's skew
+    comparators and the sample-size-aware tests (pipeline/drift.compare_statistics, as the
+    drift gate), and the requests against the schema's SERVING environment."""
+    import tensorflow as tf
     import tensorflow_data_validation as tfdv
 
     from pipeline.anomalies import records
-    from pipeline.drift import load_statistics_file, measurements, only_comparator_anomalies
-
-    files = request_files(requests_dir)
-    if not files:
-        raise click.ClickException(f"no logged requests (*.tfrecord) in {requests_dir}")
-    serving = tfdv.generate_statistics_from_tfrecord(
-        data_location=os.path.join(requests_dir, "*.tfrecord"),
-        pipeline_options=_in_memory_beam(),
+    from pipeline.drift import compare_statistics, load_statistics_file
+    from pipeline.drift_measures import (
+        quantile_resolution,
+        statistics_of_examples,
+        statistics_options,
     )
+
+    requests = read_request_log(requests_dir, schema_columns(schema_path))
+    if not requests.examples:
+        raise SkewCheckError(
+            f"no readable request in {requests_dir} ({requests.skipped} record(s) skipped)"
+        )
+    if not tf.io.gfile.exists(training_statistics):
+        raise SkewCheckError(f"no training statistics at {training_statistics}")
     training = load_statistics_file(training_statistics)
-    schema = tfdv.load_schema_text(schema_path)
-    skew = only_comparator_anomalies(
-        tfdv.validate_statistics(training, schema, serving_statistics=serving)
+    # The requests' quantiles at the training statistics' resolution: TFDV's Jensen-Shannon on
+    # quantiles histograms of different bucket counts measures the bucketing, not the data.
+    resolution = quantile_resolution(training)
+    options = statistics_options(
+        **({"num_quantiles_histogram_buckets": resolution} if resolution else {})
     )
+    serving = statistics_of_examples(requests.examples, options)
+    schema = tfdv.load_schema_text(schema_path)
+    _, skew = compare_statistics(training, serving, schema, "serving", skew=True)
     requests_anomalies = tfdv.validate_statistics(serving, schema, environment="SERVING")
-    return measurements(skew, "serving", skew=True), records("serving", requests_anomalies)
-
-
-def _in_memory_beam():
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from pipeline.config import in_memory_beam_args
-
-    return PipelineOptions(in_memory_beam_args())
+    return SkewResult(skew, records("serving", requests_anomalies), requests)
 
 
 # ---- CLI -----------------------------------------------------------------------------------------
@@ -244,22 +336,36 @@ def check_skew_command(
     pipeline_name: str,
     schema_path: str,
 ) -> None:
-    """Training/serving skew of logged requests; exit 1 on skew or request anomalies."""
-    stats = training_statistics or latest_training_statistics(metadata, pipeline_name)
-    skew, anomalies = check_skew(requests_dir, stats, schema_path)
-    click.echo(f"Requests: {len(request_files(requests_dir))} file(s) in {requests_dir}")
+    """Training/serving skew of logged requests. Exit 0: no skew; 1: skew or request anomalies
+    found; 2: could not run (no readable requests, no training statistics)."""
+    try:
+        stats = training_statistics or latest_training_statistics(metadata, pipeline_name)
+        result = check_skew(requests_dir, stats, schema_path)
+    except Exception as e:  # noqa: BLE001 - one line and exit 2, whatever stopped the check
+        message = getattr(e, "message", None) or str(e) or type(e).__name__
+        click.echo(f"check-skew could not run: {message.splitlines()[0]}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+    requests = result.requests
+    click.echo(
+        f"Requests: {len(requests.examples)} read from {requests.files} file(s) in {requests_dir}"
+    )
+    if requests.skipped:
+        click.echo(f"Skipped {requests.skipped} unreadable record(s):")
+        for reason in requests.reasons:
+            click.echo(f"  {reason}")
     click.echo(f"Training statistics: {stats}")
     click.echo("Skew (training vs serving):")
-    for m in skew:
+    for m in result.skew:
         click.echo(f"  {m}")
-    click.echo(f"Request anomalies (SERVING environment): {len(anomalies) or 'none'}")
-    for a in anomalies:
+    click.echo(f"Request anomalies (SERVING environment): {len(result.anomalies) or 'none'}")
+    for a in result.anomalies:
         click.echo(f"  {a}")
-    skewed = [m for m in skew if m.exceeded]
-    if skewed or anomalies:
+    skewed = {m.feature for m in result.skewed}
+    if skewed or result.anomalies:
         click.echo(
-            f"Skew check failed: {len(skewed)} skewed feature(s), {len(anomalies)} anomalies",
+            f"Skew check failed: {len(skewed)} skewed feature(s), "
+            f"{len(result.anomalies)} anomalies",
             err=True,
         )
-        sys.exit(EXIT_REJECTED)
+        sys.exit(EXIT_SKEW)
     click.echo("No skew beyond the schema's thresholds.")
