@@ -27,6 +27,11 @@ from modules.model import build_keras_model, hyperparameter_space  # noqa: E402
 
 BATCH_SIZE = 128
 EVAL_BATCH_SIZE = 256
+# Batches kept in memory after the first pass: parsing tf.Examples again for every epoch costs
+# more than the model's own step on this small network. Beyond this many rows the data is
+# streamed from disk each epoch instead, so memory does not grow with the input.
+CACHE_MAX_ROWS = 2_000_000
+SHUFFLE_BUFFER_ROWS = 10_000
 PROBABILITIES = "probabilities"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
@@ -38,15 +43,37 @@ def input_fn(
     data_accessor: tfx.components.DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
+    cache: bool = True,
 ) -> tf.data.Dataset:
-    """(transformed features, label) batches, repeated forever; steps bound the training."""
-    return data_accessor.tf_dataset_factory(
-        file_pattern,
-        tfxio.TensorFlowDatasetOptions(
-            batch_size=batch_size, label_key=features.transformed_name(features.LABEL_KEY)
-        ),
-        tf_transform_output.transformed_metadata.schema,
-    ).repeat()
+    """(transformed features, label) batches, repeated forever; steps bound the training.
+
+    With `cache`, one shuffled pass is parsed and kept in memory, later epochs replay its
+    batches in a new order each time."""
+    options = tfxio.TensorFlowDatasetOptions(
+        batch_size=batch_size,
+        label_key=features.transformed_name(features.LABEL_KEY),
+        shuffle_buffer_size=SHUFFLE_BUFFER_ROWS,
+        shuffle_seed=42,
+        num_epochs=1 if cache else None,
+    )
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern, options, tf_transform_output.transformed_metadata.schema
+    )
+    if cache:
+        dataset = dataset.cache().shuffle(
+            max(1, SHUFFLE_BUFFER_ROWS // batch_size), seed=42, reshuffle_each_iteration=True
+        )
+    return dataset.repeat().prefetch(tf.data.AUTOTUNE)
+
+
+def fits_in_cache(file_pattern: list[str], rows_per_byte: float = 1 / 40) -> bool:
+    """Whether a split is small enough to cache (rows estimated from its compressed size)."""
+    size = sum(
+        tf.io.gfile.stat(path).length
+        for pattern in file_pattern
+        for path in tf.io.gfile.glob(pattern)
+    )
+    return size * rows_per_byte <= CACHE_MAX_ROWS
 
 
 def _serving_raw_feature_spec(tf_transform_output: tft.TFTransformOutput) -> dict:
