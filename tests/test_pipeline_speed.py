@@ -13,6 +13,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow_model_analysis as tfma  # noqa: E402
 from ml_metadata import metadata_store  # noqa: E402
+from pipeline_samples import small_config  # noqa: E402
 from tfx.components.evaluator import constants  # noqa: E402
 from tfx.types import standard_artifacts  # noqa: E402
 
@@ -21,7 +22,6 @@ from pipeline.config import MODULES_DIR  # noqa: E402
 from pipeline.evaluation import SkipSelfEvaluationExecutor, candidate_is_baseline  # noqa: E402
 from pipeline.pipeline import create_pipeline, user_code_fingerprint  # noqa: E402
 from runners.local_runner import EXIT_OK, run_pipeline  # noqa: E402
-from tests.pipeline_samples import small_config  # noqa: E402
 
 
 def _model(artifact_id: int, uri: str) -> standard_artifacts.Model:
