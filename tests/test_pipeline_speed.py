@@ -57,7 +57,7 @@ def test_components_import_user_code_and_carry_its_fingerprint(tmp_path: Path):
         assert props[key] == path, node_id
         assert not props.get("module_file"), node_id
         assert f'"user_code": "{fingerprint}"' in props["custom_config"], node_id
-    assert nodes["Transform"].exec_properties["disable_statistics"] is True
+    assert nodes["Transform"].exec_properties["disable_statistics"]
 
 
 def test_wheel_packaging_stays_available(tmp_path: Path):
