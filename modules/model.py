@@ -15,6 +15,9 @@ from modules import features
 LEARNING_RATES: list[float] = [1e-3, 3e-3, 1e-2]
 HIDDEN_UNITS: list[int] = [32, 64, 128]
 MAX_HIDDEN_LAYERS: int = 3
+# Training steps per tf.function call: this small network's step is cheaper than Keras's
+# per-step Python overhead, so running many steps per call is most of the training speed-up.
+STEPS_PER_EXECUTION: int = 50
 
 
 def hyperparameter_space() -> kt.HyperParameters:
@@ -36,7 +39,9 @@ def _categorical_cardinalities() -> dict[str, int]:
     return sizes
 
 
-def build_keras_model(hparams: kt.HyperParameters) -> keras.Model:
+def build_keras_model(
+    hparams: kt.HyperParameters, steps_per_execution: int = STEPS_PER_EXECUTION
+) -> keras.Model:
     """Wide part: one-hot categoricals into a linear logit. Deep part: numerics plus
     embeddings through a tower whose layers halve in width."""
     numeric_inputs = [
@@ -68,5 +73,6 @@ def build_keras_model(hparams: kt.HyperParameters) -> keras.Model:
         optimizer=keras.optimizers.Adam(float(hparams.get("learning_rate"))),
         loss=keras.losses.BinaryCrossentropy(),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+        steps_per_execution=steps_per_execution,
     )
     return model

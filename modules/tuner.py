@@ -7,7 +7,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 
 from modules.model import build_keras_model, hyperparameter_space
-from modules.trainer import BATCH_SIZE, EVAL_BATCH_SIZE, input_fn
+from modules.trainer import BATCH_SIZE, EVAL_BATCH_SIZE, fits_in_cache, input_fn
 
 OBJECTIVE = kt.Objective("val_auc", direction="max")
 DEFAULT_MAX_TRIALS = 4
@@ -26,14 +26,19 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         seed=42,
     )
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    cache = fits_in_cache(fn_args.train_files)
     return tfx.components.TunerFnResult(
         tuner=tuner,
         fit_kwargs={
             "x": input_fn(
-                fn_args.train_files, fn_args.data_accessor, tf_transform_output, BATCH_SIZE
+                fn_args.train_files, fn_args.data_accessor, tf_transform_output, BATCH_SIZE, cache
             ),
             "validation_data": input_fn(
-                fn_args.eval_files, fn_args.data_accessor, tf_transform_output, EVAL_BATCH_SIZE
+                fn_args.eval_files,
+                fn_args.data_accessor,
+                tf_transform_output,
+                EVAL_BATCH_SIZE,
+                cache,
             ),
             "steps_per_epoch": fn_args.train_steps,
             "validation_steps": fn_args.eval_steps,

@@ -64,6 +64,11 @@ class PipelineConfig:
     preprocessing_module: str = str(MODULES_DIR / "preprocessing.py")
     trainer_module: str = str(MODULES_DIR / "trainer.py")
     tuner_module: str = str(MODULES_DIR / "tuner.py")
+    # True: components import the user functions (modules.trainer.run_fn, ...) and carry a
+    # fingerprint of modules/ for the cache; False: TFX packages each module_file into a wheel.
+    user_code_by_import: bool = True
+    # Transform's own pre/post-transform statistics (nothing in the pipeline reads them).
+    transform_statistics: bool = False
 
     @property
     def pipeline_root(self) -> str:
@@ -88,3 +93,4 @@ def in_memory_beam_args() -> list[str]:
 def multi_processing_beam_args(workers: int = 0) -> list[str]:
     """Beam workers in separate processes (0 = one per core): pays off on large data only."""
     return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+

@@ -26,8 +26,8 @@ RUNTIME_PARAMETERS = ("data_root", "schema_path")
 # StatisticsGen's output. It compiles for KFP v2, but how a KFP backend resolves a channel on a
 # node of the same pipeline (history, or this run's own edge: drift 0) is unverified without a
 # cluster, so it stays a local-runner check until it is; the schema checks and the data gate run
-# everywhere.
-KUBEFLOW_PINNED_SETTINGS = {"check_drift": False}
+# everywhere. user_code_by_import=False: module_file, as the image's steps and their tests expect.
+KUBEFLOW_PINNED_SETTINGS = {"check_drift": False, "user_code_by_import": False}
 # Steps that get more than the default resources unless configured otherwise.
 HEAVY_NODES = ("Transform", "Tuner", "Trainer", "Evaluator")
 # KubeflowConfig.replace() names the pipeline root like the runner's flag; PipelineConfig calls

@@ -1,0 +1,116 @@
+"""What makes runs cheap without changing their results: user code by import plus a fingerprint
+(editing modules/ still re-executes), no self-evaluation of the served model on a re-run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import tensorflow_model_analysis as tfma
+from tfx.components.evaluator import constants
+from tfx.types import standard_artifacts
+
+from metadata.store import open_store
+from pipeline.config import MODULES_DIR
+from pipeline.evaluation import SkipSelfEvaluationExecutor, candidate_is_baseline
+from pipeline.pipeline import create_pipeline, user_code_fingerprint
+from pipeline.run import EXIT_OK, run_pipeline
+from tests.pipeline_samples import small_config
+
+
+def _model(artifact_id: int, uri: str) -> standard_artifacts.Model:
+    model = standard_artifacts.Model()
+    model.id = artifact_id
+    model.uri = uri
+    return model
+
+
+def test_fingerprint_changes_with_any_module_and_only_then(tmp_path: Path):
+    modules = tmp_path / "modules"
+    shutil.copytree(MODULES_DIR, modules, ignore=shutil.ignore_patterns("__pycache__"))
+    before = user_code_fingerprint(str(modules / "trainer.py"))
+    assert before == user_code_fingerprint(str(MODULES_DIR / "trainer.py"))
+    (modules / "notes.txt").write_text("not code")
+    assert user_code_fingerprint(str(modules / "trainer.py")) == before
+    with open(modules / "model.py", "a") as f:
+        f.write("\n")
+    assert user_code_fingerprint(str(modules / "trainer.py")) != before
+
+
+def test_components_import_user_code_and_carry_its_fingerprint(tmp_path: Path):
+    config = small_config(tmp_path, tmp_path / "data")
+    nodes = {c.id: c for c in create_pipeline(config).components}
+    fingerprint = user_code_fingerprint(config.trainer_module)
+    expected = {
+        "Transform": ("preprocessing_fn", "modules.preprocessing.preprocessing_fn"),
+        "Tuner": ("tuner_fn", "modules.tuner.tuner_fn"),
+        "Trainer": ("run_fn", "modules.trainer.run_fn"),
+    }
+    for node_id, (key, path) in expected.items():
+        props = nodes[node_id].exec_properties
+        assert props[key] == path, node_id
+        assert not props.get("module_file"), node_id
+        assert f'"user_code": "{fingerprint}"' in props["custom_config"], node_id
+    assert nodes["Transform"].exec_properties["disable_statistics"]
+
+
+def test_wheel_packaging_stays_available(tmp_path: Path):
+    config = small_config(tmp_path, tmp_path / "data", user_code_by_import=False)
+    trainer = {c.id: c for c in create_pipeline(config).components}["Trainer"]
+    assert trainer.exec_properties["module_file"] == config.trainer_module
+    assert not trainer.exec_properties.get("run_fn")
+
+
+def test_candidate_is_baseline_only_for_the_same_artifact(tmp_path: Path):
+    a, b = _model(1, str(tmp_path / "a")), _model(2, str(tmp_path / "b"))
+    assert candidate_is_baseline({"model": [a], "baseline_model": [a]})
+    assert not candidate_is_baseline({"model": [a], "baseline_model": [b]})
+    assert not candidate_is_baseline({"model": [a], "baseline_model": []})
+    assert not candidate_is_baseline({"model": [a]})
+
+
+def test_self_evaluation_records_not_blessed_without_running_tfma(tmp_path: Path):
+    model = _model(7, str(tmp_path / "model"))
+    evaluation = standard_artifacts.ModelEvaluation()
+    evaluation.uri = str(tmp_path / "evaluation")
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    os.makedirs(blessing.uri)
+
+    SkipSelfEvaluationExecutor().Do(
+        {"model": [model], "baseline_model": [model], "examples": []},
+        {"evaluation": [evaluation], "blessing": [blessing]},
+        {},
+    )
+
+    assert tfma.load_validation_result(evaluation.uri).validation_ok is False
+    assert not [p for p in os.listdir(evaluation.uri) if p.startswith("metrics")]
+    assert os.path.exists(os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME))
+    assert blessing.get_int_custom_property("blessed") == 0
+    assert blessing.get_int_custom_property("current_model_id") == 7
+    assert blessing.get_int_custom_property("baseline_model_id") == 7
+
+
+@pytest.mark.slow
+def test_rerun_with_unchanged_data_and_code_neither_trains_nor_evaluates(small_pipeline):
+    """A cached re-run of the shared small pipeline: the candidate is the blessed model itself,
+    so nothing trains, TFMA does not run, nothing is pushed, and the summary says why."""
+    assert small_pipeline.exit_code == EXIT_OK
+    status, report = run_pipeline(small_pipeline.config)
+    assert status == EXIT_OK
+    states = {c.node_id: c.state for c in report.components}
+    for node_id in ("CsvExampleGen", "StatisticsGen", "Transform", "Tuner", "Trainer"):
+        assert states[node_id] == "CACHED", (node_id, states)
+    assert report.candidate_model_id == report.baseline_model_id is not None
+    assert report.blessed is False
+    assert "candidate is the served (baseline) model itself" in report.push_decision
+    assert report.pushed_path is None
+
+    store = open_store(small_pipeline.metadata_path)
+    evaluator = next(c for c in report.components if c.node_id == "Evaluator")
+    evaluation = store.outputs(evaluator.execution_id)["evaluation"][0]
+    assert os.path.exists(os.path.join(evaluation.uri, "validations.tfrecord"))
+    # TFMA writes metrics and plots when it evaluates; the short-circuit writes neither.
+    assert not [p for p in os.listdir(evaluation.uri) if p.startswith(("metrics", "plots"))]
