@@ -17,7 +17,7 @@ from modules import features
 from pipeline.config import PipelineConfig
 from pipeline.data_gate import DataGate
 from pipeline.drift import DRIFT_VALIDATOR, DriftValidator, SpanStatisticsGenExecutor
-from pipeline.push import AtomicPusherExecutor
+from pipeline.push import AtomicPusher
 
 # Node ids, used by the runner's report and by tests to find executions in MLMD.
 BEST_HYPERPARAMETERS_IMPORTER = "BestHyperparametersImporter"
@@ -173,7 +173,9 @@ def create_pipeline(
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config),
     )
-    pusher = tfx.components.Pusher(
+    # Copies to a hidden temp dir, then renames: a version appears complete or not at all;
+    # with TF Serving warmup requests built from a few eval examples.
+    pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
@@ -181,8 +183,7 @@ def create_pipeline(
                 base_directory=config.model_serving_dir
             )
         ),
-        # Copy to a hidden temp dir, then rename: a version appears complete or not at all.
-        custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
+        examples=example_gen.outputs["examples"],
     )
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

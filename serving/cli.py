@@ -34,6 +34,8 @@ _BOOL = click.BOOL
 @click.option("--access_log", default=None, help="'-' for stderr or a file path; off by default.")
 @click.option("--max_body_bytes", type=int, default=64 * 1024 * 1024, show_default=True, help="Largest REST request body.")
 @click.option("--request_log_dir", default=None, help="Log requests as tf.Examples (TFRecord) here, for `mlops data check-skew`; off by default.")
+@click.option("--enable_model_warmup", type=_BOOL, is_flag=False, flag_value=True, default=True, show_default=True,
+              help="Replay a version's assets.extra/tf_serving_warmup_requests before serving it.")
 @click.option("--log_level", default="INFO", show_default=True)
 def serve(**kw: object) -> None:
     """Serve SavedModels over TF Serving's gRPC and REST APIs."""
@@ -66,6 +68,7 @@ def serve(**kw: object) -> None:
         access_log=kw["access_log"],
         max_body_bytes=kw["max_body_bytes"],
         request_log_dir=kw["request_log_dir"],
+        enable_model_warmup=kw["enable_model_warmup"],
     )
     try:
         options.model_server_config()
