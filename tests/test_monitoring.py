@@ -288,7 +288,13 @@ def test_recording_rules_compare_canary_and_stable_by_label(stack):
         time.sleep(0.5)
     means = {r["metric"]["label"]: float(r["value"][1]) for r in result}
     assert set(means) == {"stable", "canary"}, stack.log.read_text()[-3000:]
-    assert means["canary"] > 0.8 and means["stable"] < 0.2  # biases +2 and -2
+    # Every request sends the same row, so each version's mean is the score it answers.
+    answered = {
+        label: _predict(server, f"/labels/{label}", 1).json()["predictions"][0][0]
+        for label in means
+    }
+    assert means == pytest.approx(answered, rel=1e-5)
+    assert means["canary"] > means["stable"] + 0.3  # biases +2 and -2
     failures = stack.wait_for("tfserving:request_failures:ratio_rate5m:by_label", lambda r: len(r) == 2)
     assert {r["metric"]["label"] for r in failures} == {"stable", "canary"}
     rules = requests.get(stack.url + "/api/v1/rules", timeout=10).json()["data"]["groups"]
