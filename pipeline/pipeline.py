@@ -22,7 +22,7 @@ from pipeline.data_gate import DataGate
 from pipeline.drift import DRIFT_VALIDATOR, DriftValidator, SpanStatisticsGenExecutor
 from pipeline.drift_measures import statistics_options
 from pipeline.evaluation import SkipSelfEvaluationExecutor
-from pipeline.push import AtomicPusherExecutor
+from pipeline.push import AtomicPusher
 
 # Node ids, used by the runner's report and by tests to find executions in MLMD.
 BEST_HYPERPARAMETERS_IMPORTER = "BestHyperparametersImporter"
@@ -217,14 +217,15 @@ def create_pipeline(
     # A re-run whose candidate is the blessed baseline itself records "not blessed, nothing
     # changed" instead of evaluating the model against itself.
     evaluator.executor_spec = executor_spec.BeamExecutorSpec(SkipSelfEvaluationExecutor)
-    pusher = tfx.components.Pusher(
+    # Copies to a hidden temp dir, then renames: a version appears complete or not at all;
+    # with TF Serving warmup requests built from a few eval examples.
+    pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.model_serving_dir)
         ),
-        # Copy to a hidden temp dir, then rename: a version appears complete or not at all.
-        custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
+        examples=example_gen.outputs["examples"],
     )
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

@@ -21,17 +21,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 
 from absl import logging
+from tfx import types
 from tfx.components.pusher import executor as pusher_executor
+from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import pusher_pb2
-from tfx.types import artifact_utils, standard_component_specs
+from tfx.types import artifact_utils, component_spec, standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
+from pipeline import warmup_requests
 from serving import layout
 
-PUSH_MARKER = os.path.join("assets.extra", "tfx_push.json")
+PUSH_MARKER = layout.PUSH_MARKER
 
 
 def _is_local(path: str) -> bool:
@@ -135,9 +139,53 @@ class AtomicPusherExecutor(pusher_executor.Executor):
             return None
         model_path = self.GetModelPath(input_dict)
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
+        # TF Serving warmup requests from a few eval examples (pipeline/warmup_requests.py).
+        model_path = warmup_requests.staged_with_warmup(
+            model_path,
+            input_dict.get(warmup_requests.EXAMPLES_KEY, []),
+            self._get_tmp_dir() if self._context else tempfile.mkdtemp(),
+            os.path.basename(os.path.normpath(base_directory)),
+        )
         serving_path, version, written = atomic_push(model_path, base_directory, model.uri)
         logging.info("Model %s to serving path %s.", "written" if written else "found", serving_path)
         # The PushedModel artifact keeps its own copy, as with the stock Pusher.
         shutil.copytree(model_path, model_push.uri, dirs_exist_ok=True)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
         return None
+
+
+class AtomicPusherSpec(standard_component_specs.PusherSpec):
+    """The stock Pusher's spec plus eval examples for the warmup requests."""
+
+    INPUTS = {
+        **standard_component_specs.PusherSpec.INPUTS,
+        warmup_requests.EXAMPLES_KEY: component_spec.ChannelParameter(
+            type=standard_artifacts.Examples, optional=True
+        ),
+    }
+
+
+class AtomicPusher(base_component.BaseComponent):
+    """Pusher with the atomic executor; given `examples`, every pushed version carries TF
+    Serving warmup requests built from a few of their eval split."""
+
+    SPEC_CLASS = AtomicPusherSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(AtomicPusherExecutor)
+
+    def __init__(
+        self,
+        model: types.BaseChannel,
+        model_blessing: types.BaseChannel,
+        push_destination: pusher_pb2.PushDestination,
+        examples: types.BaseChannel | None = None,
+    ) -> None:
+        super().__init__(
+            spec=AtomicPusherSpec(
+                model=model,
+                model_blessing=model_blessing,
+                push_destination=push_destination,
+                examples=examples,
+                pushed_model=types.Channel(type=standard_artifacts.PushedModel),
+            )
+        )
+        self.with_id("Pusher")  # the stock node id, which reports, lineage and tests look up

@@ -164,6 +164,15 @@ _DEBUG = click.option("--debug", is_flag=True, default=False, help="Show traceba
     default=None,
     help="Log requests as tf.Examples (TFRecord) here, for `mlops data check-skew`; off by default.",
 )
+@click.option(
+    "--enable_model_warmup",
+    type=_BOOL,
+    is_flag=False,
+    flag_value=True,
+    default=True,
+    show_default=True,
+    help="Replay a version's assets.extra/tf_serving_warmup_requests before serving it.",
+)
 @click.option("--log_level", default="INFO", show_default=True)
 @_DEBUG
 def serve(**kw: object) -> None:
@@ -208,6 +217,7 @@ def serve(**kw: object) -> None:
         ),
         http_keepalive_timeout=kw["http_keepalive_timeout_seconds"],
         http_body_timeout=kw["http_body_timeout_seconds"],
+        enable_model_warmup=kw["enable_model_warmup"],
     )
     debug = kw["debug"]
     try:

@@ -150,6 +150,8 @@ class ServerOptions:
     access_log: str | None = None
     max_body_bytes: int = 64 * 1024 * 1024
     grpc_max_message_bytes: int = 256 * 1024 * 1024
+    # Replay assets.extra/tf_serving_warmup_requests before a version is AVAILABLE (warmup.py).
+    enable_model_warmup: bool = True
     # Not a TF Serving flag: log requests as tf.Examples for skew checks (serving/request_log.py).
     request_log_dir: str | None = None
     # TF Serving's --ssl_config_file: gRPC over TLS (server_key/server_cert PEM, optional mTLS).

@@ -104,6 +104,7 @@ class DataPlane:
         self.batcher = BatchScheduler(batching, on_batch) if batching else None
         self._executor = None if batching else ThreadPoolExecutor(4, thread_name_prefix="predict")
         self._run_fns: dict[tuple[Servable, str], object] = {}
+        self.on_outputs = None  # (servable, outputs) after every model call, e.g. score metrics
 
     def close(self) -> None:
         if self.request_log is not None:
@@ -249,6 +250,12 @@ class DataPlane:
 
     async def run(self, servable: Servable, signature_name: str, inputs: Tensors) -> Tensors:
         """Run a validated signature call, through the batcher when the inputs share a batch dim."""
+        outputs = await self._run(servable, signature_name, inputs)
+        if self.on_outputs is not None:
+            self.on_outputs(servable, outputs)
+        return outputs
+
+    async def _run(self, servable: Servable, signature_name: str, inputs: Tensors) -> Tensors:
         run = self._run_for(servable, signature_name)
         sizes = {a.shape[0] if a.ndim else -1 for a in inputs.values()}
         if self.batcher is not None and len(sizes) == 1:

@@ -12,6 +12,11 @@ import os
 import re
 
 _TEMP_DIR = re.compile(r"^\.push-(\d+)-(\d+)$")
+# Files inside a version that TF Serving ignores (assets.extra/): what the Pusher recorded about
+# the push, and the warmup requests TF Serving (and serving/warmup.py) replays before serving.
+ASSETS_EXTRA = "assets.extra"
+PUSH_MARKER = os.path.join(ASSETS_EXTRA, "tfx_push.json")
+WARMUP_REQUESTS_FILE = os.path.join(ASSETS_EXTRA, "tf_serving_warmup_requests")
 
 
 def is_version_name(name: str) -> bool:

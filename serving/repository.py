@@ -130,8 +130,10 @@ class ModelRepository:
         config: model_server_config_pb2.ModelServerConfig,
         poll_wait_seconds: float = 1.0,
         loader: Callable[[str, int, str], Servable] = load_servable,
+        warmup: Callable[[Servable], None] | None = None,
     ) -> None:
         self._loader = loader
+        self._warmup = warmup  # serving/warmup.py; raises to fail the load
         self._poll_wait = poll_wait_seconds
         self._lock = threading.RLock()  # serializes polls/reloads; readers never take it
         self._models: dict[str, _Model] = {}
@@ -201,7 +203,10 @@ class ModelRepository:
             self._set_status(name, model, v, VersionStatus(State.LOADING))
             log.info("Loading servable: {name: %s version: %d}", name, v)
             try:
-                loaded[v] = self._loader(name, v, on_disk[v])
+                servable = self._loader(name, v, on_disk[v])
+                if self._warmup is not None:  # still LOADING, as in TF Serving
+                    self._warmup(servable)
+                loaded[v] = servable
             except Exception as e:  # noqa: BLE001 - any loader failure is reported, not fatal
                 any_failed = True
                 model.failed[v] = _Failure.after(failure, fp)
@@ -292,6 +297,10 @@ class ModelRepository:
                 raise not_found(f"Could not find version {version} of model {name}")
             return [(version, statuses[version])]
         return sorted(statuses.items(), reverse=True)
+
+    def version_labels(self) -> dict[str, dict[str, int]]:
+        """model -> {label: version} as configured (the version-label metric reads it)."""
+        return {name: dict(m.config.version_labels) for name, m in self._models.items()}
 
     def ready(self) -> bool:
         return all(m.serving for m in self._models.values())

@@ -21,6 +21,7 @@ from serving.grpc_service import add_services
 from serving.metrics import Metrics
 from serving.repository import ModelRepository
 from serving.rest import RestApi
+from serving.warmup import warmup_hook
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,15 @@ class ModelServer:
     async def start(self) -> None:
         opts = self.options
         config = opts.model_server_config()
-        repo = self.repository = await asyncio.to_thread(
-            ModelRepository, config, opts.file_system_poll_wait_seconds
+        # Metrics exist before the first load so that the initial versions' warmup is counted.
+        metrics = self.metrics = Metrics(
+            lambda: self.repository.model_names() if self.repository else (),
+            lambda: self.repository.version_labels() if self.repository else {},
         )
-        metrics = self.metrics = Metrics(repo.model_names)
+        warmup = warmup_hook(metrics.on_warmup) if opts.enable_model_warmup else None
+        repo = self.repository = await asyncio.to_thread(
+            ModelRepository, config, opts.file_system_poll_wait_seconds, warmup=warmup
+        )
         repo.on_change = metrics.on_version_state
         for name in repo.model_names():
             try:
@@ -66,6 +72,7 @@ class ModelServer:
             request_log,
             opts.limits,
         )
+        self.dataplane.on_outputs = metrics.on_outputs
         grpc_opts = [
             ("grpc.max_receive_message_length", opts.grpc_max_message_bytes),
             ("grpc.max_send_message_length", opts.grpc_max_message_bytes),
