@@ -17,7 +17,7 @@ from modules import features
 from pipeline.config import PipelineConfig
 from pipeline.data_gate import DataGate
 from pipeline.drift import DRIFT_VALIDATOR, DriftValidator, SpanStatisticsGenExecutor
-from pipeline.push import AtomicPusherExecutor
+from pipeline.push import MODEL_CARD_METADATA_KEY, AtomicPusherExecutor
 
 # Node ids, used by the runner's report and by tests to find executions in MLMD.
 BEST_HYPERPARAMETERS_IMPORTER = "BestHyperparametersImporter"
@@ -183,6 +183,11 @@ def create_pipeline(
         ),
         # Copy to a hidden temp dir, then rename: a version appears complete or not at all.
         custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
+        # Where the push-time model card reads ML Metadata from (registry/card.py); local runs only.
+        custom_config=(
+            {MODEL_CARD_METADATA_KEY: config.metadata_connection}
+            if metadata_connection_config is not None else None
+        ),
     )
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

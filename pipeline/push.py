@@ -147,4 +147,29 @@ class AtomicPusherExecutor(pusher_executor.Executor):
         # The PushedModel artifact keeps its own copy, as with the stock Pusher.
         shutil.copytree(model_path, model_push.uri, dirs_exist_ok=True)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
+        if written:
+            _write_model_card(input_dict, exec_properties, serving_path, model.id)
         return None
+
+
+MODEL_CARD_METADATA_KEY = "model_card_metadata"
+
+
+def _write_model_card(input_dict, exec_properties, serving_path: str, model_id: int) -> None:
+    """Model card from ML Metadata beside the new version (registry/card.py); a card that cannot
+    be written is logged and never fails the push."""
+    custom = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or {}
+    custom = json.loads(custom) if isinstance(custom, str) else custom
+    metadata = (custom or {}).get(MODEL_CARD_METADATA_KEY)
+    if not metadata:
+        return
+    try:
+        from registry.card import write_at_push
+
+        blessings = input_dict.get(standard_component_specs.MODEL_BLESSING_KEY) or []
+        model_name = os.path.basename(os.path.dirname(serving_path))
+        paths = write_at_push(metadata, serving_path, model_id,
+                              blessings[0].id if blessings else None, model_name)
+        logging.info("Model card written: %s", paths["md"])
+    except Exception as e:  # noqa: BLE001 - the model is pushed; the card is documentation
+        logging.warning("No model card for %s: %s: %s", serving_path, type(e).__name__, e)

@@ -23,6 +23,7 @@ _BOOL = click.BOOL
 @click.option("--model_name", default="default", show_default=True)
 @click.option("--model_base_path", default=None, help="Directory of numeric version subdirectories.")
 @click.option("--model_config_file", default=None, type=click.Path(exists=True, dir_okay=False), help="ModelServerConfig text proto.")
+@click.option("--model_config_file_poll_wait_seconds", type=float, default=0.0, show_default=True, help="> 0: re-read --model_config_file when it changes (labels, models).")
 @click.option("--file_system_poll_wait_seconds", type=float, default=1.0, show_default=True, help="<= 0: load once, never poll.")
 @click.option("--enable_batching", type=_BOOL, is_flag=False, flag_value=True, default=False, show_default=True)
 @click.option("--batching_parameters_file", default=None, type=click.Path(exists=True, dir_okay=False), help="BatchingParameters text proto.")
@@ -59,6 +60,7 @@ def serve(**kw: object) -> None:
         model_name=kw["model_name"],
         model_base_path=kw["model_base_path"],
         model_config_file=kw["model_config_file"],
+        model_config_file_poll_wait_seconds=kw["model_config_file_poll_wait_seconds"],
         file_system_poll_wait_seconds=kw["file_system_poll_wait_seconds"],
         enable_batching=kw["enable_batching"],
         batching=batching,
