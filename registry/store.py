@@ -194,7 +194,7 @@ class RegistryStore:
             event.path.steps.add().key = key
             event.path.steps.add().index = 0
             pairs.append((artifact, event))
-        [execution_id], _, _ = self.store.put_execution(execution, pairs, contexts=[])
+        execution_id, _, _ = self.store.put_execution(execution, pairs, contexts=[])
         action.execution_id = execution_id
         action.artifact_ids = [a.id for a, _ in pairs]
         return action

@@ -123,3 +123,43 @@ def test_server_applies_labels_only_for_available_versions(tmp_path, base):
         assert repo.resolve("taxi", label="canary").version == 2
     finally:
         repo.stop()
+
+
+def test_cli_edits_the_deploy_config_in_place_keeping_its_base_path(tmp_path, base):
+    """docs/models.md's `mlops models --config deploy/serving/models.config promote ...`."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from mlops.cli import main
+    from pipeline.config import PROJECT_ROOT
+    from registry.store import RegistryStore
+
+    local = tmp_path / "taxi"
+    shutil.copytree(base, local)
+    config = tmp_path / "models.config"
+    shutil.copy(PROJECT_ROOT / "deploy" / "serving" / "models.config", config)
+    metadata = str(tmp_path / "metadata.db")
+    RegistryStore(metadata, create=True)  # an empty real store
+
+    def models(*args):
+        return CliRunner().invoke(main, ["models", f"--base-path={local}", f"--config={config}",
+                                         f"--metadata={metadata}", "--server=", *args])
+
+    result = models("promote", "2", "--label", "stable", "--reason", "first")
+    assert result.exit_code == 0, result.output
+    (entry,) = config_file.read(str(config)).model_config_list.config
+    assert entry.base_path == "/models/taxi"  # the container's view, kept as written
+    assert dict(entry.version_labels) == {"stable": 2} and entry.model_version_policy.HasField("all")
+    before = config.read_bytes()
+    for args, message in [(("promote", "7", "--label", "stable", "--reason", "x"), "not on disk"),
+                          (("retire", "2"), "labelled stable"),
+                          (("rollback",), "no earlier version"),
+                          (("promote", "1", "--label", "canary", "--reason", " "), "--reason")]:
+        result = models(*args)
+        assert result.exit_code == 1 and message in result.stderr, (args, result.output)
+        assert config.read_bytes() == before
+    assert models("retire", "1", "--reason", "old").exit_code == 0
+    assert (tmp_path / "taxi-archive" / "1" / "saved_model.pb").is_file()
+    history = models("history").output.splitlines()
+    assert [line.split()[1] for line in history] == ["promote", "retire"]
