@@ -87,18 +87,20 @@ def thresholds(eval_config: Any) -> list[dict[str, Any]]:
         return rows
     for spec in eval_config.get("metrics_specs", eval_config.get("metricsSpecs", [])):
         for metric in spec.get("metrics", []):
-            t = metric.get("threshold") or {}
-            value = t.get("value_threshold") or t.get("valueThreshold") or {}
-            change = t.get("change_threshold") or t.get("changeThreshold") or {}
-            if not value and not change:
-                continue
-            rows.append({
-                "metric": metric.get("class_name") or metric.get("className"),
-                "lower_bound": _bound(value, "lower_bound", "lowerBound"),
-                "upper_bound": _bound(value, "upper_bound", "upperBound"),
-                "change_direction": change.get("direction"),
-                "change_absolute": _bound(change, "absolute", "absolute"),
-            })
+            per_slice = metric.get("per_slice_thresholds", metric.get("perSliceThresholds", []))
+            found = [metric.get("threshold")] + [p.get("threshold") for p in per_slice]
+            for t in filter(None, found):
+                value = t.get("value_threshold") or t.get("valueThreshold") or {}
+                change = t.get("change_threshold") or t.get("changeThreshold") or {}
+                if not value and not change:
+                    continue
+                rows.append({
+                    "metric": metric.get("class_name") or metric.get("className"),
+                    "lower_bound": _bound(value, "lower_bound", "lowerBound"),
+                    "upper_bound": _bound(value, "upper_bound", "upperBound"),
+                    "change_direction": change.get("direction"),
+                    "change_absolute": _bound(change, "absolute", "absolute"),
+                })
     return rows
 
 
