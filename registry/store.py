@@ -188,7 +188,8 @@ class RegistryStore:
             execution.properties[name].string_value = str(getattr(action, name) or "")
         pairs = []
         for key, artifact in artifacts.items():
-            if artifact is None:
+            # One event per artifact (MLMD keeps events unique per artifact, execution and type).
+            if artifact is None or any(a.id == artifact.id for a, _ in pairs):
                 continue
             event = mlmd.Event(type=mlmd.Event.INPUT, artifact_id=artifact.id)
             event.path.steps.add().key = key
