@@ -148,16 +148,8 @@ def history(as_json: bool) -> None:
 @click.argument("version")
 @click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md",
               show_default=True)
-@click.option("--open", "open_it", is_flag=True, help="Open the HTML card in a browser.")
 @_fail_cleanly
-def card(version: str, fmt: str, open_it: bool) -> None:
-    """Print (or --open) the model card written at push time."""
-    path = _registry().card_path(_version(version), "html" if open_it else fmt)
-    if open_it:
-        import webbrowser
-
-        webbrowser.open(f"file://{path}")
-        click.echo(path)
-        return
-    with open(path) as f:
+def card(version: str, fmt: str) -> None:
+    """Print the model card written at push time (the .html file opens in any browser)."""
+    with open(_registry().card_path(_version(version), fmt)) as f:
         click.echo(f.read(), nl=False)
