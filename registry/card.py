@@ -92,7 +92,9 @@ def slice_metrics(uri: str) -> list[dict[str, Any]]:
                     and not kv.key.is_diff and kv.key.model_name in ("", "candidate")):
                 metrics[kv.key.name] = kv.value.double_value.value
         rows.append({"slice": dict(keys), "metrics": dict(sorted(metrics.items()))})
-    rows.sort(key=lambda r: (bool(r["slice"]), sorted((k, str(v)) for k, v in r["slice"].items())))
+    rows.sort(key=lambda r: (bool(r["slice"]), sorted(
+        (k, (0, v, "") if isinstance(v, int | float) else (1, 0, str(v))) for k, v in r["slice"].items()
+    )))
     return rows
 
 
