@@ -6,6 +6,7 @@ Fast: tiny real SavedModels (tests/serving_models.py), a real ModelRepository, r
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 
@@ -163,3 +164,39 @@ def test_cli_edits_the_deploy_config_in_place_keeping_its_base_path(tmp_path, ba
     assert (tmp_path / "taxi-archive" / "1" / "saved_model.pb").is_file()
     history = models("history").output.splitlines()
     assert [line.split()[1] for line in history] == ["promote", "retire"]
+
+
+def test_a_label_may_only_point_at_a_version_the_running_server_has_loaded(tmp_path, base):
+    """TF Serving's rule, checked against a real server before the file is touched."""
+    import subprocess
+    import sys
+
+    from registry.store import RegistryStore
+    from tests.serving_models import ServerProcess
+
+    config = tmp_path / "models.config"
+    cfg = config_file.new_config("taxi", str(base))
+    cfg.model_config_list.config[0].model_version_policy.specific.versions.append(1)  # 2: on disk only
+    config_file.write(str(config), cfg)
+    metadata = str(tmp_path / "metadata.db")
+    RegistryStore(metadata, create=True)
+    server = ServerProcess(f"--model_config_file={config}").wait_ready()
+    try:
+        def models(*args):
+            return subprocess.run(
+                [sys.executable, "-m", "mlops.cli", "models", f"--base-path={base}",
+                 f"--config={config}", f"--metadata={metadata}",
+                 f"--server=127.0.0.1:{server.rest_port}", *args],
+                capture_output=True, text=True, timeout=120)
+
+        before = config.read_bytes()
+        result = models("promote", "2", "--label", "stable", "--reason", "x")
+        assert result.returncode == 1 and "not loaded on the server" in result.stderr, result.stderr
+        assert config.read_bytes() == before
+        result = models("promote", "1", "--label", "stable", "--reason", "x")
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(models("list", "--json").stdout)
+        assert {r["version"]: (r["server_state"], r["labels"]) for r in rows} == {
+            2: ("not loaded", []), 1: ("AVAILABLE", ["stable"])}
+    finally:
+        server.stop()
