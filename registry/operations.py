@@ -31,13 +31,10 @@ class Registry:
     def store(self) -> RegistryStore:
         return RegistryStore(self.metadata)
 
-    def config(self, create: bool = False):
+    def config(self):
+        """The config file's content; a new one-model config (all versions) until it exists."""
         if not os.path.exists(self.config_path):
-            if not create:
-                return config_file.new_config(self.model_name, self.base_path)
-            config = config_file.new_config(self.model_name, self.base_path)
-            config_file.write(self.config_path, config)
-            return config
+            return config_file.new_config(self.model_name, self.base_path)
         return config_file.read(self.config_path)
 
     def labels(self) -> dict[str, int]:
