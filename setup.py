@@ -29,6 +29,7 @@ setup(
         "aiohttp>=3.9",
         "orjson>=3.9",
         "requests",
+        "markdown",  # model cards' HTML (registry/card.py)
     ],
     extras_require={
         "dev": [

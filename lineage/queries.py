@@ -301,7 +301,20 @@ def trace(ls: MetadataStore, target: str) -> Trace:
     e_json = {e.id: _execution_json(ls, e) for e in executions.values()}
     result = Trace(root.id, a_json, e_json, edges, {})
     result.summary = _summarize(ls, result)
+    result.summary["later_actions"] = _later_actions(ls, root.id)
     return result
+
+
+def _later_actions(ls: MetadataStore, artifact_id: int) -> list[dict[str, Any]]:
+    """Executions outside any pipeline run that took the target as input, oldest first: e.g. the
+    registry's promote / rollback / retire records (registry/store.py) of a PushedModel."""
+    ids = sorted({ev.execution_id for ev in ls.events_of_artifacts([artifact_id]) if is_input(ev)})
+    return [
+        {"id": e.id, "type": ls.execution_type(e), "when": iso_time(e.create_time_since_epoch),
+         "properties": properties_of(e)}
+        for e in sorted(ls.executions_by_id(ids).values(), key=lambda e: e.id)
+        if e.id not in ls.run_of_execution
+    ]
 
 
 def _summarize(ls: MetadataStore, t: Trace) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pipeline.data_gate import DataGate
 from pipeline.drift import DRIFT_VALIDATOR, DriftValidator, SpanStatisticsGenExecutor
 from pipeline.drift_measures import statistics_options
 from pipeline.evaluation import SkipSelfEvaluationExecutor
-from pipeline.push import AtomicPusher
+from pipeline.push import MODEL_CARD_METADATA_KEY, AtomicPusher
 
 # Node ids, used by the runner's report and by tests to find executions in MLMD.
 BEST_HYPERPARAMETERS_IMPORTER = "BestHyperparametersImporter"
@@ -226,6 +226,12 @@ def create_pipeline(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.model_serving_dir)
         ),
         examples=example_gen.outputs["examples"],
+        # Where the push-time model card reads ML Metadata from (registry/card.py); local runs only.
+        custom_config=(
+            {MODEL_CARD_METADATA_KEY: config.metadata_connection}
+            if metadata_connection_config is not None
+            else None
+        ),
     )
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

@@ -30,7 +30,7 @@ from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, component_spec, standard_artifacts, standard_component_specs
-from tfx.utils import proto_utils
+from tfx.utils import json_utils, proto_utils
 
 from pipeline import warmup_requests
 from serving import layout
@@ -151,7 +151,32 @@ class AtomicPusherExecutor(pusher_executor.Executor):
         # The PushedModel artifact keeps its own copy, as with the stock Pusher.
         shutil.copytree(model_path, model_push.uri, dirs_exist_ok=True)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
+        if written:
+            _write_model_card(input_dict, exec_properties, serving_path, model.id)
         return None
+
+
+MODEL_CARD_METADATA_KEY = "model_card_metadata"
+
+
+def _write_model_card(input_dict, exec_properties, serving_path: str, model_id: int) -> None:
+    """Model card from ML Metadata beside the new version (registry/card.py); a card that cannot
+    be written is logged and never fails the push."""
+    custom = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or {}
+    custom = json.loads(custom) if isinstance(custom, str) else custom
+    metadata = (custom or {}).get(MODEL_CARD_METADATA_KEY)
+    if not metadata:
+        return
+    try:
+        from registry.card import write_at_push
+
+        blessings = input_dict.get(standard_component_specs.MODEL_BLESSING_KEY) or []
+        model_name = os.path.basename(os.path.dirname(serving_path))
+        paths = write_at_push(metadata, serving_path, model_id,
+                              blessings[0].id if blessings else None, model_name)
+        logging.info("Model card written: %s", paths["md"])
+    except Exception as e:  # noqa: BLE001 - the model is pushed; the card is documentation
+        logging.warning("No model card for %s: %s: %s", serving_path, type(e).__name__, e)
 
 
 class AtomicPusherSpec(standard_component_specs.PusherSpec):
@@ -178,12 +203,14 @@ class AtomicPusher(base_component.BaseComponent):
         model_blessing: types.BaseChannel,
         push_destination: pusher_pb2.PushDestination,
         examples: types.BaseChannel | None = None,
+        custom_config: dict | None = None,
     ) -> None:
         super().__init__(
             spec=AtomicPusherSpec(
                 model=model,
                 model_blessing=model_blessing,
                 push_destination=push_destination,
+                custom_config=json_utils.dumps(custom_config),
                 examples=examples,
                 pushed_model=types.Channel(type=standard_artifacts.PushedModel),
             )

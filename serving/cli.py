@@ -110,6 +110,13 @@ _DEBUG = click.option("--debug", is_flag=True, default=False, help="Show traceba
     help="ModelServerConfig text proto.",
 )
 @click.option(
+    "--model_config_file_poll_wait_seconds",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="> 0: re-read --model_config_file when it changes (labels, models).",
+)
+@click.option(
     "--file_system_poll_wait_seconds",
     type=float,
     default=1.0,
@@ -203,6 +210,7 @@ def serve(**kw: object) -> None:
         model_name=kw["model_name"],
         model_base_path=kw["model_base_path"],
         model_config_file=kw["model_config_file"],
+        model_config_file_poll_wait_seconds=kw["model_config_file_poll_wait_seconds"],
         file_system_poll_wait_seconds=kw["file_system_poll_wait_seconds"],
         enable_batching=kw["enable_batching"],
         batching=batching,

@@ -143,6 +143,8 @@ class ServerOptions:
     model_name: str | None = None
     model_base_path: str | None = None
     model_config_file: str | None = None
+    # TF Serving's default 0: read the model config file once; > 0 re-reads it when it changes.
+    model_config_file_poll_wait_seconds: float = 0.0
     file_system_poll_wait_seconds: float = 1.0
     enable_batching: bool = False
     batching: BatchingOptions = field(default_factory=BatchingOptions)

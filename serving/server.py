@@ -36,6 +36,7 @@ class ModelServer:
         self._runner = None  # aiohttp AppRunner
         self.grpc_port: int | None = None
         self.rest_port: int | None = None
+        self._config_watch: asyncio.Task | None = None
 
     async def start(self) -> None:
         opts = self.options
@@ -57,6 +58,12 @@ class ModelServer:
             except ServingError:
                 pass  # no version seen yet; the poller reports it when one appears
         repo.start_polling()
+        if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
+            from serving.config_watch import watch_model_config_file
+
+            self._config_watch = asyncio.create_task(watch_model_config_file(
+                repo, opts.model_config_file, opts.model_config_file_poll_wait_seconds
+            ))
         if opts.access_log:
             metrics.enable_access_log(opts.access_log)
         request_log = None
@@ -111,6 +118,8 @@ class ModelServer:
             log.info("Exporting HTTP/REST API at:%s:%d ...", opts.rest_api_host, self.rest_port)
 
     async def stop(self, grace: float = 5.0) -> None:
+        if self._config_watch is not None:
+            self._config_watch.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._grpc is not None:

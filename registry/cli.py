@@ -1,0 +1,155 @@
+"""`mlops models`: list versions, promote / roll back labels, retire, history, model cards.
+
+Every failure is one line on stderr and exit status 1 (a traceback only with --debug), and a
+refused command leaves the config file and the served versions as they were.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+
+import click
+
+from pipeline.config import PipelineConfig
+from registry.errors import RegistryError
+
+_DEFAULTS = PipelineConfig()
+
+
+def _fail_cleanly(f):
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        try:
+            return f(*args, **kwargs)
+        except RegistryError as e:
+            if ctx.obj.get("debug"):
+                raise
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(1)
+        except Exception as e:  # noqa: BLE001 - unexpected, but still one line without --debug
+            if ctx.obj.get("debug"):
+                raise
+            click.echo(f"Error: {type(e).__name__}: {e} (rerun with --debug for details)", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--base-path", envvar="MLOPS_MODEL_BASE_PATH", default=_DEFAULTS.model_serving_dir,
+              show_default=True, help="The model base path (the Pusher's serving_model/<name>).")
+@click.option("--config", "config_path", envvar="MLOPS_MODEL_CONFIG", default=None,
+              help="TF Serving model config file [default: models.config beside the base path].")
+@click.option("--metadata", envvar="MLOPS_METADATA", default=_DEFAULTS.metadata_connection,
+              show_default=True, help="ML Metadata store: SQLite path, URL or .pbtxt.")
+@click.option("--model-name", default=_DEFAULTS.model_name, show_default=True)
+@click.option("--server", envvar="MLOPS_SERVER", default="127.0.0.1:8501", show_default=True,
+              help="REST address of the running model server ('' for none).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def models(ctx, base_path, config_path, metadata, model_name, server, debug) -> None:
+    """Operate served model versions: labels, rollback, retire, audit trail, model cards."""
+    from registry.operations import Registry
+
+    base_path = os.path.abspath(base_path)
+    config_path = config_path or os.path.join(os.path.dirname(base_path), "models.config")
+    ctx.obj = {"debug": debug, "registry": Registry(base_path, config_path, metadata, model_name,
+                                                     server or None)}
+
+
+def _registry():
+    return click.get_current_context().obj["registry"]
+
+
+def _version(text: str) -> int:
+    from registry.versions import parse_version
+
+    return parse_version(text)
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def list_cmd(as_json: bool) -> None:
+    """Every version under the base path: pushed at, run, span, evaluation, labels, server state."""
+    rows = _registry().list()
+    if as_json:
+        click.echo(json.dumps(rows, indent=1, default=str))
+        return
+    if not rows:
+        click.echo(f"no versions under {_registry().base_path}")
+        return
+    click.echo(f"{'version':>12}  {'labels':<16} {'server':<11} {'pushed at (UTC)':<26} "
+               f"{'span':>4} {'auc':>6} {'acc':>6} {'blessed':<7} {'baseline':>8}  run")
+    for r in rows:
+        def f(v, fmt="{:.3f}"):
+            return fmt.format(v) if isinstance(v, float) else ("" if v is None else str(v))
+        click.echo(f"{r['version']:>12}  {','.join(r['labels']) or '-':<16} "
+                   f"{f(r['server_state']) or 'no server':<11} {r['pushed_at']:<26} "
+                   f"{f(r.get('span')):>4} {f(r.get('auc')):>6} {f(r.get('accuracy')):>6} "
+                   f"{f(r.get('blessed')):<7} {f(r.get('baseline_model')) or '-':>8}  {r.get('run', '')}")
+
+
+def _print_action(action) -> None:
+    arrow = f"{action.from_version or '-'} -> {action.to_version or '(archive)'}"
+    label = f" {action.label}" if action.label else ""
+    click.echo(f"{action.action}{label}: {arrow} (recorded as ML Metadata execution "
+               f"#{action.execution_id})")
+
+
+@models.command()
+@click.argument("version")
+@click.option("--label", required=True, help="stable, canary or any name.")
+@click.option("--reason", required=True, help="Why; kept in the audit trail.")
+@_fail_cleanly
+def promote(version: str, label: str, reason: str) -> None:
+    """Point LABEL at VERSION in the model config file (the server picks it up by polling)."""
+    _print_action(_registry().promote(_version(version), label, reason))
+
+
+@models.command()
+@click.option("--label", default="stable", show_default=True)
+@click.option("--reason", default="", help="Why; kept in the audit trail.")
+@_fail_cleanly
+def rollback(label: str, reason: str) -> None:
+    """Point LABEL back at the version that held it before (from the audit trail)."""
+    _print_action(_registry().rollback(label, reason))
+
+
+@models.command()
+@click.argument("version")
+@click.option("--reason", default="", help="Why; kept in the audit trail.")
+@_fail_cleanly
+def retire(version: str, reason: str) -> None:
+    """Move VERSION into the archive beside the base path (never deleted; refused while labelled)."""
+    _print_action(_registry().retire(_version(version), reason))
+
+
+@models.command()
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def history(as_json: bool) -> None:
+    """Every push, promote, rollback and retire of the model, oldest first."""
+    actions = _registry().history()
+    if as_json:
+        click.echo(json.dumps([a.to_json() for a in actions], indent=1))
+        return
+    for a in actions:
+        label = f" {a.label}" if a.label else ""
+        click.echo(f"{a.when}  {a.action}{label:<10} {a.from_version or '-':>12} -> "
+                   f"{a.to_version or '(archive)':<12} by {a.who}: {a.reason}")
+
+
+@models.command()
+@click.argument("version")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md",
+              show_default=True)
+@_fail_cleanly
+def card(version: str, fmt: str) -> None:
+    """Print the model card written at push time (the .html file opens in any browser)."""
+    with open(_registry().card_path(_version(version), fmt)) as f:
+        click.echo(f.read(), nl=False)
