@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from lineage import artifacts_io
+from metadata import payloads
 from modules import features
 from registry import facts as facts_mod
 from registry import versions
@@ -43,7 +43,7 @@ def build(
     }
     lineage = card["lineage"]
     if "schema_uri" in lineage:
-        card["schema"] = artifacts_io.read_schema_summary(lineage["schema_uri"]) or {}
+        card["schema"] = payloads.read_schema_summary(lineage["schema_uri"]) or {}
     if "statistics_uri" in lineage:
         card["statistics"] = statistics_summary(lineage["statistics_uri"])
     evaluation = card.get("evaluation") or {}

@@ -2,7 +2,7 @@
 
 `mlops models list` and the model card both read these facts; the card adds the heavier parts
 (statistics, schema, per-slice metrics) in registry/card.py. Artifact payloads are read with
-lineage.artifacts_io's TensorFlow-free readers so listing stays interactive.
+metadata/'s TensorFlow-free readers so listing stays interactive.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 
-from lineage import artifacts_io
+from metadata import payloads
+from metadata.evaluation import read_evaluation
 from registry.store import RegistryStore, props
 
 
@@ -37,7 +38,7 @@ def model_facts(
         hp = _one(inputs, "hyperparameters")
         if hp is not None:
             facts["lineage"]["hyperparameters"] = hp.id
-            facts["hyperparameters"] = artifacts_io.read_hyperparameters(hp.uri) or {}
+            facts["hyperparameters"] = payloads.read_hyperparameters(hp.uri) or {}
         schema = _one(inputs, "schema")
         if schema is not None:
             facts["lineage"]["schema"] = schema.id
@@ -69,7 +70,7 @@ def evaluation_facts(rs: RegistryStore, blessing: mlmd.Artifact) -> dict[str, An
     if evaluation is not None:
         out["evaluation"] = evaluation.id
         out["evaluation_uri"] = evaluation.uri
-        metrics = artifacts_io.read_overall_metrics(evaluation.uri)
+        metrics = read_evaluation(evaluation.uri).metrics()
         out["metrics"] = {k: v for k, v in metrics.items() if ":" not in k}
         out["baseline_metrics"] = {k.split(":", 1)[1]: v for k, v in metrics.items()
                                    if k.startswith("baseline:")}

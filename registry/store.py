@@ -20,7 +20,7 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 
-from lineage.connection import ConnectionConfigError, connection_config_from_url, scrub
+from metadata.connection import ConnectionConfigError, connection_config_from_url, scrub
 from registry.errors import RegistryError
 
 ACTION_TYPE = "ModelAction"

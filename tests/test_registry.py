@@ -27,9 +27,9 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
-from lineage import artifacts_io
 from lineage.queries import trace
-from lineage.store import LineageStore, open_store
+from metadata.evaluation import read_evaluation
+from metadata.store import MetadataStore, open_store
 from tests.serving_models import SAMPLE_ROW, ServerProcess, make_example
 
 pytestmark = pytest.mark.slow
@@ -234,7 +234,7 @@ def test_promote_rollback_retire_history_and_bad_input(env):
     assert "latency regression" in text and ACTOR in text
 
     # -- the actions are in the version's lineage trace too ----------------------------------------
-    ls = LineageStore(open_store(models.metadata))
+    ls = open_store(models.metadata)
     summary = trace(ls, str(v0)).summary
     actions = [a["properties"]["action"] for a in summary["later_actions"]]
     assert actions == ["promote", "promote", "promote", "rollback", "retire"]
@@ -257,10 +257,10 @@ def test_model_card_numbers_equal_ml_metadata(env, small_pipeline):
     models, (v0, v1, _v2) = env
     version = v1  # a copy carries the card written at push time
     card = json.loads(models.ok("card", str(version), "--format", "json"))
-    ls = LineageStore(open_store(small_pipeline.metadata_path))
+    ls = open_store(small_pipeline.metadata_path)
     summary = trace(ls, str(v0)).summary
     (evaluation,) = summary["evaluation"]
-    metrics = artifacts_io.read_overall_metrics(_uri(ls, evaluation["evaluation_id"]))
+    metrics = read_evaluation(_uri(ls, evaluation["evaluation_id"])).metrics()
     assert card["evaluation"]["metrics"]["auc"] == metrics["auc"]
     assert card["evaluation"]["metrics"]["binary_accuracy"] == metrics["binary_accuracy"]
     assert card["evaluation"]["blessed"] is True
@@ -287,7 +287,7 @@ def test_model_card_numbers_equal_ml_metadata(env, small_pipeline):
     assert "<table>" in html_text and "Intended use" in html_text
 
 
-def _uri(ls: LineageStore, artifact_id: int) -> str:
+def _uri(ls: MetadataStore, artifact_id: int) -> str:
     return ls.artifacts_by_id([artifact_id])[artifact_id].uri
 
 
