@@ -13,9 +13,13 @@ setup(
     "push, serve over TF Serving's APIs, and trace lineage in ML Metadata.",
     python_requires=">=3.11",
     packages=find_packages(
-        include=["pipeline*", "modules*", "runners*", "serving*", "lineage*", "mlops*"]
+        include=["pipeline*", "modules*", "runners*", "serving*", "lineage*", "mlops*", "apps*"]
     ),
-    package_data={"pipeline": ["*.pbtxt"], "modules": ["best_hyperparameters/*"]},
+    package_data={
+        "pipeline": ["*.pbtxt"],
+        "modules": ["best_hyperparameters/*"],
+        "apps.ui": ["pages/*.py"],
+    },
     install_requires=[
         "tfx==1.16.0",
         "keras-tuner==1.3.5",  # last release on tf.keras (Keras 2); 1.4 requires Keras 3
@@ -27,6 +31,7 @@ setup(
         "aiohttp>=3.9",
         "orjson>=3.9",
         "requests",
+        "streamlit==1.60.0",  # the web app (apps/ui, `mlops ui`)
     ],
     extras_require={
         "dev": [
