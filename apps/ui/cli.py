@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -86,15 +87,19 @@ def ui(**kw: object) -> None:
         f"--server.port={port}", "--server.headless=true", "--browser.gatherUsageStats=false",
     ]
     click.echo(f"Web app on http://{address}:{port}", err=True)
+    app = subprocess.Popen(cmd, env=env)
+    # SIGTERM (a service manager, a test) stops the app and the server this command started.
+    signal.signal(signal.SIGTERM, lambda *_: app.terminate())
     try:
-        code = subprocess.call(cmd, env=env)
+        code = app.wait()
     except KeyboardInterrupt:
-        code = 0
+        code = app.wait()
     finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-    sys.exit(code)
+        for proc in (app, server):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    sys.exit(code if code > 0 else 0)

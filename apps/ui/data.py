@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 
 import pandas as pd
 import streamlit as st
@@ -47,6 +48,11 @@ class Threshold:
     kind: str  # "value >= bound" or "change vs baseline"
     bound: float
     direction: str  # "higher is better" / "lower is better"
+
+    @property
+    def key(self) -> str:
+        """TFMA's metric key for a Keras class name: AUC -> auc, BinaryAccuracy -> binary_accuracy."""
+        return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", self.metric).lower()
 
 
 @dataclasses.dataclass

@@ -25,9 +25,9 @@ class Settings:
     server_host: str = "127.0.0.1"
     rest_port: int = 8501
     grpc_port: int = 8500
-    # Version labels the Models page asks the server about (TF Serving's status API cannot list
-    # them, so they are probed by name).
-    labels: tuple[str, ...] = ("stable", "canary")
+    # Version labels the Models page asks the server about (e.g. stable,canary from the server's
+    # --model_config_file): TF Serving's status API cannot list them, so they are probed by name.
+    labels: tuple[str, ...] = ()
     # `mlops serve --request_log_dir`: enables the skew report on the Serving page.
     request_log_dir: str = ""
     cache_ttl: int = 30

@@ -39,7 +39,7 @@ else:
                 x=alt.X("distance:Q"), y=alt.Y("feature:N", sort="-x"),
                 color=alt.Color("exceeded:N"), tooltip=["feature", "comparator", "distance", "threshold"],
             ),
-            use_container_width=True,
+            width="stretch",
         )
 
 st.subheader("Statistics")
@@ -60,12 +60,12 @@ if chosen.kind == "numeric":
             x=alt.X("low:Q", bin="binned", title=feature), x2="high:Q", y="count:Q",
             tooltip=["low", "high", "count"],
         ),
-        use_container_width=True,
+        width="stretch",
     )
 else:
     st.altair_chart(
         alt.Chart(chosen.chart.head(20)).mark_bar().encode(
             x="frequency:Q", y=alt.Y("value:N", sort="-x"), tooltip=["value", "frequency"],
         ),
-        use_container_width=True,
+        width="stretch",
     )

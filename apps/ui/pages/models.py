@@ -45,6 +45,6 @@ hp = summary.get("hyperparameters", {}).get("tuned")
 if hp:
     st.markdown("Hyperparameters")
     st.json(hp)
-st.graphviz_chart(dot, use_container_width=True)
+st.graphviz_chart(dot, width="stretch")
 with st.expander("Lineage summary (JSON)"):
     st.json(summary)

@@ -41,7 +41,7 @@ if not timeline.empty:
             y=alt.Y("component:N", sort=list(timeline["component"])),
             color="state:N", tooltip=["component", "state", "seconds"],
         ),
-        use_container_width=True,
+        width="stretch",
     )
 st.dataframe(timeline[["component", "state", "seconds"]] if not timeline.empty else timeline,
              hide_index=True, key="components")
@@ -52,16 +52,16 @@ if detail.evaluation_uri is None:
 else:
     checks = []
     for t in detail.thresholds:
-        if t.kind == "change vs baseline":
-            value = detail.metrics.get(f"{t.metric} (change vs baseline)")
+        change = t.kind == "change vs baseline"
+        value = detail.metrics.get(t.key + (" (change vs baseline)" if change else ""))
+        failed = [c for c in detail.failed_checks["metric"]
+                  if c.startswith(t.key) and c.endswith("(change)") == change]
+        if change and value is None:
+            passed = None  # no baseline to compare with (the first blessed model)
         else:
-            value = detail.metrics.get(t.metric)
-        failed = any(
-            t.metric in c for c in detail.failed_checks["metric"]
-            if ("change" in c) == (t.kind == "change vs baseline")
-        )
+            passed = not failed
         checks.append({"metric": t.metric, "threshold": f"{t.kind} {t.bound:g} {t.direction}".strip(),
-                       "value": value, "passed": not failed})
+                       "value": value, "passed": passed})
     st.markdown("Overall metrics against the thresholds")
     st.dataframe(pd.DataFrame(checks, columns=["metric", "threshold", "value", "passed"]),
                  hide_index=True, key="thresholds")
@@ -89,7 +89,7 @@ else:
                     xOffset="model:N", y=alt.Y("value:Q", title=metric), color="model:N",
                     tooltip=["slice", "model", "value"],
                 ),
-                use_container_width=True,
+                width="stretch",
             )
             st.dataframe(
                 chosen.pivot_table(index="slice", columns="model", values="value")
