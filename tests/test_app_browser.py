@@ -94,25 +94,24 @@ class Browser:
             self.proc.kill()
 
 
-def test_predict_in_a_real_browser(small_pipeline, tmp_path):
+def test_mlops_ui_starts_server_and_predicts_in_a_real_browser(small_pipeline, tmp_path):
+    """The documented one command: `mlops ui` finds no model server, starts one on the pushed
+    model, and the app predicts through it."""
     assert small_pipeline.exit_code == 0
-    server = sm.ServerProcess(
-        f"--model_name={small_pipeline.config.model_name}",
-        f"--model_base_path={small_pipeline.serving_model_dir}",
-    ).wait_ready()
-    app_port = sm.free_port()
+    rest_port, grpc_port, app_port = sm.free_port(), sm.free_port(), sm.free_port()
     app = subprocess.Popen(
-        [sys.executable, "-m", "mlops.cli", "ui", "--no-start-server", f"--port={app_port}",
+        [sys.executable, "-m", "mlops.cli", "ui", f"--port={app_port}",
          f"--metadata={small_pipeline.metadata_path}",
          f"--pipeline-name={small_pipeline.config.pipeline_name}",
          f"--serving-dir={small_pipeline.serving_model_dir}",
-         f"--rest-port={server.rest_port}", f"--grpc-port={server.grpc_port}"],
+         f"--rest-port={rest_port}", f"--grpc-port={grpc_port}"],
         stdout=open(tmp_path / "app.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
     )
     browser = None
     try:
         url = f"http://127.0.0.1:{app_port}"
         _wait_http(url + "/_stcore/health", app)
+        _wait_http(f"http://127.0.0.1:{rest_port}/v1/models/taxi", app)
         browser = Browser(url + "/predict", tmp_path / "chromium-profile")
         browser.wait_for("document.querySelector('input[aria-label=\"trip_miles\"]') !== null")
         # Type into the field like a user: focus, select the old value, insert text.
@@ -134,7 +133,7 @@ def test_predict_in_a_real_browser(small_pipeline, tmp_path):
         fields = data.form_fields.__wrapped__(small_pipeline.metadata_path,
                                               small_pipeline.config.pipeline_name)
         row = {f.name: f.default for f in fields} | {"trip_miles": 3.5}
-        expected = predict_rows(RestClient("127.0.0.1", server.rest_port), "taxi", [row])[0]
+        expected = predict_rows(RestClient("127.0.0.1", rest_port), "taxi", [row])[0]
         assert float(shown) == pytest.approx(expected["probabilities"][0], abs=1e-4)
         answered = browser.js("document.body.innerText")
         assert "answered by version" in answered and "REST" in answered
@@ -147,4 +146,6 @@ def test_predict_in_a_real_browser(small_pipeline, tmp_path):
             app.wait(timeout=20)
         except subprocess.TimeoutExpired:
             app.kill()
-        server.stop()
+        assert "No model server answers; starting one" in (tmp_path / "app.log").read_text()
+        with pytest.raises(OSError):  # the server it started stopped with it
+            urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/taxi", timeout=2)
