@@ -179,9 +179,10 @@ def test_batch_scores_good_rows_and_lists_bad_ones(settings, monkeypatch):
 @pytest.mark.parametrize(
     "content, message",
     [
-        (b"\x00\xff\x00garbage", "no model feature columns"),
-        (b"a,b\n1,2\n", "no model feature columns"),
+        (b"\x00\xff\x00garbage", "is not UTF-8 text"),
+        (b"a,b\n1,2\n", "has no model feature columns"),
         (b"trip_miles,fare\n", "has no data rows"),
+        (b"", "is empty"),
     ],
 )
 def test_malformed_upload_gives_a_message(settings, monkeypatch, content, message):

@@ -92,18 +92,55 @@ class BadRow:
     reason: str
 
 
-def check_rows(frame: pd.DataFrame) -> tuple[list[int], list[BadRow]]:
-    """Indexes of rows that encode, and the others with their CSV line number and reason."""
-    missing = [k for k in features.RAW_FEATURE_KEYS if k not in frame.columns]
-    if len(missing) == len(features.RAW_FEATURE_KEYS):
+def read_upload(content: bytes, name: str = "upload") -> pd.DataFrame:
+    """An uploaded CSV as strings (typed later, per row); ValueError says why it is unusable."""
+    import csv
+    import io
+
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{name} is not UTF-8 text (byte {e.start})") from None
+    rows, lines = [], []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for r in reader:
+            if r:  # blank lines are skipped, but the line numbers stay the file's
+                rows.append(r)
+                lines.append(reader.line_num)
+    except csv.Error as e:
+        raise ValueError(f"{name} is not a readable CSV (line {reader.line_num}): {e}") from None
+    if not rows:
+        raise ValueError(f"{name} is empty: expected a header row")
+    header = [h.strip() for h in rows[0]]
+    if not any(k in header for k in features.RAW_FEATURE_KEYS):
         raise ValueError(
-            "no model feature columns in the file: expected a header with "
+            f"{name} has no model feature columns: expected a header with "
             + ", ".join(features.RAW_FEATURE_KEYS)
         )
+    if len(set(header)) != len(header):
+        raise ValueError(f"{name} has duplicated columns in its header")
+    if len(rows) == 1:
+        raise ValueError(f"{name} has no data rows")
+    width = len(header)
+    # Short or long rows keep their line: padded or cut here, reported by check_rows.
+    data = [(r + [""] * width)[:width] for r in rows[1:]]
+    frame = pd.DataFrame(data, columns=header, dtype=str)
+    frame.attrs["widths"] = [len(r) for r in rows[1:]]
+    frame.attrs["lines"] = lines[1:]
+    return frame
+
+
+def check_rows(frame: pd.DataFrame) -> tuple[list[int], list[BadRow]]:
+    """Indexes of rows that encode, and the others with their CSV line number and reason."""
+    widths = frame.attrs.get("widths") or [len(frame.columns)] * len(frame)
+    lines = frame.attrs.get("lines") or [i + 2 for i in range(len(frame))]
     good, bad = [], []
     for i, row in enumerate(frame.to_dict("records")):
-        line = i + 2  # header is line 1
+        line = lines[i]
         reasons = []
+        if widths[i] != len(frame.columns):
+            reasons.append(f"{widths[i]} values, expected {len(frame.columns)}")
         for key in features.RAW_FEATURE_KEYS:
             value = row.get(key)
             if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
@@ -165,7 +202,8 @@ def score_frame(
     scored[PROBABILITY_COLUMN] = probabilities
     if progress and not rows:
         progress(1.0)
-    scored.insert(0, "line", [i + 2 for i in good])
+    lines = frame.attrs.get("lines") or [i + 2 for i in range(len(frame))]
+    scored.insert(0, "line", [lines[i] for i in good])
     return scored.reset_index(drop=True), bad
 
 

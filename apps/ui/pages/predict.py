@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import pandas as pd
 import streamlit as st
 
@@ -77,23 +75,16 @@ with batch:
     chunk_size = st.number_input("Rows per request", min_value=1, max_value=1000, value=100)
     if upload is not None:
         try:
-            frame = pd.read_csv(io.BytesIO(upload.getvalue()), dtype=str, keep_default_na=False)
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
-            st.error(f"cannot read {upload.name} as CSV: {str(e).splitlines()[0]}")
-            st.stop()
-        if frame.empty:
-            st.error(f"{upload.name} has no data rows")
+            frame = server.read_upload(upload.getvalue(), upload.name)
+        except ValueError as e:
+            st.error(str(e))
             st.stop()
         bar = st.progress(0.0, text="scoring")
-        try:
-            with shown_errors():
-                scored, bad = server.score_frame(
-                    frame, protocol, cfg.server_host, port, cfg.model_name,
-                    chunk_size=int(chunk_size), progress=lambda f: bar.progress(f, text="scoring"),
-                )
-        except ValueError as e:
-            st.error(f"{upload.name}: {e}")
-            st.stop()
+        with shown_errors():
+            scored, bad = server.score_frame(
+                frame, protocol, cfg.server_host, port, cfg.model_name,
+                chunk_size=int(chunk_size), progress=lambda f: bar.progress(f, text="scoring"),
+            )
         st.success(f"scored {len(scored)} of {len(frame)} rows")
         if bad:
             st.warning(f"{len(bad)} row(s) could not be encoded and were skipped")
