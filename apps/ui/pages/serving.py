@@ -14,8 +14,11 @@ st.caption(f"{cfg.server_host}:{cfg.rest_port}{server.METRICS_PATH}")
 
 @st.fragment(run_every=5 if st.session_state.get("live", False) else None)
 def live() -> None:
-    with shown_errors():
+    try:
         sample = server.scrape(cfg.server_host, cfg.rest_port)
+    except server.ServerUnavailable as e:  # the skew report below works without a server
+        st.error(str(e))
+        return
     before = st.session_state.get("previous_sample")
     st.session_state["previous_sample"] = sample
     requests = sample.requests
