@@ -92,7 +92,8 @@ else:
                 width="stretch",
             )
             st.dataframe(
-                chosen.pivot_table(index="slice", columns="model", values="value")
+                chosen.drop_duplicates(["slice", "model"])
+                .pivot(index="slice", columns="model", values="value")
                 .reset_index().sort_values("slice", key=lambda s: pd.to_numeric(s, errors="coerce")),
                 hide_index=True, key="slices",
             )
