@@ -18,7 +18,7 @@ setup(
     package_data={
         "pipeline": ["*.pbtxt"],
         "modules": ["best_hyperparameters/*"],
-        "apps.ui": ["pages/*.py"],
+        "apps.ui": ["views/*.py"],
     },
     install_requires=[
         "tfx==1.16.0",

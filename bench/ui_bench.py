@@ -100,7 +100,7 @@ def render_times(page: str, env: dict[str, str], repeats: int) -> tuple[float, f
 
     os.environ.update(env)
     st.cache_data.clear()
-    path = str(ROOT / "apps" / "ui" / "pages" / f"{page}.py")
+    path = str(ROOT / "apps" / "ui" / "views" / f"{page}.py")
 
     def once() -> float:
         at = AppTest.from_file(path, default_timeout=600)

@@ -20,7 +20,7 @@ from serving.client import RestClient, predict_rows
 from tests import serving_models as sm
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ROOT / "apps" / "ui" / "pages"
+PAGES = ROOT / "apps" / "ui" / "views"
 DATA = ROOT / "data" / "taxi" / "span-1" / "data.csv"
 TIMEOUT = 180
 with open(DATA, newline="") as _f:

@@ -6,7 +6,7 @@ import os
 
 import streamlit as st
 
-_PAGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pages")
+_PAGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "views")
 
 st.set_page_config(page_title="TFX taxi MLOps", layout="wide")
 page = st.navigation(

@@ -85,6 +85,7 @@ def ui(**kw: object) -> None:
     cmd = [
         sys.executable, "-m", "streamlit", "run", APP, f"--server.address={address}",
         f"--server.port={port}", "--server.headless=true", "--browser.gatherUsageStats=false",
+        "--client.toolbarMode=viewer",
     ]
     click.echo(f"Web app on http://{address}:{port}", err=True)
     app = subprocess.Popen(cmd, env=env)
