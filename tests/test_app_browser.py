@@ -135,6 +135,8 @@ def test_mlops_ui_starts_server_and_predicts_in_a_real_browser(small_pipeline, t
         row = {f.name: f.default for f in fields} | {"trip_miles": 3.5}
         expected = predict_rows(RestClient("127.0.0.1", rest_port), "taxi", [row])[0]
         assert float(shown) == pytest.approx(expected["probabilities"][0], abs=1e-4)
+        nav = browser.js("document.querySelector('[data-testid=\"stSidebar\"]').innerText")
+        assert nav.split() == ["Predict", "Runs", "Models", "Data", "Serving"], nav
         answered = browser.js("document.body.innerText")
         assert "answered by version" in answered and "REST" in answered
         assert shot.stat().st_size > 10_000
