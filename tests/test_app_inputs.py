@@ -101,3 +101,16 @@ def test_latency_percentiles_match_the_histogram():
     assert p["p90_ms"] == pytest.approx(10.0)
     assert p["p99_ms"] == pytest.approx(10 + 90 * 0.9)
     assert all(math.isfinite(p[c]) for c in ("p50_ms", "p90_ms", "p99_ms"))
+
+
+def test_mlops_ui_help_lists_the_store_and_server_flags():
+    from click.testing import CliRunner
+
+    from mlops.cli import main
+
+    result = CliRunner().invoke(main, ["ui", "--help"])
+    assert result.exit_code == 0, result.output
+    for flag in ("--metadata", "--rest-port", "--grpc-port", "--start-server / --no-start-server",
+                 "--address", "--request-log-dir", "--labels"):
+        assert flag in result.output
+    assert "127.0.0.1" in result.output  # binds to localhost unless told otherwise

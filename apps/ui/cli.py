@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -21,6 +22,7 @@ from apps.ui.settings import Settings
 APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app.py")
 _D = Settings()
 _LOCAL = ("127.0.0.1", "localhost", "::1")
+_GRACE_SECONDS = 10.0
 
 
 def _answers(host: str, port: int) -> bool:
@@ -89,18 +91,30 @@ def ui(**kw: object) -> None:
     ]
     click.echo(f"Web app on http://{address}:{port}", err=True)
     app = subprocess.Popen(cmd, env=env)
-    # SIGTERM (a service manager, a test) stops the app and the server this command started.
-    signal.signal(signal.SIGTERM, lambda *_: app.terminate())
+    # SIGTERM (a service manager, a test) or Ctrl-C stops the app, killed if it lingers (a page
+    # busy in a long read does not return to Streamlit's shutdown), and the server started here.
+    stopping: list[float] = []
+
+    def stop(*_: object) -> None:
+        stopping.append(time.monotonic())
+        app.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
     try:
-        code = app.wait()
-    except KeyboardInterrupt:
+        while app.poll() is None:
+            try:
+                time.sleep(0.2)
+            except KeyboardInterrupt:
+                stop()
+            if stopping and time.monotonic() - stopping[0] > _GRACE_SECONDS:
+                app.kill()
         code = app.wait()
     finally:
         for proc in (app, server):
             if proc is not None and proc.poll() is None:
                 proc.terminate()
                 try:
-                    proc.wait(timeout=20)
+                    proc.wait(timeout=_GRACE_SECONDS)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-    sys.exit(code if code > 0 else 0)
+    sys.exit(0 if stopping or code < 0 else code)
