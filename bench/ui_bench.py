@@ -131,7 +131,7 @@ def main() -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 600  # TF import + model load; slow on a loaded machine
         while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/{config.model_name}",
