@@ -112,12 +112,14 @@ def test_mlops_ui_starts_server_and_predicts_in_a_real_browser(small_pipeline, t
         url = f"http://127.0.0.1:{app_port}"
         _wait_http(url + "/_stcore/health", app)
         _wait_http(f"http://127.0.0.1:{rest_port}/v1/models/taxi", app)
-        browser = Browser(url + "/predict", tmp_path / "chromium-profile")
+        browser = Browser(url + "/", tmp_path / "chromium-profile")  # Predict is the home page
         browser.wait_for("document.querySelector('input[aria-label=\"trip_miles\"]') !== null")
         # Type into the field like a user: focus, select the old value, insert text.
         browser.js("var e = document.querySelector('input[aria-label=\"trip_miles\"]');"
                    " e.focus(); e.select(); true")
         browser.send("Input.insertText", text="3.5")
+        browser.wait_for("parseFloat(document.querySelector("
+                         "'input[aria-label=\"trip_miles\"]').value) === 3.5", timeout=30)
         browser.js("document.activeElement.blur(); true")
         browser.wait_for("[...document.querySelectorAll('button')]"
                          ".some(b => b.innerText.trim() === 'Predict')")
@@ -139,6 +141,7 @@ def test_mlops_ui_starts_server_and_predicts_in_a_real_browser(small_pipeline, t
         assert nav.split() == ["Predict", "Runs", "Models", "Data", "Serving"], nav
         answered = browser.js("document.body.innerText")
         assert "answered by version" in answered and "REST" in answered
+        assert "Page not found" not in answered
         assert shot.stat().st_size > 10_000
     finally:
         if browser is not None:
