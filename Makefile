@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install run run-fast test test-fast lint serve bench bench-pipeline clean
+.PHONY: install run run-fast test test-fast lint serve ui bench bench-pipeline clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ lint: install
 
 serve: install
 	$(BIN)/mlops serve --model_name=taxi --model_base_path=$(CURDIR)/serving_model/taxi $(ARGS)
+
+# The web app on http://127.0.0.1:8502 (docs/ui.md); starts `mlops serve` when none answers.
+ui: install
+	$(BIN)/mlops ui $(ARGS)
 
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

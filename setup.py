@@ -14,10 +14,15 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(
         include=[
-            "metadata*", "pipeline*", "modules*", "runners*", "serving*", "lineage*", "mlops*"
+            "metadata*", "pipeline*", "modules*", "runners*", "serving*", "lineage*", "registry*",
+            "apps*", "mlops*",
         ]
     ),
-    package_data={"modules": ["best_hyperparameters/*"]},
+    package_data={
+        "modules": ["best_hyperparameters/*"],
+        "apps.ui": ["views/*.py"],
+        "registry": ["model_card_template.md"],
+    },
     install_requires=[
         "tfx==1.16.0",
         "keras-tuner==1.3.5",  # last release on tf.keras (Keras 2); 1.4 requires Keras 3
@@ -30,6 +35,7 @@ setup(
         "orjson>=3.9",
         "requests",
         "markdown",  # model cards' HTML (registry/card.py)
+        "streamlit==1.60.0",  # the web app (apps/ui, `mlops ui`)
     ],
     extras_require={
         "dev": [

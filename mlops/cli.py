@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "predict": "serving.cli:predict",
     "data": "pipeline.spans:data",
     "models": "registry.cli:models",
+    "ui": "apps.ui.cli:ui",
 }
 
 

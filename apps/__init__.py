@@ -1,0 +1,1 @@
+"""User-facing applications built on the pipeline's stores and servers."""

@@ -1,0 +1,320 @@
+"""What the app asks the model server, through serving/client.py and TF Serving's protocol only.
+
+Raw rows are checked and typed with modules/features.py (the same feature kinds the pipeline
+trains on), so a bad row in an uploaded file is reported with its line number instead of
+failing the whole batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping
+
+import pandas as pd
+import requests
+
+from modules import features
+from serving.client import GrpcClient, RestClient, ServingClientError, predict_rows
+
+PROBABILITY_COLUMN = "probability"
+METRICS_PATH = "/monitoring/prometheus/metrics"
+
+
+class ServerUnavailable(Exception):
+    """The model server did not answer or refused the request; the message is user-facing."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    probability: float
+    version: str
+    label: str
+    protocol: str
+    latency_ms: float
+
+
+def _client(protocol: str, host: str, port: int) -> RestClient | GrpcClient:
+    return GrpcClient(host, port, timeout=10.0) if protocol == "grpc" else RestClient(host, port, timeout=10.0)
+
+
+def _explain(exc: Exception, host: str, port: int) -> ServerUnavailable:
+    if isinstance(exc, ServingClientError):
+        return ServerUnavailable(f"the model server refused the request: {exc.message}")
+    if isinstance(exc, requests.RequestException) or "UNAVAILABLE" in str(exc):
+        return ServerUnavailable(
+            f"no model server answers at {host}:{port}: start one with `make serve` "
+            "(or `mlops ui`, which starts it when none answers)"
+        )
+    return ServerUnavailable(f"model server error: {exc}")
+
+
+def resolved_version(host: str, rest_port: int, model: str, version: int | None, label: str | None) -> str:
+    """The version the server resolves a request to (REST metadata's model_spec)."""
+    try:
+        meta = RestClient(host, rest_port, timeout=5.0).metadata(model, version, label or None)
+    except (ServingClientError, requests.RequestException, ValueError) as e:
+        raise _explain(e, host, rest_port) from None
+    return str(meta["model_spec"]["version"])
+
+
+def predict_one(
+    row: Mapping[str, object], protocol: str, host: str, port: int, rest_port: int, model: str,
+    version: int | None = None, label: str | None = None,
+) -> Prediction:
+    """One row through the chosen protocol; latency is the client-side round trip."""
+    client = _client(protocol, host, port)
+    started = time.perf_counter()
+    try:
+        result = predict_rows(client, model, [row], version=version, label=label or None)
+    except Exception as e:  # noqa: BLE001 - any transport failure is shown, not raised
+        raise _explain(e, host, port) from None
+    finally:
+        if isinstance(client, GrpcClient):
+            client.close()
+    latency = (time.perf_counter() - started) * 1e3
+    answered = resolved_version(host, rest_port, model, version, label)
+    return Prediction(_probability(result[0]), answered, label or "", protocol, latency)
+
+
+def _probability(output: Mapping[str, object]) -> float:
+    value = output.get("probabilities", next(iter(output.values())))
+    while isinstance(value, list):
+        value = value[0]
+    return float(value)
+
+
+# ---- batch scoring -------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class BadRow:
+    line: int
+    reason: str
+
+
+def read_upload(content: bytes, name: str = "upload") -> pd.DataFrame:
+    """An uploaded CSV as strings (typed later, per row); ValueError says why it is unusable."""
+    import csv
+    import io
+
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{name} is not UTF-8 text (byte {e.start})") from None
+    rows, lines = [], []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for r in reader:
+            if r:  # blank lines are skipped, but the line numbers stay the file's
+                rows.append(r)
+                lines.append(reader.line_num)
+    except csv.Error as e:
+        raise ValueError(f"{name} is not a readable CSV (line {reader.line_num}): {e}") from None
+    if not rows:
+        raise ValueError(f"{name} is empty: expected a header row")
+    header = [h.strip() for h in rows[0]]
+    if not any(k in header for k in features.RAW_FEATURE_KEYS):
+        raise ValueError(
+            f"{name} has no model feature columns: expected a header with "
+            + ", ".join(features.RAW_FEATURE_KEYS)
+        )
+    if len(set(header)) != len(header):
+        raise ValueError(f"{name} has duplicated columns in its header")
+    if len(rows) == 1:
+        raise ValueError(f"{name} has no data rows")
+    width = len(header)
+    # Short or long rows keep their line: padded or cut here, reported by check_rows.
+    data = [(r + [""] * width)[:width] for r in rows[1:]]
+    frame = pd.DataFrame(data, columns=header, dtype=str)
+    frame.attrs["widths"] = [len(r) for r in rows[1:]]
+    frame.attrs["lines"] = lines[1:]
+    return frame
+
+
+def check_rows(frame: pd.DataFrame) -> tuple[list[int], list[BadRow]]:
+    """Indexes of rows that encode, and the others with their CSV line number and reason."""
+    widths = frame.attrs.get("widths") or [len(frame.columns)] * len(frame)
+    lines = frame.attrs.get("lines") or [i + 2 for i in range(len(frame))]
+    good, bad = [], []
+    for i, row in enumerate(frame.to_dict("records")):
+        line = lines[i]
+        reasons = []
+        if widths[i] != len(frame.columns):
+            reasons.append(f"{widths[i]} values, expected {len(frame.columns)}")
+        for key in features.RAW_FEATURE_KEYS:
+            value = row.get(key)
+            if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+                continue
+            reason = _bad_value(key, value)
+            if reason:
+                reasons.append(reason)
+        if reasons:
+            bad.append(BadRow(line, "; ".join(reasons)))
+        else:
+            good.append(i)
+    return good, bad
+
+
+def _bad_value(key: str, value: object) -> str | None:
+    kind = features.raw_dtype(key)
+    if kind == "bytes":
+        return None
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return f"{key}={text!r} is not a number"
+    if not math.isfinite(number):
+        return f"{key}={text!r} is not a finite number"
+    if kind == "int64" and number != int(number):
+        return f"{key}={text!r} is not an integer"
+    if kind == "int64" and abs(number) >= 2**63:
+        return f"{key}={text!r} is out of the int64 range"
+    return None
+
+
+def score_frame(
+    frame: pd.DataFrame, protocol: str, host: str, port: int, model: str,
+    chunk_size: int = 100, progress: Callable[[float], None] | None = None,
+) -> tuple[pd.DataFrame, list[BadRow]]:
+    """Score the rows that encode, in chunks; returns (good rows + probability, bad rows)."""
+    good, bad = check_rows(frame)
+    scored = frame.iloc[good].copy()
+    rows = [
+        {k: (None if _missing(v) else v) for k, v in r.items()}
+        for r in scored.to_dict("records")
+    ]
+    client = _client(protocol, host, port)
+    probabilities: list[float] = []
+    try:
+        for start in range(0, len(rows), chunk_size):
+            chunk = rows[start : start + chunk_size]
+            try:
+                result = predict_rows(client, model, chunk, batch_size=chunk_size)
+            except Exception as e:  # noqa: BLE001
+                raise _explain(e, host, port) from None
+            probabilities.extend(_probability(r) for r in result)
+            if progress:
+                progress(min(1.0, (start + len(chunk)) / max(1, len(rows))))
+    finally:
+        if isinstance(client, GrpcClient):
+            client.close()
+    scored[PROBABILITY_COLUMN] = probabilities
+    if progress and not rows:
+        progress(1.0)
+    lines = frame.attrs.get("lines") or [i + 2 for i in range(len(frame))]
+    scored.insert(0, "line", [lines[i] for i in good])
+    return scored.reset_index(drop=True), bad
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+
+
+# ---- status and metrics ----------------------------------------------------------------------
+def version_status(host: str, rest_port: int, model: str, labels: tuple[str, ...]) -> pd.DataFrame:
+    """The server's state per version (REST status API) and which probed labels point to it."""
+    client = RestClient(host, rest_port, timeout=5.0)
+    try:
+        status = client.status(model)
+    except (ServingClientError, requests.RequestException, ValueError) as e:
+        raise _explain(e, host, rest_port) from None
+    by_label: dict[str, list[str]] = {}
+    for label in labels:
+        try:
+            for v in client.status(model, label=label)["model_version_status"]:
+                by_label.setdefault(v["version"], []).append(label)
+        except (ServingClientError, requests.RequestException, ValueError):
+            continue  # label not configured
+    rows = [
+        {
+            "version": int(v["version"]),
+            "state": v["state"],
+            "labels": ", ".join(by_label.get(v["version"], [])),
+            "error": v.get("status", {}).get("error_message", ""),
+        }
+        for v in status["model_version_status"]
+    ]
+    return pd.DataFrame(rows, columns=["version", "state", "labels", "error"])
+
+
+@dataclasses.dataclass
+class MetricsSample:
+    taken: float
+    requests: pd.DataFrame  # model_name, version, method, protocol, status, count
+    latency_buckets: pd.DataFrame  # model_name, version, method, protocol, le, count
+
+
+def scrape(host: str, rest_port: int) -> MetricsSample:
+    """One read of the server's Prometheus endpoint, parsed with prometheus_client."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://{host}:{rest_port}{METRICS_PATH}"
+    try:
+        response = requests.get(url, timeout=5.0)
+    except requests.RequestException as e:
+        raise _explain(e, host, rest_port) from None
+    if response.status_code != 200:
+        raise ServerUnavailable(f"{url} answered HTTP {response.status_code}: metrics are off?")
+    counts, buckets = [], []
+    for family in text_string_to_metric_families(response.text):
+        for s in family.samples:
+            if s.name == "tfserving_request_count_total":
+                counts.append({**s.labels, "count": s.value})
+            elif s.name == "tfserving_request_latency_seconds_bucket":
+                buckets.append({**s.labels, "le": float(s.labels["le"]), "count": s.value})
+    keys = ["model_name", "version", "method", "protocol"]
+    return MetricsSample(
+        time.time(),
+        pd.DataFrame(counts, columns=[*keys, "status", "count"]),
+        pd.DataFrame(buckets, columns=[*keys, "le", "count"]),
+    )
+
+
+def rates(before: MetricsSample, after: MetricsSample) -> pd.DataFrame:
+    """Requests per second and errors per second by model/version/status between two samples."""
+    keys = ["model_name", "version", "method", "protocol", "status"]
+    seconds = max(after.taken - before.taken, 1e-6)
+    merged = after.requests.merge(before.requests, on=keys, how="left", suffixes=("", "_before"))
+    merged["count_before"] = merged["count_before"].fillna(0.0)
+    merged["per_second"] = (merged["count"] - merged["count_before"]) / seconds
+    return merged[[*keys, "count", "per_second"]]
+
+
+def latency_percentiles(
+    sample: MetricsSample, before: MetricsSample | None = None,
+    quantiles: tuple[float, ...] = (0.5, 0.9, 0.99),
+) -> pd.DataFrame:
+    """Latency percentiles (ms) per model/version/method from the histogram buckets, linearly
+    interpolated inside a bucket as Prometheus' histogram_quantile does; over the interval
+    since `before` when given, else since the server started."""
+    keys = ["model_name", "version", "method", "protocol"]
+    frame = sample.latency_buckets
+    if before is not None and not before.latency_buckets.empty:
+        frame = frame.merge(before.latency_buckets, on=[*keys, "le"], how="left",
+                            suffixes=("", "_before"))
+        frame["count"] = frame["count"] - frame["count_before"].fillna(0.0)
+    rows = []
+    for group, buckets in frame.groupby(keys):
+        buckets = buckets.sort_values("le")
+        total = buckets["count"].iloc[-1]
+        if total <= 0:
+            continue
+        row = dict(zip(keys, group, strict=True)) | {"requests": int(total)}
+        for q in quantiles:
+            row[f"p{int(q * 100)}_ms"] = _quantile(buckets, q * total) * 1e3
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*keys, "requests", *(f"p{int(q * 100)}_ms" for q in quantiles)])
+
+
+def _quantile(buckets: pd.DataFrame, rank: float) -> float:
+    lower_le, lower_count = 0.0, 0.0
+    for le, count in zip(buckets["le"], buckets["count"], strict=True):
+        if count >= rank:
+            if math.isinf(le):
+                return lower_le
+            if count == lower_count:
+                return le
+            return lower_le + (le - lower_le) * (rank - lower_count) / (count - lower_count)
+        lower_le, lower_count = le, count
+    return lower_le

@@ -1,0 +1,58 @@
+"""Where the app finds the metadata store and the model server.
+
+`mlops ui` passes its flags to the Streamlit process as environment variables, so every page
+(and Streamlit's AppTest) reads one consistent set without a config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from pipeline.config import PipelineConfig
+
+_DEFAULTS = PipelineConfig()
+ENV_PREFIX = "MLOPS_UI_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    metadata: str = _DEFAULTS.metadata_connection
+    pipeline_name: str = _DEFAULTS.pipeline_name
+    model_name: str = _DEFAULTS.model_name
+    serving_dir: str = _DEFAULTS.model_serving_dir
+    schema_path: str = _DEFAULTS.schema_path
+    server_host: str = "127.0.0.1"
+    rest_port: int = 8501
+    grpc_port: int = 8500
+    # Version labels the Models page asks the server about (e.g. stable,canary from the server's
+    # --model_config_file): TF Serving's status API cannot list them, so they are probed by name.
+    labels: tuple[str, ...] = ()
+    # `mlops serve --request_log_dir`: enables the skew report on the Serving page.
+    request_log_dir: str = ""
+    cache_ttl: int = 30
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + field.name.upper())
+            if raw is None:
+                continue
+            if field.type == "int":
+                values[field.name] = int(raw)
+            elif field.name == "labels":
+                values[field.name] = tuple(x.strip() for x in raw.split(",") if x.strip())
+            else:
+                values[field.name] = raw
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        out = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            out[ENV_PREFIX + field.name.upper()] = (
+                ",".join(value) if isinstance(value, tuple) else str(value)
+            )
+        return out

@@ -1,0 +1,97 @@
+"""Predict: one row from a form generated from the training data, or a whole CSV file."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from apps.ui import data, server
+from apps.ui.common import settings, shown_errors
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(value)
+
+
+cfg = settings()
+st.title("Predict")
+st.caption(
+    f"Model `{cfg.model_name}` on the model server at {cfg.server_host} "
+    f"(REST :{cfg.rest_port}, gRPC :{cfg.grpc_port})."
+)
+
+protocol = st.radio("Protocol", ["REST", "gRPC"], horizontal=True, key="protocol").lower()
+port = cfg.grpc_port if protocol == "grpc" else cfg.rest_port
+with st.expander("Version or label (default: the latest version)"):
+    version_text = st.text_input("Version", key="version")
+    label = st.text_input("Label", key="label")
+version = int(version_text) if version_text.strip().isdigit() else None
+if version_text.strip() and version is None:
+    st.error(f"version must be a number, not {version_text!r}")
+    st.stop()
+
+single, batch = st.tabs(["One trip", "Batch (CSV)"])
+
+with single:
+    fields: list[data.FieldSpec] = []
+    with shown_errors(stop=False):
+        fields = data.form_fields(cfg.metadata, cfg.pipeline_name)
+    submitted = False
+    if fields:
+        with st.form("predict"):
+            row: dict[str, object] = {}
+            columns = st.columns(3)
+            for i, f in enumerate(fields):
+                col = columns[i % 3]
+                if f.kind == "choice":
+                    options = list(f.choices) or [""]
+                    row[f.name] = col.selectbox(f.name, options, key=f"f_{f.name}")
+                elif f.kind == "int":
+                    row[f.name] = col.number_input(
+                        f.name, min_value=f.minimum, max_value=f.maximum, value=f.default, step=1,
+                        key=f"f_{f.name}",
+                    )
+                else:
+                    row[f.name] = col.number_input(
+                        f.name, min_value=_float(f.minimum), max_value=_float(f.maximum),
+                        value=_float(f.default) or 0.0, key=f"f_{f.name}", format="%.6f",
+                    )
+            submitted = st.form_submit_button("Predict")
+    if submitted:
+        p = None
+        with shown_errors(stop=False):
+            p = server.predict_one(row, protocol, cfg.server_host, port, cfg.rest_port,
+                                   cfg.model_name, version, label)
+    if submitted and p is not None:
+        st.metric("Probability of a big tip", f"{p.probability:.4f}")
+        st.success(
+            f"answered by version {p.version}"
+            + (f" (label {p.label})" if p.label else "")
+            + f" over {p.protocol.upper()} in {p.latency_ms:.1f} ms"
+        )
+
+with batch:
+    upload = st.file_uploader("CSV with a header row of raw features", type=["csv"])
+    chunk_size = st.number_input("Rows per request", min_value=1, max_value=1000, value=100)
+    if upload is not None:
+        try:
+            frame = server.read_upload(upload.getvalue(), upload.name)
+        except ValueError as e:
+            st.error(str(e))
+            st.stop()
+        bar = st.progress(0.0, text="scoring")
+        with shown_errors():
+            scored, bad = server.score_frame(
+                frame, protocol, cfg.server_host, port, cfg.model_name,
+                chunk_size=int(chunk_size), progress=lambda f: bar.progress(f, text="scoring"),
+            )
+        st.success(f"scored {len(scored)} of {len(frame)} rows")
+        if bad:
+            st.warning(f"{len(bad)} row(s) could not be encoded and were skipped")
+            st.dataframe(pd.DataFrame([{"line": b.line, "reason": b.reason} for b in bad]),
+                         key="bad_rows")
+        st.dataframe(scored, key="scored")
+        st.download_button(
+            "Download scored CSV", scored.to_csv(index=False).encode(),
+            file_name=upload.name.removesuffix(".csv") + "-scored.csv", mime="text/csv",
+        )
