@@ -97,7 +97,7 @@ def latest_run_report(
         )
         for artifacts in store.outputs(execution.id).values():
             for artifact in artifacts:
-                _read_artifact(store, artifact, report, execution.node_id)
+                read_artifact(store, artifact, report, execution.node_id)
         if execution.node_id == EVALUATOR:
             inputs = store.inputs(execution.id)
             report.candidate_model_id = next((a.id for a in inputs.get("model", [])), None)
@@ -112,9 +112,11 @@ def _custom(artifact: metadata_store_pb2.Artifact, key: str):
     return getattr(value, value.WhichOneof("value"))
 
 
-def _read_artifact(
+def read_artifact(
     store: MetadataStore, artifact: metadata_store_pb2.Artifact, report: RunReport, node_id: str
 ) -> None:
+    """Fold what one output artifact of `node_id` says into `report` (span, anomalies, drift,
+    metrics, blessing, push)."""
     type_name = store.artifact_type(artifact)
     if type_name == "ExampleAnomalies":
         splits = artifact_utils.decode_split_names(artifact.properties["split_names"].string_value)

@@ -1,7 +1,7 @@
 """Everything the web app reads from ML Metadata and the artifacts it points to.
 
 The one place the app touches MLMD: pages get plain dataclasses, dicts and DataFrames, never
-MLMD or TFX protos. Today it wraps the existing readers (lineage.store / lineage.queries for
+MLMD or TFX protos. It wraps the project's readers (metadata/ and lineage.queries for
 runs, traces and diffs; pipeline.report's artifact reader for anomalies, drift, metrics and the
 push decision; pipeline.drift for statistics files); when the metadata layer lands, only this
 module is re-pointed.
@@ -111,16 +111,16 @@ class FeatureStatistics:
 
 # ---- opening the store ---------------------------------------------------------------------
 def _lineage_store(metadata: str):
-    from lineage.store import LineageError, LineageStore, open_store
+    from metadata import MetadataError, open_store
 
     try:
-        return LineageStore(open_store(metadata))
-    except LineageError as e:
+        return open_store(metadata)
+    except MetadataError as e:
         raise DataUnavailable(str(e)) from None
 
 
 def _runs_of(ls, pipeline: str) -> list:
-    runs = [r for r in ls.runs if not pipeline or ls.pipeline_of_run(r) in (pipeline, "")]
+    runs = [r for r in ls.run_contexts if not pipeline or ls.pipeline_of_run(r) in (pipeline, "")]
     if not runs:
         raise DataUnavailable(
             f"no runs of pipeline {pipeline!r} in this metadata store yet: run the pipeline "
@@ -176,7 +176,7 @@ def runs_table(metadata: str, pipeline: str) -> pd.DataFrame:
 def _detail(ls, run, metadata: str) -> RunDetail:
     from ml_metadata.proto import metadata_store_pb2 as mlmd_pb2
 
-    from lineage.store import is_output, properties_of, state_name
+    from metadata.store import is_output, properties_of, state_name
     from pipeline import report as run_report
 
     executions = ls.run_executions(run)
@@ -199,7 +199,7 @@ def _detail(ls, run, metadata: str) -> RunDetail:
         )
         for artifact in outputs_by_execution.get(e.id, []):
             try:
-                run_report._read_artifact(ls.store, artifact, report, name)
+                run_report.read_artifact(ls, artifact, report, name)
             except Exception as exc:  # a deleted or unreadable artifact payload
                 raise DataUnavailable(
                     f"cannot read {ls.artifact_type(artifact)} at {artifact.uri}: {exc}"
@@ -218,9 +218,9 @@ def _detail(ls, run, metadata: str) -> RunDetail:
                 report.pushed_path = str(properties_of(artifact).get("pushed_destination"))
         if name == "Evaluator":
             thresholds = _thresholds(properties_of(e).get("eval_config"))
-            by_key = run_report._inputs_by_key(ls.store, e.id)
-            report.candidate_model_id = next(iter(by_key.get("model", [])), None)
-            report.baseline_model_id = next(iter(by_key.get("baseline_model", [])), None)
+            by_key = ls.inputs(e.id)
+            report.candidate_model_id = next((a.id for a in by_key.get("model", [])), None)
+            report.baseline_model_id = next((a.id for a in by_key.get("baseline_model", [])), None)
     states = {c.state for c in components}
     status = "failed" if "failed" in states else "running" if states & {"running", "new"} else "complete"
     starts = [c.start for c in components]
@@ -354,12 +354,12 @@ def _slice_value(key) -> str:
 def run_comparison(metadata: str, run_a: str, run_b: str) -> dict[str, pd.DataFrame]:
     """Two runs side by side per section (input data, schema, hyperparameters, metrics, ...)."""
     from lineage.queries import DIFF_SECTIONS, run_facts
-    from lineage.store import LineageError
+    from metadata import MetadataError
 
     ls = _lineage_store(metadata)
     try:
         a, b = run_facts(ls, run_a), run_facts(ls, run_b)
-    except LineageError as e:
+    except MetadataError as e:
         raise DataUnavailable(str(e)) from None
     out = {}
     for section in DIFF_SECTIONS:
@@ -508,12 +508,12 @@ def version_lineage(metadata: str, version: str) -> tuple[dict, str]:
     """(lineage summary, Graphviz DOT of the upstream graph) of a served version."""
     from lineage import graph
     from lineage.queries import trace
-    from lineage.store import LineageError
+    from metadata import MetadataError
 
     ls = _lineage_store(metadata)
     try:
         t = trace(ls, str(version))
-    except LineageError as e:
+    except MetadataError as e:
         raise DataUnavailable(str(e)) from None
     return t.summary, graph.to_dot(t)
 
@@ -523,24 +523,23 @@ def version_lineage(metadata: str, version: str) -> tuple[dict, str]:
 def skew_report(metadata: str, pipeline: str, requests_dir: str, schema_path: str) -> dict:
     """Training/serving skew of the requests the server logged, vs the newest training
     statistics: {"files", "statistics", "skew": DataFrame, "anomalies": DataFrame}."""
-    import click
-
     from pipeline import spans as span_tools
 
     try:
         stats = span_tools.latest_training_statistics(metadata, pipeline)
-        skew, anomalies = span_tools.check_skew(requests_dir, stats, schema_path)
-    except click.ClickException as e:
-        raise DataUnavailable(e.message) from None
+        result = span_tools.check_skew(requests_dir, stats, schema_path)
+    except span_tools.SkewCheckError as e:
+        raise DataUnavailable(str(e)) from None
     return {
-        "files": len(span_tools.request_files(requests_dir)),
+        "files": result.requests.files,
+        "skipped": result.requests.skipped,
         "statistics": stats,
         "skew": pd.DataFrame(
-            [dataclasses.asdict(m) | {"exceeded": m.exceeded} for m in skew],
+            [dataclasses.asdict(m) | {"exceeded": m.exceeded} for m in result.skew],
             columns=["split", "feature", "comparator", "distance", "threshold", "kind", "exceeded"],
         ),
         "anomalies": pd.DataFrame(
-            [dataclasses.asdict(a) for a in anomalies],
+            [dataclasses.asdict(a) for a in result.anomalies],
             columns=["split", "feature", "kind", "description"],
         ),
     }
