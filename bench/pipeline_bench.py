@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import modules  # noqa: F401 - sets the Keras-2 switch, which the template's own run needs too
+
 ROOT = Path(__file__).resolve().parent.parent
 # What a pipeline run imports or reads from the checkout: its packages and the schema (the data
 # is read in place).
@@ -126,7 +128,7 @@ def main() -> int:
     args = p.parse_args()
     base = Path(args.keep or tempfile.mkdtemp(prefix="pipeline_bench_"))
     base.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ)  # carries the Keras-2 switch `import modules` set
     load_before = os.getloadavg()
     results: list[tuple[str, float, float, int]] = []
     models: dict[str, str] = {}

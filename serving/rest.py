@@ -133,6 +133,8 @@ class RestApi:
             label = m.group("label")
             verb = m.group("verb")
             ref = ModelRef(name, version, label)
+            # An error before the servable answers is still counted under the version asked for.
+            version_used = version
             if request.method == "GET" and verb is None:
                 method = "metadata" if m.group("metadata") else "status"
                 if method == "status":

@@ -1,1 +1,1 @@
-"""The test suite as a package: helpers are imported as `from tests.pipeline_samples import ...`."""
+"""The test suite as a package: helpers are imported as `from pipeline.samples import ...`."""

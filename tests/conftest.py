@@ -14,7 +14,7 @@ import pytest
 
 import modules  # noqa: F401 - sets the Keras-2 switch before any test imports TensorFlow
 from pipeline.config import PipelineConfig
-from tests.pipeline_samples import small_config, write_sample
+from pipeline.samples import small_config, write_sample
 
 # Fixtures that run the pipeline: a test using one is slow whether or not its file says so.
 PIPELINE_FIXTURES = {"small_pipeline", "pg_pipeline", "runs"}

@@ -11,11 +11,11 @@ import pytest
 from apps.ui.settings import Settings
 from pipeline import spans
 from pipeline.config import PROJECT_ROOT
-from runners.local_runner import EXIT_ANOMALIES, EXIT_OK, run_pipeline
+from pipeline.run import EXIT_ANOMALIES, EXIT_OK, run_pipeline
+from pipeline.samples import small_config, write_sample
 from serving.client import RestClient, predict_rows
 from tests import drift_samples as ds
 from tests import serving_models as sm
-from tests.pipeline_samples import small_config, write_sample
 from tests.test_app import frame, no_exception, page
 
 pytestmark = pytest.mark.slow

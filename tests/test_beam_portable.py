@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline_samples import small_config, write_sample
+from pipeline.samples import small_config, write_sample
 
 # Runs the data stages of the pipeline on the portable runner.
 pytestmark = pytest.mark.slow

@@ -28,8 +28,8 @@ from mlops.cli import main as mlops_main
 from pipeline import push, spans
 from pipeline.config import PROJECT_ROOT
 from pipeline.run import EXIT_ANOMALIES, EXIT_OK, run_pipeline
+from pipeline.samples import small_config, write_sample
 from tests import drift_samples as ds
-from tests.pipeline_samples import small_config, write_sample
 
 # Runs the pipeline several times.
 pytestmark = pytest.mark.slow
@@ -259,7 +259,7 @@ _CHILD = """
 import sys
 from pathlib import Path
 from pipeline.run import run_pipeline
-from tests.pipeline_samples import small_config
+from pipeline.samples import small_config
 config = small_config(Path({out!r}), Path({data!r}), skip_tuning=True, train_steps={steps})
 sys.exit(run_pipeline(config)[0])
 """

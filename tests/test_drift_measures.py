@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 import random
 
-import drift_samples as ds  # tests/ is not a package yet (the refactor makes it tests.drift_samples)
 import pytest
 
 from bench.drift_calibration import SHIFTS, Bench, read_rows
 from pipeline import drift, drift_measures
+from tests import drift_samples as ds
 
 SAMPLES = 20
 

@@ -14,8 +14,8 @@ from modules import features
 from modules.trainer import CLASSIFY_METHOD, REGRESS_METHOD
 from pipeline.pipeline import create_pipeline
 from pipeline.run import EXIT_ANOMALIES, EXIT_OK, run_pipeline
+from pipeline.samples import small_config, write_sample
 from serving.client import encode_example, raw_columns
-from tests.pipeline_samples import small_config, write_sample
 
 # Runs the pipeline (and reads the shared small_pipeline run).
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipeline import kubeflow as kr
-from tests.pipeline_samples import write_sample
+from pipeline.samples import write_sample
 
 # Runs compiled pipeline steps through the TFX container entrypoint.
 pytestmark = pytest.mark.slow

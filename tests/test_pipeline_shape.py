@@ -12,7 +12,7 @@ from pipeline.pipeline import (
     create_pipeline,
     eval_config,
 )
-from tests.pipeline_samples import small_config
+from pipeline.samples import small_config
 
 
 def _nodes(config) -> dict:

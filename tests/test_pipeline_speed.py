@@ -17,7 +17,7 @@ from pipeline.config import MODULES_DIR
 from pipeline.evaluation import SkipSelfEvaluationExecutor, candidate_is_baseline
 from pipeline.pipeline import create_pipeline, user_code_fingerprint
 from pipeline.run import EXIT_OK, run_pipeline
-from tests.pipeline_samples import small_config
+from pipeline.samples import small_config
 
 
 def _model(artifact_id: int, uri: str) -> standard_artifacts.Model:

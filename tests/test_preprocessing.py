@@ -14,7 +14,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 from modules import features
 from modules.preprocessing import preprocessing_fn
 from pipeline.config import PipelineConfig
-from tests.pipeline_samples import TAXI_CSV
+from pipeline.samples import TAXI_CSV
 
 ROWS = 200
 

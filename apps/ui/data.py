@@ -110,7 +110,7 @@ class FeatureStatistics:
 
 
 # ---- opening the store ---------------------------------------------------------------------
-def _lineage_store(metadata: str):
+def _store(metadata: str):
     from metadata import MetadataError, open_store
 
     try:
@@ -137,13 +137,13 @@ def _time(millis: int) -> dt.datetime:
 @_cache
 def run_ids(metadata: str, pipeline: str) -> list[str]:
     """Run ids of `pipeline`, newest first."""
-    return [r.name for r in _runs_of(_lineage_store(metadata), pipeline)]
+    return [r.name for r in _runs_of(_store(metadata), pipeline)]
 
 
 @_cache
 def run_detail(metadata: str, pipeline: str, run_id: str) -> RunDetail:
     """One run as the run report sees it (state, span, checks, evaluation, push decision)."""
-    ls = _lineage_store(metadata)
+    ls = _store(metadata)
     run = next((r for r in _runs_of(ls, pipeline) if r.name == run_id), None)
     if run is None:
         raise DataUnavailable(f"unknown run {run_id!r}")
@@ -153,7 +153,7 @@ def run_detail(metadata: str, pipeline: str, run_id: str) -> RunDetail:
 @_cache
 def runs_table(metadata: str, pipeline: str) -> pd.DataFrame:
     """One row per run, newest first: state, duration, span, pushed and why."""
-    ls = _lineage_store(metadata)
+    ls = _store(metadata)
     rows = []
     for run in _runs_of(ls, pipeline):
         d = _detail(ls, run, metadata)
@@ -356,7 +356,7 @@ def run_comparison(metadata: str, run_a: str, run_b: str) -> dict[str, pd.DataFr
     from lineage.queries import DIFF_SECTIONS, run_facts
     from metadata import MetadataError
 
-    ls = _lineage_store(metadata)
+    ls = _store(metadata)
     try:
         a, b = run_facts(ls, run_a), run_facts(ls, run_b)
     except MetadataError as e:
@@ -384,7 +384,7 @@ def _cell(value: object) -> str:
 @_cache
 def spans(metadata: str, pipeline: str) -> dict[int, str]:
     """Span -> the newest run that ingested it."""
-    ls = _lineage_store(metadata)
+    ls = _store(metadata)
     out: dict[int, str] = {}
     for run in _runs_of(ls, pipeline):  # newest first
         d = _detail(ls, run, metadata)
@@ -442,7 +442,7 @@ def form_fields(metadata: str, pipeline: str) -> list[FieldSpec]:
     """The predict form's fields, from the newest run with both statistics and a Transform:
     numeric bounds from the train split's statistics, categorical choices from the Transform
     vocabularies, identity categoricals from modules/features.py."""
-    ls = _lineage_store(metadata)
+    ls = _store(metadata)
     detail = None
     for run in _runs_of(ls, pipeline):
         d = _detail(ls, run, metadata)
@@ -510,7 +510,7 @@ def version_lineage(metadata: str, version: str) -> tuple[dict, str]:
     from lineage.queries import trace
     from metadata import MetadataError
 
-    ls = _lineage_store(metadata)
+    ls = _store(metadata)
     try:
         t = trace(ls, str(version))
     except MetadataError as e:

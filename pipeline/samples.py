@@ -1,4 +1,5 @@
-"""Small samples of the taxi data and test-sized pipeline configs, shared by every slow test."""
+"""Small samples of the taxi data and smoke-sized pipeline configs: the test suite's shared
+fixtures and the benchmarks' small stores are built from these."""
 
 from __future__ import annotations
 
