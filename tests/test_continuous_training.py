@@ -23,13 +23,12 @@ import pytest
 from click.testing import CliRunner
 
 from metadata import open_store
-from metadata.store import span_of
 from mlops.cli import main as mlops_main
 from pipeline import push, spans
 from pipeline.config import PROJECT_ROOT
 from pipeline.run import EXIT_ANOMALIES, EXIT_OK, run_pipeline
 from tests import drift_samples as ds
-from tests.pipeline_samples import small_config, write_sample
+from tests.pipeline_samples import small_config, trained_span, write_sample
 
 # Runs the pipeline several times.
 pytestmark = pytest.mark.slow
@@ -346,15 +345,6 @@ def _store(config):
     return open_store(config.metadata_connection)
 
 
-def _trained_span(store, report) -> int:
-    """Span of the examples behind the Trainer's input, traced through MLMD events."""
-    trainer = next(c.execution_id for c in report.components if c.node_id == "Trainer")
-    [transformed] = store.inputs(trainer)["examples"]
-    transform = store.producers([transformed.id])[transformed.id][0]
-    [examples] = store.inputs(transform)["examples"]
-    return span_of(examples)
-
-
 @pytest.mark.timeout(900)
 def test_first_span_trains_and_pushes_without_a_drift_baseline(runs):
     assert runs.span1.span == 1
@@ -386,7 +376,7 @@ def test_resumed_run_reuses_finished_steps_and_trains_on_span_2(runs):
         assert states[node_id] == "COMPLETE", (node_id, states)
     assert runs.span2.span == 2 and runs.span2.previous_span == 1
     assert runs.span2.drift and not runs.span2.drifted  # measured, within thresholds
-    assert _trained_span(_store(runs.config), runs.span2) == 2
+    assert trained_span(_store(runs.config), runs.span2) == 2
 
 
 def test_span_2_model_is_compared_with_the_served_model_and_pushed_only_if_blessed(runs):
