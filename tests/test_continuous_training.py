@@ -363,15 +363,13 @@ def test_killed_during_trainer_leaves_the_served_version_untouched(runs):
 
 def test_resumed_run_reuses_finished_steps_and_trains_on_span_2(runs):
     states = _states(runs.span2)
-    for node_id in (
-        "CsvExampleGen",
-        "StatisticsGen",
-        "DriftValidator",
-        "ExampleValidator",
-        "DataGate",
-        "Transform",
-    ):
+    for node_id in ("CsvExampleGen", "StatisticsGen", "ExampleValidator", "Transform"):
         assert states[node_id] == "CACHED", (node_id, states)
+    # The killed run's gate accepted span 2 before the Trainer started, so the DriftValidator's
+    # history (the accepted statistics) has grown: it and the gate re-check (seconds), with the
+    # same baseline, span 1.
+    for node_id in ("DriftValidator", "DataGate"):
+        assert states[node_id] == "COMPLETE", (node_id, states)
     for node_id in ("Trainer", "Evaluator", "Pusher"):
         assert states[node_id] == "COMPLETE", (node_id, states)
     assert runs.span2.span == 2 and runs.span2.previous_span == 1
