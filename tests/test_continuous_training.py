@@ -198,12 +198,12 @@ def test_dataplane_logs_predict_requests(tmp_path):
     import asyncio
 
     import numpy as np
-    import serving_models as sm
 
     from serving.config import ServerOptions
     from serving.dataplane import DataPlane
     from serving.repository import ModelRepository
     from serving.request_log import RequestLog
+    from tests import serving_models as sm
 
     sm.build_model(tmp_path / "taxi" / "1")
     options = ServerOptions(model_name="taxi", model_base_path=str(tmp_path / "taxi"))
