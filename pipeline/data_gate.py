@@ -1,11 +1,17 @@
-"""DataGate: the component that stops the pipeline when the data failed validation.
+"""DataGate: the component that stops the pipeline when the data failed validation, and the one
+record of which spans passed it.
 
 TFX 1.16's ExampleValidator only records anomalies; nothing downstream reads them, so a bad
 span would still be trained on and pushed. The gate fails its execution instead, which stops
 the run (locally and on Kubeflow) before Transform, Trainer and Pusher; the runner then
 prints the report. It fails on schema anomalies (ExampleValidator) and on drift beyond the
-schema's comparator thresholds or the sample-size-aware tests against the previous span
-(DriftValidator, pipeline/drift.py and pipeline/drift_measures.py).
+schema's comparator thresholds or the sample-size-aware tests against the last accepted
+span (DriftValidator, pipeline/drift.py and pipeline/drift_measures.py).
+
+When the gate passes it publishes `accepted_statistics`: a copy of the span's statistics (a few
+KB), carrying the span. A failed execution publishes no outputs, so the resolved channel of these
+artifacts across runs holds exactly the spans that passed the gate: create_pipeline feeds it to
+the DriftValidator as its history, and a rejected span can never become the drift baseline.
 """
 
 from tfx import v1 as tfx
@@ -17,18 +23,46 @@ from pipeline.anomalies import load_anomalies
 from pipeline.drift import PREVIOUS_SPAN_PROPERTY, load_measurements
 
 _Anomalies = tfx.types.standard_artifacts.ExampleAnomalies
+_Stats = tfx.types.standard_artifacts.ExampleStatistics
+
+# Output key of the accepted statistics; create_pipeline's history channel names it.
+ACCEPTED_STATISTICS = "accepted_statistics"
+# Custom property on an accepted-statistics artifact: the StatisticsGen output it copies.
+SOURCE_STATISTICS_URI = "source_statistics_uri"
 
 
 class DataAnomaliesError(RuntimeError):
     """Raised by the gate; its message lists every anomaly and every drifted feature."""
 
 
+def copy_statistics(source, dest) -> None:
+    """Copy an ExampleStatistics artifact's split files, span and split names onto `dest`."""
+    import os
+
+    import tensorflow as tf
+
+    dest.split_names = source.split_names
+    dest.span = source.span
+    dest.set_string_custom_property(SOURCE_STATISTICS_URI, source.uri)
+    for split in artifact_utils.decode_split_names(source.split_names):
+        src_dir = artifact_utils.get_split_uri([source], split)
+        dst_dir = artifact_utils.get_split_uri([dest], split)
+        tf.io.gfile.makedirs(dst_dir)
+        for name in tf.io.gfile.listdir(src_dir):
+            src = os.path.join(src_dir, name)
+            if not tf.io.gfile.isdir(src):
+                tf.io.gfile.copy(src, os.path.join(dst_dir, name), overwrite=True)
+
+
 @component
 def DataGate(  # noqa: N802 - TFX components are named like classes
     anomalies: tfx.dsl.components.InputArtifact[_Anomalies],
+    statistics: tfx.dsl.components.InputArtifact[_Stats],
+    accepted_statistics: tfx.dsl.components.OutputArtifact[_Stats],
     drift: tfx.dsl.components.InputArtifact[_Anomalies] = None,
 ) -> OutputDict(anomaly_count=int, drift_count=int):
-    """Pass when no split has anomalies or drift; otherwise fail with the list."""
+    """Pass when no split has anomalies or drift, publishing the span's statistics as accepted;
+    otherwise fail with the list (and publish nothing)."""
     splits = artifact_utils.decode_split_names(anomalies.split_names)
     found = load_anomalies(anomalies.uri, splits)
     drifted = []
@@ -45,6 +79,10 @@ def DataGate(  # noqa: N802 - TFX components are named like classes
         if drifted:
             previous = drift.get_int_custom_property(PREVIOUS_SPAN_PROPERTY)
             lines = "\n".join(f"  {m}" for m in drifted)
-            parts.append(f"Drift against span {previous} beyond the thresholds:\n{lines}")
+            parts.append(
+                f"Drift against span {previous} (the last accepted span) beyond the schema's "
+                f"thresholds:\n{lines}"
+            )
         raise DataAnomaliesError("\n".join(parts))
+    copy_statistics(statistics, accepted_statistics)
     return {"anomaly_count": 0, "drift_count": 0}

@@ -5,8 +5,8 @@ fixed-threshold comparators alone stop same-distribution samples or miss real sh
 span sizes; figures in docs/continuous_training.md).
 
 TFX 1.16's ExampleValidator only checks statistics against the schema. The DriftValidator
-component compares the new span's statistics with the previous span's (picked from every earlier
-run's statistics, which create_pipeline feeds it through a history Channel on StatisticsGen) and
+component compares the new span's statistics with the last accepted span's (picked from the
+statistics every earlier run's DataGate accepted, which create_pipeline feeds it as `history`) and
 writes the drift part of TFDV's result as an ExampleAnomalies artifact; the DataGate stops the
 run on it and the run report prints one line per measured feature.
 """
@@ -176,7 +176,9 @@ def write_anomalies(path: str, proto: anomalies_pb2.Anomalies) -> None:
 
 
 def previous_span_statistics(current, history):
-    """The newest statistics of the highest span below `current`'s span, or None."""
+    """The drift baseline: the newest statistics of the highest span below `current`'s span in
+    `history`, or None. create_pipeline passes the DataGate's accepted statistics as `history`,
+    so this is the last span that passed the gate, never a rejected one."""
     earlier = [a for a in history if a.span < current.span]
     if not earlier:
         return None

@@ -1,7 +1,7 @@
 """create_pipeline: the one definition of the pipeline, shared by every runner.
 
 CsvExampleGen (latest span) -> StatisticsGen -> ImportSchemaGen (curated) | SchemaGen (inferred)
--> ExampleValidator + DriftValidator (vs the previous span's statistics) -> DataGate
+-> ExampleValidator + DriftValidator (vs the last span the DataGate accepted) -> DataGate
 -> Transform -> Tuner | Importer(best hyperparameters)
 -> Trainer -> Resolver(latest blessed model) -> Evaluator -> Pusher (atomic version dir)
 """
@@ -18,7 +18,7 @@ from tfx.proto import example_gen_pb2
 
 from modules import features
 from pipeline.config import PipelineConfig
-from pipeline.data_gate import DataGate
+from pipeline.data_gate import ACCEPTED_STATISTICS, DataGate
 from pipeline.drift import DRIFT_VALIDATOR, DriftValidator, SpanStatisticsGenExecutor
 from pipeline.drift_measures import statistics_options
 from pipeline.evaluation import SkipSelfEvaluationExecutor
@@ -134,27 +134,29 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
     validators = [example_validator]
+    drift = {}
     if config.check_drift:
-        # Statistics of every earlier run (a plain Channel is not limited to this run); the
+        # The statistics every earlier run's DataGate accepted (a plain Channel is not limited to
+        # this run; a failed gate publishes nothing, so rejected spans are never in it). The
         # DriftValidator picks the newest one of the highest span below the current span.
         # Empty on the first run: nothing to compare with.
-        earlier_statistics = tfx.dsl.Channel(
+        accepted_statistics = tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.ExampleStatistics,
-            producer_component_id=statistics_gen.id,
-            output_key="statistics",
+            producer_component_id=DataGate.__name__,
+            output_key=ACCEPTED_STATISTICS,
         )
         drift_validator = DriftValidator(
             statistics=statistics_gen.outputs["statistics"],
             schema=schema_gen.outputs["schema"],
-            history=earlier_statistics,
+            history=accepted_statistics,
         ).with_id(DRIFT_VALIDATOR)
         validators.append(drift_validator)
-        data_gate = DataGate(
-            anomalies=example_validator.outputs["anomalies"],
-            drift=drift_validator.outputs["drift"],
-        )
-    else:
-        data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
+        drift["drift"] = drift_validator.outputs["drift"]
+    data_gate = DataGate(
+        anomalies=example_validator.outputs["anomalies"],
+        statistics=statistics_gen.outputs["statistics"],
+        **drift,
+    )
 
     fingerprint = (
         {"user_code": user_code_fingerprint(config.trainer_module)}

@@ -50,6 +50,15 @@ class RunReport:
     drift: list[Measurement] = dataclasses.field(default_factory=list)
 
     @property
+    def drift_baseline(self) -> str | None:
+        """Which span the drift check compared with, and why, in one line (None: no check ran)."""
+        if not any(c.node_id == DRIFT_VALIDATOR for c in self.components):
+            return None
+        if self.previous_span is None:
+            return "no earlier span passed the data gate: nothing to compare with"
+        return f"compared with span {self.previous_span}: the last span that passed the data gate"
+
+    @property
     def drifted(self) -> list[Measurement]:
         """Drift measurements beyond their thresholds (what makes the data gate stop)."""
         return [m for m in self.drift if m.exceeded]

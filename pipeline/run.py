@@ -23,11 +23,14 @@ from typing import TYPE_CHECKING, TextIO
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline.config import PipelineConfig
+from pipeline.spans import layout_error
 
 if TYPE_CHECKING:  # the report imports TFX; run_pipeline imports it after quieting warnings
     from pipeline.report import RunReport
 
 EXIT_OK, EXIT_ANOMALIES, EXIT_FAILED = 0, 1, 2
+# The span placeholder of CsvExampleGen's input pattern; the data-root layout check needs it.
+SPAN_PATTERN = "{SPAN}"
 
 
 class MetadataStoreUnavailable(RuntimeError):
@@ -116,13 +119,12 @@ def print_report(report: RunReport, out: TextIO | None = None) -> None:
         w(f"  {c.node_id:<30} {c.state:<9} {c.seconds:8.1f}")
     if report.span is not None:
         w(f"\nSpan: {report.span}")
+    if report.drift_baseline:
+        w(f"Drift: {report.drift_baseline}")
     if report.drift:
-        drifted = len(report.drifted)
-        w(f"\nDrift vs span {report.previous_span} ({drifted} beyond threshold):")
+        w(f"\nDrift ({len(report.drifted)} beyond threshold):")
         for m in report.drift:
             w(f"  {m}")
-    elif report.span is not None and report.previous_span is None:
-        w("Drift: no earlier span to compare with")
     if report.anomalies:
         w(f"\nData anomalies ({len(report.anomalies)}):")
         for a in report.anomalies:
@@ -173,6 +175,9 @@ def open_metadata_store(config: PipelineConfig) -> metadata_store_pb2.Connection
 def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, RunReport | None]:
     """Run `config`'s pipeline to the end or to its first failure; print progress and the
     summary; return (exit status, the run's RunReport or None)."""
+    if SPAN_PATTERN in config.input_pattern and (problem := layout_error(config.data_root)):
+        print(f"Pipeline not started: {problem}", file=sys.stderr)
+        return EXIT_FAILED, None
     try:
         connection_config = open_metadata_store(config)
     except MetadataStoreUnavailable as e:

@@ -46,3 +46,4 @@ def small_config(root: Path, data_root: Path, **overrides) -> PipelineConfig:
     )
     settings.update(overrides)
     return PipelineConfig(**settings)
+

@@ -48,6 +48,34 @@ def list_spans(data_root: str | os.PathLike) -> list[int]:
     )
 
 
+def layout_error(data_root: str | os.PathLike) -> str | None:
+    """One line saying what is wrong with a local data root's layout, or None when CsvExampleGen
+    can read it (span-N/ folders, the highest one holding CSV files). Remote roots (gs://, s3://)
+    are left to ExampleGen. Plain CSV files directly under the root are not taken as a span: which
+    span they are, and what the next one is, would be a guess."""
+    root = Path(data_root)
+    if "://" in str(data_root):
+        return None
+    expected = f"expected {root}/span-1/data.csv, span-2/data.csv, ... (one folder per span)"
+    if not root.is_dir():
+        return f"data root {root} does not exist: {expected}"
+    found = list_spans(root)
+    if not found:
+        csvs = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix == ".csv")
+        hint = (
+            f"; found {', '.join(csvs[:3])}{', ...' if len(csvs) > 3 else ''} directly under it: "
+            f"move them to {root}/span-1/ or add them with `mlops data add-span FILE "
+            f"--data-root {root}`"
+            if csvs
+            else ""
+        )
+        return f"no span-N folders in data root {root}: {expected}{hint}"
+    latest = root / f"span-{found[-1]}"
+    if not any(p.is_file() and p.suffix == ".csv" for p in latest.iterdir()):
+        return f"the latest span folder {latest} holds no .csv file: {expected}"
+    return None
+
+
 def schema_columns(schema_path: str) -> dict[str, str]:
     """Column name -> schema type name (INT, FLOAT, BYTES) for every feature of the schema."""
     import tensorflow_data_validation as tfdv

@@ -77,3 +77,15 @@ def write_bad_types(path: Path, rows: int = 20) -> Path:
     data = same_distribution_rows(rows)
     data[2] = dict(data[2], trip_start_hour="seven pm")
     return write_csv(path, data)
+
+
+def trained_span(store, report) -> int:
+    """Span of the examples behind the run's Trainer input, traced through MLMD events (a
+    cached Trainer re-publishes the model it reused, so this works for cached runs too)."""
+    from metadata.store import span_of
+
+    trainer = next(c.execution_id for c in report.components if c.node_id == "Trainer")
+    [transformed] = store.inputs(trainer)["examples"]
+    transform = store.producers([transformed.id])[transformed.id][0]
+    [examples] = store.inputs(transform)["examples"]
+    return span_of(examples)

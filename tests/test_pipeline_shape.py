@@ -51,7 +51,7 @@ def test_edges_follow_the_data_flow(config):
     assert _upstream(nodes["StatisticsGen"]) == {"CsvExampleGen"}
     assert _upstream(nodes["ExampleValidator"]) == {"StatisticsGen", "ImportSchemaGen"}
     assert _upstream(nodes["DriftValidator"]) == {"StatisticsGen", "ImportSchemaGen"}
-    assert _upstream(nodes["DataGate"]) == {"ExampleValidator", "DriftValidator"}
+    assert _upstream(nodes["DataGate"]) == {"StatisticsGen", "ExampleValidator", "DriftValidator"}
     # The gate sits between validation and everything that trains or pushes.
     assert {"DataGate", "CsvExampleGen", "ImportSchemaGen"} <= _upstream(nodes["Transform"])
     assert {"Transform", "ImportSchemaGen"} <= _upstream(nodes["Tuner"])
@@ -61,6 +61,22 @@ def test_edges_follow_the_data_flow(config):
     )
     # CsvExampleGen: a few eval examples become the pushed version's warmup requests.
     assert _upstream(nodes["Pusher"]) == {"Trainer", "Evaluator", "CsvExampleGen"}
+
+
+def test_drift_baseline_is_what_earlier_data_gates_accepted(config):
+    """The DriftValidator's history is the DataGate's accepted statistics of earlier runs (a
+    plain Channel, not an edge: the gate runs after the validator within a run)."""
+    from pipeline.data_gate import ACCEPTED_STATISTICS
+
+    nodes = _nodes(config)
+    history = nodes["DriftValidator"].inputs["history"]
+    assert (history.producer_component_id, history.output_key) == (
+        "DataGate",
+        ACCEPTED_STATISTICS,
+    )
+    assert history.type_name == "ExampleStatistics"
+    assert ACCEPTED_STATISTICS in nodes["DataGate"].outputs
+    assert "DataGate" not in _upstream(nodes["DriftValidator"])
 
 
 def test_fast_mode_imports_best_hyperparameters_instead_of_tuning(config, tmp_path):
@@ -81,7 +97,7 @@ def test_drift_check_can_be_turned_off_and_pusher_is_atomic(config):
 
     nodes = _nodes(dataclasses.replace(config, check_drift=False))
     assert "DriftValidator" not in nodes
-    assert _upstream(nodes["DataGate"]) == {"ExampleValidator"}
+    assert _upstream(nodes["DataGate"]) == {"StatisticsGen", "ExampleValidator"}
     assert nodes["Pusher"].executor_spec.executor_class is AtomicPusherExecutor
     assert nodes["StatisticsGen"].executor_spec.executor_class is SpanStatisticsGenExecutor
 
