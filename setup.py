@@ -14,8 +14,15 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(
         include=[
-            "metadata*", "pipeline*", "modules*", "runners*", "serving*", "lineage*", "registry*",
-            "apps*", "mlops*",
+            "metadata*",
+            "pipeline*",
+            "modules*",
+            "runners*",
+            "serving*",
+            "lineage*",
+            "registry*",
+            "apps*",
+            "mlops*",
         ]
     ),
     package_data={

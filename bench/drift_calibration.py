@@ -58,7 +58,9 @@ def _scale(key: str, factor: float, integer: bool = False):
 
 def _hour_shift(hours: int):
     def shift(rows, rng):
-        return [dict(r, trip_start_hour=str((int(r["trip_start_hour"]) + hours) % 24)) for r in rows]
+        return [
+            dict(r, trip_start_hour=str((int(r["trip_start_hour"]) + hours) % 24)) for r in rows
+        ]
 
     return shift
 
@@ -66,7 +68,8 @@ def _hour_shift(hours: int):
 def _payment_mix(rows, rng):
     """Half of the card payments become cash."""
     return [
-        dict(r, payment_type="Cash") if r["payment_type"] == "Credit Card" and rng.random() < 0.5
+        dict(r, payment_type="Cash")
+        if r["payment_type"] == "Credit Card" and rng.random() < 0.5
         else r
         for r in rows
     ]
@@ -81,9 +84,11 @@ def _company_mix(rows, rng):
     """The largest company loses half of its trips to the smallest ones (existing names)."""
     counts = collections.Counter(r["company"] for r in rows if r["company"])
     ranked = [c for c, _ in counts.most_common()]
-    top, small = ranked[0], ranked[len(ranked) // 2:]
-    return [dict(r, company=rng.choice(small)) if r["company"] == top and rng.random() < 0.5
-            else r for r in rows]
+    top, small = ranked[0], ranked[len(ranked) // 2 :]
+    return [
+        dict(r, company=rng.choice(small)) if r["company"] == top and rng.random() < 0.5 else r
+        for r in rows
+    ]
 
 
 def _fewer_downtown(rows, rng):

@@ -57,9 +57,18 @@ def prepare_template(base: Path) -> Path:
     """Copy the stock taxi template and enable every step the template leaves commented out."""
     dest = base / "template"
     subprocess.run(
-        [str(TFX_CLI), "template", "copy", "--model=taxi", "--pipeline_name=taxi_template",
-         f"--destination_path={dest}"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=base,
+        [
+            str(TFX_CLI),
+            "template",
+            "copy",
+            "--model=taxi",
+            "--pipeline_name=taxi_template",
+            f"--destination_path={dest}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=base,
     )
     pipeline_py = dest / "pipeline" / "pipeline.py"
     text = pipeline_py.read_text()
@@ -72,7 +81,9 @@ def prepare_template(base: Path) -> Path:
 def component_seconds(log_text: str) -> dict[str, float]:
     """Per-component seconds from the runner's summary table."""
     out = {}
-    for m in re.finditer(r"^  (\w+)\s+(COMPLETE|CACHED|FAILED|RUNNING)\s+([\d.]+)$", log_text, re.M):
+    for m in re.finditer(
+        r"^  (\w+)\s+(COMPLETE|CACHED|FAILED|RUNNING)\s+([\d.]+)$", log_text, re.M
+    ):
         out[m.group(1)] = float(m.group(3))
     return out
 
@@ -141,24 +152,36 @@ def main() -> int:
     if not args.skip_template:
         tpl = prepare_template(base)
         tpl_env = dict(env, PYTHONPATH=str(tpl))
-        record("template cold", *run_timed(
-            [sys.executable, "local_runner.py"], base / "template.log", cwd=tpl, env=tpl_env
-        ))
+        record(
+            "template cold",
+            *run_timed(
+                [sys.executable, "local_runner.py"], base / "template.log", cwd=tpl, env=tpl_env
+            ),
+        )
         tpl_root = tpl / "tfx_pipeline_output" / "taxi_template"
-        models["template cold"] = _newest(str(tpl_root / "Trainer" / "model" / "*" / "Format-Serving"))
+        models["template cold"] = _newest(
+            str(tpl_root / "Trainer" / "model" / "*" / "Format-Serving")
+        )
         eval_sets.append(_newest(str(tpl_root / "CsvExampleGen" / "examples" / "*")))
 
     # This project, from a private copy of its code: touching a module changes nothing in git.
     code = base / "project"
     for package in CODE:
-        shutil.copytree(ROOT / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ROOT / package, code / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     out = base / "project_out"
     project_env = dict(env, PYTHONPATH=str(code))
     mods = code / "modules"
     cmd = [
-        sys.executable, str(code / "runners" / "local_runner.py"), "--output-dir", str(out),
-        "--serving-model-dir", str(out / "serving_model" / "taxi"),
-        "--data-root", str(DATA),
+        sys.executable,
+        str(code / "runners" / "local_runner.py"),
+        "--output-dir",
+        str(out),
+        "--serving-model-dir",
+        str(out / "serving_model" / "taxi"),
+        "--data-root",
+        str(DATA),
     ]
     logs = {}
     for name, prepare in (
@@ -170,15 +193,27 @@ def main() -> int:
             prepare()
         logs[name] = base / f"{name.split(',')[0].replace(' ', '_').replace('/', '')}.log"
         record(name, *run_timed(cmd, logs[name], env=project_env))
-        models[name] = _newest(str(out / "taxi_pipeline" / "Trainer" / "model" / "*" / "Format-Serving"))
+        models[name] = _newest(
+            str(out / "taxi_pipeline" / "Trainer" / "model" / "*" / "Format-Serving")
+        )
     eval_sets.append(_newest(str(out / "taxi_pipeline" / "CsvExampleGen" / "examples" / "*")))
     if args.multi_processing:
         mp = base / "project_mp"
-        record("project cold, multi-processing", *run_timed(
-            [*cmd[:3], str(mp), "--serving-model-dir", str(mp / "sm"), *cmd[6:],
-             "--multi-processing"],
-            base / "multi.log", env=project_env,
-        ))
+        record(
+            "project cold, multi-processing",
+            *run_timed(
+                [
+                    *cmd[:3],
+                    str(mp),
+                    "--serving-model-dir",
+                    str(mp / "sm"),
+                    *cmd[6:],
+                    "--multi-processing",
+                ],
+                base / "multi.log",
+                env=project_env,
+            ),
+        )
     load_after = os.getloadavg()
 
     print("\nper component (seconds, from each run's summary):")
@@ -186,7 +221,9 @@ def main() -> int:
         secs = component_seconds(log.read_text())
         print(f"  {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in secs.items()))
 
-    quality = score({k: v for k, v in models.items() if k != "project re-run, unchanged"}, eval_sets)
+    quality = score(
+        {k: v for k, v in models.items() if k != "project re-run, unchanged"}, eval_sets
+    )
     n = next(iter(quality.values()))[2] if quality else 0
     print(f"\nmodel quality on the {n} eval rows every run held out:")
     for name, (auc, acc, _) in quality.items():

@@ -59,10 +59,12 @@ def copy_runs(db: str, count: int) -> None:
         copy.properties.MergeFrom(run.properties)
         copy.custom_properties.MergeFrom(run.custom_properties)
         [copy_id] = store.put_contexts([copy])
-        store.put_parent_contexts([
-            mlmd_pb2.ParentContext(child_id=copy_id, parent_id=p.id)
-            for p in store.get_parent_contexts_by_context(run.id)
-        ])
+        store.put_parent_contexts(
+            [
+                mlmd_pb2.ParentContext(child_id=copy_id, parent_id=p.id)
+                for p in store.get_parent_contexts_by_context(run.id)
+            ]
+        )
         executions = store.get_executions_by_context(run.id)
         artifacts = store.get_artifacts_by_context(run.id)
         store.put_attributions_and_associations(
@@ -125,17 +127,26 @@ def main() -> None:
     config, db, baseline = build_store(Path(args.root), args.runs)
     grpc_port, rest_port = _free_port(), _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlops.cli", "serve", f"--model_name={config.model_name}",
-         f"--model_base_path={config.model_serving_dir}", f"--port={grpc_port}",
-         f"--rest_api_port={rest_port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "mlops.cli",
+            "serve",
+            f"--model_name={config.model_name}",
+            f"--model_base_path={config.model_serving_dir}",
+            f"--port={grpc_port}",
+            f"--rest_api_port={rest_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.time() + 600  # TF import + model load; slow on a loaded machine
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/{config.model_name}",
-                                       timeout=2)
+                urllib.request.urlopen(
+                    f"http://127.0.0.1:{rest_port}/v1/models/{config.model_name}", timeout=2
+                )
                 break
             except OSError:
                 if time.time() > deadline:
@@ -144,9 +155,14 @@ def main() -> None:
         from apps.ui.settings import Settings
 
         def env(metadata: str) -> dict[str, str]:
-            return Settings(metadata=metadata, pipeline_name=config.pipeline_name,
-                            model_name=config.model_name, serving_dir=config.model_serving_dir,
-                            rest_port=rest_port, grpc_port=grpc_port).to_env()
+            return Settings(
+                metadata=metadata,
+                pipeline_name=config.pipeline_name,
+                model_name=config.model_name,
+                serving_dir=config.model_serving_dir,
+                rest_port=rest_port,
+                grpc_port=grpc_port,
+            ).to_env()
 
         stores = {"1 run": baseline, f"{_count_runs(db)} runs": db}
         results = {}
@@ -155,12 +171,16 @@ def main() -> None:
                 results[(label, page)] = render_times(page, env(store), args.repeats)
         many = list(stores)[1]
         print(f"\nload average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-        print(f"{'page':10} {'1 run cold':>11} {'warm':>7} {many + ' cold':>14} {'warm':>7} "
-              f"{'cold ratio':>11} {'warm ratio':>11}")
+        print(
+            f"{'page':10} {'1 run cold':>11} {'warm':>7} {many + ' cold':>14} {'warm':>7} "
+            f"{'cold ratio':>11} {'warm ratio':>11}"
+        )
         for page in PAGES:
             (c1, w1), (cn, wn) = results[("1 run", page)], results[(many, page)]
-            print(f"{page:10} {c1:10.2f}s {w1:6.2f}s {cn:13.2f}s {wn:6.2f}s {cn / c1:10.2f}x "
-                  f"{wn / w1:10.2f}x")
+            print(
+                f"{page:10} {c1:10.2f}s {w1:6.2f}s {cn:13.2f}s {wn:6.2f}s {cn / c1:10.2f}x "
+                f"{wn / w1:10.2f}x"
+            )
     finally:
         server.terminate()
         server.wait(timeout=30)

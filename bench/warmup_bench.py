@@ -45,10 +45,20 @@ class Server:
         self.url = f"http://127.0.0.1:{self.rest_port}"
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlops.cli", "serve", f"--port={_free_port()}",
-             f"--rest_api_port={self.rest_port}", f"--model_name={MODEL}",
-             f"--model_base_path={base}", "--file_system_poll_wait_seconds=0.05", *flags],
-            stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "mlops.cli",
+                "serve",
+                f"--port={_free_port()}",
+                f"--rest_api_port={self.rest_port}",
+                f"--model_name={MODEL}",
+                f"--model_base_path={base}",
+                "--file_system_poll_wait_seconds=0.05",
+                *flags,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, timeout: float = 300) -> None:
@@ -89,7 +99,9 @@ class Server:
 
 
 def _newest_version(base: str) -> str:
-    versions = sorted(int(v) for v in os.listdir(base) if v.isdigit()) if os.path.isdir(base) else []
+    versions = (
+        sorted(int(v) for v in os.listdir(base) if v.isdigit()) if os.path.isdir(base) else []
+    )
     if not versions:
         raise SystemExit(f"No pushed version under {base}; run the pipeline (make run) first.")
     return os.path.join(base, str(versions[-1]))
@@ -148,9 +160,13 @@ def main() -> None:
         for server in servers.values():
             server.wait_ready()
             server.predict(1, body)
-        print(f"model {model_dir}; {args.rounds} version switches per mode; load "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-        print(f"{'round':>5} {'mode':>5} {'to AVAILABLE s':>15} {'first ms':>10} {'next ms (median)':>17}")
+        print(
+            f"model {model_dir}; {args.rounds} version switches per mode; load "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
+        print(
+            f"{'round':>5} {'mode':>5} {'to AVAILABLE s':>15} {'first ms':>10} {'next ms (median)':>17}"
+        )
         for i in range(args.rounds):
             version = i + 2
             order = ["warm", "cold"] if i % 2 == 0 else ["cold", "warm"]
@@ -161,20 +177,28 @@ def main() -> None:
                 first[mode].append(server.predict(version, body))
                 after = statistics.median(server.predict(version, body) for _ in range(args.steady))
                 steady[mode].append(after)
-                print(f"{version:>5} {mode:>5} {loading[mode][-1]:>15.2f} "
-                      f"{first[mode][-1] * 1e3:>10.1f} {after * 1e3:>17.1f}")
+                print(
+                    f"{version:>5} {mode:>5} {loading[mode][-1]:>15.2f} "
+                    f"{first[mode][-1] * 1e3:>10.1f} {after * 1e3:>17.1f}"
+                )
     finally:
         for server in servers.values():
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
     med = {m: statistics.median(v) * 1e3 for m, v in first.items()}
     base_ms = {m: statistics.median(v) * 1e3 for m, v in steady.items()}
-    print(f"first request after a switch, median: warm {med['warm']:.1f} ms, cold {med['cold']:.1f} ms, "
-          f"ratio cold/warm {med['cold'] / med['warm']:.1f}x")
-    print(f"steady-state request, median: warm {base_ms['warm']:.1f} ms, cold {base_ms['cold']:.1f} ms; "
-          f"warm first / warm steady {med['warm'] / base_ms['warm']:.2f}x")
-    print(f"switch time (publish -> AVAILABLE), median: warm "
-          f"{statistics.median(loading['warm']):.2f} s, cold {statistics.median(loading['cold']):.2f} s")
+    print(
+        f"first request after a switch, median: warm {med['warm']:.1f} ms, cold {med['cold']:.1f} ms, "
+        f"ratio cold/warm {med['cold'] / med['warm']:.1f}x"
+    )
+    print(
+        f"steady-state request, median: warm {base_ms['warm']:.1f} ms, cold {base_ms['cold']:.1f} ms; "
+        f"warm first / warm steady {med['warm'] / base_ms['warm']:.2f}x"
+    )
+    print(
+        f"switch time (publish -> AVAILABLE), median: warm "
+        f"{statistics.median(loading['warm']):.2f} s, cold {statistics.median(loading['cold']):.2f} s"
+    )
 
 
 if __name__ == "__main__":

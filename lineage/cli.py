@@ -91,7 +91,11 @@ def _json_option(func: F) -> F:
         return value
 
     return click.option(
-        "--json", "as_json", is_flag=True, expose_value=False, callback=callback,
+        "--json",
+        "as_json",
+        is_flag=True,
+        expose_value=False,
+        callback=callback,
         help="Machine-readable JSON output.",
     )(func)
 

@@ -310,8 +310,12 @@ def _later_actions(ls: MetadataStore, artifact_id: int) -> list[dict[str, Any]]:
     registry's promote / rollback / retire records (registry/store.py) of a PushedModel."""
     ids = sorted({ev.execution_id for ev in ls.events_of_artifacts([artifact_id]) if is_input(ev)})
     return [
-        {"id": e.id, "type": ls.execution_type(e), "when": iso_time(e.create_time_since_epoch),
-         "properties": properties_of(e)}
+        {
+            "id": e.id,
+            "type": ls.execution_type(e),
+            "when": iso_time(e.create_time_since_epoch),
+            "properties": properties_of(e),
+        }
         for e in sorted(ls.executions_by_id(ids).values(), key=lambda e: e.id)
         if e.id not in ls.run_of_execution
     ]

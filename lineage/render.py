@@ -177,8 +177,14 @@ def summary(s: dict[str, Any]) -> str:
     for a in s.get("later_actions", []):
         p = a["properties"]
         what = " ".join(str(p[k]) for k in ("action", "label") if p.get(k))
-        moved = f" {p.get('from_version') or '-'} -> {p.get('to_version') or '-'}" if "to_version" in p else ""
-        lines.append(f"  {a['type']}: {a['when']} {what}{moved} by {p.get('who', '?')}: {p.get('reason', '')}")
+        moved = (
+            f" {p.get('from_version') or '-'} -> {p.get('to_version') or '-'}"
+            if "to_version" in p
+            else ""
+        )
+        lines.append(
+            f"  {a['type']}: {a['when']} {what}{moved} by {p.get('who', '?')}: {p.get('reason', '')}"
+        )
     return "\n".join(lines)
 
 

@@ -90,9 +90,7 @@ class Evaluation:
 
     def per_slice(self, metric: str) -> dict[str, float]:
         """The candidate's value of one metric on every slice (a UI's slice table)."""
-        return {
-            s: m[metric] for s in self.slices if metric in (m := self.candidate_metrics(s))
-        }
+        return {s: m[metric] for s in self.slices if metric in (m := self.candidate_metrics(s))}
 
 
 def read_evaluation(uri: str) -> Evaluation:

@@ -33,9 +33,7 @@ def _categorical_cardinalities() -> dict[str, int]:
     """Number of ids each categorical transformed feature can take."""
     sizes = {k: n for k, n in features.CATEGORICAL_NUMERICAL_FEATURES.items()}
     sizes.update({k: features.FEATURE_BUCKET_COUNT + 1 for k in features.BUCKET_FEATURE_KEYS})
-    sizes.update(
-        {k: features.VOCAB_SIZE + features.OOV_SIZE for k in features.VOCAB_FEATURE_KEYS}
-    )
+    sizes.update({k: features.VOCAB_SIZE + features.OOV_SIZE for k in features.VOCAB_FEATURE_KEYS})
     return sizes
 
 

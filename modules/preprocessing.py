@@ -20,9 +20,7 @@ def _fill_in_missing(x: tf.Tensor | tf.SparseTensor) -> tf.Tensor:
     """
     if isinstance(x, tf.sparse.SparseTensor):
         default = "" if x.dtype == tf.string else 0
-        x = tf.sparse.to_dense(
-            tf.SparseTensor(x.indices, x.values, [x.dense_shape[0], 1]), default
-        )
+        x = tf.sparse.to_dense(tf.SparseTensor(x.indices, x.values, [x.dense_shape[0], 1]), default)
     return tf.squeeze(x, axis=1)
 
 

@@ -93,4 +93,3 @@ def in_memory_beam_args() -> list[str]:
 def multi_processing_beam_args(workers: int = 0) -> list[str]:
     """Beam workers in separate processes (0 = one per core): pays off on large data only."""
     return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
-

@@ -11,7 +11,6 @@ writes the drift part of TFDV's result as an ExampleAnomalies artifact; the Data
 run on it and the run report prints one line per measured feature.
 """
 
-
 import dataclasses
 import json
 import os

@@ -233,9 +233,7 @@ def _compare_feature(name: str, fa, fb, test: FeatureTest) -> TestResult | None:
         m = int(fb.string_stats.common_stats.num_non_missing)
         if not (n and m):
             return None
-        chi2, dof = chi_square(
-            _value_counts(fa.string_stats, n), _value_counts(fb.string_stats, m)
-        )
+        chi2, dof = chi_square(_value_counts(fa.string_stats, n), _value_counts(fb.string_stats, m))
         critical = cramers_v_critical(test.alpha, dof, n + m)
         distance = math.sqrt(chi2 / (n + m))
         return TestResult(name, CHI_SQUARE, distance, max(test.min_distance, critical), (n, m))

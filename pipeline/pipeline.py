@@ -43,6 +43,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     accuracy_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": t.min_accuracy})
     )
+
     def overall(threshold: tfma.MetricThreshold) -> list[tfma.PerSliceMetricThreshold]:
         # Gate on the whole eval set only: per-hour slices are too small to hold a bar.
         return [

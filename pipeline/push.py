@@ -127,7 +127,9 @@ class AtomicPusherExecutor(pusher_executor.Executor):
             exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], push_destination
         )
         base_directory = push_destination.filesystem.base_directory
-        if push_destination.WhichOneof("destination") != "filesystem" or not _is_local(base_directory):
+        if push_destination.WhichOneof("destination") != "filesystem" or not _is_local(
+            base_directory
+        ):
             return super().Do(input_dict, output_dict, exec_properties)
 
         self._log_startup(input_dict, output_dict, exec_properties)
@@ -147,7 +149,9 @@ class AtomicPusherExecutor(pusher_executor.Executor):
             os.path.basename(os.path.normpath(base_directory)),
         )
         serving_path, version, written = atomic_push(model_path, base_directory, model.uri)
-        logging.info("Model %s to serving path %s.", "written" if written else "found", serving_path)
+        logging.info(
+            "Model %s to serving path %s.", "written" if written else "found", serving_path
+        )
         # The PushedModel artifact keeps its own copy, as with the stock Pusher.
         shutil.copytree(model_path, model_push.uri, dirs_exist_ok=True)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
@@ -172,8 +176,9 @@ def _write_model_card(input_dict, exec_properties, serving_path: str, model_id: 
 
         blessings = input_dict.get(standard_component_specs.MODEL_BLESSING_KEY) or []
         model_name = os.path.basename(os.path.dirname(serving_path))
-        paths = write_at_push(metadata, serving_path, model_id,
-                              blessings[0].id if blessings else None, model_name)
+        paths = write_at_push(
+            metadata, serving_path, model_id, blessings[0].id if blessings else None, model_name
+        )
         logging.info("Model card written: %s", paths["md"])
     except Exception as e:  # noqa: BLE001 - the model is pushed; the card is documentation
         logging.warning("No model card for %s: %s: %s", serving_path, type(e).__name__, e)

@@ -190,12 +190,16 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
     from pipeline.data_gate import DataAnomaliesError, DataGate
     from pipeline.pipeline import create_pipeline
     from pipeline.report import latest_run_report
+
     pipeline = create_pipeline(config, connection_config)
-    log_path = None if verbose else os.path.join(
-        config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log")
+    log_path = (
+        None
+        if verbose
+        else os.path.join(config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
     )
-    print(f"Pipeline {config.pipeline_name}: data {config.data_root}, "
-          f"outputs {config.pipeline_root}")
+    print(
+        f"Pipeline {config.pipeline_name}: data {config.data_root}, outputs {config.pipeline_root}"
+    )
     if log_path:
         print(f"Logs: {log_path}")
     started = time.monotonic()
@@ -217,8 +221,14 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
         c.node_id == DataGate.__name__ and c.state == "FAILED" for c in report.components
     )
     if gate_failed or caused_by(error, DataAnomaliesError):
-        found = [w for w, hit in (("anomalies", report and report.anomalies),
-                                  ("drift", report and report.drifted)) if hit]
+        found = [
+            w
+            for w, hit in (
+                ("anomalies", report and report.anomalies),
+                ("drift", report and report.drifted),
+            )
+            if hit
+        ]
         why = " and ".join(found) or "anomalies"
         print(f"\nStopped by the data gate ({why}): no training, nothing pushed.", file=sys.stderr)
         return EXIT_ANOMALIES, report

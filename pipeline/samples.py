@@ -46,4 +46,3 @@ def small_config(root: Path, data_root: Path, **overrides) -> PipelineConfig:
     )
     settings.update(overrides)
     return PipelineConfig(**settings)
-

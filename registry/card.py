@@ -28,7 +28,11 @@ _HEADLINE = ("auc", "binary_accuracy", "accuracy", "example_count")
 
 
 def build(
-    rs: RegistryStore, model_id: int, blessing_id: int | None, model_name: str, version: str,
+    rs: RegistryStore,
+    model_id: int,
+    blessing_id: int | None,
+    model_name: str,
+    version: str,
     template: str | os.PathLike[str] = TEMPLATE,
 ) -> dict[str, Any]:
     """The card's content as JSON-ready data."""
@@ -69,13 +73,20 @@ def statistics_summary(uri: str) -> dict[str, Any]:
                 name = f.path.step[-1] if f.path.step else f.name
                 if f.HasField("num_stats"):
                     n = f.num_stats
-                    feats[name] = {"mean": n.mean, "std": n.std_dev, "min": n.min, "max": n.max,
-                                   "missing": n.common_stats.num_missing}
+                    feats[name] = {
+                        "mean": n.mean,
+                        "std": n.std_dev,
+                        "min": n.min,
+                        "max": n.max,
+                        "missing": n.common_stats.num_missing,
+                    }
                 elif f.HasField("string_stats"):
                     s = f.string_stats
                     feats[name] = {"unique": s.unique, "missing": s.common_stats.num_missing}
-            out[split_dir.name[len("Split-"):]] = {"num_examples": dataset.num_examples,
-                                                   "features": feats}
+            out[split_dir.name[len("Split-") :]] = {
+                "num_examples": dataset.num_examples,
+                "features": feats,
+            }
     return out
 
 
@@ -88,13 +99,23 @@ def slice_metrics(uri: str) -> list[dict[str, Any]]:
         keys = [(k.column, _slice_value(k)) for k in mfs.slice_key.single_slice_keys]
         metrics = {}
         for kv in mfs.metric_keys_and_values:
-            if (kv.value.HasField("double_value") and not kv.key.sub_key.ListFields()
-                    and not kv.key.is_diff and kv.key.model_name in ("", "candidate")):
+            if (
+                kv.value.HasField("double_value")
+                and not kv.key.sub_key.ListFields()
+                and not kv.key.is_diff
+                and kv.key.model_name in ("", "candidate")
+            ):
                 metrics[kv.key.name] = kv.value.double_value.value
         rows.append({"slice": dict(keys), "metrics": dict(sorted(metrics.items()))})
-    rows.sort(key=lambda r: (bool(r["slice"]), sorted(
-        (k, (0, v, "") if isinstance(v, int | float) else (1, 0, str(v))) for k, v in r["slice"].items()
-    )))
+    rows.sort(
+        key=lambda r: (
+            bool(r["slice"]),
+            sorted(
+                (k, (0, v, "") if isinstance(v, int | float) else (1, 0, str(v)))
+                for k, v in r["slice"].items()
+            ),
+        )
+    )
     return rows
 
 
@@ -120,54 +141,97 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 def to_markdown(card: dict[str, Any]) -> str:
     ev = card.get("evaluation") or {}
     lines = [f"# Model card: {card['model_name']} version {card['version']}", ""]
-    lines += _table(["", ""], [
-        ["run", card.get("run", "")], ["data span", card.get("span")],
-        ["blessed", ev.get("blessed")],
-        ["baseline", (ev.get("baseline_model") or {}).get("id", "none (first blessed model)")],
-        ["card written", card.get("written_at", "")],
-    ])
+    lines += _table(
+        ["", ""],
+        [
+            ["run", card.get("run", "")],
+            ["data span", card.get("span")],
+            ["blessed", ev.get("blessed")],
+            ["baseline", (ev.get("baseline_model") or {}).get("id", "none (first blessed model)")],
+            ["card written", card.get("written_at", "")],
+        ],
+    )
     lines += [card.get("template", "").strip(), ""] if card.get("template") else []
     lines += ["## Evaluation (overall)", ""]
     metrics, base, diff = ev.get("metrics", {}), ev.get("baseline_metrics", {}), ev.get("diff", {})
     names = [m for m in _HEADLINE if m in metrics] + sorted(set(metrics) - set(_HEADLINE))
-    lines += _table(["metric", "candidate", "baseline", "change"],
-                    [[m, metrics.get(m), base.get(m), diff.get(m)] for m in names])
+    lines += _table(
+        ["metric", "candidate", "baseline", "change"],
+        [[m, metrics.get(m), base.get(m), diff.get(m)] for m in names],
+    )
     if ev.get("thresholds"):
         lines += ["### Thresholds (the Evaluator blesses only when all hold)", ""]
-        lines += _table(["metric", "lower bound", "upper bound", "change", "by at least"], [
-            [t["metric"], t["lower_bound"], t["upper_bound"], t["change_direction"],
-             t["change_absolute"]] for t in ev["thresholds"]])
+        lines += _table(
+            ["metric", "lower bound", "upper bound", "change", "by at least"],
+            [
+                [
+                    t["metric"],
+                    t["lower_bound"],
+                    t["upper_bound"],
+                    t["change_direction"],
+                    t["change_absolute"],
+                ]
+                for t in ev["thresholds"]
+            ],
+        )
     slices = [s for s in ev.get("slices", []) if s["slice"]]
     if slices:
         cols = [m for m in _HEADLINE if any(m in s["metrics"] for s in slices)]
         lines += ["## Evaluation per slice", ""]
-        lines += _table(["slice"] + cols, [
-            [", ".join(f"{k}={v}" for k, v in s["slice"].items())] + [s["metrics"].get(c) for c in cols]
-            for s in slices])
+        lines += _table(
+            ["slice"] + cols,
+            [
+                [", ".join(f"{k}={v}" for k, v in s["slice"].items())]
+                + [s["metrics"].get(c) for c in cols]
+                for s in slices
+            ],
+        )
     stats = card.get("statistics") or {}
     if stats:
         lines += ["## Data statistics", ""]
         lines += _table(["split", "examples"], [[k, v["num_examples"]] for k, v in stats.items()])
         train = stats.get("train") or next(iter(stats.values()))
-        lines += _table(["feature (train)", "mean / unique", "std", "min", "max", "missing"], [
-            [name, s.get("mean", s.get("unique")), s.get("std"), s.get("min"), s.get("max"),
-             s.get("missing")] for name, s in sorted(train["features"].items())])
+        lines += _table(
+            ["feature (train)", "mean / unique", "std", "min", "max", "missing"],
+            [
+                [
+                    name,
+                    s.get("mean", s.get("unique")),
+                    s.get("std"),
+                    s.get("min"),
+                    s.get("max"),
+                    s.get("missing"),
+                ]
+                for name, s in sorted(train["features"].items())
+            ],
+        )
     if card.get("schema"):
         lines += ["## Schema", ""]
         lines += _table(["feature", "type and constraints"], sorted(card["schema"].items()))
     f = card.get("features", {})
-    lines += ["## Features", "", f"Label: `{f.get('label')}`. Raw inputs: "
-              + ", ".join(f"`{k}`" for k in f.get("raw", [])) + ". Slices: "
-              + ", ".join(f"`{k}`" for k in f.get("slices", [])) + ".", ""]
+    lines += [
+        "## Features",
+        "",
+        f"Label: `{f.get('label')}`. Raw inputs: "
+        + ", ".join(f"`{k}`" for k in f.get("raw", []))
+        + ". Slices: "
+        + ", ".join(f"`{k}`" for k in f.get("slices", []))
+        + ".",
+        "",
+    ]
     if card.get("hyperparameters") or card.get("train_args"):
         lines += ["## Hyperparameters", ""]
         rows = [[k, v] for k, v in sorted((card.get("hyperparameters") or {}).items())]
-        rows += [["train_args", json.dumps(card.get("train_args"))],
-                 ["eval_args", json.dumps(card.get("eval_args"))]]
+        rows += [
+            ["train_args", json.dumps(card.get("train_args"))],
+            ["eval_args", json.dumps(card.get("eval_args"))],
+        ]
         lines += _table(["name", "value"], rows)
     lines += ["## Lineage (ML Metadata ids)", ""]
-    lin = {**card.get("lineage", {}), **{k: v for k, v in ev.items()
-                                        if k in ("blessing", "evaluation", "evaluator_execution")}}
+    lin = {
+        **card.get("lineage", {}),
+        **{k: v for k, v in ev.items() if k in ("blessing", "evaluation", "evaluator_execution")},
+    }
     lines += _table(["what", "id / uri"], sorted([k, v] for k, v in lin.items()))
     lines += [f"Trace it: `mlops lineage trace {card['version']}`", ""]
     return "\n".join(lines)
@@ -177,18 +241,23 @@ def to_html(markdown_text: str, title: str) -> str:
     import markdown
 
     body = markdown.markdown(markdown_text, extensions=["tables"])
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}</style>"
-            f"</head><body>\n{body}\n</body></html>\n")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}</style>"
+        f"</head><body>\n{body}\n</body></html>\n"
+    )
 
 
 def write(version_dir: str, card: dict[str, Any]) -> dict[str, str]:
     """Write card .md/.html/.json under assets.extra/, each file atomically; returns the paths."""
     card = {**card, "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     text = to_markdown(card)
-    contents = {"md": text, "html": to_html(text, f"{card['model_name']} {card['version']}"),
-                "json": json.dumps(card, indent=1, sort_keys=True, default=str)}
+    contents = {
+        "md": text,
+        "html": to_html(text, f"{card['model_name']} {card['version']}"),
+        "json": json.dumps(card, indent=1, sort_keys=True, default=str),
+    }
     paths = {}
     for ext, content in contents.items():
         path = versions.card_path(version_dir, ext)
@@ -207,5 +276,7 @@ def write_at_push(
 ) -> dict[str, str]:
     """The Pusher's hook: build the card from MLMD and write it beside the pushed model."""
     rs = RegistryStore(metadata)
-    card = build(rs, model_id, blessing_id, model_name, os.path.basename(version_dir.rstrip(os.sep)))
+    card = build(
+        rs, model_id, blessing_id, model_name, os.path.basename(version_dir.rstrip(os.sep))
+    )
     return write(version_dir, card)

@@ -40,15 +40,35 @@ def _fail_cleanly(f):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--base-path", envvar="MLOPS_MODEL_BASE_PATH", default=_DEFAULTS.model_serving_dir,
-              show_default=True, help="The model base path (the Pusher's serving_model/<name>).")
-@click.option("--config", "config_path", envvar="MLOPS_MODEL_CONFIG", default=None,
-              help="TF Serving model config file [default: models.config beside the base path].")
-@click.option("--metadata", envvar="MLOPS_METADATA", default=_DEFAULTS.metadata_connection,
-              show_default=True, help="ML Metadata store: SQLite path, URL or .pbtxt.")
+@click.option(
+    "--base-path",
+    envvar="MLOPS_MODEL_BASE_PATH",
+    default=_DEFAULTS.model_serving_dir,
+    show_default=True,
+    help="The model base path (the Pusher's serving_model/<name>).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    envvar="MLOPS_MODEL_CONFIG",
+    default=None,
+    help="TF Serving model config file [default: models.config beside the base path].",
+)
+@click.option(
+    "--metadata",
+    envvar="MLOPS_METADATA",
+    default=_DEFAULTS.metadata_connection,
+    show_default=True,
+    help="ML Metadata store: SQLite path, URL or .pbtxt.",
+)
 @click.option("--model-name", default=_DEFAULTS.model_name, show_default=True)
-@click.option("--server", envvar="MLOPS_SERVER", default="127.0.0.1:8501", show_default=True,
-              help="REST address of the running model server ('' for none).")
+@click.option(
+    "--server",
+    envvar="MLOPS_SERVER",
+    default="127.0.0.1:8501",
+    show_default=True,
+    help="REST address of the running model server ('' for none).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
 def models(ctx, base_path, config_path, metadata, model_name, server, debug) -> None:
@@ -57,8 +77,10 @@ def models(ctx, base_path, config_path, metadata, model_name, server, debug) -> 
 
     base_path = os.path.abspath(base_path)
     config_path = config_path or os.path.join(os.path.dirname(base_path), "models.config")
-    ctx.obj = {"debug": debug, "registry": Registry(base_path, config_path, metadata, model_name,
-                                                     server or None)}
+    ctx.obj = {
+        "debug": debug,
+        "registry": Registry(base_path, config_path, metadata, model_name, server or None),
+    }
 
 
 def _registry():
@@ -83,22 +105,30 @@ def list_cmd(as_json: bool) -> None:
     if not rows:
         click.echo(f"no versions under {_registry().base_path}")
         return
-    click.echo(f"{'version':>12}  {'labels':<16} {'server':<11} {'pushed at (UTC)':<26} "
-               f"{'span':>4} {'auc':>6} {'acc':>6} {'blessed':<7} {'baseline':>8}  run")
+    click.echo(
+        f"{'version':>12}  {'labels':<16} {'server':<11} {'pushed at (UTC)':<26} "
+        f"{'span':>4} {'auc':>6} {'acc':>6} {'blessed':<7} {'baseline':>8}  run"
+    )
     for r in rows:
+
         def f(v, fmt="{:.3f}"):
             return fmt.format(v) if isinstance(v, float) else ("" if v is None else str(v))
-        click.echo(f"{r['version']:>12}  {','.join(r['labels']) or '-':<16} "
-                   f"{f(r['server_state']) or 'no server':<11} {r['pushed_at']:<26} "
-                   f"{f(r.get('span')):>4} {f(r.get('auc')):>6} {f(r.get('accuracy')):>6} "
-                   f"{f(r.get('blessed')):<7} {f(r.get('baseline_model')) or '-':>8}  {r.get('run', '')}")
+
+        click.echo(
+            f"{r['version']:>12}  {','.join(r['labels']) or '-':<16} "
+            f"{f(r['server_state']) or 'no server':<11} {r['pushed_at']:<26} "
+            f"{f(r.get('span')):>4} {f(r.get('auc')):>6} {f(r.get('accuracy')):>6} "
+            f"{f(r.get('blessed')):<7} {f(r.get('baseline_model')) or '-':>8}  {r.get('run', '')}"
+        )
 
 
 def _print_action(action) -> None:
     arrow = f"{action.from_version or '-'} -> {action.to_version or '(archive)'}"
     label = f" {action.label}" if action.label else ""
-    click.echo(f"{action.action}{label}: {arrow} (recorded as ML Metadata execution "
-               f"#{action.execution_id})")
+    click.echo(
+        f"{action.action}{label}: {arrow} (recorded as ML Metadata execution "
+        f"#{action.execution_id})"
+    )
 
 
 @models.command()
@@ -140,14 +170,17 @@ def history(as_json: bool) -> None:
         return
     for a in actions:
         label = f" {a.label}" if a.label else ""
-        click.echo(f"{a.when}  {a.action}{label:<10} {a.from_version or '-':>12} -> "
-                   f"{a.to_version or '(archive)':<12} by {a.who}: {a.reason}")
+        click.echo(
+            f"{a.when}  {a.action}{label:<10} {a.from_version or '-':>12} -> "
+            f"{a.to_version or '(archive)':<12} by {a.who}: {a.reason}"
+        )
 
 
 @models.command()
 @click.argument("version")
-@click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md", show_default=True
+)
 @_fail_cleanly
 def card(version: str, fmt: str) -> None:
     """Print the model card written at push time (the .html file opens in any browser)."""

@@ -38,9 +38,13 @@ def read(path: str) -> ModelServerConfig:
     try:
         config = text_format.Parse(text, ModelServerConfig())
     except text_format.ParseError as e:
-        raise RegistryError(f"model config file {path} is not a valid ModelServerConfig: {e}") from None
+        raise RegistryError(
+            f"model config file {path} is not a valid ModelServerConfig: {e}"
+        ) from None
     if config.HasField("custom_model_config"):
-        raise RegistryError(f"model config file {path} uses custom_model_config; use model_config_list")
+        raise RegistryError(
+            f"model config file {path} uses custom_model_config; use model_config_list"
+        )
     names = [m.name for m in config.model_config_list.config]
     if len(set(names)) != len(names):
         raise RegistryError(f"model config file {path} lists a model name twice: {names}")

@@ -72,8 +72,9 @@ def evaluation_facts(rs: RegistryStore, blessing: mlmd.Artifact) -> dict[str, An
         out["evaluation_uri"] = evaluation.uri
         metrics = read_evaluation(evaluation.uri).metrics()
         out["metrics"] = {k: v for k, v in metrics.items() if ":" not in k}
-        out["baseline_metrics"] = {k.split(":", 1)[1]: v for k, v in metrics.items()
-                                   if k.startswith("baseline:")}
+        out["baseline_metrics"] = {
+            k.split(":", 1)[1]: v for k, v in metrics.items() if k.startswith("baseline:")
+        }
         out["diff"] = {k.split(":", 1)[1]: v for k, v in metrics.items() if k.startswith("diff:")}
     baseline = _one(rs.inputs(evaluator.id), "baseline_model")
     out["baseline_model"] = {"id": baseline.id, "uri": baseline.uri} if baseline else None
@@ -95,13 +96,15 @@ def thresholds(eval_config: Any) -> list[dict[str, Any]]:
                 change = t.get("change_threshold") or t.get("changeThreshold") or {}
                 if not value and not change:
                     continue
-                rows.append({
-                    "metric": metric.get("class_name") or metric.get("className"),
-                    "lower_bound": _bound(value, "lower_bound", "lowerBound"),
-                    "upper_bound": _bound(value, "upper_bound", "upperBound"),
-                    "change_direction": change.get("direction"),
-                    "change_absolute": _bound(change, "absolute", "absolute"),
-                })
+                rows.append(
+                    {
+                        "metric": metric.get("class_name") or metric.get("className"),
+                        "lower_bound": _bound(value, "lower_bound", "lowerBound"),
+                        "upper_bound": _bound(value, "upper_bound", "upperBound"),
+                        "change_direction": change.get("direction"),
+                        "change_absolute": _bound(change, "absolute", "absolute"),
+                    }
+                )
     return rows
 
 
@@ -121,8 +124,11 @@ def _raw_examples(rs: RegistryStore, model_id: int) -> mlmd.Artifact | None:
     for event in graph.events:
         if event.type in (mlmd.Event.OUTPUT, mlmd.Event.DECLARED_OUTPUT):
             produced_by.setdefault(event.artifact_id, event.execution_id)
-    has_inputs = {e.execution_id for e in graph.events
-                  if e.type in (mlmd.Event.INPUT, mlmd.Event.DECLARED_INPUT)}
+    has_inputs = {
+        e.execution_id
+        for e in graph.events
+        if e.type in (mlmd.Event.INPUT, mlmd.Event.DECLARED_INPUT)
+    }
     for artifact_id, execution_id in produced_by.items():
         if execution_id in has_inputs:
             derived.add(artifact_id)

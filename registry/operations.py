@@ -81,15 +81,26 @@ class Registry:
         entry.version_labels[label] = version
         config_file.write(self.config_path, config)
         now = utc_iso(_now_millis())
-        record = Action(action=action, when=now, who=who_am_i(), model=self.model_name,
-                        label=label, from_version=str(previous or ""), to_version=str(version),
-                        reason=reason)
+        record = Action(
+            action=action,
+            when=now,
+            who=who_am_i(),
+            model=self.model_name,
+            label=label,
+            from_version=str(previous or ""),
+            to_version=str(version),
+            reason=reason,
+        )
         try:
-            return rs.record(record, {"to": self._artifact_for(rs, version),
-                                      "from": self._artifact_for(rs, previous)})
+            return rs.record(
+                record,
+                {"to": self._artifact_for(rs, version), "from": self._artifact_for(rs, previous)},
+            )
         except Exception as e:
             _restore(self.config_path, old_text)
-            raise RegistryError(f"could not record the change in ML Metadata, reverted: {e}") from None
+            raise RegistryError(
+                f"could not record the change in ML Metadata, reverted: {e}"
+            ) from None
 
     # ---- commands ------------------------------------------------------------------------------
     def promote(self, version: int, label: str, reason: str) -> Action:
@@ -105,7 +116,9 @@ class Registry:
     def _rollback_locked(self, label: str, reason: str) -> Action:
         current = self.labels().get(label)
         if current is None:
-            raise RegistryError(f"unknown label {label!r}: no version holds it in {self.config_path}")
+            raise RegistryError(
+                f"unknown label {label!r}: no version holds it in {self.config_path}"
+            )
         holders: list[int] = []  # the label's holders, as a stack: promote pushes, rollback pops
         for action in self.store().actions(self.model_name):
             if action.label != label:
@@ -132,22 +145,33 @@ class Registry:
             rs = self.store()
             artifact = self._artifact_for(rs, version)
             target = versions.archive(self.base_path, version)
-            record = Action(action="retire", when=utc_iso(_now_millis()), who=who_am_i(),
-                            model=self.model_name, from_version=str(version),
-                            reason=reason or f"archived to {target}")
+            record = Action(
+                action="retire",
+                when=utc_iso(_now_millis()),
+                who=who_am_i(),
+                model=self.model_name,
+                from_version=str(version),
+                reason=reason or f"archived to {target}",
+            )
             return rs.record(record, {"retired": artifact})
 
     def history(self) -> list[Action]:
         """Audit records and pipeline pushes of this model, oldest first."""
         rs = self.store()
         known = {str(v) for v in versions.on_disk(self.base_path)} | {
-            str(v) for v in versions.archived(self.base_path)}
+            str(v) for v in versions.archived(self.base_path)
+        }
         base = os.path.abspath(self.base_path)
-        pushes = [p for p in rs.pushes()
-                  if p.to_version in known or os.path.dirname(os.path.abspath(p.path)) == base]
+        pushes = [
+            p
+            for p in rs.pushes()
+            if p.to_version in known or os.path.dirname(os.path.abspath(p.path)) == base
+        ]
         for p in pushes:
             p.model = self.model_name
-        return sorted(pushes + rs.actions(self.model_name), key=lambda a: (a.millis, a.action != "push"))
+        return sorted(
+            pushes + rs.actions(self.model_name), key=lambda a: (a.millis, a.action != "push")
+        )
 
     def list(self) -> list[dict[str, Any]]:
         from registry.facts import pushed_facts
@@ -164,7 +188,9 @@ class Registry:
             row: dict[str, Any] = {
                 "version": version,
                 "path": path,
-                "pushed_at": utc_iso(int(marker["pushed_at"] * 1000)) if "pushed_at" in marker else "",
+                "pushed_at": utc_iso(int(marker["pushed_at"] * 1000))
+                if "pushed_at" in marker
+                else "",
                 "labels": sorted(k for k, v in labels.items() if v == version),
                 "server_state": None if status is None else status.get(version, "not loaded"),
             }
@@ -173,21 +199,28 @@ class Registry:
                 f = pushed_facts(rs, artifact)
                 ev = f.get("evaluation") or {}
                 metrics = ev.get("metrics") or {}
-                row.update({
-                    "run": f.get("run", ""), "span": f.get("span"),
-                    "auc": metrics.get("auc"),
-                    "accuracy": metrics.get("binary_accuracy", metrics.get("accuracy")),
-                    "blessed": ev.get("blessed"),
-                    "baseline_model": (ev.get("baseline_model") or {}).get("id"),
-                    "pushed_model_artifact": artifact.id,
-                })
+                row.update(
+                    {
+                        "run": f.get("run", ""),
+                        "span": f.get("span"),
+                        "auc": metrics.get("auc"),
+                        "accuracy": metrics.get("binary_accuracy", metrics.get("accuracy")),
+                        "blessed": ev.get("blessed"),
+                        "baseline_model": (ev.get("baseline_model") or {}).get("id"),
+                        "pushed_model_artifact": artifact.id,
+                    }
+                )
             rows.append(row)
         return rows
 
     def card_path(self, version: int, ext: str) -> str:
-        path = versions.on_disk(self.base_path).get(version) or versions.archived(self.base_path).get(version)
+        path = versions.on_disk(self.base_path).get(version) or versions.archived(
+            self.base_path
+        ).get(version)
         if path is None:
-            raise RegistryError(f"version {version} is not on disk under {self.base_path} or its archive")
+            raise RegistryError(
+                f"version {version} is not on disk under {self.base_path} or its archive"
+            )
         card = versions.card_path(path, ext)
         if not os.path.isfile(card):
             raise RegistryError(f"version {version} has no model card ({card})")

@@ -7,13 +7,17 @@ import urllib.error
 import urllib.request
 
 
-def model_status(server: str | None, model_name: str, timeout: float = 2.0) -> dict[int, str] | None:
+def model_status(
+    server: str | None, model_name: str, timeout: float = 2.0
+) -> dict[int, str] | None:
     """Version -> state (AVAILABLE, LOADING, END...), or None when no server answers."""
     if not server:
         return None
     url = server if "://" in server else f"http://{server}"
     try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/v1/models/{model_name}", timeout=timeout) as r:
+        with urllib.request.urlopen(
+            f"{url.rstrip('/')}/v1/models/{model_name}", timeout=timeout
+        ) as r:
             body = json.load(r)
     except urllib.error.HTTPError as e:
         if e.code == 404:

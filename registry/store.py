@@ -24,7 +24,16 @@ from metadata.connection import ConnectionConfigError, connection_config_from_ur
 from registry.errors import RegistryError
 
 ACTION_TYPE = "ModelAction"
-ACTION_PROPERTIES = ("model", "who", "when", "action", "from_version", "to_version", "label", "reason")
+ACTION_PROPERTIES = (
+    "model",
+    "who",
+    "when",
+    "action",
+    "from_version",
+    "to_version",
+    "label",
+    "reason",
+)
 PUSHED_MODEL = "PushedModel"
 _OUTPUT = (mlmd.Event.OUTPUT, mlmd.Event.DECLARED_OUTPUT)
 _INPUT = (mlmd.Event.INPUT, mlmd.Event.DECLARED_INPUT)
@@ -105,10 +114,16 @@ class RegistryStore:
             models = self.store.get_artifacts_by_uri(model_uri)
             ids = {m.id for m in models}
             if ids:
-                pushers = {e.execution_id for e in self.store.get_events_by_artifact_ids(list(ids))
-                           if e.type in _INPUT}
-                outs = {e.artifact_id for e in self.store.get_events_by_execution_ids(list(pushers))
-                        if e.type in _OUTPUT}
+                pushers = {
+                    e.execution_id
+                    for e in self.store.get_events_by_artifact_ids(list(ids))
+                    if e.type in _INPUT
+                }
+                outs = {
+                    e.artifact_id
+                    for e in self.store.get_events_by_execution_ids(list(pushers))
+                    if e.type in _OUTPUT
+                }
                 for a in sorted(pushed, key=lambda a: -a.id):
                     if a.id in outs:
                         return a
@@ -125,8 +140,11 @@ class RegistryStore:
         return None
 
     def producer(self, artifact_id: int) -> mlmd.Execution | None:
-        ids = sorted(e.execution_id for e in self.store.get_events_by_artifact_ids([artifact_id])
-                     if e.type in _OUTPUT)
+        ids = sorted(
+            e.execution_id
+            for e in self.store.get_events_by_artifact_ids([artifact_id])
+            if e.type in _OUTPUT
+        )
         return self.store.get_executions_by_id(ids[:1])[0] if ids else None
 
     def inputs(self, execution_id: int) -> dict[str, list[mlmd.Artifact]]:
@@ -136,8 +154,12 @@ class RegistryStore:
         return self._linked(execution_id, _OUTPUT)
 
     def _linked(self, execution_id: int, types) -> dict[str, list[mlmd.Artifact]]:
-        events = [e for e in self.store.get_events_by_execution_ids([execution_id]) if e.type in types]
-        artifacts = {a.id: a for a in self.store.get_artifacts_by_id([e.artifact_id for e in events])}
+        events = [
+            e for e in self.store.get_events_by_execution_ids([execution_id]) if e.type in types
+        ]
+        artifacts = {
+            a.id: a for a in self.store.get_artifacts_by_id([e.artifact_id for e in events])
+        }
         out: dict[str, list[mlmd.Artifact]] = {}
         for e in events:
             out.setdefault(_key(e), []).append(artifacts[e.artifact_id])
@@ -160,8 +182,11 @@ class RegistryStore:
         return self.store.get_lineage_subgraph(options)
 
     def downstream_executions(self, artifact_id: int) -> list[mlmd.Execution]:
-        ids = [e.execution_id for e in self.store.get_events_by_artifact_ids([artifact_id])
-               if e.type in _INPUT]
+        ids = [
+            e.execution_id
+            for e in self.store.get_events_by_artifact_ids([artifact_id])
+            if e.type in _INPUT
+        ]
         return list(self.store.get_executions_by_id(sorted(set(ids))))
 
     def execution_type(self, execution: mlmd.Execution) -> str:
@@ -211,12 +236,20 @@ class RegistryStore:
             p = props(e)
             if model and p.get("model") not in (model, ""):
                 continue
-            out.append(Action(
-                action=p.get("action", ""), when=p.get("when", ""), who=p.get("who", ""),
-                model=p.get("model", ""), label=p.get("label", ""),
-                from_version=p.get("from_version", ""), to_version=p.get("to_version", ""),
-                reason=p.get("reason", ""), millis=e.create_time_since_epoch, execution_id=e.id,
-            ))
+            out.append(
+                Action(
+                    action=p.get("action", ""),
+                    when=p.get("when", ""),
+                    who=p.get("who", ""),
+                    model=p.get("model", ""),
+                    label=p.get("label", ""),
+                    from_version=p.get("from_version", ""),
+                    to_version=p.get("to_version", ""),
+                    reason=p.get("reason", ""),
+                    millis=e.create_time_since_epoch,
+                    execution_id=e.id,
+                )
+            )
         return out
 
     def pushes(self) -> list[Action]:
@@ -227,16 +260,23 @@ class RegistryStore:
             if p.get("pushed") != 1:
                 continue
             producer = self.producer(a.id)
-            millis = producer.last_update_time_since_epoch if producer else a.create_time_since_epoch
+            millis = (
+                producer.last_update_time_since_epoch if producer else a.create_time_since_epoch
+            )
             run = self.run_of(producer.id) if producer else ""
-            out.append(Action(
-                action="push", when=utc_iso(millis), who="pipeline",
-                to_version=str(p.get("pushed_version", "")),
-                reason=f"blessed and pushed by run {run}" if run else "blessed and pushed",
-                path=str(p.get("pushed_destination", "")),
-                millis=millis, execution_id=producer.id if producer else None,
-                artifact_ids=[a.id],
-            ))
+            out.append(
+                Action(
+                    action="push",
+                    when=utc_iso(millis),
+                    who="pipeline",
+                    to_version=str(p.get("pushed_version", "")),
+                    reason=f"blessed and pushed by run {run}" if run else "blessed and pushed",
+                    path=str(p.get("pushed_destination", "")),
+                    millis=millis,
+                    execution_id=producer.id if producer else None,
+                    artifact_ids=[a.id],
+                )
+            )
         return out
 
 

@@ -25,8 +25,11 @@ def on_disk(base_path: str) -> dict[int, str]:
         names = os.listdir(base_path)
     except OSError:
         return {}
-    return {int(n): os.path.join(base_path, n) for n in names
-            if n.isdigit() and os.path.isdir(os.path.join(base_path, n))}
+    return {
+        int(n): os.path.join(base_path, n)
+        for n in names
+        if n.isdigit() and os.path.isdir(os.path.join(base_path, n))
+    }
 
 
 def archive_dir(base_path: str) -> str:
@@ -55,7 +58,9 @@ def card_path(version_dir: str, ext: str) -> str:
 def parse_version(text: str) -> int:
     text = str(text).strip()
     if not text.isdigit():
-        raise RegistryError(f"version must be a number (a directory name under the base path), got {text!r}")
+        raise RegistryError(
+            f"version must be a number (a directory name under the base path), got {text!r}"
+        )
     return int(text)
 
 

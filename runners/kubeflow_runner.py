@@ -48,20 +48,44 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--pipeline-root", default=d.pipeline_root, help="gs://... or s3://... (MinIO)")
     add("--data-root", default=d.data_root, help="holds span-N/*.csv (bucket or image path)")
     add("--schema-path", default=d.schema_path)
-    add("--serving-model-dir", default=d.serving_model_dir,
-        help="Pusher destination = TF Serving's model base path")
-    add("--module-dir", default=None,
-        help=f"where modules/*.py are (default {kubeflow.IMAGE_PROJECT_ROOT}/modules in the image)")
-    add("--package-user-modules", action="store_true",
-        help="wheel-package local modules/ into the pipeline root at compile time")
-    add("--beam-arg", action="append", default=None,
-        help="Beam pipeline arg, repeatable; replaces the default DirectRunner args")
-    add("--resources", action="append", default=[], type=_key_value, metavar="NODE=CPU,MEM",
-        help="e.g. Trainer=4,16Gi (default for the rest: --default-resources)")
-    add("--default-resources",
-        default=f"{d.default_resources.cpu},{d.default_resources.memory}")
-    add("--env", action="append", default=[], type=_key_value, metavar="NAME=VALUE",
-        help="environment of every step, e.g. S3_ENDPOINT=minio-service.kubeflow:9000")
+    add(
+        "--serving-model-dir",
+        default=d.serving_model_dir,
+        help="Pusher destination = TF Serving's model base path",
+    )
+    add(
+        "--module-dir",
+        default=None,
+        help=f"where modules/*.py are (default {kubeflow.IMAGE_PROJECT_ROOT}/modules in the image)",
+    )
+    add(
+        "--package-user-modules",
+        action="store_true",
+        help="wheel-package local modules/ into the pipeline root at compile time",
+    )
+    add(
+        "--beam-arg",
+        action="append",
+        default=None,
+        help="Beam pipeline arg, repeatable; replaces the default DirectRunner args",
+    )
+    add(
+        "--resources",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="NODE=CPU,MEM",
+        help="e.g. Trainer=4,16Gi (default for the rest: --default-resources)",
+    )
+    add("--default-resources", default=f"{d.default_resources.cpu},{d.default_resources.memory}")
+    add(
+        "--env",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="NAME=VALUE",
+        help="environment of every step, e.g. S3_ENDPOINT=minio-service.kubeflow:9000",
+    )
     add("--train-steps", type=int, default=d.train_steps)
     add("--eval-steps", type=int, default=d.eval_steps)
     add("--tuner-trials", type=int, default=d.tuner_trials)
@@ -69,28 +93,39 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--tuner-eval-steps", type=int, default=d.tuner_eval_steps)
     add("--min-auc", type=float, default=t.min_auc, help="Evaluator: bless at AUC >= this")
     add("--min-accuracy", type=float, default=t.min_accuracy)
-    add("--min-auc-gain", type=float, default=t.min_auc_gain,
-        help="Evaluator: AUC gain over the latest blessed model needed to bless")
+    add(
+        "--min-auc-gain",
+        type=float,
+        default=t.min_auc_gain,
+        help="Evaluator: AUC gain over the latest blessed model needed to bless",
+    )
     add("--skip-tuning", action="store_true")
     add("--infer-schema", action="store_true")
     add("--no-cache", action="store_true")
     add("--output", default=kubeflow.DEFAULT_SPEC_PATH, help=".yaml (KFP) or .json (PipelineJob)")
     add("--submit", action="store_true", help="upload the spec and start a run")
-    add("--endpoint",
-        help="KFP API, e.g. http://localhost:8080 (port-forwarded ml-pipeline-ui)")
+    add("--endpoint", help="KFP API, e.g. http://localhost:8080 (port-forwarded ml-pipeline-ui)")
     add("--namespace", default=None, help="multi-user KFP: the profile namespace")
     add("--experiment", default="taxi")
     add("--run-name", default=None)
     add("--service-account", default=None)
-    add("--param", action="append", default=[], type=_key_value, metavar="NAME=VALUE",
-        help=f"runtime parameter for the submitted run ({', '.join(kubeflow.RUNTIME_PARAMETERS)})")
+    add(
+        "--param",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="NAME=VALUE",
+        help=f"runtime parameter for the submitted run ({', '.join(kubeflow.RUNTIME_PARAMETERS)})",
+    )
     args = p.parse_args(argv)
     if args.submit and not args.endpoint:
         p.error("--submit needs --endpoint URL")
     unknown = {k for k, _ in args.param} - set(kubeflow.RUNTIME_PARAMETERS)
     if unknown:
-        p.error(f"unknown runtime parameter(s) {sorted(unknown)}; "
-                f"have {list(kubeflow.RUNTIME_PARAMETERS)}")
+        p.error(
+            f"unknown runtime parameter(s) {sorted(unknown)}; "
+            f"have {list(kubeflow.RUNTIME_PARAMETERS)}"
+        )
     return args
 
 
@@ -100,8 +135,10 @@ def build_config(args: argparse.Namespace) -> kubeflow.KubeflowConfig:
     modules = {}
     if args.module_dir or args.package_user_modules:
         module_dir = args.module_dir or str(MODULES_DIR)
-        modules = {f"{n}_module": os.path.join(module_dir, f"{n}.py")
-                   for n in ("preprocessing", "trainer", "tuner")}
+        modules = {
+            f"{n}_module": os.path.join(module_dir, f"{n}.py")
+            for n in ("preprocessing", "trainer", "tuner")
+        }
     pipeline = dataclasses.replace(
         defaults.pipeline,
         pipeline_name=args.pipeline_name,
@@ -109,7 +146,8 @@ def build_config(args: argparse.Namespace) -> kubeflow.KubeflowConfig:
         data_root=args.data_root,
         schema_path=args.schema_path,
         serving_model_dir=args.serving_model_dir,
-        beam_args=tuple(args.beam_arg) if args.beam_arg is not None
+        beam_args=tuple(args.beam_arg)
+        if args.beam_arg is not None
         else defaults.pipeline.beam_args,
         train_steps=args.train_steps,
         eval_steps=args.eval_steps,
@@ -152,8 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.submit:
         try:
             run = kubeflow.submit(
-                path, args.endpoint, kcfg, experiment=args.experiment, run_name=args.run_name,
-                params=dict(args.param), namespace=args.namespace,
+                path,
+                args.endpoint,
+                kcfg,
+                experiment=args.experiment,
+                run_name=args.run_name,
+                params=dict(args.param),
+                namespace=args.namespace,
                 service_account=args.service_account,
             )
         except kubeflow.SubmissionError as e:

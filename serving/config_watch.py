@@ -38,7 +38,9 @@ def check_version_labels(repository: ModelRepository, config) -> None:
         if model.name not in known or not model.version_labels:
             continue
         try:
-            available = {v for v, st in repository.status(model.name) if st.state == State.AVAILABLE}
+            available = {
+                v for v, st in repository.status(model.name) if st.state == State.AVAILABLE
+            }
         except ServingError:
             available = set()
         for label, version in model.version_labels.items():

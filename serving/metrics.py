@@ -84,7 +84,9 @@ class _BulkHistogram:
             series = [(k, v[0].copy(), v[1]) for k, v in self._series.items()]
         for label_values, counts, total in series:
             cumulative = np.cumsum(counts)
-            buckets = [(repr(float(e)), float(c)) for e, c in zip(self._edges, cumulative, strict=False)]
+            buckets = [
+                (repr(float(e)), float(c)) for e, c in zip(self._edges, cumulative, strict=False)
+            ]
             buckets.append(("+Inf", float(cumulative[-1])))
             family.add_metric(list(label_values), buckets, total)
         yield family

@@ -61,9 +61,11 @@ class ModelServer:
         if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
             from serving.config_watch import watch_model_config_file
 
-            self._config_watch = asyncio.create_task(watch_model_config_file(
-                repo, opts.model_config_file, opts.model_config_file_poll_wait_seconds
-            ))
+            self._config_watch = asyncio.create_task(
+                watch_model_config_file(
+                    repo, opts.model_config_file, opts.model_config_file_poll_wait_seconds
+                )
+            )
         if opts.access_log:
             metrics.enable_access_log(opts.access_log)
         request_log = None

@@ -122,12 +122,16 @@ def warm_up(servable: Servable, iterations: int = 1) -> WarmupResult | None:
             except WarmupError:
                 raise
             except Exception as e:  # noqa: BLE001 - any failing request fails the load
-                raise WarmupError(f"Warmup request failed for {path}: {type(e).__name__}: {e}") from None
+                raise WarmupError(
+                    f"Warmup request failed for {path}: {type(e).__name__}: {e}"
+                ) from None
     elapsed = time.perf_counter() - started
     log.info(
         "Finished reading warmup data for model at %s. Number of warmup records read: %d. "
         "Elapsed time (microseconds): %d.",
-        path, len(logs), elapsed * 1e6,
+        path,
+        len(logs),
+        elapsed * 1e6,
     )
     return WarmupResult(len(logs), elapsed)
 

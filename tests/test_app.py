@@ -77,8 +77,9 @@ def frame(at: AppTest, *columns: str):
         value = element.value
         if set(value.columns) == set(columns):
             return value
-    raise AssertionError(f"no table with columns {columns}: "
-                         f"{[list(e.value.columns) for e in at.dataframe]}")
+    raise AssertionError(
+        f"no table with columns {columns}: {[list(e.value.columns) for e in at.dataframe]}"
+    )
 
 
 # ---- independent reads -------------------------------------------------------------------------
@@ -91,8 +92,11 @@ def _store(small_pipeline) -> metadata_store.MetadataStore:
 
 def _artifact(small_pipeline, type_name: str, producer: str = "") -> metadata_store_pb2.Artifact:
     """The newest artifact of a type (made by `producer`, a component id in its URI)."""
-    artifacts = [a for a in _store(small_pipeline).get_artifacts_by_type(type_name)
-                 if not producer or f"/{producer}/" in a.uri]
+    artifacts = [
+        a
+        for a in _store(small_pipeline).get_artifacts_by_type(type_name)
+        if not producer or f"/{producer}/" in a.uri
+    ]
     assert artifacts, f"no {type_name} in the store"
     return max(artifacts, key=lambda a: a.id)
 
@@ -124,7 +128,10 @@ def test_predict_form_is_bounded_by_training_data_and_predicts(
     payment = by_key(at, "selectbox", "f_payment_type")
     assert list(payment.options) == vocab
     hour = by_key(at, "number_input", "f_trip_start_hour")
-    assert (hour.min, hour.max) == (0, features.CATEGORICAL_NUMERICAL_FEATURES["trip_start_hour"] - 1)
+    assert (hour.min, hour.max) == (
+        0,
+        features.CATEGORICAL_NUMERICAL_FEATURES["trip_start_hour"] - 1,
+    )
     stats = _train_statistics(small_pipeline)
     miles = by_key(at, "number_input", "f_trip_miles")
     assert miles.min == pytest.approx(stats["trip_miles"].num_stats.min)
@@ -137,8 +144,12 @@ def test_predict_form_is_bounded_by_training_data_and_predicts(
     no_exception(at)
     assert not at.error, [e.value for e in at.error]
     shown = float(at.metric[0].value)
-    row = {f: w.value for f in features.RAW_FEATURE_KEYS for w in at.get("number_input")
-           + at.get("selectbox") if getattr(w, "key", None) == f"f_{f}"}
+    row = {
+        f: w.value
+        for f in features.RAW_FEATURE_KEYS
+        for w in at.get("number_input") + at.get("selectbox")
+        if getattr(w, "key", None) == f"f_{f}"
+    }
     expected = predict_rows(RestClient("127.0.0.1", settings.rest_port), "taxi", [row])[0]
     assert shown == pytest.approx(expected["probabilities"][0], abs=1e-4)
     version = sorted(os.listdir(small_pipeline.serving_model_dir))[-1]
@@ -197,13 +208,25 @@ def test_malformed_upload_gives_a_message(settings, monkeypatch, content, messag
 
 
 # ---- runs --------------------------------------------------------------------------------------
-def test_runs_page_shows_the_stored_run_evaluation_and_slices(small_pipeline, settings, monkeypatch):
+def test_runs_page_shows_the_stored_run_evaluation_and_slices(
+    small_pipeline, settings, monkeypatch
+):
     import tensorflow_model_analysis as tfma
 
     at = page("runs", settings, monkeypatch)
     no_exception(at)
-    runs = frame(at, "run", "started", "status", "duration_s", "span", "blessed", "pushed",
-                 "version", "decision")
+    runs = frame(
+        at,
+        "run",
+        "started",
+        "status",
+        "duration_s",
+        "span",
+        "blessed",
+        "pushed",
+        "version",
+        "decision",
+    )
     stored = [c.name for c in _store(small_pipeline).get_contexts_by_type("pipeline_run")]
     assert sorted(runs["run"]) == sorted(stored)
     report = small_pipeline.report
@@ -219,7 +242,9 @@ def test_runs_page_shows_the_stored_run_evaluation_and_slices(small_pipeline, se
 
     checks = frame(at, "metric", "threshold", "value", "passed")
     auc = checks[checks["metric"] == "AUC"].iloc[0]
-    assert auc["threshold"].startswith("value >= " + f"{small_pipeline.config.thresholds.min_auc:g}")
+    assert auc["threshold"].startswith(
+        "value >= " + f"{small_pipeline.config.thresholds.min_auc:g}"
+    )
     assert auc["value"] == pytest.approx(report.metrics["auc"])
     assert bool(auc["passed"]) is True
 
@@ -229,8 +254,12 @@ def test_runs_page_shows_the_stored_run_evaluation_and_slices(small_pipeline, se
         keys = per_slice.slice_key.single_slice_keys
         if len(keys) == 1 and keys[0].column == "trip_start_hour":
             for kv in per_slice.metric_keys_and_values:
-                if kv.key.name == "auc" and kv.key.HasField("example_weighted") and not kv.key.is_diff \
-                        and kv.key.model_name in ("", "candidate"):
+                if (
+                    kv.key.name == "auc"
+                    and kv.key.HasField("example_weighted")
+                    and not kv.key.is_diff
+                    and kv.key.model_name in ("", "candidate")
+                ):
                     expected[str(keys[0].int64_value)] = kv.value.double_value.value
     slices = frame(at, "slice", "candidate")
     assert expected, "no per-hour AUC in the evaluation"
@@ -257,13 +286,27 @@ def test_models_page_shows_versions_server_state_and_lineage(small_pipeline, set
 
 
 # ---- data --------------------------------------------------------------------------------------
-def test_data_page_shows_statistics_anomalies_and_drift_state(small_pipeline, settings, monkeypatch):
+def test_data_page_shows_statistics_anomalies_and_drift_state(
+    small_pipeline, settings, monkeypatch
+):
     at = page("datasets", settings, monkeypatch)
     no_exception(at)
     assert at.selectbox(key="span").value == 1
     stats = _train_statistics(small_pipeline)
-    table = frame(at, "feature", "kind", "count", "missing", "unique", "min", "max", "mean",
-                  "median", "std_dev", "zeros")
+    table = frame(
+        at,
+        "feature",
+        "kind",
+        "count",
+        "missing",
+        "unique",
+        "min",
+        "max",
+        "mean",
+        "median",
+        "std_dev",
+        "zeros",
+    )
     assert set(table["feature"]) == set(stats)
     row = table[table["feature"] == "fare"].iloc[0]
     assert row["count"] == stats["fare"].num_stats.common_stats.num_non_missing
@@ -297,8 +340,17 @@ def test_serving_page_shows_live_request_counts(settings, monkeypatch):
     assert ok["count"].sum() == n + 1
     errors = frame(before, "model_name", "version", "status", "count")
     assert errors["count"].sum() >= 1
-    latency = frame(before, "model_name", "version", "method", "protocol", "requests", "p50_ms",
-                    "p90_ms", "p99_ms")
+    latency = frame(
+        before,
+        "model_name",
+        "version",
+        "method",
+        "protocol",
+        "requests",
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+    )
     assert (latency["p50_ms"] > 0).all()
     assert float(before.metric[2].value) > 0
 

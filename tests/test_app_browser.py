@@ -23,8 +23,13 @@ from tests import serving_models as sm
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROME_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--window-size=1400,1800",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--window-size=1400,1800",
 ]
 
 
@@ -47,8 +52,15 @@ class Browser:
     def __init__(self, url: str, profile: Path) -> None:
         assert CHROMIUM, "chromium is not installed (apt-get install chromium; .ci/run does)"
         self.proc = subprocess.Popen(
-            [CHROMIUM, *CHROME_FLAGS, "--remote-debugging-port=0", f"--user-data-dir={profile}", url],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                CHROMIUM,
+                *CHROME_FLAGS,
+                "--remote-debugging-port=0",
+                f"--user-data-dir={profile}",
+                url,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         port_file = profile / "DevToolsActivePort"
         deadline = time.time() + 60
@@ -100,12 +112,20 @@ def test_mlops_ui_starts_server_and_predicts_in_a_real_browser(small_pipeline, t
     assert small_pipeline.exit_code == 0
     rest_port, grpc_port, app_port = sm.free_port(), sm.free_port(), sm.free_port()
     app = subprocess.Popen(
-        [sys.executable, "-m", "mlops.cli", "ui", f"--port={app_port}",
-         f"--metadata={small_pipeline.metadata_path}",
-         f"--pipeline-name={small_pipeline.config.pipeline_name}",
-         f"--serving-dir={small_pipeline.serving_model_dir}",
-         f"--rest-port={rest_port}", f"--grpc-port={grpc_port}"],
-        stdout=open(tmp_path / "app.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        [
+            sys.executable,
+            "-m",
+            "mlops.cli",
+            "ui",
+            f"--port={app_port}",
+            f"--metadata={small_pipeline.metadata_path}",
+            f"--pipeline-name={small_pipeline.config.pipeline_name}",
+            f"--serving-dir={small_pipeline.serving_model_dir}",
+            f"--rest-port={rest_port}",
+            f"--grpc-port={grpc_port}",
+        ],
+        stdout=open(tmp_path / "app.log", "wb"),
+        stderr=subprocess.STDOUT,  # noqa: SIM115
     )
     browser = None
     try:
@@ -115,16 +135,23 @@ def test_mlops_ui_starts_server_and_predicts_in_a_real_browser(small_pipeline, t
         browser = Browser(url + "/", tmp_path / "chromium-profile")  # Predict is the home page
         browser.wait_for("document.querySelector('input[aria-label=\"trip_miles\"]') !== null")
         # Type into the field like a user: focus, select the old value, insert text.
-        browser.js("var e = document.querySelector('input[aria-label=\"trip_miles\"]');"
-                   " e.focus(); e.select(); true")
+        browser.js(
+            "var e = document.querySelector('input[aria-label=\"trip_miles\"]');"
+            " e.focus(); e.select(); true"
+        )
         browser.send("Input.insertText", text="3.5")
-        browser.wait_for("parseFloat(document.querySelector("
-                         "'input[aria-label=\"trip_miles\"]').value) === 3.5", timeout=30)
+        browser.wait_for(
+            "parseFloat(document.querySelector('input[aria-label=\"trip_miles\"]').value) === 3.5",
+            timeout=30,
+        )
         browser.js("document.activeElement.blur(); true")
-        browser.wait_for("[...document.querySelectorAll('button')]"
-                         ".some(b => b.innerText.trim() === 'Predict')")
-        browser.js("[...document.querySelectorAll('button')]"
-                   ".find(b => b.innerText.trim() === 'Predict').click(); true")
+        browser.wait_for(
+            "[...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Predict')"
+        )
+        browser.js(
+            "[...document.querySelectorAll('button')]"
+            ".find(b => b.innerText.trim() === 'Predict').click(); true"
+        )
         shown = browser.wait_for(
             "(document.querySelector('[data-testid=\"stMetricValue\"]') || {}).innerText"
         )
@@ -132,8 +159,9 @@ def test_mlops_ui_starts_server_and_predicts_in_a_real_browser(small_pipeline, t
         shot = tmp_path / "predict.png"
         shot.write_bytes(base64.b64decode(png))
         print(f"screenshot: {shot}")
-        fields = data.form_fields.__wrapped__(small_pipeline.metadata_path,
-                                              small_pipeline.config.pipeline_name)
+        fields = data.form_fields.__wrapped__(
+            small_pipeline.metadata_path, small_pipeline.config.pipeline_name
+        )
         row = {f.name: f.default for f in fields} | {"trip_miles": 3.5}
         expected = predict_rows(RestClient("127.0.0.1", rest_port), "taxi", [row])[0]
         assert float(shown) == pytest.approx(expected["probabilities"][0], abs=1e-4)

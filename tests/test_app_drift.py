@@ -35,8 +35,12 @@ def two_spans(tmp_path_factory):
     ds.write_csv(data_root / "span-2" / "data.csv", ds.drifted_rows(ROWS))
     code, report = run_pipeline(config)
     assert code == EXIT_ANOMALIES and report.drifted
-    settings = Settings(metadata=config.metadata_connection, pipeline_name=config.pipeline_name,
-                        model_name=config.model_name, serving_dir=config.model_serving_dir)
+    settings = Settings(
+        metadata=config.metadata_connection,
+        pipeline_name=config.pipeline_name,
+        model_name=config.model_name,
+        serving_dir=config.model_serving_dir,
+    )
     return config, report, settings
 
 
@@ -47,18 +51,21 @@ def test_data_page_shows_the_drift_the_store_holds(two_spans, monkeypatch):
     assert at.selectbox(key="span").options == ["1", "2"]
     assert at.selectbox(key="span").value == 2
     drift = frame(at, "split", "feature", "comparator", "distance", "threshold", "kind", "exceeded")
-    shown = {(r.feature, r.comparator): (r.distance, r.threshold, r.exceeded)
-             for r in drift.itertuples()}
-    expected = {(m.feature, m.comparator): (m.distance, m.threshold, m.exceeded)
-                for m in report.drift}
+    shown = {
+        (r.feature, r.comparator): (r.distance, r.threshold, r.exceeded) for r in drift.itertuples()
+    }
+    expected = {
+        (m.feature, m.comparator): (m.distance, m.threshold, m.exceeded) for m in report.drift
+    }
     assert shown.keys() == expected.keys()
     for key, (distance, threshold, exceeded) in expected.items():
         assert shown[key][0] == pytest.approx(distance)
         assert shown[key][1] == pytest.approx(threshold)
         assert bool(shown[key][2]) is exceeded
     drifted = len({m.feature for m in report.drifted})
-    assert any(f"compared with span 1: {drifted} feature(s) beyond threshold" in e.value
-               for e in at.error), [e.value for e in at.error]
+    assert any(
+        f"compared with span 1: {drifted} feature(s) beyond threshold" in e.value for e in at.error
+    ), [e.value for e in at.error]
     if report.anomalies:
         anomalies = frame(at, "split", "feature", "kind", "description")
         assert sorted(anomalies["feature"]) == sorted(a.feature for a in report.anomalies)
@@ -70,8 +77,18 @@ def test_runs_page_says_why_the_drifted_run_did_not_push(two_spans, monkeypatch)
     _, report, settings = two_spans
     at = page("runs", settings, monkeypatch)
     no_exception(at)
-    runs = frame(at, "run", "started", "status", "duration_s", "span", "blessed", "pushed",
-                 "version", "decision")
+    runs = frame(
+        at,
+        "run",
+        "started",
+        "status",
+        "duration_s",
+        "span",
+        "blessed",
+        "pushed",
+        "version",
+        "decision",
+    )
     assert list(runs["span"]) == [2, 1]
     assert runs.iloc[0]["decision"] == report.push_decision
     assert "data gate stopped the run" in runs.iloc[0]["decision"]
@@ -84,16 +101,20 @@ def test_runs_page_says_why_the_drifted_run_did_not_push(two_spans, monkeypatch)
 def test_serving_page_reports_skew_of_logged_requests(two_spans, monkeypatch, tmp_path):
     config, _, settings = two_spans
     log_dir = tmp_path / "requests"
-    server = sm.ServerProcess(f"--model_name={config.model_name}",
-                              f"--model_base_path={config.model_serving_dir}",
-                              f"--request_log_dir={log_dir}").wait_ready()
+    server = sm.ServerProcess(
+        f"--model_name={config.model_name}",
+        f"--model_base_path={config.model_serving_dir}",
+        f"--request_log_dir={log_dir}",
+    ).wait_ready()
     try:
-        predict_rows(RestClient("127.0.0.1", server.rest_port), config.model_name,
-                     ds.drifted_rows(60))
+        predict_rows(
+            RestClient("127.0.0.1", server.rest_port), config.model_name, ds.drifted_rows(60)
+        )
     finally:
         server.stop()  # completes the request log file
-    logged = dataclasses.replace(settings, request_log_dir=str(log_dir),
-                                 rest_port=server.rest_port, schema_path=SCHEMA)
+    logged = dataclasses.replace(
+        settings, request_log_dir=str(log_dir), rest_port=server.rest_port, schema_path=SCHEMA
+    )
     at = page("serving", logged, monkeypatch)
     assert any("no model server answers" in e.value for e in at.error)
     at.button(key="check_skew").click().run()

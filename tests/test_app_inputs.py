@@ -78,13 +78,20 @@ def test_random_bytes_give_a_frame_or_a_readable_error(seed):
         assert str(e).startswith("fuzz.csv")
         return
     good, bad = server.check_rows(frame)
-    assert sorted(good + [frame.attrs["lines"].index(b.line) for b in bad]) == list(range(len(frame)))
+    assert sorted(good + [frame.attrs["lines"].index(b.line) for b in bad]) == list(
+        range(len(frame))
+    )
 
 
 def test_latency_percentiles_match_the_histogram():
     registry = CollectorRegistry()
-    h = Histogram("tfserving_request_latency_seconds", "x", ["model_name", "version", "method",
-                  "protocol"], buckets=(0.001, 0.01, 0.1, 1.0), registry=registry)
+    h = Histogram(
+        "tfserving_request_latency_seconds",
+        "x",
+        ["model_name", "version", "method", "protocol"],
+        buckets=(0.001, 0.01, 0.1, 1.0),
+        registry=registry,
+    )
     for v in [0.0005] * 50 + [0.005] * 40 + [0.05] * 10:
         h.labels("taxi", "1", "predict", "rest").observe(v)
     from prometheus_client.parser import text_string_to_metric_families
@@ -92,7 +99,8 @@ def test_latency_percentiles_match_the_histogram():
     rows = [
         {**s.labels, "le": float(s.labels["le"]), "count": s.value}
         for f in text_string_to_metric_families(generate_latest(registry).decode())
-        for s in f.samples if s.name.endswith("_bucket")
+        for s in f.samples
+        if s.name.endswith("_bucket")
     ]
     sample = server.MetricsSample(0.0, pd.DataFrame(), pd.DataFrame(rows))
     p = server.latency_percentiles(sample).iloc[0]
@@ -110,7 +118,14 @@ def test_mlops_ui_help_lists_the_store_and_server_flags():
 
     result = CliRunner().invoke(main, ["ui", "--help"])
     assert result.exit_code == 0, result.output
-    for flag in ("--metadata", "--rest-port", "--grpc-port", "--start-server / --no-start-server",
-                 "--address", "--request-log-dir", "--labels"):
+    for flag in (
+        "--metadata",
+        "--rest-port",
+        "--grpc-port",
+        "--start-server / --no-start-server",
+        "--address",
+        "--request-log-dir",
+        "--labels",
+    ):
         assert flag in result.output
     assert "127.0.0.1" in result.output  # binds to localhost unless told otherwise

@@ -35,9 +35,15 @@ def job_service(tmp_path):
     log = tmp_path / "job_service.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
-             "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "apache_beam.runners.portability.local_job_service_main",
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 60
@@ -64,10 +70,14 @@ def test_data_stages_run_on_the_portable_runner(job_service, tmp_path):
 
     endpoint, log = job_service
     config = small_config(
-        tmp_path, write_sample(tmp_path / "data", rows=ROWS),
+        tmp_path,
+        write_sample(tmp_path / "data", rows=ROWS),
         metadata=str(tmp_path / "metadata.db"),
-        beam_args=("--runner=PortableRunner", f"--job_endpoint={endpoint}",
-                   "--environment_type=LOOPBACK"),
+        beam_args=(
+            "--runner=PortableRunner",
+            f"--job_endpoint={endpoint}",
+            "--environment_type=LOOPBACK",
+        ),
     )
     pipeline = create_pipeline(config, connection_config_from_url(config.metadata_connection))
     by_id = {c.id: c for c in pipeline.components}

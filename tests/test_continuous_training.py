@@ -211,7 +211,11 @@ def test_dataplane_logs_predict_requests(tmp_path):
     plane = DataPlane(repo, request_log=RequestLog(str(tmp_path / "log")))
     try:
         examples = np.array([sm.make_example(sm.SAMPLE_ROW)] * 3, dtype=object)
-        asyncio.run(plane.predict(ModelRef("taxi", signature_name="serving_default"), {"examples": examples}))
+        asyncio.run(
+            plane.predict(
+                ModelRef("taxi", signature_name="serving_default"), {"examples": examples}
+            )
+        )
     finally:
         plane.close()
         repo.stop()

@@ -88,9 +88,7 @@ def test_rejected_span_publishes_no_accepted_statistics(recovery):
 
     store = open_store(recovery.config.metadata_connection)
     gates = store.node_executions(recovery.config.pipeline_name, "DataGate")
-    accepted = [
-        a for g in gates for a in store.outputs(g.id).get(ACCEPTED_STATISTICS, [])
-    ]
+    accepted = [a for g in gates for a in store.outputs(g.id).get(ACCEPTED_STATISTICS, [])]
     # span 1 (twice: its first run and the re-run after span 2 was removed) and span 3
     assert sorted(a.properties["span"].int_value for a in accepted) == [1, 1, 3]
     gate = {s.run_id: s.gate_passed for s in store.spans(recovery.config.pipeline_name)}

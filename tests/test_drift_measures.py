@@ -75,7 +75,9 @@ def test_continuous_training_fixture_spans_clean_passes_and_drifted_is_stopped(b
     base = bench.stats(span1)
     span2 = bench.stats(ds.same_distribution_rows())
     _, clean = drift.compare_statistics(base, span2, bench.schema, "train")
-    _, drifted = drift.compare_statistics(span2, bench.stats(ds.drifted_rows()), bench.schema, "train")
+    _, drifted = drift.compare_statistics(
+        span2, bench.stats(ds.drifted_rows()), bench.schema, "train"
+    )
 
     assert [m for m in clean if m.exceeded] == []
     by_feature = {m.feature: m for m in drifted if m.exceeded}  # as the slow test reads them
@@ -128,7 +130,9 @@ def test_thresholds_shrink_with_sample_size_but_not_below_the_floor():
     small = drift_measures.ks_critical(test.alpha, 1000, 15000)
     large = drift_measures.ks_critical(test.alpha, 15000, 15000)
     assert small > large
-    assert small == pytest.approx(math.sqrt(-0.5 * math.log(test.alpha / 2)) * math.sqrt(16 / 15000))
+    assert small == pytest.approx(
+        math.sqrt(-0.5 * math.log(test.alpha / 2)) * math.sqrt(16 / 15000)
+    )
     assert drift_measures.cramers_v_critical(test.alpha, 3, 1e9) < test.min_distance
 
 
@@ -140,4 +144,3 @@ def test_every_model_feature_is_tested(bench):
     # pickup_census_tract is nearly always empty in span 1: tested only when a sample has a value
     assert set(features.RAW_FEATURE_KEYS) - {"pickup_census_tract"} <= tested
     assert tested <= set(features.RAW_FEATURE_KEYS)
-

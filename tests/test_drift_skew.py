@@ -41,7 +41,7 @@ def _log(directory: Path, rows: list[dict], extra: list[bytes] = ()) -> Path:
 
     log = RequestLog(str(directory), max_records=1000)
     for start in range(0, len(rows), 100):
-        batch = [encode_example(r) for r in rows[start:start + 100]]
+        batch = [encode_example(r) for r in rows[start : start + 100]]
         log.log_inputs({"examples": np.array(batch, dtype=object)})
     if extra:
         log._write(list(extra))  # the raw records, past the tf.Example encoding

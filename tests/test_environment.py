@@ -55,11 +55,12 @@ EXECUTORS = {
     # The image's command: the KFP entrypoint imports TFX (and TensorFlow) first; the image's
     # sitecustomize runs before it.
     "kubeflow container executor": (
-        "import tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor\n"
-        + LOAD_TRAINER, IMAGE_PATH,
+        "import tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor\n" + LOAD_TRAINER,
+        IMAGE_PATH,
     ),
     "control: TFX without the project": (
-        "import tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor\n", [],
+        "import tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor\n",
+        [],
     ),
 }
 
@@ -74,7 +75,9 @@ def _run_all(cases: dict[str, tuple[str, list[str]]]) -> dict[str, str]:
             env={**env, "PYTHONPATH": os.pathsep.join(path)},
             # Not the root: only PYTHONPATH makes the project importable.
             cwd=PROJECT_ROOT / "bench",
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
     results = {}
     for name, proc in procs.items():
@@ -125,11 +128,13 @@ def test_the_switch_is_set_in_one_place():
         ):
             continue
         if path.suffix in (".py", ".cfg", ".toml", ".yaml", ".yml", ".sh") or path.name in (
-            "Dockerfile", "Makefile", "run"
+            "Dockerfile",
+            "Makefile",
+            "run",
         ):
             if SETS_THE_SWITCH.search(path.read_text(errors="replace")):
                 hits.append(str(path.relative_to(PROJECT_ROOT)))
     assert hits == ["modules/__init__.py"]
-    assert SETS_THE_SWITCH.search('ENV TF_USE_LEGACY_KERAS=1')
+    assert SETS_THE_SWITCH.search("ENV TF_USE_LEGACY_KERAS=1")
     assert SETS_THE_SWITCH.search('os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")')
     assert SETS_THE_SWITCH.search('dict(os.environ, TF_USE_LEGACY_KERAS="1")')

@@ -11,8 +11,17 @@ import pytest
 
 from pipeline.config import PROJECT_ROOT
 
-PACKAGES = ("metadata", "modules", "pipeline", "lineage", "serving", "runners", "apps",
-            "registry", "mlops")
+PACKAGES = (
+    "metadata",
+    "modules",
+    "pipeline",
+    "lineage",
+    "serving",
+    "runners",
+    "apps",
+    "registry",
+    "mlops",
+)
 UPPER = {"pipeline", "lineage", "serving", "runners", "apps", "registry", "mlops"}
 # package -> the project packages it must not import
 FORBIDDEN = {
@@ -44,7 +53,9 @@ ALLOWED_EDGES = {
 def _imports(path: Path) -> set[str]:
     """Top-level project packages `path` imports, leaving out its ALLOWED_EDGES."""
     tree = ast.parse(path.read_text(), str(path))
-    relative = path.relative_to(PROJECT_ROOT).as_posix() if path.is_relative_to(PROJECT_ROOT) else ""
+    relative = (
+        path.relative_to(PROJECT_ROOT).as_posix() if path.is_relative_to(PROJECT_ROOT) else ""
+    )
     modules = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -78,8 +89,10 @@ def test_no_import_runs_the_wrong_way(package):
 
 def test_the_checker_sees_imports(tmp_path):
     sample = tmp_path / "x.py"
-    sample.write_text("import pipeline.config\nfrom lineage import cli\nfrom . import y\n"
-                      "def f():\n    from serving.client import read_rows\n")
+    sample.write_text(
+        "import pipeline.config\nfrom lineage import cli\nfrom . import y\n"
+        "def f():\n    from serving.client import read_rows\n"
+    )
     assert _imports(sample) == {"pipeline", "lineage", "serving"}
 
 
@@ -90,6 +103,10 @@ def test_no_sys_path_manipulation():
         for p in _files(top)
         if "sys.path.insert" in p.read_text() or "sys.path[:0]" in p.read_text()
     ]
-    offenders = [o for o in offenders if o not in ("bench/serving_bench.py", Path(__file__).name)
-                 and not o.endswith("test_import_direction.py")]
+    offenders = [
+        o
+        for o in offenders
+        if o not in ("bench/serving_bench.py", Path(__file__).name)
+        and not o.endswith("test_import_direction.py")
+    ]
     assert offenders == []

@@ -62,7 +62,10 @@ def _mlops(url: str, password: str, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, MLMD_DB_PASSWORD=password)
     return subprocess.run(
         [MLOPS, "lineage", "--metadata", url, *args],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
 
 

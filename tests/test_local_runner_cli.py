@@ -13,10 +13,19 @@ UNREACHABLE = "postgresql://nobody@127.0.0.1:1/x"
 
 def test_unreachable_metadata_store_is_one_line_and_exit_2(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "runners" / "local_runner.py"),
-         "--metadata", UNREACHABLE, "--output-dir", str(tmp_path / "out"),
-         "--serving-model-dir", str(tmp_path / "serving")],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "runners" / "local_runner.py"),
+            "--metadata",
+            UNREACHABLE,
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--serving-model-dir",
+            str(tmp_path / "serving"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == EXIT_FAILED == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr

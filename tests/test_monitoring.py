@@ -87,11 +87,16 @@ def _alerts() -> dict[str, list[dict]]:
 def test_the_alerts_the_rollout_needs_exist_on_the_per_version_metrics():
     alerts = _alerts()
     assert set(alerts) == {
-        "ModelServerDown", "ModelServerErrorRatioHigh", "ModelServerP99LatencyHigh",
-        "CanaryWorseThanStable", "LiveFeatureSkewHigh",
+        "ModelServerDown",
+        "ModelServerErrorRatioHigh",
+        "ModelServerP99LatencyHigh",
+        "CanaryWorseThanStable",
+        "LiveFeatureSkewHigh",
     }
     assert {r["labels"]["signal"] for r in alerts["CanaryWorseThanStable"]} == {
-        "errors", "p99_latency", "prediction_shift",
+        "errors",
+        "p99_latency",
+        "prediction_shift",
     }
     for rule in alerts["CanaryWorseThanStable"]:
         assert 'label="canary"' in rule["expr"] and 'label="stable"' in rule["expr"]
@@ -101,7 +106,9 @@ def test_the_alerts_the_rollout_needs_exist_on_the_per_version_metrics():
     assert not re.search(r"\d", skew["expr"].replace("model_name", ""))
     for rules in alerts.values():
         for rule in rules:
-            assert rule["labels"]["severity"] in ("page", "ticket") and rule["annotations"]["summary"]
+            assert (
+                rule["labels"]["severity"] in ("page", "ticket") and rule["annotations"]["summary"]
+            )
 
 
 def test_kubernetes_prometheus_config_discovers_the_annotated_serving_pods(tmp_path):
@@ -120,7 +127,8 @@ def test_kubernetes_prometheus_config_discovers_the_annotated_serving_pods(tmp_p
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
     (deployment,) = [
-        d for d in yaml.safe_load_all((PROJECT_ROOT / "deploy/serving/kubernetes.yaml").read_text())
+        d
+        for d in yaml.safe_load_all((PROJECT_ROOT / "deploy/serving/kubernetes.yaml").read_text())
         if d and d["kind"] == "Deployment"
     ]
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
@@ -184,8 +192,11 @@ class _Stack:
 
 def _predict(server: ServerProcess, path: str, n: int) -> requests.Response:
     instances = [{"b64": base64.b64encode(make_example(SAMPLE_ROW)).decode()}] * n
-    return requests.post(f"{server.rest_url}/v1/models/{MODEL}{path}:predict",
-                         json={"instances": instances}, timeout=30)
+    return requests.post(
+        f"{server.rest_url}/v1/models/{MODEL}{path}:predict",
+        json={"instances": instances},
+        timeout=30,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -216,9 +227,14 @@ model_config_list {{ config {{
     log = root / "prometheus.log"
     with open(log, "wb") as out:
         prometheus = subprocess.Popen(
-            [_binary("prometheus"), f"--config.file={root / 'prometheus.yml'}",
-             f"--storage.tsdb.path={root / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=out, stderr=subprocess.STDOUT,
+            [
+                _binary("prometheus"),
+                f"--config.file={root / 'prometheus.yml'}",
+                f"--storage.tsdb.path={root / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -249,29 +265,40 @@ def test_prometheus_scrapes_per_version_series_from_the_model_server(stack):
         assert _predict(server, "/labels/stable", 4).status_code == 200
     for _ in range(2):
         assert _predict(server, "/labels/canary", 5).status_code == 200
-    bad = requests.post(f"{server.rest_url}/v1/models/{MODEL}/versions/2:predict",
-                        json={"instances": [{"no_such_input": 1}]}, timeout=30)
+    bad = requests.post(
+        f"{server.rest_url}/v1/models/{MODEL}/versions/2:predict",
+        json={"instances": [{"no_such_input": 1}]},
+        timeout=30,
+    )
     assert bad.status_code == 400
 
     def total(result):
-        return {(r["metric"]["version"], r["metric"]["status"]): float(r["value"][1]) for r in result}
+        return {
+            (r["metric"]["version"], r["metric"]["status"]): float(r["value"][1]) for r in result
+        }
 
-    expr = f'sum by (version, status) (tfserving_request_count_total{{job="{JOB}", method="predict"}})'
+    expr = (
+        f'sum by (version, status) (tfserving_request_count_total{{job="{JOB}", method="predict"}})'
+    )
     counts = total(stack.wait_for(expr, lambda r: len(r) == 3))
     assert counts == {("1", "OK"): 3, ("2", "OK"): 2, ("2", "INVALID_ARGUMENT"): 1}
     assert [r["value"][1] for r in stack.query(f'up{{job="{JOB}"}}')["result"]] == ["1"]
 
     scores = stack.query(f'tfserving_prediction_score_count{{job="{JOB}"}}')["result"]
     assert {r["metric"]["version"]: float(r["value"][1]) for r in scores} == {"1": 12, "2": 10}
-    buckets = stack.query(f'tfserving_prediction_score_bucket{{job="{JOB}", version="2"}}')["result"]
+    buckets = stack.query(f'tfserving_prediction_score_bucket{{job="{JOB}", version="2"}}')[
+        "result"
+    ]
     assert len(buckets) == len(SCORE_BUCKETS) + 1  # + the +Inf bucket
     latency = stack.query(
-        f'tfserving_request_latency_seconds_count{{job="{JOB}", method="predict", version="1"}}')
+        f'tfserving_request_latency_seconds_count{{job="{JOB}", method="predict", version="1"}}'
+    )
     assert float(latency["result"][0]["value"][1]) == 3
 
     labels = stack.query(f'tfserving_model_version_label{{job="{JOB}"}}')["result"]
     assert {(r["metric"]["label"], r["metric"]["version"]) for r in labels} == {
-        ("stable", "1"), ("canary", "2"),
+        ("stable", "1"),
+        ("canary", "2"),
     }
 
 
@@ -295,10 +322,14 @@ def test_recording_rules_compare_canary_and_stable_by_label(stack):
     }
     assert means == pytest.approx(answered, rel=1e-5)
     assert means["canary"] > means["stable"] + 0.3  # biases +2 and -2
-    failures = stack.wait_for("tfserving:request_failures:ratio_rate5m:by_label", lambda r: len(r) == 2)
+    failures = stack.wait_for(
+        "tfserving:request_failures:ratio_rate5m:by_label", lambda r: len(r) == 2
+    )
     assert {r["metric"]["label"] for r in failures} == {"stable", "canary"}
     rules = requests.get(stack.url + "/api/v1/rules", timeout=10).json()["data"]["groups"]
-    loaded = {rule["name"] for group in rules for rule in group["rules"] if rule["type"] == "alerting"}
+    loaded = {
+        rule["name"] for group in rules for rule in group["rules"] if rule["type"] == "alerting"
+    }
     assert loaded == set(_alerts())
     assert all(rule["health"] == "ok" for group in rules for rule in group["rules"]), rules
 
@@ -310,9 +341,15 @@ REQUIRED_PANELS = {
     "Versions and labels": ["tfserving_model_version_state", "tfserving_model_version_label"],
     "Request rate by version": ["tfserving_request_count_total"],
     "Error ratio by version": ['status!="OK"', "tfserving:request_errors:ratio_rate5m"],
-    "Latency p50 / p99 by version": ["histogram_quantile(0.99", "tfserving_request_latency_seconds_bucket"],
+    "Latency p50 / p99 by version": [
+        "histogram_quantile(0.99",
+        "tfserving_request_latency_seconds_bucket",
+    ],
     "Predicted score distribution": ["tfserving_prediction_score_bucket"],
-    "Mean predicted score by version": ["tfserving_prediction_score_sum", "tfserving_prediction_score_count"],
+    "Mean predicted score by version": [
+        "tfserving_prediction_score_sum",
+        "tfserving_prediction_score_count",
+    ],
     "Canary vs stable: failure ratio": ["tfserving:request_failures:ratio_rate5m:by_label"],
     "Canary vs stable: p99 latency": ["tfserving:request_latency_seconds:p99_5m:by_label"],
     "Canary vs stable: mean score": ["tfserving:prediction_score:mean_5m:by_label"],
@@ -325,7 +362,8 @@ def _dashboard_queries() -> dict[str, list[str]]:
     dashboard = json.loads(DASHBOARD.read_text())
     return {
         p["title"]: [t["expr"] for t in p.get("targets", [])]
-        for p in dashboard["panels"] if p["type"] != "row"
+        for p in dashboard["panels"]
+        if p["type"] != "row"
     }
 
 
@@ -338,7 +376,11 @@ def test_dashboard_holds_the_panels_and_queries_it_must():
         for needle in needles:
             assert needle in text, f"panel {title!r} lacks {needle}"
     # Per-version panels split by version; canary panels select the labels.
-    for title in ("Request rate by version", "Error ratio by version", "Mean predicted score by version"):
+    for title in (
+        "Request rate by version",
+        "Error ratio by version",
+        "Mean predicted score by version",
+    ):
         # by (model_name, version), or a recording rule, which keeps the version label
         assert all("version" in q or q.startswith("tfserving:") for q in queries[title])
     for title in [t for t in queries if t.startswith("Canary vs stable")]:
@@ -348,8 +390,12 @@ def test_dashboard_holds_the_panels_and_queries_it_must():
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     # Every recording rule a panel reads exists in alerts.yml.
-    recorded = {r["record"] for g in yaml.safe_load(ALERTS.read_text())["groups"]
-                for r in g["rules"] if "record" in r}
+    recorded = {
+        r["record"]
+        for g in yaml.safe_load(ALERTS.read_text())["groups"]
+        for r in g["rules"]
+        if "record" in r
+    }
     for expr in (q for qs in queries.values() for q in qs):
         for name in re.findall(r"tfserving:[a-z0-9_:]+", expr):
             assert name in recorded, name
@@ -371,7 +417,9 @@ def test_every_dashboard_query_runs_on_prometheus(stack):
     # No data here: the skew exporter's panel, warmup (the versions have no warmup file) and
     # batch sizes (this server runs without --enable_batching).
     assert set(empty) <= {
-        "Live feature skew vs schema threshold", "Warmup time per version", "Batch size",
+        "Live feature skew vs schema threshold",
+        "Warmup time per version",
+        "Batch size",
     }
     assert "Request rate by version" not in empty and "Predicted score distribution" not in empty
     bad = requests.get(stack.url + "/api/v1/query", params={"query": "sum(rate(x[1m]"}, timeout=10)

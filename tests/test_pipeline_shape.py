@@ -117,6 +117,4 @@ def test_eval_config_gates_on_overall_auc_accuracy_and_baseline(config):
     auc = by_name["AUC"].per_slice_thresholds[0]
     assert auc.threshold.value_threshold.lower_bound.value == config.thresholds.min_auc
     assert auc.threshold.change_threshold.absolute.value == config.thresholds.min_auc_gain
-    assert [s.feature_keys for s in cfg.slicing_specs[1:]] == [
-        [k] for k in config.slice_features
-    ]
+    assert [s.feature_keys for s in cfg.slicing_specs[1:]] == [[k] for k in config.slice_features]

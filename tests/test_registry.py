@@ -39,7 +39,10 @@ MODEL = "taxi"
 
 def _mlops(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mlops.cli", *args], capture_output=True, text=True, env=env,
+        [sys.executable, "-m", "mlops.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
         timeout=300,
     )
 
@@ -53,8 +56,15 @@ class Models:
         self.env = {**os.environ, "MLOPS_ACTOR": ACTOR}
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess:
-        return _mlops(self.env, "models", f"--base-path={self.base}", f"--config={self.config}",
-                      f"--metadata={self.metadata}", f"--server={self.server}", *args)
+        return _mlops(
+            self.env,
+            "models",
+            f"--base-path={self.base}",
+            f"--config={self.config}",
+            f"--metadata={self.metadata}",
+            f"--server={self.server}",
+            *args,
+        )
 
     def ok(self, *args: str) -> str:
         result = self(*args)
@@ -90,7 +100,8 @@ def test_promote_rollback_retire_history_and_bad_input(env):
     # First label before any server: written to the config file, checked against the disk.
     models.ok("promote", str(v0), "--label", "stable", "--reason", "first release")
     server = ServerProcess(
-        f"--model_config_file={models.config}", "--model_config_file_poll_wait_seconds=0.3",
+        f"--model_config_file={models.config}",
+        "--model_config_file_poll_wait_seconds=0.3",
         "--file_system_poll_wait_seconds=0.5",
     ).wait_ready(timeout=240)
     models.server = f"127.0.0.1:{server.rest_port}"
@@ -118,8 +129,9 @@ def test_promote_rollback_retire_history_and_bad_input(env):
         session = requests.Session()
         body = {"instances": [{"b64": base64.b64encode(example).decode()}]}
         while not stop.is_set():
-            r = session.post(f"{server.rest_url}/v1/models/{MODEL}/labels/stable:predict",
-                             json=body, timeout=20)
+            r = session.post(
+                f"{server.rest_url}/v1/models/{MODEL}/labels/stable:predict", json=body, timeout=20
+            )
             if r.status_code != 200:
                 failures.append(f"rest {r.status_code} {r.text}")
             else:
@@ -131,8 +143,10 @@ def test_promote_rollback_retire_history_and_bad_input(env):
             if _labels_stable_rest(server) == version and grpc_seen and grpc_seen[-1] == version:
                 return
             time.sleep(0.2)
-        raise AssertionError(f"stable never became {version}: rest {_labels_stable_rest(server)}, "
-                             f"grpc {grpc_seen[-3:]}\n{server.log()}")
+        raise AssertionError(
+            f"stable never became {version}: rest {_labels_stable_rest(server)}, "
+            f"grpc {grpc_seen[-3:]}\n{server.log()}"
+        )
 
     threads = [threading.Thread(target=grpc_loop), threading.Thread(target=rest_loop)]
     try:
@@ -157,7 +171,9 @@ def test_promote_rollback_retire_history_and_bad_input(env):
         assert f"{v2} -> {v1}" in out
         wait_stable(v1)
 
-        config = text_format.Parse(models.config.read_text(), model_server_config_pb2.ModelServerConfig())
+        config = text_format.Parse(
+            models.config.read_text(), model_server_config_pb2.ModelServerConfig()
+        )
         (entry,) = config.model_config_list.config
         assert (entry.name, dict(entry.version_labels)) == (MODEL, {"stable": v1})
         assert entry.base_path == str(models.base) and entry.model_version_policy.HasField("all")
@@ -181,7 +197,9 @@ def test_promote_rollback_retire_history_and_bad_input(env):
         for args, message in bad:
             result = models(*args)
             assert result.returncode != 0, args
-            assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+            assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
+                result.stderr
+            )
             assert "Traceback" not in result.stderr
             assert models.config.read_bytes() == before
         # Two promotions at once: the second finds the lock taken and changes nothing.
@@ -224,7 +242,10 @@ def test_promote_rollback_retire_history_and_bad_input(env):
         ("retire", str(v0), ""),
     ]
     assert [h["reason"] for h in history[1:]] == [
-        "first release", "better AUC on span 1", "canary looked fine", "latency regression",
+        "first release",
+        "better AUC on span 1",
+        "canary looked fine",
+        "latency regression",
         "superseded",
     ]
     assert all(h["who"] == ACTOR for h in history[1:]) and history[0]["who"] == "pipeline"
@@ -239,7 +260,11 @@ def test_promote_rollback_retire_history_and_bad_input(env):
     actions = [a["properties"]["action"] for a in summary["later_actions"]]
     assert actions == ["promote", "promote", "promote", "rollback", "retire"]
     result = _mlops(models.env, "lineage", "--metadata", models.metadata, "trace", str(v0))
-    assert result.returncode == 0 and "ModelAction" in result.stdout and "latency regression" in result.stdout
+    assert (
+        result.returncode == 0
+        and "ModelAction" in result.stdout
+        and "latency regression" in result.stdout
+    )
 
     # -- list: versions on disk with labels and MLMD facts ------------------------------------------
     rows = json.loads(models.ok("list", "--json"))
@@ -299,7 +324,9 @@ def _string_tensor(values: list[bytes]):
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
     return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_STRING, string_val=values,
+        dtype=types_pb2.DT_STRING,
+        string_val=values,
         tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(values))]),
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(values))]
+        ),
     )

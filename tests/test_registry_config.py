@@ -50,14 +50,25 @@ def test_written_config_is_a_model_server_config_and_replaced_atomically(tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["models.config"]  # no temp files left
 
 
-@pytest.mark.parametrize("text, message", [
-    ("model_config_list { config { name: 'taxi' base_path: '/m' } ", "not a valid ModelServerConfig"),
-    ("model_config_list { config { name: 'taxi' version_labels { key: 'a' value: 'x' } } }",
-     "not a valid ModelServerConfig"),
-    ("model_config_list { config { name: 'a' } config { name: 'a' } }", "lists a model name twice"),
-    ("custom_model_config { }", "custom_model_config"),
-    ("\x00\xff garbage", "not a valid ModelServerConfig"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "model_config_list { config { name: 'taxi' base_path: '/m' } ",
+            "not a valid ModelServerConfig",
+        ),
+        (
+            "model_config_list { config { name: 'taxi' version_labels { key: 'a' value: 'x' } } }",
+            "not a valid ModelServerConfig",
+        ),
+        (
+            "model_config_list { config { name: 'a' } config { name: 'a' } }",
+            "lists a model name twice",
+        ),
+        ("custom_model_config { }", "custom_model_config"),
+        ("\x00\xff garbage", "not a valid ModelServerConfig"),
+    ],
+)
 def test_a_hand_broken_config_is_one_clear_error(tmp_path, text, message):
     path = tmp_path / "models.config"
     path.write_text(text)
@@ -144,19 +155,32 @@ def test_cli_edits_the_deploy_config_in_place_keeping_its_base_path(tmp_path, ba
     RegistryStore(metadata, create=True)  # an empty real store
 
     def models(*args):
-        return CliRunner().invoke(main, ["models", f"--base-path={local}", f"--config={config}",
-                                         f"--metadata={metadata}", "--server=", *args])
+        return CliRunner().invoke(
+            main,
+            [
+                "models",
+                f"--base-path={local}",
+                f"--config={config}",
+                f"--metadata={metadata}",
+                "--server=",
+                *args,
+            ],
+        )
 
     result = models("promote", "2", "--label", "stable", "--reason", "first")
     assert result.exit_code == 0, result.output
     (entry,) = config_file.read(str(config)).model_config_list.config
     assert entry.base_path == "/models/taxi"  # the container's view, kept as written
-    assert dict(entry.version_labels) == {"stable": 2} and entry.model_version_policy.HasField("all")
+    assert dict(entry.version_labels) == {"stable": 2} and entry.model_version_policy.HasField(
+        "all"
+    )
     before = config.read_bytes()
-    for args, message in [(("promote", "7", "--label", "stable", "--reason", "x"), "not on disk"),
-                          (("retire", "2"), "labelled stable"),
-                          (("rollback",), "no earlier version"),
-                          (("promote", "1", "--label", "canary", "--reason", " "), "--reason")]:
+    for args, message in [
+        (("promote", "7", "--label", "stable", "--reason", "x"), "not on disk"),
+        (("retire", "2"), "labelled stable"),
+        (("rollback",), "no earlier version"),
+        (("promote", "1", "--label", "canary", "--reason", " "), "--reason"),
+    ]:
         result = models(*args)
         assert result.exit_code == 1 and message in result.stderr, (args, result.output)
         assert config.read_bytes() == before
@@ -176,18 +200,32 @@ def test_a_label_may_only_point_at_a_version_the_running_server_has_loaded(tmp_p
 
     config = tmp_path / "models.config"
     cfg = config_file.new_config("taxi", str(base))
-    cfg.model_config_list.config[0].model_version_policy.specific.versions.append(1)  # 2: on disk only
+    cfg.model_config_list.config[0].model_version_policy.specific.versions.append(
+        1
+    )  # 2: on disk only
     config_file.write(str(config), cfg)
     metadata = str(tmp_path / "metadata.db")
     RegistryStore(metadata, create=True)
     server = ServerProcess(f"--model_config_file={config}").wait_ready()
     try:
+
         def models(*args):
             return subprocess.run(
-                [sys.executable, "-m", "mlops.cli", "models", f"--base-path={base}",
-                 f"--config={config}", f"--metadata={metadata}",
-                 f"--server=127.0.0.1:{server.rest_port}", *args],
-                capture_output=True, text=True, timeout=120)
+                [
+                    sys.executable,
+                    "-m",
+                    "mlops.cli",
+                    "models",
+                    f"--base-path={base}",
+                    f"--config={config}",
+                    f"--metadata={metadata}",
+                    f"--server=127.0.0.1:{server.rest_port}",
+                    *args,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
 
         before = config.read_bytes()
         result = models("promote", "2", "--label", "stable", "--reason", "x")
@@ -197,6 +235,8 @@ def test_a_label_may_only_point_at_a_version_the_running_server_has_loaded(tmp_p
         assert result.returncode == 0, result.stderr
         rows = json.loads(models("list", "--json").stdout)
         assert {r["version"]: (r["server_state"], r["labels"]) for r in rows} == {
-            2: ("not loaded", []), 1: ("AVAILABLE", ["stable"])}
+            2: ("not loaded", []),
+            1: ("AVAILABLE", ["stable"]),
+        }
     finally:
         server.stop()

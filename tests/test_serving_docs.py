@@ -91,7 +91,11 @@ def test_documented_serving_commands_work_as_written(checkout_like):
             if kind == "serving"
         )
         out = subprocess.run(
-            ["bash", "-c", script], cwd=checkout_like, env=env, capture_output=True, text=True,
+            ["bash", "-c", script],
+            cwd=checkout_like,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=600,
         )
         assert out.returncode == 0, f"stderr:\n{out.stderr[-4000:]}\nstdout:\n{out.stdout[-2000:]}"

@@ -29,7 +29,13 @@ from serving import warmup
 from serving.repository import load_servable
 
 MODEL = "taxi"
-SIGNATURES = {"serving_default", "serving_raw", "transform_features", "classification", "regression"}
+SIGNATURES = {
+    "serving_default",
+    "serving_raw",
+    "transform_features",
+    "classification",
+    "regression",
+}
 
 
 def _rows(n: int) -> list[bytes]:
@@ -98,9 +104,11 @@ def test_replay_runs_every_record_against_the_loaded_version(tmp_path):
     servable = load_servable(MODEL, 7, path)
     calls = []
     for name, fn in list(servable.functions.items()):
+
         def counted(*args, _fn=fn, _name=name, **kwargs):
             calls.append(_name)
             return _fn(*args, **kwargs)
+
         servable.functions[name] = counted
     result = warmup.warm_up(servable, iterations=2)
     assert result is not None and result.records == 2 * len(SIGNATURES)
@@ -115,23 +123,33 @@ def _bad_file(path: str, kind: str) -> None:
         if kind == "garbage":
             writer.write(b"\xff\xfe not a PredictionLog")
         elif kind == "session_run":
-            writer.write(prediction_log_pb2.PredictionLog(
-                session_run_log=prediction_log_pb2.SessionRunLog()).SerializeToString())
+            writer.write(
+                prediction_log_pb2.PredictionLog(
+                    session_run_log=prediction_log_pb2.SessionRunLog()
+                ).SerializeToString()
+            )
         elif kind == "unknown_signature":
             request = predict_pb2.PredictRequest()
             request.model_spec.signature_name = "no_such_signature"
-            writer.write(prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString())
+            writer.write(
+                prediction_log_pb2.PredictionLog(
+                    predict_log=prediction_log_pb2.PredictLog(request=request)
+                ).SerializeToString()
+            )
         elif kind == "wrong_input":
             request = predict_pb2.PredictRequest()
             request.inputs["not_an_input"].CopyFrom(tf.make_tensor_proto([1.0]))
-            writer.write(prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString())
+            writer.write(
+                prediction_log_pb2.PredictionLog(
+                    predict_log=prediction_log_pb2.PredictLog(request=request)
+                ).SerializeToString()
+            )
         elif kind == "too_many":
             request = predict_pb2.PredictRequest()
             request.inputs["examples"].CopyFrom(tf.make_tensor_proto([make_example(SAMPLE_ROW)]))
             record = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString()
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            ).SerializeToString()
             for _ in range(warmup.MAX_RECORDS + 1):
                 writer.write(record)
     if kind == "truncated":  # a valid file cut short, as by an interrupted copy
@@ -181,7 +199,9 @@ def test_server_replays_warmup_before_a_version_is_available(tmp_path):
         f"--model_name={MODEL}", f"--model_base_path={base}", "--file_system_poll_wait_seconds=0.1"
     ).wait_ready()
     cold = ServerProcess(
-        f"--model_name={MODEL}", f"--model_base_path={base}", "--file_system_poll_wait_seconds=0",
+        f"--model_name={MODEL}",
+        f"--model_base_path={base}",
+        "--file_system_poll_wait_seconds=0",
         "--enable_model_warmup=false",
     ).wait_ready()
     try:
@@ -218,7 +238,8 @@ def test_server_replays_warmup_before_a_version_is_available(tmp_path):
         assert "WarmupError" in error and "no_such_signature" in error
         answer = requests.post(
             f"{server.rest_url}/v1/models/{MODEL}:predict",
-            json={"instances": [{"b64": _b64(make_example(SAMPLE_ROW))}]}, timeout=10,
+            json={"instances": [{"b64": _b64(make_example(SAMPLE_ROW))}]},
+            timeout=10,
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["predictions"][0][0] > 0.99  # version 2 (bias +10) answers
@@ -261,8 +282,11 @@ def test_pusher_executor_pushes_a_version_with_warmup_from_eval_examples(tmp_pat
         filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(base))
     )
     AtomicPusherExecutor().Do(
-        {"model": [model], "model_blessing": [blessing],
-         wr.EXAMPLES_KEY: [_examples_artifact(tmp_path, rows)]},
+        {
+            "model": [model],
+            "model_blessing": [blessing],
+            wr.EXAMPLES_KEY: [_examples_artifact(tmp_path, rows)],
+        },
         {"pushed_model": [pushed]},
         {"push_destination": proto_utils.proto_to_json(destination), "custom_config": "null"},
     )
@@ -271,7 +295,9 @@ def test_pusher_executor_pushes_a_version_with_warmup_from_eval_examples(tmp_pat
     default = [e.predict_log.request for e in logs if _signature(e) == "serving_default"]
     # The eval split's first NUM_EXAMPLES rows, not the train split's.
     assert list(default[-1].inputs["examples"].string_val) == rows[: wr.NUM_EXAMPLES]
-    assert {e.predict_log.request.model_spec.name for e in logs if e.HasField("predict_log")} == {MODEL}
+    assert {e.predict_log.request.model_spec.name for e in logs if e.HasField("predict_log")} == {
+        MODEL
+    }
     # The Trainer's artifact is untouched; the PushedModel copy is what was pushed.
     assert not os.path.exists(os.path.join(model.uri, "Format-Serving", wr.WARMUP_REQUESTS_FILE))
     assert os.path.isfile(os.path.join(pushed.uri, wr.WARMUP_REQUESTS_FILE))

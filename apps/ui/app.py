@@ -11,7 +11,9 @@ _PAGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "views")
 st.set_page_config(page_title="TFX taxi MLOps", layout="wide")
 page = st.navigation(
     [
-        st.Page(os.path.join(_PAGES, "predict.py"), title="Predict", url_path="predict", default=True),
+        st.Page(
+            os.path.join(_PAGES, "predict.py"), title="Predict", url_path="predict", default=True
+        ),
         st.Page(os.path.join(_PAGES, "runs.py"), title="Runs", url_path="runs"),
         st.Page(os.path.join(_PAGES, "models.py"), title="Models", url_path="models"),
         st.Page(os.path.join(_PAGES, "datasets.py"), title="Data", url_path="data"),

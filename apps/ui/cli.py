@@ -27,7 +27,9 @@ _GRACE_SECONDS = 10.0
 
 def _answers(host: str, port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{host}:{port}/monitoring/prometheus/metrics", timeout=2):
+        with urllib.request.urlopen(
+            f"http://{host}:{port}/monitoring/prometheus/metrics", timeout=2
+        ):
             return True
     except (urllib.error.URLError, OSError):
         return False
@@ -42,9 +44,15 @@ def _has_versions(serving_dir: str) -> bool:
 
 def _start_server(s: Settings) -> subprocess.Popen:
     cmd = [
-        sys.executable, "-m", "mlops.cli", "serve", f"--model_name={s.model_name}",
-        f"--model_base_path={os.path.abspath(s.serving_dir)}", f"--port={s.grpc_port}",
-        f"--rest_api_port={s.rest_port}", f"--rest_api_host={s.server_host}",
+        sys.executable,
+        "-m",
+        "mlops.cli",
+        "serve",
+        f"--model_name={s.model_name}",
+        f"--model_base_path={os.path.abspath(s.serving_dir)}",
+        f"--port={s.grpc_port}",
+        f"--rest_api_port={s.rest_port}",
+        f"--rest_api_host={s.server_host}",
     ]
     if s.request_log_dir:
         cmd.append(f"--request_log_dir={s.request_log_dir}")
@@ -53,40 +61,72 @@ def _start_server(s: Settings) -> subprocess.Popen:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--metadata", default=_D.metadata, show_default=True,
-              help="ML Metadata store: SQLite path or postgresql:// / mysql:// URL.")
+@click.option(
+    "--metadata",
+    default=_D.metadata,
+    show_default=True,
+    help="ML Metadata store: SQLite path or postgresql:// / mysql:// URL.",
+)
 @click.option("--pipeline-name", default=_D.pipeline_name, show_default=True)
 @click.option("--model-name", default=_D.model_name, show_default=True)
-@click.option("--serving-dir", default=_D.serving_dir, show_default=True,
-              help="The model base path (serving_model/<model>).")
+@click.option(
+    "--serving-dir",
+    default=_D.serving_dir,
+    show_default=True,
+    help="The model base path (serving_model/<model>).",
+)
 @click.option("--server-host", default=_D.server_host, show_default=True)
 @click.option("--rest-port", type=int, default=_D.rest_port, show_default=True)
 @click.option("--grpc-port", type=int, default=_D.grpc_port, show_default=True)
-@click.option("--labels", default=",".join(_D.labels), show_default=True,
-              help="Version labels to ask the server about.")
+@click.option(
+    "--labels",
+    default=",".join(_D.labels),
+    show_default=True,
+    help="Version labels to ask the server about.",
+)
 @click.option("--request-log-dir", default="", help="The server's --request_log_dir (skew report).")
-@click.option("--start-server/--no-start-server", default=True, show_default=True,
-              help="Start `mlops serve` on the serving dir when no server answers on localhost.")
+@click.option(
+    "--start-server/--no-start-server",
+    default=True,
+    show_default=True,
+    help="Start `mlops serve` on the serving dir when no server answers on localhost.",
+)
 @click.option("--address", default="127.0.0.1", show_default=True, help="Bind address of the app.")
 @click.option("--port", type=int, default=8502, show_default=True, help="Port of the app.")
 def ui(**kw: object) -> None:
     """Start the web app: predict, runs, models, data and live serving."""
     address, port, start = kw.pop("address"), kw.pop("port"), kw.pop("start_server")
     kw["labels"] = tuple(x.strip() for x in str(kw["labels"]).split(",") if x.strip())
-    settings = Settings(**{k: v for k, v in kw.items() if k in {f.name for f in dataclasses.fields(Settings)}})
+    settings = Settings(
+        **{k: v for k, v in kw.items() if k in {f.name for f in dataclasses.fields(Settings)}}
+    )
     server = None
-    if start and settings.server_host in _LOCAL and not _answers(settings.server_host, settings.rest_port):
+    if (
+        start
+        and settings.server_host in _LOCAL
+        and not _answers(settings.server_host, settings.rest_port)
+    ):
         if _has_versions(settings.serving_dir):
             server = _start_server(settings)
         else:
-            click.echo(f"No model server answers and {settings.serving_dir} holds no model: "
-                       "run the pipeline first (`make run`); predictions stay off.", err=True)
+            click.echo(
+                f"No model server answers and {settings.serving_dir} holds no model: "
+                "run the pipeline first (`make run`); predictions stay off.",
+                err=True,
+            )
     env = dict(os.environ, **settings.to_env())
     root = os.path.dirname(os.path.dirname(os.path.dirname(APP)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     cmd = [
-        sys.executable, "-m", "streamlit", "run", APP, f"--server.address={address}",
-        f"--server.port={port}", "--server.headless=true", "--browser.gatherUsageStats=false",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        APP,
+        f"--server.address={address}",
+        f"--server.port={port}",
+        "--server.headless=true",
+        "--browser.gatherUsageStats=false",
         "--client.toolbarMode=viewer",
     ]
     click.echo(f"Web app on http://{address}:{port}", err=True)

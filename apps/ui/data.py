@@ -222,10 +222,14 @@ def _detail(ls, run, metadata: str) -> RunDetail:
             report.candidate_model_id = next((a.id for a in by_key.get("model", [])), None)
             report.baseline_model_id = next((a.id for a in by_key.get("baseline_model", [])), None)
     states = {c.state for c in components}
-    status = "failed" if "failed" in states else "running" if states & {"running", "new"} else "complete"
+    status = (
+        "failed" if "failed" in states else "running" if states & {"running", "new"} else "complete"
+    )
     starts = [c.start for c in components]
     ends = [c.end for c in components]
-    pushed_version = os.path.basename(report.pushed_path.rstrip("/")) if report.pushed_path else None
+    pushed_version = (
+        os.path.basename(report.pushed_path.rstrip("/")) if report.pushed_path else None
+    )
     return RunDetail(
         run_id=run.name,
         pipeline=ls.pipeline_of_run(run),
@@ -237,9 +241,9 @@ def _detail(ls, run, metadata: str) -> RunDetail:
         blessed=report.blessed,
         pushed_path=report.pushed_path,
         pushed_version=pushed_version,
-        decision=report.push_decision if status != "failed" or report.pushed_path else (
-            "not pushed: " + _failure(report, components)
-        ),
+        decision=report.push_decision
+        if status != "failed" or report.pushed_path
+        else ("not pushed: " + _failure(report, components)),
         components=components,
         anomalies=pd.DataFrame(
             [dataclasses.asdict(a) for a in report.anomalies],
@@ -294,8 +298,12 @@ def _thresholds(eval_config: object) -> list[Threshold]:
 
     def add(metric: str, threshold: dict) -> None:
         value = threshold.get("value_threshold") or threshold.get("valueThreshold") or {}
-        for key, label in (("lower_bound", ">="), ("lowerBound", ">="),
-                           ("upper_bound", "<="), ("upperBound", "<=")):
+        for key, label in (
+            ("lower_bound", ">="),
+            ("lowerBound", ">="),
+            ("upper_bound", "<="),
+            ("upperBound", "<="),
+        ):
             if key in value:
                 bound = value[key]
                 bound = bound.get("value", bound) if isinstance(bound, dict) else bound
@@ -312,7 +320,9 @@ def _thresholds(eval_config: object) -> list[Threshold]:
             name = metric.get("class_name") or metric.get("className") or ""
             if "threshold" in metric:
                 add(name, metric["threshold"])
-            for per_slice in metric.get("per_slice_thresholds", metric.get("perSliceThresholds", [])):
+            for per_slice in metric.get(
+                "per_slice_thresholds", metric.get("perSliceThresholds", [])
+            ):
                 add(name, per_slice.get("threshold", {}))
     return out
 
@@ -417,13 +427,25 @@ def feature_statistics(statistics_uri: str, split: str) -> list[FeatureStatistic
                     (h for h in ns.histograms if h.type == statistics_pb2.Histogram.STANDARD), None
                 )
                 chart = pd.DataFrame(
-                    [(b.low_value, b.high_value, b.sample_count) for b in (hist.buckets if hist else [])],
+                    [
+                        (b.low_value, b.high_value, b.sample_count)
+                        for b in (hist.buckets if hist else [])
+                    ],
                     columns=["low", "high", "count"],
                 )
-                summary = {"min": ns.min, "max": ns.max, "mean": ns.mean, "median": ns.median,
-                           "std_dev": ns.std_dev, "zeros": ns.num_zeros}
-                out.append(FeatureStatistics(name, "numeric", common.num_non_missing,
-                                             common.num_missing, summary, chart))
+                summary = {
+                    "min": ns.min,
+                    "max": ns.max,
+                    "mean": ns.mean,
+                    "median": ns.median,
+                    "std_dev": ns.std_dev,
+                    "zeros": ns.num_zeros,
+                }
+                out.append(
+                    FeatureStatistics(
+                        name, "numeric", common.num_non_missing, common.num_missing, summary, chart
+                    )
+                )
             elif feature.HasField("string_stats"):
                 ss = feature.string_stats
                 common = ss.common_stats
@@ -431,8 +453,16 @@ def feature_statistics(statistics_uri: str, split: str) -> list[FeatureStatistic
                     (b.label, b.sample_count) for b in ss.rank_histogram.buckets
                 ]
                 chart = pd.DataFrame(values, columns=["value", "frequency"])
-                out.append(FeatureStatistics(name, "categorical", common.num_non_missing,
-                                             common.num_missing, {"unique": ss.unique}, chart))
+                out.append(
+                    FeatureStatistics(
+                        name,
+                        "categorical",
+                        common.num_non_missing,
+                        common.num_missing,
+                        {"unique": ss.unique},
+                        chart,
+                    )
+                )
     return sorted(out, key=lambda f: f.name)
 
 
@@ -458,8 +488,15 @@ def form_fields(metadata: str, pipeline: str) -> list[FieldSpec]:
         dtype = features.raw_dtype(key)
         if key in features.VOCAB_FEATURE_KEYS:
             choices = _vocabulary(detail.transform_uri, key)
-            fields.append(FieldSpec(key, "choice", dtype, choices=tuple(choices),
-                                    default=choices[0] if choices else None))
+            fields.append(
+                FieldSpec(
+                    key,
+                    "choice",
+                    dtype,
+                    choices=tuple(choices),
+                    default=choices[0] if choices else None,
+                )
+            )
         elif key in features.CATEGORICAL_NUMERICAL_FEATURES:
             ids = features.CATEGORICAL_NUMERICAL_FEATURES[key]
             s = stats.get(key)
@@ -471,8 +508,11 @@ def form_fields(metadata: str, pipeline: str) -> list[FieldSpec]:
             median = s.summary["median"] if s else 0.0
             kind = "int" if dtype == "int64" else "float"
             if kind == "int":
-                lo, hi, median = (int(lo) if lo is not None else None,
-                                  int(hi) if hi is not None else None, int(round(median)))
+                lo, hi, median = (
+                    int(lo) if lo is not None else None,
+                    int(hi) if hi is not None else None,
+                    int(round(median)),
+                )
             fields.append(FieldSpec(key, kind, dtype, lo, hi, median))
     return fields
 
@@ -495,9 +535,15 @@ def versions_on_disk(serving_dir: str) -> pd.DataFrame:
         for name in os.listdir(serving_dir):
             path = os.path.join(serving_dir, name)
             if name.isdigit() and os.path.isfile(os.path.join(path, "saved_model.pb")):
-                rows.append({"version": int(name), "path": path,
-                             "pushed_at": dt.datetime.fromtimestamp(int(name))
-                             if int(name) < 10**11 else None})
+                rows.append(
+                    {
+                        "version": int(name),
+                        "path": path,
+                        "pushed_at": dt.datetime.fromtimestamp(int(name))
+                        if int(name) < 10**11
+                        else None,
+                    }
+                )
     return pd.DataFrame(rows, columns=["version", "path", "pushed_at"]).sort_values(
         "version", ascending=False, ignore_index=True
     )

@@ -36,7 +36,11 @@ class Prediction:
 
 
 def _client(protocol: str, host: str, port: int) -> RestClient | GrpcClient:
-    return GrpcClient(host, port, timeout=10.0) if protocol == "grpc" else RestClient(host, port, timeout=10.0)
+    return (
+        GrpcClient(host, port, timeout=10.0)
+        if protocol == "grpc"
+        else RestClient(host, port, timeout=10.0)
+    )
 
 
 def _explain(exc: Exception, host: str, port: int) -> ServerUnavailable:
@@ -50,7 +54,9 @@ def _explain(exc: Exception, host: str, port: int) -> ServerUnavailable:
     return ServerUnavailable(f"model server error: {exc}")
 
 
-def resolved_version(host: str, rest_port: int, model: str, version: int | None, label: str | None) -> str:
+def resolved_version(
+    host: str, rest_port: int, model: str, version: int | None, label: str | None
+) -> str:
     """The version the server resolves a request to (REST metadata's model_spec)."""
     try:
         meta = RestClient(host, rest_port, timeout=5.0).metadata(model, version, label or None)
@@ -60,8 +66,14 @@ def resolved_version(host: str, rest_port: int, model: str, version: int | None,
 
 
 def predict_one(
-    row: Mapping[str, object], protocol: str, host: str, port: int, rest_port: int, model: str,
-    version: int | None = None, label: str | None = None,
+    row: Mapping[str, object],
+    protocol: str,
+    host: str,
+    port: int,
+    rest_port: int,
+    model: str,
+    version: int | None = None,
+    label: str | None = None,
 ) -> Prediction:
     """One row through the chosen protocol; latency is the client-side round trip."""
     client = _client(protocol, host, port)
@@ -174,15 +186,19 @@ def _bad_value(key: str, value: object) -> str | None:
 
 
 def score_frame(
-    frame: pd.DataFrame, protocol: str, host: str, port: int, model: str,
-    chunk_size: int = 100, progress: Callable[[float], None] | None = None,
+    frame: pd.DataFrame,
+    protocol: str,
+    host: str,
+    port: int,
+    model: str,
+    chunk_size: int = 100,
+    progress: Callable[[float], None] | None = None,
 ) -> tuple[pd.DataFrame, list[BadRow]]:
     """Score the rows that encode, in chunks; returns (good rows + probability, bad rows)."""
     good, bad = check_rows(frame)
     scored = frame.iloc[good].copy()
     rows = [
-        {k: (None if _missing(v) else v) for k, v in r.items()}
-        for r in scored.to_dict("records")
+        {k: (None if _missing(v) else v) for k, v in r.items()} for r in scored.to_dict("records")
     ]
     client = _client(protocol, host, port)
     probabilities: list[float] = []
@@ -282,7 +298,8 @@ def rates(before: MetricsSample, after: MetricsSample) -> pd.DataFrame:
 
 
 def latency_percentiles(
-    sample: MetricsSample, before: MetricsSample | None = None,
+    sample: MetricsSample,
+    before: MetricsSample | None = None,
     quantiles: tuple[float, ...] = (0.5, 0.9, 0.99),
 ) -> pd.DataFrame:
     """Latency percentiles (ms) per model/version/method from the histogram buckets, linearly
@@ -291,8 +308,9 @@ def latency_percentiles(
     keys = ["model_name", "version", "method", "protocol"]
     frame = sample.latency_buckets
     if before is not None and not before.latency_buckets.empty:
-        frame = frame.merge(before.latency_buckets, on=[*keys, "le"], how="left",
-                            suffixes=("", "_before"))
+        frame = frame.merge(
+            before.latency_buckets, on=[*keys, "le"], how="left", suffixes=("", "_before")
+        )
         frame["count"] = frame["count"] - frame["count_before"].fillna(0.0)
     rows = []
     for group, buckets in frame.groupby(keys):
@@ -304,7 +322,9 @@ def latency_percentiles(
         for q in quantiles:
             row[f"p{int(q * 100)}_ms"] = _quantile(buckets, q * total) * 1e3
         rows.append(row)
-    return pd.DataFrame(rows, columns=[*keys, "requests", *(f"p{int(q * 100)}_ms" for q in quantiles)])
+    return pd.DataFrame(
+        rows, columns=[*keys, "requests", *(f"p{int(q * 100)}_ms" for q in quantiles)]
+    )
 
 
 def _quantile(buckets: pd.DataFrame, rank: float) -> float:

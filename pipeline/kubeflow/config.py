@@ -95,9 +95,7 @@ class KubeflowConfig:
         """A copy with `changes`: KubeflowConfig's own fields, or PipelineConfig's (any of them;
         `pipeline_root` is PipelineConfig.output_dir)."""
         own = {f.name for f in dataclasses.fields(self)}
-        pipeline_changes = {
-            _ALIASES.get(k, k): v for k, v in changes.items() if k not in own
-        }
+        pipeline_changes = {_ALIASES.get(k, k): v for k, v in changes.items() if k not in own}
         kept = {k: v for k, v in changes.items() if k in own}
         pipeline = kept.pop("pipeline", self.pipeline)
         if pipeline_changes:

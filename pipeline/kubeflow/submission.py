@@ -40,8 +40,10 @@ def submit(
         pipeline_id = client.get_pipeline_id(name)
         if pipeline_id is None:
             pipeline_id = client.upload_pipeline(
-                str(spec_path), pipeline_name=name,
-                description="TFX Chicago taxi pipeline (tfx-taxi-mlops)", namespace=namespace,
+                str(spec_path),
+                pipeline_name=name,
+                description="TFX Chicago taxi pipeline (tfx-taxi-mlops)",
+                namespace=namespace,
             ).pipeline_id
         version = client.upload_pipeline_version(
             str(spec_path), pipeline_version_name=f"{name}-{stamp}", pipeline_id=pipeline_id

@@ -35,9 +35,13 @@ else:
     st.dataframe(detail.drift, hide_index=True, key="drift")
     if not detail.drift.empty:
         st.altair_chart(
-            alt.Chart(detail.drift).mark_bar().encode(
-                x=alt.X("distance:Q"), y=alt.Y("feature:N", sort="-x"),
-                color=alt.Color("exceeded:N"), tooltip=["feature", "comparator", "distance", "threshold"],
+            alt.Chart(detail.drift)
+            .mark_bar()
+            .encode(
+                x=alt.X("distance:Q"),
+                y=alt.Y("feature:N", sort="-x"),
+                color=alt.Color("exceeded:N"),
+                tooltip=["feature", "comparator", "distance", "threshold"],
             ),
             width="stretch",
         )
@@ -47,25 +51,36 @@ split = st.selectbox("Split", detail.statistics_splits, key="split")
 with shown_errors():
     stats = data.feature_statistics(detail.statistics_uri, split)
 st.dataframe(
-    [{"feature": f.name, "kind": f.kind, "count": f.count, "missing": f.missing, **f.summary}
-     for f in stats],
-    hide_index=True, key="statistics",
+    [
+        {"feature": f.name, "kind": f.kind, "count": f.count, "missing": f.missing, **f.summary}
+        for f in stats
+    ],
+    hide_index=True,
+    key="statistics",
 )
 names = [f.name for f in stats]
 feature = st.selectbox("Feature", names, key="feature")
 chosen = next(f for f in stats if f.name == feature)
 if chosen.kind == "numeric":
     st.altair_chart(
-        alt.Chart(chosen.chart).mark_bar().encode(
-            x=alt.X("low:Q", bin="binned", title=feature), x2="high:Q", y="count:Q",
+        alt.Chart(chosen.chart)
+        .mark_bar()
+        .encode(
+            x=alt.X("low:Q", bin="binned", title=feature),
+            x2="high:Q",
+            y="count:Q",
             tooltip=["low", "high", "count"],
         ),
         width="stretch",
     )
 else:
     st.altair_chart(
-        alt.Chart(chosen.chart.head(20)).mark_bar().encode(
-            x="frequency:Q", y=alt.Y("value:N", sort="-x"), tooltip=["value", "frequency"],
+        alt.Chart(chosen.chart.head(20))
+        .mark_bar()
+        .encode(
+            x="frequency:Q",
+            y=alt.Y("value:N", sort="-x"),
+            tooltip=["value", "frequency"],
         ),
         width="stretch",
     )

@@ -35,12 +35,17 @@ cols[0].metric("Pushed version", str(pushed.get("version", "-")))
 cols[1].metric("Blessed", "yes" if evaluation.get("blessed") else "no")
 cols[2].metric("Trained on span", ", ".join(str(i.get("span")) for i in inputs) or "-")
 for item in inputs:
-    st.markdown(f"Data: span {item.get('span')} from `{item.get('input_base')}` "
-                f"({len(item.get('files', []))} file(s))")
+    st.markdown(
+        f"Data: span {item.get('span')} from `{item.get('input_base')}` "
+        f"({len(item.get('files', []))} file(s))"
+    )
 if evaluation.get("metrics"):
     st.markdown("Evaluation metrics that gated it")
-    st.dataframe({"metric": list(evaluation["metrics"]), "value": list(evaluation["metrics"].values())},
-                 hide_index=True, key="lineage_metrics")
+    st.dataframe(
+        {"metric": list(evaluation["metrics"]), "value": list(evaluation["metrics"].values())},
+        hide_index=True,
+        key="lineage_metrics",
+    )
 hp = summary.get("hyperparameters", {}).get("tuned")
 if hp:
     st.markdown("Hyperparameters")

@@ -48,20 +48,29 @@ with single:
                     row[f.name] = col.selectbox(f.name, options, key=f"f_{f.name}")
                 elif f.kind == "int":
                     row[f.name] = col.number_input(
-                        f.name, min_value=f.minimum, max_value=f.maximum, value=f.default, step=1,
+                        f.name,
+                        min_value=f.minimum,
+                        max_value=f.maximum,
+                        value=f.default,
+                        step=1,
                         key=f"f_{f.name}",
                     )
                 else:
                     row[f.name] = col.number_input(
-                        f.name, min_value=_float(f.minimum), max_value=_float(f.maximum),
-                        value=_float(f.default) or 0.0, key=f"f_{f.name}", format="%.6f",
+                        f.name,
+                        min_value=_float(f.minimum),
+                        max_value=_float(f.maximum),
+                        value=_float(f.default) or 0.0,
+                        key=f"f_{f.name}",
+                        format="%.6f",
                     )
             submitted = st.form_submit_button("Predict")
     if submitted:
         p = None
         with shown_errors(stop=False):
-            p = server.predict_one(row, protocol, cfg.server_host, port, cfg.rest_port,
-                                   cfg.model_name, version, label)
+            p = server.predict_one(
+                row, protocol, cfg.server_host, port, cfg.rest_port, cfg.model_name, version, label
+            )
     if submitted and p is not None:
         st.metric("Probability of a big tip", f"{p.probability:.4f}")
         st.success(
@@ -82,16 +91,24 @@ with batch:
         bar = st.progress(0.0, text="scoring")
         with shown_errors():
             scored, bad = server.score_frame(
-                frame, protocol, cfg.server_host, port, cfg.model_name,
-                chunk_size=int(chunk_size), progress=lambda f: bar.progress(f, text="scoring"),
+                frame,
+                protocol,
+                cfg.server_host,
+                port,
+                cfg.model_name,
+                chunk_size=int(chunk_size),
+                progress=lambda f: bar.progress(f, text="scoring"),
             )
         st.success(f"scored {len(scored)} of {len(frame)} rows")
         if bad:
             st.warning(f"{len(bad)} row(s) could not be encoded and were skipped")
-            st.dataframe(pd.DataFrame([{"line": b.line, "reason": b.reason} for b in bad]),
-                         key="bad_rows")
+            st.dataframe(
+                pd.DataFrame([{"line": b.line, "reason": b.reason} for b in bad]), key="bad_rows"
+            )
         st.dataframe(scored, key="scored")
         st.download_button(
-            "Download scored CSV", scored.to_csv(index=False).encode(),
-            file_name=upload.name.removesuffix(".csv") + "-scored.csv", mime="text/csv",
+            "Download scored CSV",
+            scored.to_csv(index=False).encode(),
+            file_name=upload.name.removesuffix(".csv") + "-scored.csv",
+            mime="text/csv",
         )

@@ -31,20 +31,35 @@ cols[3].metric("Blessed", {None: "-", True: "yes", False: "no"}[detail.blessed])
 
 st.subheader("Components")
 timeline = pd.DataFrame(
-    [{"component": c.name, "state": c.state, "start": c.start, "end": c.end,
-      "seconds": round(c.seconds, 2)} for c in detail.components]
+    [
+        {
+            "component": c.name,
+            "state": c.state,
+            "start": c.start,
+            "end": c.end,
+            "seconds": round(c.seconds, 2),
+        }
+        for c in detail.components
+    ]
 )
 if not timeline.empty:
     st.altair_chart(
-        alt.Chart(timeline).mark_bar().encode(
-            x=alt.X("start:T", title="time"), x2="end:T",
+        alt.Chart(timeline)
+        .mark_bar()
+        .encode(
+            x=alt.X("start:T", title="time"),
+            x2="end:T",
             y=alt.Y("component:N", sort=list(timeline["component"])),
-            color="state:N", tooltip=["component", "state", "seconds"],
+            color="state:N",
+            tooltip=["component", "state", "seconds"],
         ),
         width="stretch",
     )
-st.dataframe(timeline[["component", "state", "seconds"]] if not timeline.empty else timeline,
-             hide_index=True, key="components")
+st.dataframe(
+    timeline[["component", "state", "seconds"]] if not timeline.empty else timeline,
+    hide_index=True,
+    key="components",
+)
 
 st.subheader("Evaluation")
 if detail.evaluation_uri is None:
@@ -54,39 +69,65 @@ else:
     for t in detail.thresholds:
         change = t.kind == "change vs baseline"
         value = detail.metrics.get(t.key + (" (change vs baseline)" if change else ""))
-        failed = [c for c in detail.failed_checks["metric"]
-                  if c.startswith(t.key) and c.endswith("(change)") == change]
+        failed = [
+            c
+            for c in detail.failed_checks["metric"]
+            if c.startswith(t.key) and c.endswith("(change)") == change
+        ]
         if change and value is None:
             passed = None  # no baseline to compare with (the first blessed model)
         else:
             passed = not failed
-        checks.append({"metric": t.metric, "threshold": f"{t.kind} {t.bound:g} {t.direction}".strip(),
-                       "value": value, "passed": passed})
+        checks.append(
+            {
+                "metric": t.metric,
+                "threshold": f"{t.kind} {t.bound:g} {t.direction}".strip(),
+                "value": value,
+                "passed": passed,
+            }
+        )
     st.markdown("Overall metrics against the thresholds")
-    st.dataframe(pd.DataFrame(checks, columns=["metric", "threshold", "value", "passed"]),
-                 hide_index=True, key="thresholds")
+    st.dataframe(
+        pd.DataFrame(checks, columns=["metric", "threshold", "value", "passed"]),
+        hide_index=True,
+        key="thresholds",
+    )
     with shown_errors(stop=False):
         slices = data.slice_metrics(detail.evaluation_uri)
         plain = slices[~slices["is_diff"]]
         overall = plain[plain["feature"] == "overall"]
         if not overall.empty:
             st.markdown("Candidate vs baseline (overall)")
-            side = overall.pivot_table(index="metric", columns="model", values="value").reset_index()
+            side = overall.pivot_table(
+                index="metric", columns="model", values="value"
+            ).reset_index()
             st.dataframe(side, hide_index=True, key="candidate_vs_baseline")
         per_slice = plain[plain["feature"] != "overall"]
         if not per_slice.empty:
-            feature = st.selectbox("Slice feature", sorted(per_slice["feature"].unique()),
-                                   key="slice_feature")
+            feature = st.selectbox(
+                "Slice feature", sorted(per_slice["feature"].unique()), key="slice_feature"
+            )
             metrics = sorted(per_slice["metric"].unique())
-            metric = st.selectbox("Metric", metrics, key="slice_metric",
-                                  index=metrics.index("auc") if "auc" in metrics else 0)
+            metric = st.selectbox(
+                "Metric",
+                metrics,
+                key="slice_metric",
+                index=metrics.index("auc") if "auc" in metrics else 0,
+            )
             chosen = per_slice[(per_slice["feature"] == feature) & (per_slice["metric"] == metric)]
             chosen = chosen.assign(slice_value=pd.to_numeric(chosen["slice"], errors="coerce"))
             st.altair_chart(
-                alt.Chart(chosen).mark_bar().encode(
-                    x=alt.X("slice:N", sort=list(chosen.sort_values("slice_value")["slice"]),
-                            title=feature),
-                    xOffset="model:N", y=alt.Y("value:Q", title=metric), color="model:N",
+                alt.Chart(chosen)
+                .mark_bar()
+                .encode(
+                    x=alt.X(
+                        "slice:N",
+                        sort=list(chosen.sort_values("slice_value")["slice"]),
+                        title=feature,
+                    ),
+                    xOffset="model:N",
+                    y=alt.Y("value:Q", title=metric),
+                    color="model:N",
                     tooltip=["slice", "model", "value"],
                 ),
                 width="stretch",
@@ -94,8 +135,10 @@ else:
             st.dataframe(
                 chosen.drop_duplicates(["slice", "model"])
                 .pivot(index="slice", columns="model", values="value")
-                .reset_index().sort_values("slice", key=lambda s: pd.to_numeric(s, errors="coerce")),
-                hide_index=True, key="slices",
+                .reset_index()
+                .sort_values("slice", key=lambda s: pd.to_numeric(s, errors="coerce")),
+                hide_index=True,
+                key="slices",
             )
 
 st.subheader("Compare two runs")
@@ -111,7 +154,9 @@ else:
         sections = data.run_comparison(cfg.metadata, run_a, run_b)
         for name, frame in sections.items():
             shown = frame[frame["changed"]] if only_changes else frame
-            st.markdown(f"**{name}**: {int(frame['changed'].sum())} changed, "
-                        f"{int((~frame['changed']).sum())} unchanged")
+            st.markdown(
+                f"**{name}**: {int(frame['changed'].sum())} changed, "
+                f"{int((~frame['changed']).sum())} unchanged"
+            )
             if not shown.empty:
                 st.dataframe(shown, hide_index=True, key=f"diff_{name}")

@@ -38,8 +38,10 @@ def live() -> None:
     st.markdown("Errors by model and version")
     st.dataframe(
         errors.groupby(["model_name", "version", "status"], as_index=False)["count"].sum()
-        if not errors.empty else errors,
-        hide_index=True, key="errors",
+        if not errors.empty
+        else errors,
+        hide_index=True,
+        key="errors",
     )
     st.markdown("Latency percentiles (since the server started)")
     st.dataframe(server.latency_percentiles(sample), hide_index=True, key="latency")
@@ -50,12 +52,15 @@ live()
 
 st.subheader("Training/serving skew")
 if not cfg.request_log_dir:
-    st.info("Request logging is off: start the server with `mlops serve --request_log_dir DIR` "
-            "and the app with `mlops ui --request-log-dir DIR` to see the skew of live requests.")
+    st.info(
+        "Request logging is off: start the server with `mlops serve --request_log_dir DIR` "
+        "and the app with `mlops ui --request-log-dir DIR` to see the skew of live requests."
+    )
 elif st.button("Check skew of the logged requests", key="check_skew"):
     with shown_errors(stop=False), st.spinner("computing statistics of the logged requests"):
-        report = data.skew_report(cfg.metadata, cfg.pipeline_name, cfg.request_log_dir,
-                                  cfg.schema_path)
+        report = data.skew_report(
+            cfg.metadata, cfg.pipeline_name, cfg.request_log_dir, cfg.schema_path
+        )
         skewed = int(report["skew"]["exceeded"].sum())
         st.markdown(f"{report['files']} request file(s) against {report['statistics']}")
         (st.error if skewed else st.success)(f"{skewed} feature(s) skewed beyond threshold")
