@@ -2,7 +2,8 @@
 tests (pipeline/drift_measures.py) put same-distribution samples, and whether they stop shifted
 ones.
 
-    python bench/drift_calibration.py [--samples 20] [--shifted-samples 10] [--sizes 1000,3000,15000]
+    python bench/drift_calibration.py [--samples 20] [--shifted-samples 10] \
+        [--sizes 1000,3000,15000]
 
 Every sample is drawn from span 1 (data/taxi/span-1/data.csv, 15,002 rows), encoded as the
 tf.Examples CsvExampleGen writes, and its statistics come from TFDV with the pipeline's

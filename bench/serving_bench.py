@@ -7,7 +7,8 @@ machines, not absolute figures.
 
     python bench/serving_bench.py [--model_base_path serving_model/taxi] [--duration 5]
 
-Without a pushed model under serving_model/taxi, it builds serving/testing.py's taxi-shaped SavedModel.
+Without a pushed model under serving_model/taxi, it builds serving/testing.py's taxi-shaped
+SavedModel.
 """
 
 from __future__ import annotations
@@ -197,7 +198,8 @@ def main() -> None:
             calls = in_process(version_dir, examples, b, args.duration)
             baseline[b] = max(baseline.get(b, 0.0), calls)
             print(
-                f"in-process serving_default ({when}), {b:>2} examples/call: {calls:8.0f} calls/s  {calls * b:8.0f} examples/s"
+                f"in-process serving_default ({when}), {b:>2} examples/call: {calls:8.0f} calls/s "
+                f" {calls * b:8.0f} examples/s"
             )
 
     measure_baseline("before")
@@ -235,8 +237,10 @@ def main() -> None:
                     results.append(r)
                     print(
                         f"{protocol:>4} {b:>2} ex/req {c:>2} in flight: {r['rps']:8.0f} req/s "
-                        f"{r['rps'] * b:8.0f} ex/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
-                        f"{r['ratio']:.2f}x in-process  errors {r['errors']} {r.get('socket_errors', '')}",
+                        f"{r['rps'] * b:8.0f} ex/s  p50 {r['p50_ms']:6.2f} ms  p99 "
+                        f"{r['p99_ms']:6.2f} ms  "
+                        f"{r['ratio']:.2f}x in-process  errors {r['errors']} "
+                        f"{r.get('socket_errors', '')}",
                         flush=True,
                     )
     finally:
@@ -247,7 +251,8 @@ def main() -> None:
         r["ratio"] = r["rps"] / baseline[r["examples"]]
         print(
             f"{r['protocol']:>4} {r['examples']:>2} ex/req {r['in_flight']:>2} in flight: "
-            f"{r['ratio']:.2f}x in-process (max of before/after: {baseline[r['examples']]:.0f} calls/s)"
+            f"{r['ratio']:.2f}x in-process (max of before/after: {baseline[r['examples']]:.0f} "
+            "calls/s)"
         )
 
     print("\ntargets:")
@@ -256,12 +261,14 @@ def main() -> None:
         if target is not None:
             verdict = "ok" if r["ratio"] >= target else "MISS"
             print(
-                f"  {r['protocol']} {r['examples']} ex/req @32: {r['ratio']:.2f}x (target >= {target}x) {verdict}"
+                f"  {r['protocol']} {r['examples']} ex/req @32: {r['ratio']:.2f}x (target >= "
+                f"{target}x) {verdict}"
             )
         if r["in_flight"] == 8:
             verdict = "ok" if r["p99_ms"] <= P99_TARGET_MS else "MISS"
             print(
-                f"  {r['protocol']} {r['examples']} ex/req @8: p99 {r['p99_ms']:.1f} ms (target <= {P99_TARGET_MS} ms) {verdict}"
+                f"  {r['protocol']} {r['examples']} ex/req @8: p99 {r['p99_ms']:.1f} ms (target "
+                f"<= {P99_TARGET_MS} ms) {verdict}"
             )
     if args.json:
         Path(args.json).write_text(

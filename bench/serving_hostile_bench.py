@@ -148,8 +148,10 @@ def main() -> None:
                 statistics.median(busy) if busy else float("nan"),
             )
             print(
-                f"[{label}] good request latency: idle median {med_idle * 1000:.1f} ms; while a 64 MiB "
-                f"body is handled ({big_s:.1f}s, {len(busy)} requests) median {med_busy * 1000:.1f} ms, "
+                f"[{label}] good request latency: idle median {med_idle * 1000:.1f} ms; while a "
+                "64 MiB "
+                f"body is handled ({big_s:.1f}s, {len(busy)} requests) median "
+                f"{med_busy * 1000:.1f} ms, "
                 f"max {max(busy, default=float('nan')) * 1000:.0f} ms, ratio of medians "
                 f"{med_busy / med_idle:.1f}x"
             )

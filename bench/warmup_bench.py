@@ -165,7 +165,8 @@ def main() -> None:
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         )
         print(
-            f"{'round':>5} {'mode':>5} {'to AVAILABLE s':>15} {'first ms':>10} {'next ms (median)':>17}"
+            f"{'round':>5} {'mode':>5} {'to AVAILABLE s':>15} {'first ms':>10} "
+            f"{'next ms (median)':>17}"
         )
         for i in range(args.rounds):
             version = i + 2
@@ -188,16 +189,19 @@ def main() -> None:
     med = {m: statistics.median(v) * 1e3 for m, v in first.items()}
     base_ms = {m: statistics.median(v) * 1e3 for m, v in steady.items()}
     print(
-        f"first request after a switch, median: warm {med['warm']:.1f} ms, cold {med['cold']:.1f} ms, "
+        f"first request after a switch, median: warm {med['warm']:.1f} ms, cold {med['cold']:.1f} "
+        "ms, "
         f"ratio cold/warm {med['cold'] / med['warm']:.1f}x"
     )
     print(
-        f"steady-state request, median: warm {base_ms['warm']:.1f} ms, cold {base_ms['cold']:.1f} ms; "
+        f"steady-state request, median: warm {base_ms['warm']:.1f} ms, cold {base_ms['cold']:.1f} "
+        "ms; "
         f"warm first / warm steady {med['warm'] / base_ms['warm']:.2f}x"
     )
     print(
         f"switch time (publish -> AVAILABLE), median: warm "
-        f"{statistics.median(loading['warm']):.2f} s, cold {statistics.median(loading['cold']):.2f} s"
+        f"{statistics.median(loading['warm']):.2f} s, cold "
+        f"{statistics.median(loading['cold']):.2f} s"
     )
 
 

@@ -183,7 +183,8 @@ def summary(s: dict[str, Any]) -> str:
             else ""
         )
         lines.append(
-            f"  {a['type']}: {a['when']} {what}{moved} by {p.get('who', '?')}: {p.get('reason', '')}"
+            f"  {a['type']}: {a['when']} {what}{moved} by {p.get('who', '?')}: "
+            f"{p.get('reason', '')}"
         )
     return "\n".join(lines)
 

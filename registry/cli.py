@@ -155,7 +155,7 @@ def rollback(label: str, reason: str) -> None:
 @click.option("--reason", default="", help="Why; kept in the audit trail.")
 @_fail_cleanly
 def retire(version: str, reason: str) -> None:
-    """Move VERSION into the archive beside the base path (never deleted; refused while labelled)."""
+    """Move VERSION to the archive beside the base path (never deleted; refused while labelled)."""
     _print_action(_registry().retire(_version(version), reason))
 
 

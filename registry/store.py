@@ -206,7 +206,7 @@ class RegistryStore:
         return self.store.put_execution_type(t, can_add_fields=True)
 
     def record(self, action: Action, artifacts: dict[str, mlmd.Artifact | None]) -> Action:
-        """Write one audit execution, linked by INPUT events (keyed 'from'/'to'/...) to artifacts."""
+        """Write one audit execution, linked by INPUT events (keyed 'from'/'to'/...) to models."""
         execution = mlmd.Execution(type_id=self._action_type_id())
         execution.last_known_state = mlmd.Execution.COMPLETE
         for name in ACTION_PROPERTIES:

@@ -169,7 +169,9 @@ _DEBUG = click.option("--debug", is_flag=True, default=False, help="Show traceba
 @click.option(
     "--request_log_dir",
     default=None,
-    help="Log requests as tf.Examples (TFRecord) here, for `mlops data check-skew`; off by default.",
+    help=(
+        "Log requests as tf.Examples (TFRecord) here, for `mlops data check-skew`; off by default."
+    ),
 )
 @click.option(
     "--enable_model_warmup",

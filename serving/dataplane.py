@@ -184,7 +184,8 @@ class DataPlane:
         for key, values in columns.items():
             if len(values) != len(instances):
                 raise invalid_argument(
-                    f"Failed to process 'instances' list: input {key} is missing from some instances"
+                    f"Failed to process 'instances' list: input {key} is missing from some "
+                    "instances"
                 )
         return self._checked_total(
             {k: self._json_tensor(v, sig, k, f"'instances' input {k}") for k, v in columns.items()}
@@ -198,7 +199,8 @@ class DataPlane:
             )
         if len(input_names) != 1:
             raise invalid_argument(
-                f"The signature has {len(input_names)} inputs; 'inputs' must be a JSON object keyed by input name"
+                f"The signature has {len(input_names)} inputs; 'inputs' must be a JSON object "
+                "keyed by input name"
             )
         name = input_names[0]
         return {name: self._json_tensor(inputs, sig, name, f"'inputs' input {name}")}
@@ -282,7 +284,8 @@ class DataPlane:
             unknown = [o for o in output_filter if o not in sig.outputs]
             if unknown:
                 raise invalid_argument(
-                    f"output tensor alias not found in signature: {unknown[0]} Outputs expected to be "
+                    f"output tensor alias not found in signature: {unknown[0]} Outputs expected "
+                    "to be "
                     f"in the set {{{','.join(sorted(sig.outputs))}}}."
                 )
         outputs = await self.run(servable, name, inputs)
@@ -377,7 +380,8 @@ class DataPlane:
         for arr, what in ((classes, "classes"), (scores, "scores")):
             if arr is not None and (arr.ndim != 2 or arr.shape[0] != n):
                 raise invalid_argument(
-                    f"Expected Tensor shape: [batch_size num_classes] but got {list(arr.shape)} for {what}"
+                    f"Expected Tensor shape: [batch_size num_classes] but got {list(arr.shape)} "
+                    f"for {what}"
                 )
         self._log_examples(examples)
         k = (scores if scores is not None else classes).shape[1]
@@ -407,7 +411,8 @@ class DataPlane:
         n = len(examples)
         if values.shape not in ((n,), (n, 1)):
             raise invalid_argument(
-                f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got {list(values.shape)}"
+                "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but "
+                f"got {list(values.shape)}"
             )
         self._log_examples(examples)
         return RegressResult(servable, name, values.reshape(n).tolist())

@@ -251,7 +251,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         ):
             raise ServingError(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"Model management is {'disabled' if self.model_management == 'off' else 'loopback-only'}"
+                "Model management is "
+                f"{'disabled' if self.model_management == 'off' else 'loopback-only'}"
                 " on this server (--model_management)",
             )
         await self.dp.reload_config(request.config)

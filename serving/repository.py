@@ -53,7 +53,7 @@ class VersionStatus:
 
 
 def load_servable(name: str, version: int, path: str) -> Servable:
-    """Load a TF2 SavedModel version; signature defs come from the proto, as TF Serving reads them."""
+    """Load a TF2 SavedModel version; signature defs come from the proto, as TF Serving reads it."""
     import tensorflow as tf
 
     sm = saved_model_pb2.SavedModel()
@@ -210,7 +210,10 @@ class ModelRepository:
             except Exception as e:  # noqa: BLE001 - any loader failure is reported, not fatal
                 any_failed = True
                 model.failed[v] = _Failure.after(failure, fp)
-                msg = f"Failed to load servable {name} version {v} from {on_disk[v]}: {type(e).__name__}: {e}"
+                msg = (
+                    f"Failed to load servable {name} version {v} from {on_disk[v]}: "
+                    f"{type(e).__name__}: {e}"
+                )
                 log.error(msg)
                 self._set_status(
                     name, model, v, VersionStatus(State.END, grpc.StatusCode.UNKNOWN, msg)

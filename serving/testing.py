@@ -1,9 +1,10 @@
 """Small but real SavedModels with the Trainer's serving contract, and `mlops serve` as a process.
 
 For the serving tests, bench/serving_bench.py and the docs checks, which all need several models
-and versions that load in well under a second, long before the pipeline has pushed anything. These are real TF2 SavedModels (a tf.Module of tf.functions)
-with the same signature names, input names, dtypes and shapes as modules/trainer.py exports, so a
-server that serves these serves the pipeline's model too. The `bias` makes versions tell apart:
+and versions that load in well under a second, long before the pipeline has pushed anything.
+These are real TF2 SavedModels (a tf.Module of tf.functions) with the same signature names,
+input names, dtypes and shapes as modules/trainer.py exports, so a server that serves these
+serves the pipeline's model too. The `bias` makes versions tell apart:
 a large negative bias answers ~0, a large positive one ~1.
 """
 

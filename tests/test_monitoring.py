@@ -52,7 +52,7 @@ def _promtool(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([_binary("promtool"), *args], capture_output=True, text=True, timeout=120)
 
 
-# --- promtool ----------------------------------------------------------------------------------------
+# --- promtool -------------------------------------------------------------------------------------
 
 
 def test_prometheus_config_and_rules_pass_promtool():
@@ -166,7 +166,7 @@ def _relabel(rules: list[dict], labels: dict[str, str]) -> dict[str, str] | None
     return labels
 
 
-# --- a real Prometheus scraping a real model server ----------------------------------------------------
+# --- a real Prometheus scraping a real model server -----------------------------------------------
 
 
 class _Stack:
@@ -334,7 +334,7 @@ def test_recording_rules_compare_canary_and_stable_by_label(stack):
     assert all(rule["health"] == "ok" for group in rules for rule in group["rules"]), rules
 
 
-# --- the Grafana dashboard -------------------------------------------------------------------------
+# --- the Grafana dashboard ------------------------------------------------------------------------
 
 REQUIRED_PANELS = {
     "Model servers up": ["up{"],

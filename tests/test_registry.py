@@ -266,7 +266,7 @@ def test_promote_rollback_retire_history_and_bad_input(env):
         and "latency regression" in result.stdout
     )
 
-    # -- list: versions on disk with labels and MLMD facts ------------------------------------------
+    # -- list: versions on disk with labels and MLMD facts -----------------------------------------
     rows = json.loads(models.ok("list", "--json"))
     assert [r["version"] for r in rows] == [v2, v1]
     assert rows[1]["labels"] == ["stable"] and rows[0]["labels"] == []

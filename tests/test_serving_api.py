@@ -537,7 +537,8 @@ def test_config_file_text_proto_round_trip():
     )
     assert cfg.model_config_list.config[0].base_path == "/base/rel"
     opts = BatchingOptions.from_text_proto(
-        "max_batch_size { value: 64 } batch_timeout_micros { value: 500 } num_batch_threads { value: 2 }"
+        "max_batch_size { value: 64 } batch_timeout_micros { value: 500 } num_batch_threads "
+        "{ value: 2 }"
     )
     assert (opts.max_batch_size, opts.batch_timeout_micros, opts.num_batch_threads) == (64, 500, 2)
     assert json.dumps(text_format.MessageToString(cfg))  # still a valid ModelServerConfig

@@ -86,7 +86,8 @@ def test_documented_serving_commands_work_as_written(checkout_like):
         # One bash session, blocks in order, as a user pastes them into one terminal (so shell
         # variables and files carry over); a marker line per block locates a failure.
         script = "set -euo pipefail\n" + "".join(
-            f"echo '=== block {i}' >&2\necho '=== block {i}'\n{_ports(body, grpc_port, rest_port)}\n"
+            f"echo '=== block {i}' >&2\necho '=== block "
+            f"{i}'\n{_ports(body, grpc_port, rest_port)}\n"
             for i, (kind, body) in enumerate(blocks)
             if kind == "serving"
         )

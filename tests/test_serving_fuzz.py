@@ -65,7 +65,7 @@ def _good_request_answers(server) -> None:
     assert r.status_code == 200 and r.json()["predictions"][0][0] > 0.99
 
 
-# ---- REST -----------------------------------------------------------------------------------------
+# ---- REST ----------------------------------------------------------------------------------------
 _scalars = (
     st.none()
     | st.booleans()
@@ -137,7 +137,7 @@ def test_rest_fuzz_raw_bodies(server, raw):
     _good_request_answers(server)
 
 
-# ---- gRPC -----------------------------------------------------------------------------------------
+# ---- gRPC ----------------------------------------------------------------------------------------
 _dtypes = st.sampled_from(sorted(types_pb2.DataType.values())) | st.integers(-5, 400)
 _dims = st.lists(st.integers(-3, 2**45) | st.integers(0, 5), max_size=6) | st.lists(
     st.just(1), min_size=30, max_size=40
@@ -211,7 +211,8 @@ def test_memory_stays_bounded_after_fuzzing_and_amplification(server, stub):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     after = server.rss_bytes()
     print(
-        f"\nserver RSS: start {server.rss_start / 2**20:.0f} MiB, after fuzzing {before / 2**20:.0f} MiB, "
+        f"\nserver RSS: start {server.rss_start / 2**20:.0f} MiB, after fuzzing "
+        f"{before / 2**20:.0f} MiB, "
         f"after the amplification request {after / 2**20:.0f} MiB"
     )
     assert after - before < 50 << 20

@@ -79,7 +79,7 @@ def _raw_columns(**override) -> dict:
     return {"signature_name": "serving_raw", "inputs": cols}
 
 
-# ---- REST: every input error is a 4xx in TF Serving's shape ---------------------------------------
+# ---- REST: every input error is a 4xx in TF Serving's shape --------------------------------------
 REST_CASES = {
     "signature-name-list": (
         "/v1/models/taxi:predict",
@@ -152,7 +152,7 @@ def test_rest_input_errors_are_400_and_server_keeps_serving(served, case):
     _still_serving(served)
 
 
-# ---- gRPC: declared shapes and amplification ------------------------------------------------------
+# ---- gRPC: declared shapes and amplification -----------------------------------------------------
 def _tensor(dims: list[int], dtype=types_pb2.DT_STRING, strings=(EXAMPLE,), content: bytes = b""):
     tp = tensor_pb2.TensorProto(dtype=dtype, tensor_content=content)
     tp.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims)
@@ -196,7 +196,7 @@ def test_grpc_classify_int_out_of_range_cannot_be_sent_but_large_example_count_i
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit" in err.value.details()
 
 
-# ---- request log: only accepted requests ----------------------------------------------------------
+# ---- request log: only accepted requests ---------------------------------------------------------
 def _logged_bytes(log_dir) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in log_dir.iterdir()} if log_dir.exists() else {}
 
@@ -223,7 +223,7 @@ def test_rejected_requests_are_not_logged(served):
     assert _logged_bytes(log_dir) != before  # the accepted one was
 
 
-# ---- slow and broken clients ----------------------------------------------------------------------
+# ---- slow and broken clients ---------------------------------------------------------------------
 def _connect(server) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.rest_port), timeout=10)
 
@@ -253,7 +253,8 @@ def _read_response(sock: socket.socket) -> bytes:
 def test_body_shorter_than_content_length_gets_408_json(served):
     with _connect(served) as s:
         s.sendall(
-            b"POST /v1/models/taxi:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v1/models/taxi:predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            b"application/json\r\n"
             b'Content-Length: 1000\r\n\r\n{"instances": '
         )
         started = time.monotonic()
@@ -363,7 +364,7 @@ def test_large_body_does_not_stop_other_requests(tmp_path):
         server.stop()
 
 
-# ---- half-copied versions -------------------------------------------------------------------------
+# ---- half-copied versions ------------------------------------------------------------------------
 def test_version_copied_in_two_steps_is_retried_and_loads(tmp_path):
     base = tmp_path / "taxi"
     sm.build_model(base / "1", bias=-10.0)
@@ -407,7 +408,7 @@ def test_version_copied_in_two_steps_is_retried_and_loads(tmp_path):
         server.stop()
 
 
-# ---- model management, TLS, bind addresses --------------------------------------------------------
+# ---- model management, TLS, bind addresses -------------------------------------------------------
 def test_reload_config_is_refused_when_model_management_is_off(served):
     with grpc.insecure_channel(served.grpc_target) as channel:
         models = model_service_pb2_grpc.ModelServiceStub(channel)

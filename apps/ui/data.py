@@ -51,7 +51,7 @@ class Threshold:
 
     @property
     def key(self) -> str:
-        """TFMA's metric key for a Keras class name: AUC -> auc, BinaryAccuracy -> binary_accuracy."""
+        """TFMA metric key of a Keras class (AUC -> auc, BinaryAccuracy -> binary_accuracy)."""
         return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", self.metric).lower()
 
 
