@@ -140,7 +140,8 @@ def read_artifact(
     elif type_name == "ModelEvaluation":
         report.metrics.update(read_evaluation(artifact.uri).candidate_metrics())
         report.failed_checks.extend(read_failed_checks(artifact.uri))
-    elif type_name == "ModelBlessing":
+    elif type_name == "ModelBlessing" and node_id == EVALUATOR:
+        # Only the Evaluator's: LatestBlessedModelResolver re-publishes the baseline's blessing.
         report.blessed = bool(_custom(artifact, "blessed"))
     elif type_name == "PushedModel" and _custom(artifact, "pushed"):
         report.pushed_path = _custom(artifact, "pushed_destination")
