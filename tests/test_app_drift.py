@@ -121,10 +121,10 @@ def test_serving_page_reports_skew_of_logged_requests(two_spans, monkeypatch, tm
     no_exception(at)
     skew = frame(at, "split", "feature", "comparator", "distance", "threshold", "kind", "exceeded")
     stats = spans.latest_training_statistics(config.metadata_connection, config.pipeline_name)
-    expected, _ = spans.check_skew(str(log_dir), stats, SCHEMA)
-    assert {r.feature: r.distance for r in skew.itertuples()} == pytest.approx(
-        {m.feature: m.distance for m in expected}
+    expected = spans.check_skew(str(log_dir), stats, SCHEMA).skew
+    assert {(r.feature, r.comparator): r.distance for r in skew.itertuples()} == pytest.approx(
+        {(m.feature, m.comparator): m.distance for m in expected}
     )
-    skewed = len([m for m in expected if m.exceeded])
+    skewed = len({m.feature for m in expected if m.exceeded})
     assert skewed > 0
     assert any(f"{skewed} feature(s) skewed beyond threshold" in e.value for e in at.error)

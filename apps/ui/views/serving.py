@@ -61,7 +61,7 @@ elif st.button("Check skew of the logged requests", key="check_skew"):
         report = data.skew_report(
             cfg.metadata, cfg.pipeline_name, cfg.request_log_dir, cfg.schema_path
         )
-        skewed = int(report["skew"]["exceeded"].sum())
+        skewed = report["skew"].loc[report["skew"]["exceeded"], "feature"].nunique()
         st.markdown(f"{report['files']} request file(s) against {report['statistics']}")
         (st.error if skewed else st.success)(f"{skewed} feature(s) skewed beyond threshold")
         st.dataframe(report["skew"], hide_index=True, key="skew")
