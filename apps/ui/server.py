@@ -16,7 +16,13 @@ import pandas as pd
 import requests
 
 from modules import features
-from serving.client import GrpcClient, RestClient, ServingClientError, predict_rows
+from serving.client import (
+    GrpcClient,
+    RestClient,
+    ServerUnreachable,
+    ServingClientError,
+    predict_rows,
+)
 
 PROBABILITY_COLUMN = "probability"
 METRICS_PATH = "/monitoring/prometheus/metrics"
@@ -46,7 +52,7 @@ def _client(protocol: str, host: str, port: int) -> RestClient | GrpcClient:
 def _explain(exc: Exception, host: str, port: int) -> ServerUnavailable:
     if isinstance(exc, ServingClientError):
         return ServerUnavailable(f"the model server refused the request: {exc.message}")
-    if isinstance(exc, requests.RequestException) or "UNAVAILABLE" in str(exc):
+    if isinstance(exc, ServerUnreachable | requests.RequestException) or "UNAVAILABLE" in str(exc):
         return ServerUnavailable(
             f"no model server answers at {host}:{port}: start one with `make serve` "
             "(or `mlops ui`, which starts it when none answers)"
@@ -60,7 +66,7 @@ def resolved_version(
     """The version the server resolves a request to (REST metadata's model_spec)."""
     try:
         meta = RestClient(host, rest_port, timeout=5.0).metadata(model, version, label or None)
-    except (ServingClientError, requests.RequestException, ValueError) as e:
+    except (ServingClientError, ServerUnreachable, requests.RequestException, ValueError) as e:
         raise _explain(e, host, rest_port) from None
     return str(meta["model_spec"]["version"])
 
@@ -233,14 +239,14 @@ def version_status(host: str, rest_port: int, model: str, labels: tuple[str, ...
     client = RestClient(host, rest_port, timeout=5.0)
     try:
         status = client.status(model)
-    except (ServingClientError, requests.RequestException, ValueError) as e:
+    except (ServingClientError, ServerUnreachable, requests.RequestException, ValueError) as e:
         raise _explain(e, host, rest_port) from None
     by_label: dict[str, list[str]] = {}
     for label in labels:
         try:
             for v in client.status(model, label=label)["model_version_status"]:
                 by_label.setdefault(v["version"], []).append(label)
-        except (ServingClientError, requests.RequestException, ValueError):
+        except (ServingClientError, ServerUnreachable, requests.RequestException, ValueError):
             continue  # label not configured
     rows = [
         {
