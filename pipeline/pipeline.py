@@ -167,11 +167,10 @@ def create_pipeline(
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
-        # StatisticsGen + the validators already check the raw data; Transform's own pre- and
-        # post-transform statistics and anomalies are read by nothing (about a third of its time).
-        disable_statistics=not config.transform_statistics,
-        # Nothing feeds an analyzer cache back in (each run sees one whole span): don't write one.
-        disable_analyzer_cache=True,
+        # StatisticsGen + the validators already check the raw data, and nothing feeds an analyzer
+        # cache back in; `lean_transform` skips both (see PipelineConfig for why it is opt-in).
+        disable_statistics=config.lean_transform,
+        disable_analyzer_cache=config.lean_transform,
         custom_config=fingerprint or None,
         **user_code(config, config.preprocessing_module, "preprocessing_fn"),
     )

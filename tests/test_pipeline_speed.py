@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -53,7 +54,13 @@ def test_components_import_user_code_and_carry_its_fingerprint(tmp_path: Path):
         assert props[key] == path, node_id
         assert not props.get("module_file"), node_id
         assert f'"user_code": "{fingerprint}"' in props["custom_config"], node_id
-    assert nodes["Transform"].exec_properties["disable_statistics"]
+    # TFX's full Transform by default (PostgreSQL stores need its outputs); lean on request.
+    assert not nodes["Transform"].exec_properties["disable_statistics"]
+    lean = create_pipeline(dataclasses.replace(config, lean_transform=True))
+    lean_transform = next(c for c in lean.components if c.id == "Transform")
+    assert lean_transform.exec_properties["disable_statistics"]
+    assert "updated_analyzer_cache" not in lean_transform.outputs
+    assert "updated_analyzer_cache" in nodes["Transform"].outputs
 
 
 def test_wheel_packaging_stays_available(tmp_path: Path):
