@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,13 @@ def test_second_run_with_unchanged_data_is_served_from_cache(small_pipeline):
     assert report.blessed is False
     assert "candidate is the served (baseline) model itself" in report.push_decision
     assert len(_pushed_versions(small_pipeline.serving_model_dir)) == 1
+    # No work either (pipeline/evaluation.py): TFMA writes metrics and plots when it evaluates;
+    # the short-circuit writes only the failed validation result.
+    evaluator = next(c for c in report.components if c.node_id == "Evaluator")
+    evaluation = open_store(small_pipeline.metadata_path).outputs(evaluator.execution_id)
+    uri = evaluation["evaluation"][0].uri
+    assert os.path.exists(os.path.join(uri, "validations.tfrecord"))
+    assert not [p for p in os.listdir(uri) if p.startswith(("metrics", "plots"))]
 
 
 def _corrupt(data_root: Path) -> None:

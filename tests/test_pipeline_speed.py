@@ -8,16 +8,13 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
 import tensorflow_model_analysis as tfma
 from tfx.components.evaluator import constants
 from tfx.types import standard_artifacts
 
-from metadata.store import open_store
 from pipeline.config import MODULES_DIR
 from pipeline.evaluation import SkipSelfEvaluationExecutor, candidate_is_baseline
 from pipeline.pipeline import create_pipeline, user_code_fingerprint
-from pipeline.run import EXIT_OK, run_pipeline
 from pipeline.samples import small_config
 
 
@@ -98,26 +95,3 @@ def test_self_evaluation_records_not_blessed_without_running_tfma(tmp_path: Path
     assert blessing.get_int_custom_property("blessed") == 0
     assert blessing.get_int_custom_property("current_model_id") == 7
     assert blessing.get_int_custom_property("baseline_model_id") == 7
-
-
-@pytest.mark.slow
-def test_rerun_with_unchanged_data_and_code_neither_trains_nor_evaluates(small_pipeline):
-    """A cached re-run of the shared small pipeline: the candidate is the blessed model itself,
-    so nothing trains, TFMA does not run, nothing is pushed, and the summary says why."""
-    assert small_pipeline.exit_code == EXIT_OK
-    status, report = run_pipeline(small_pipeline.config)
-    assert status == EXIT_OK
-    states = {c.node_id: c.state for c in report.components}
-    for node_id in ("CsvExampleGen", "StatisticsGen", "Transform", "Tuner", "Trainer"):
-        assert states[node_id] == "CACHED", (node_id, states)
-    assert report.candidate_model_id == report.baseline_model_id is not None
-    assert report.blessed is False
-    assert "candidate is the served (baseline) model itself" in report.push_decision
-    assert report.pushed_path is None
-
-    store = open_store(small_pipeline.metadata_path)
-    evaluator = next(c for c in report.components if c.node_id == "Evaluator")
-    evaluation = store.outputs(evaluator.execution_id)["evaluation"][0]
-    assert os.path.exists(os.path.join(evaluation.uri, "validations.tfrecord"))
-    # TFMA writes metrics and plots when it evaluates; the short-circuit writes neither.
-    assert not [p for p in os.listdir(evaluation.uri) if p.startswith(("metrics", "plots"))]
