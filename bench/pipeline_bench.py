@@ -72,7 +72,7 @@ def prepare_template(base: Path) -> Path:
     )
     pipeline_py = dest / "pipeline" / "pipeline.py"
     text = pipeline_py.read_text()
-    # "# TODO(step N): Uncomment here to add X" -> components.append(x) for every step.
+    # The template marks each optional step with a commented-out `components.append(x)`: enable all.
     text = re.sub(r"^(\s*)# (components\.append\(\w+\))", r"\1\2", text, flags=re.M)
     pipeline_py.write_text(text)
     return dest
