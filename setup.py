@@ -23,6 +23,7 @@ setup(
             "registry*",
             "apps*",
             "mlops*",
+            "monitoring*",
         ]
     ),
     package_data={

@@ -537,6 +537,36 @@ class MetadataStore:
             )
         return records
 
+    def training_statistics_uri(self, version: str, pipeline_name: str | None = None) -> str | None:
+        """The StatisticsGen output of the data a served version was trained on (the live skew
+        monitor's baseline), or None when MLMD has no such push: the pushed model of `version`
+        -> the Trainer that made it -> its transformed examples -> the Transform -> its raw
+        Examples -> the StatisticsGen execution that read them. Lineage, not "the newest
+        statistics": a later run on a new span does not change what a served version learnt."""
+        pushed = [p for p in self.pushed_models(pipeline_name) if p.version == str(version)]
+        if not pushed or pushed[0].model_id is None:
+            return None
+        examples = self._input_upstream(pushed[0].model_id, "examples")  # Transform's output
+        raw = self._input_upstream(examples.id, "examples") if examples else None
+        if raw is None:
+            return None
+        readers = [
+            e.execution_id
+            for e in self.events_of_artifacts([raw.id])
+            if is_input(e) and event_key(e) == "examples"
+        ]
+        for execution_id in sorted(readers, reverse=True):
+            if self.node_of_execution.get(execution_id) == STATISTICS_GEN:
+                statistics = _first(self.outputs(execution_id).get("statistics"))
+                if statistics is not None:
+                    return statistics.uri
+        return None
+
+    def _input_upstream(self, artifact_id: int, key: str) -> mlmd_pb2.Artifact | None:
+        """The `key` input of the first execution that produced the artifact."""
+        producer = (self.producers([artifact_id]).get(artifact_id) or [None])[0]
+        return _first(self.inputs(producer).get(key)) if producer is not None else None
+
 
 def span_of(artifact: mlmd_pb2.Artifact) -> int | None:
     """An Examples artifact's span (TFX 1.16's ExampleGen keeps it in a custom property)."""

@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "data": "pipeline.spans:data",
     "models": "registry.cli:models",
     "ui": "apps.ui.cli:ui",
+    "monitor": "monitoring.cli:monitor",
 }
 
 

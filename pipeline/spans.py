@@ -221,33 +221,52 @@ def read_request_log(requests_dir: str, column_types: dict[str, str]) -> Request
     int64_list, ...). A record that does not parse, holds no feature or gives a feature another
     kind (which would make the whole batch undecodable) is skipped and counted; a file whose
     framing breaks (truncated, corrupt) is read up to the break."""
-    import tensorflow as tf
-    from google.protobuf.message import DecodeError
-    from tensorflow.core.example import example_pb2
-
     files = request_files(requests_dir)
     if not files:
         raise SkewCheckError(f"no logged requests (*.tfrecord) in {requests_dir}")
     out = RequestLogContents([], len(files))
-    kinds = {name: _KINDS[t] for name, t in column_types.items() if t in _KINDS}
+    kinds = schema_kinds(column_types)
     for path in files:
-        name = os.path.basename(path)
-        index = 0
-        try:
-            for index, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
-                try:
-                    example = example_pb2.Example.FromString(record)
-                except DecodeError:
-                    out.skip(f"{name} record {index}: not a tf.Example")
-                    continue
-                problem = _kind_problem(example, kinds)
-                if problem:
-                    out.skip(f"{name} record {index}: {problem}")
-                    continue
-                out.examples.append(record)
-        except tf.errors.OpError as e:  # DataLossError: corrupt or truncated framing
-            out.skip(f"{name} after record {index}: unreadable ({e.message.splitlines()[0]})")
+        read_request_file(path, kinds, out)
     return out
+
+
+def schema_kinds(column_types: dict[str, str]) -> dict[str, str]:
+    """Feature name -> the tf.Example list kind its schema type takes (INT -> int64_list, ...)."""
+    return {name: _KINDS[t] for name, t in column_types.items() if t in _KINDS}
+
+
+def read_request_file(
+    path: str, kinds: dict[str, str], out: RequestLogContents, start: int = 0, complete: bool = True
+) -> int:
+    """Append the readable records of one log file, from record `start` on, to `out` (the rest
+    skipped and counted, as `read_request_log` says); return the number of records read so far
+    (the next `start`). A file still being written (`complete=False`, the server's `.open`
+    file) may end in a record half written: that end is left for the next read, not counted."""
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.example import example_pb2
+
+    name = os.path.basename(path)
+    consumed = start
+    try:
+        for record in tf.data.TFRecordDataset(path).skip(start).as_numpy_iterator():
+            index, consumed = consumed, consumed + 1
+            try:
+                example = example_pb2.Example.FromString(record)
+            except DecodeError:
+                out.skip(f"{name} record {index}: not a tf.Example")
+                continue
+            problem = _kind_problem(example, kinds)
+            if problem:
+                out.skip(f"{name} record {index}: {problem}")
+                continue
+            out.examples.append(record)
+    except tf.errors.OpError as e:  # DataLossError: corrupt or truncated framing
+        if complete:
+            where = max(consumed - 1, 0)
+            out.skip(f"{name} after record {where}: unreadable ({e.message.splitlines()[0]})")
+    return consumed
 
 
 def _kind_problem(example, kinds: dict[str, str]) -> str:
@@ -293,15 +312,8 @@ def check_skew(requests_dir: str, training_statistics: str, schema_path: str) ->
     comparators and the sample-size-aware tests (pipeline/drift.compare_statistics, as the
     drift gate), and the requests against the schema's SERVING environment."""
     import tensorflow as tf
-    import tensorflow_data_validation as tfdv
 
-    from pipeline.anomalies import records
-    from pipeline.drift import compare_statistics, load_statistics_file
-    from pipeline.drift_measures import (
-        quantile_resolution,
-        statistics_of_examples,
-        statistics_options,
-    )
+    from pipeline.drift import load_statistics_file
 
     requests = read_request_log(requests_dir, schema_columns(schema_path))
     if not requests.examples:
@@ -310,18 +322,41 @@ def check_skew(requests_dir: str, training_statistics: str, schema_path: str) ->
         )
     if not tf.io.gfile.exists(training_statistics):
         raise SkewCheckError(f"no training statistics at {training_statistics}")
-    training = load_statistics_file(training_statistics)
+    skew, anomalies = skew_of_examples(
+        requests.examples, load_statistics_file(training_statistics), load_schema(schema_path)
+    )
+    return SkewResult(skew, anomalies, requests)
+
+
+def load_schema(schema_path: str):
+    import tensorflow_data_validation as tfdv
+
+    return tfdv.load_schema_text(schema_path)
+
+
+def skew_of_examples(examples: list[bytes], training, schema) -> tuple[list, list]:
+    """(skew measurements, request anomalies) of serialized tf.Examples against the training
+    statistics: what check-skew and the live skew monitor (`mlops monitor`) both report."""
+    import tensorflow_data_validation as tfdv
+
+    from pipeline.anomalies import records
+    from pipeline.drift import compare_statistics
+    from pipeline.drift_measures import (
+        quantile_resolution,
+        statistics_of_examples,
+        statistics_options,
+    )
+
     # The requests' quantiles at the training statistics' resolution: TFDV's Jensen-Shannon on
     # quantiles histograms of different bucket counts measures the bucketing, not the data.
     resolution = quantile_resolution(training)
     options = statistics_options(
         **({"num_quantiles_histogram_buckets": resolution} if resolution else {})
     )
-    serving = statistics_of_examples(requests.examples, options)
-    schema = tfdv.load_schema_text(schema_path)
+    serving = statistics_of_examples(examples, options)
     _, skew = compare_statistics(training, serving, schema, "serving", skew=True)
     requests_anomalies = tfdv.validate_statistics(serving, schema, environment="SERVING")
-    return SkewResult(skew, records("serving", requests_anomalies), requests)
+    return skew, records("serving", requests_anomalies)
 
 
 # ---- CLI -----------------------------------------------------------------------------------------

@@ -21,18 +21,21 @@ PACKAGES = (
     "apps",
     "registry",
     "mlops",
+    "monitoring",
 )
-UPPER = {"pipeline", "lineage", "serving", "runners", "apps", "registry", "mlops"}
+UPPER = {"pipeline", "lineage", "serving", "runners", "apps", "registry", "mlops", "monitoring"}
 # package -> the project packages it must not import
 FORBIDDEN = {
     "metadata": UPPER,
     "modules": UPPER | {"metadata"},
-    "pipeline": {"lineage", "serving", "runners", "apps", "registry", "mlops"},
-    "lineage": {"pipeline", "serving", "runners", "apps", "registry", "mlops"},
-    "serving": {"pipeline", "lineage", "runners", "apps", "registry", "mlops"},
+    "pipeline": {"lineage", "serving", "runners", "apps", "registry", "mlops", "monitoring"},
+    "lineage": {"pipeline", "serving", "runners", "apps", "registry", "mlops", "monitoring"},
+    "serving": {"pipeline", "lineage", "runners", "apps", "registry", "mlops", "monitoring"},
     "apps": {"runners", "mlops"},
     "registry": {"runners", "mlops", "apps"},
     "mlops": {"runners"},
+    # the live skew monitor: a feature package over serving/, pipeline/ and metadata/
+    "monitoring": {"runners", "mlops", "apps", "registry", "lineage"},
 }
 # Outside the packages: nothing may import runners/ (entry points, not libraries), and the
 # benchmarks import nothing from tests/.

@@ -1,0 +1,251 @@
+"""`mlops monitor`: live training/serving skew of the requests the model server logs, exported
+for Prometheus.
+
+A separate process, not part of `mlops serve`: computing TFDV statistics of thousands of
+requests every minute would compete with inference for the server's cores and its GIL, a crash
+or a slow ML Metadata query here must not touch serving, and it scales (one monitor per request
+log) and restarts on its own. It needs only read access to the request log directory, the model
+server's status API and ML Metadata (or a statistics file).
+
+Exit status: 0 (stopped by SIGTERM/SIGINT; with --once: no skew), 1 (--once: skew or request
+anomalies found), 2 (could not start or, with --once, could not check) — one line on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+
+import click
+
+from pipeline.config import PipelineConfig
+
+EXIT_OK, EXIT_SKEW, EXIT_CANNOT_RUN = 0, 1, 2
+_DEFAULTS = PipelineConfig()
+DEFAULT_METRICS_PORT = 9108
+DEFAULT_WINDOW = 5000
+DEFAULT_MIN_ROWS = 200
+DEFAULT_INTERVAL = 60.0
+
+
+class _OneLine(click.Command):
+    """Bad flag values end in one line and exit 2, like every other failure to start."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            _fail(e.format_message())
+
+
+def _fail(message: str) -> None:
+    click.echo(f"mlops monitor: {message.splitlines()[0] if message else 'failed'}", err=True)
+    sys.exit(EXIT_CANNOT_RUN)
+
+
+@click.command("monitor", cls=_OneLine, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--requests", "requests_dir", required=True, help="mlops serve --request_log_dir.")
+@click.option("--model-name", default=_DEFAULTS.model_name, show_default=True)
+@click.option(
+    "--server",
+    default="http://127.0.0.1:8501",
+    show_default=True,
+    help="The model server's REST address: its AVAILABLE versions are the ones checked.",
+)
+@click.option(
+    "--version",
+    "versions",
+    multiple=True,
+    help="Check these versions instead of asking the server (repeatable).",
+)
+@click.option(
+    "--statistics",
+    default=None,
+    help="FeatureStats.pb for every version; default: each version's own training statistics, "
+    "found by lineage in ML Metadata.",
+)
+@click.option("--metadata", default=_DEFAULTS.metadata_connection, show_default=True)
+@click.option("--pipeline-name", default=_DEFAULTS.pipeline_name, show_default=True)
+@click.option("--schema", "schema_path", default=_DEFAULTS.schema_path, show_default=True)
+@click.option(
+    "--window",
+    type=int,
+    default=DEFAULT_WINDOW,
+    show_default=True,
+    help="Compare the last N logged requests.",
+)
+@click.option(
+    "--min-rows",
+    type=int,
+    default=DEFAULT_MIN_ROWS,
+    show_default=True,
+    help="Export no distances while the window holds fewer requests.",
+)
+@click.option(
+    "--interval", type=float, default=DEFAULT_INTERVAL, show_default=True, help="Seconds."
+)
+@click.option("--once", is_flag=True, help="Check once, print the result and exit (0/1/2).")
+@click.option("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, show_default=True)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="0.0.0.0 in a pod.")
+@click.option("--debug", is_flag=True, help="Tracebacks instead of one-line errors.")
+def monitor(
+    requests_dir: str,
+    model_name: str,
+    server: str,
+    versions: tuple[str, ...],
+    statistics: str | None,
+    metadata: str,
+    pipeline_name: str,
+    schema_path: str,
+    window: int,
+    min_rows: int,
+    interval: float,
+    once: bool,
+    metrics_port: int,
+    metrics_host: str,
+    debug: bool,
+) -> None:
+    """Every --interval seconds, compare the last --window requests the model server logged
+    with the training statistics of each version it serves (the measures of `mlops data
+    check-skew`) and export the distances and thresholds on --metrics-port for Prometheus."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    problem = _check_flags(requests_dir, window, min_rows, interval, metrics_port, versions)
+    if problem:
+        _fail(problem)
+    try:
+        skew_monitor = _build(
+            requests_dir, model_name, server, versions, statistics, metadata, pipeline_name,
+            schema_path, window, min_rows,
+        )  # fmt: skip
+    except Exception as e:  # noqa: BLE001
+        if debug:
+            raise
+        _fail(f"cannot start: {_message(e)}")
+    if once:
+        sys.exit(_check_once(skew_monitor, debug))
+    _serve(skew_monitor, metrics_host, metrics_port, interval, debug)
+
+
+def _check_flags(requests_dir, window, min_rows, interval, port, versions) -> str | None:
+    if not math.isfinite(interval) or interval <= 0:
+        return f"--interval must be a positive number of seconds, got {interval:g}"
+    if window < 1:
+        return f"--window must be at least 1 request, got {window}"
+    if not 1 <= min_rows <= window:
+        return f"--min-rows must be between 1 and --window ({window}), got {min_rows}"
+    if not 1 <= port <= 65535:
+        return f"--metrics-port must be 1-65535, got {port}"
+    if not os.path.isdir(requests_dir):
+        return (
+            f"request log directory {requests_dir} does not exist (mlops serve --request_log_dir)"
+        )
+    if any(not v.isdigit() for v in versions):
+        return f"--version takes version numbers, got {', '.join(versions)}"
+    return None
+
+
+def _build(requests_dir, model_name, server, versions, statistics, metadata, pipeline_name,
+           schema_path, window, min_rows):  # fmt: skip
+    from monitoring.baseline import TrainingStatistics
+    from monitoring.request_window import RequestWindow
+    from monitoring.skew_exporter import SkewMonitor
+    from pipeline.spans import load_schema, schema_columns, schema_kinds
+
+    if not os.path.isfile(schema_path):
+        raise FileNotFoundError(f"no schema at {schema_path}")
+    if statistics is not None and not os.path.isfile(statistics):
+        raise FileNotFoundError(f"no training statistics at {statistics}")
+    return SkewMonitor(
+        RequestWindow(requests_dir, schema_kinds(schema_columns(schema_path)), window),
+        TrainingStatistics(statistics, metadata, pipeline_name),
+        load_schema(schema_path),
+        model_name,
+        server=server,
+        versions=versions,
+        min_rows=min_rows,
+    )
+
+
+def _message(e: BaseException) -> str:
+    text = getattr(e, "message", None) or str(e) or type(e).__name__
+    return text.strip().splitlines()[0]
+
+
+def _check_once(skew_monitor, debug: bool) -> int:
+    try:
+        result = skew_monitor.check()
+    except Exception as e:  # noqa: BLE001
+        if debug:
+            raise
+        click.echo(f"mlops monitor: check could not run: {_message(e)}", err=True)
+        return EXIT_CANNOT_RUN
+    window = skew_monitor.window
+    click.echo(f"Window: {result.rows} request(s) of {window.size} in {window.directory}")
+    if window.skipped:
+        click.echo(f"Skipped {window.skipped} unreadable record(s):")
+        for reason in window.reasons:
+            click.echo(f"  {reason}")
+    if not result.measured:
+        click.echo(f"Not checked: fewer than {skew_monitor.min_rows} requests in the window.")
+        return EXIT_OK
+    found = 0
+    for version, measurements in result.skew.items():
+        click.echo(f"Version {version} (training statistics {result.statistics[version]}):")
+        for m in measurements:
+            click.echo(f"  {m}")
+        anomalies = result.anomalies[version]
+        click.echo(f"  Request anomalies (SERVING environment): {len(anomalies) or 'none'}")
+        for a in anomalies:
+            click.echo(f"    {a}")
+        found += len(result.skewed[version]) + len(anomalies)
+    if found:
+        click.echo("Skew found.", err=True)
+        return EXIT_SKEW
+    click.echo("No skew beyond the thresholds.")
+    return EXIT_OK
+
+
+def _serve(skew_monitor, host: str, port: int, interval: float, debug: bool) -> None:
+    from prometheus_client import start_http_server
+
+    try:
+        httpd, _ = start_http_server(port, addr=host, registry=skew_monitor.registry)
+    except OSError as e:
+        _fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log = logging.getLogger("mlops.monitor")
+    log.info(
+        "Skew monitor of %s: metrics on http://%s:%d/metrics, every %gs",
+        skew_monitor.model_name, host, port, interval,
+    )  # fmt: skip
+    while not stop.is_set():
+        try:
+            result = skew_monitor.check()
+        except Exception as e:  # noqa: BLE001 - counted in check_errors_total; try again later
+            if debug:
+                log.exception("check failed")
+            else:
+                log.warning("check failed: %s", _message(e))
+        else:
+            log.info("%s", _summary(result, skew_monitor.window.skipped))
+        stop.wait(interval)
+    httpd.shutdown()
+    sys.exit(EXIT_OK)
+
+
+def _summary(result, skipped: int) -> str:
+    if not result.measured:
+        return f"{result.rows} request(s) in the window: too few to check"
+    parts = []
+    for version, found in result.skewed.items():
+        features = sorted({m.feature for m in found})
+        parts.append(
+            f"version {version}: " + (", ".join(features) + " skewed" if features else "ok")
+        )
+    return f"{result.rows} request(s), {skipped} skipped; " + "; ".join(parts)
