@@ -8,7 +8,7 @@ the exported snapshot in one step, so a scrape never sees half a check. Series:
     mlops_feature_skew_distance{model_name, version, feature, comparator}
     mlops_feature_skew_threshold{model_name, version, feature, comparator}
     mlops_skew_monitor_window_rows{model_name}                 requests in the window
-    mlops_skew_monitor_last_check_timestamp_seconds{model_name} last completed check
+    mlops_skew_monitor_last_check_timestamp_seconds{model_name} start of the last completed check
     mlops_skew_monitor_skipped_records_total{model_name}       unreadable log records
     mlops_skew_monitor_check_errors_total{model_name}          checks that could not run
 
@@ -103,6 +103,7 @@ class SkewMonitor:
         statistics, publish the result. Raises BaselineError (counted) when it cannot."""
         from pipeline.spans import skew_of_examples
 
+        started = time.time()  # the check covers what was logged until now
         try:
             self.window.update()
             self._count_skipped()
@@ -124,7 +125,7 @@ class SkewMonitor:
         except Exception as e:  # noqa: BLE001 - a check fails, the monitor goes on
             self._errors.inc()
             raise BaselineError(f"{type(e).__name__}: {e}") from e
-        result = CheckResult(time.time(), rows, measured, skew, anomalies, statistics)
+        result = CheckResult(started, rows, measured, skew, anomalies, statistics)
         with self._lock:
             self.last = result
         return result

@@ -116,7 +116,7 @@ def test_kubernetes_prometheus_config_discovers_the_annotated_serving_pods(tmp_p
     with a static target in its place, and its relabeling (Prometheus' anchored regexes) turns
     the serving pod's annotations into the scrape target and path."""
     config = yaml.safe_load(K8S_PROMETHEUS_YML.read_text())
-    (job,) = config["scrape_configs"]
+    job = _job(config, JOB)  # the skew-monitor job: tests/test_skew_monitor.py
     assert job["job_name"] == JOB and job["kubernetes_sd_configs"] == [{"role": "pod"}]
     assert config["rule_files"] == ["alerts.yml"]
     static = {**job, "static_configs": [{"targets": ["10.0.0.7:8080"]}]}
@@ -148,6 +148,11 @@ def test_kubernetes_prometheus_config_discovers_the_annotated_serving_pods(tmp_p
     assert (target["namespace"], target["pod"]) == ("default", "taxi-serving-0")
     unannotated = {k: v for k, v in meta.items() if "prometheus_io_scrape" not in k}
     assert _relabel(job["relabel_configs"], unannotated) is None
+
+
+def _job(config: dict, name: str) -> dict:
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == name]
+    return job
 
 
 def _relabel(rules: list[dict], labels: dict[str, str]) -> dict[str, str] | None:
@@ -217,7 +222,8 @@ model_config_list {{ config {{
     config = yaml.safe_load(PROMETHEUS_YML.read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     config["rule_files"] = [str(ALERTS)]
-    (job,) = config["scrape_configs"]
+    job = _job(config, JOB)  # the skew-monitor job has its own test (test_skew_monitor.py)
+    config["scrape_configs"] = [job]
     job["static_configs"] = [{"targets": [f"127.0.0.1:{server.rest_port}"]}]
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
     checked = _promtool("check", "config", str(root / "prometheus.yml"))
