@@ -30,6 +30,7 @@ DEFAULT_METRICS_PORT = 9108
 DEFAULT_WINDOW = 5000
 DEFAULT_MIN_ROWS = 200
 DEFAULT_INTERVAL = 60.0
+LOGGER = "mlops.monitor"
 
 
 class _OneLine(click.Command):
@@ -112,7 +113,7 @@ def monitor(
     """Every --interval seconds, compare the last --window requests the model server logged
     with the training statistics of each version it serves (the measures of `mlops data
     check-skew`) and export the distances and thresholds on --metrics-port for Prometheus."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    _log_to_stderr()
     problem = _check_flags(requests_dir, window, min_rows, interval, metrics_port, versions)
     if problem:
         _fail(problem)
@@ -128,6 +129,17 @@ def monitor(
     if once:
         sys.exit(_check_once(skew_monitor, debug))
     _serve(skew_monitor, metrics_host, metrics_port, interval, debug)
+
+
+def _log_to_stderr() -> None:
+    """The monitor's own lines at INFO; TensorFlow's and TFX's import chatter stays at WARNING."""
+    logger = logging.getLogger(LOGGER)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def _check_flags(requests_dir, window, min_rows, interval, port, versions) -> str | None:
@@ -219,7 +231,7 @@ def _serve(skew_monitor, host: str, port: int, interval: float, debug: bool) -> 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log = logging.getLogger("mlops.monitor")
+    log = logging.getLogger(LOGGER)
     log.info(
         "Skew monitor of %s: metrics on http://%s:%d/metrics, every %gs",
         skew_monitor.model_name, host, port, interval,
