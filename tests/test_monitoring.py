@@ -92,6 +92,7 @@ def test_the_alerts_the_rollout_needs_exist_on_the_per_version_metrics():
         "ModelServerP99LatencyHigh",
         "CanaryWorseThanStable",
         "LiveFeatureSkewHigh",
+        "SkewMonitorNotChecking",
     }
     assert {r["labels"]["signal"] for r in alerts["CanaryWorseThanStable"]} == {
         "errors",
