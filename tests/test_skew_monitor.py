@@ -271,12 +271,15 @@ def busy_port():
         ("busy port", "cannot listen on 127.0.0.1:"),
     ],
 )
-def test_hostile_flags_end_in_one_line(tmp_path, training, flags, message, request):
+def test_hostile_flags_end_in_one_line(tmp_path, flags, message, request):
     log = tmp_path / "log"
     log.mkdir()
+    training = tmp_path / "FeatureStats.pb"  # read at the first check, which none reaches
+    training.write_bytes(b"")
     if flags == "busy port":
         flags = ["--metrics-port", str(request.getfixturevalue("busy_port"))]
-    base = ["--requests", str(log), "--version", "1", "--statistics", training, "--interval", "1"]
+    base = ["--requests", str(log), "--version", "1", "--statistics", str(training)]
+    base += ["--interval", "1"]
 
     result = _monitor(*base, *flags)
 
@@ -286,13 +289,15 @@ def test_hostile_flags_end_in_one_line(tmp_path, training, flags, message, reque
     assert message in lines[0] and "Traceback" not in result.output
 
 
-def test_once_that_cannot_check_exits_2_with_one_line(tmp_path, training):
+def test_once_that_cannot_check_exits_2_with_one_line(tmp_path):
     """Nothing answers at --server: the versions cannot be known."""
     log = write_log(tmp_path / "log", clean_rows()[:300])
+    training = tmp_path / "FeatureStats.pb"
+    training.write_bytes(b"")
     port = free_port()
     result = _monitor(
         "--requests", str(log), "--once", "--server", f"http://127.0.0.1:{port}",
-        "--statistics", training,
+        "--statistics", str(training),
     )  # fmt: skip
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
