@@ -163,6 +163,9 @@ class ServerOptions:
     limits: RequestLimits = field(default_factory=RequestLimits)
     http_keepalive_timeout: float = 15.0  # idle / slow-request-head connections close after this
     http_body_timeout: float = 30.0  # a request body must arrive within this
+    # Not a TF Serving flag: serving.canary.CanarySplit (--canary_percent); None = TF Serving's
+    # resolution for every request.
+    canary: object | None = None
 
     def grpc_credentials(self):
         """grpc.ServerCredentials from --ssl_config_file, or None for an insecure port."""
