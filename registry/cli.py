@@ -250,11 +250,11 @@ def _threshold(name: str):
     help="Worse when the score histograms' KS distance > max(this, critical value).",
 )
 @click.option(
-    "--ks-alpha",
+    "--alpha",
     type=float,
-    default=_threshold("ks_alpha"),
+    default=_threshold("alpha"),
     show_default=True,
-    help="Significance of the KS critical value.",
+    help="Significance of the score KS test and the p99 slow-tail test.",
 )
 @click.option(
     "--min-requests",
@@ -288,16 +288,16 @@ def compare(baseline: str, candidate: str, **kw) -> None:
             "p99_min_delta_ms",
             "max_mean_score_shift",
             "max_score_ks",
-            "ks_alpha",
+            "alpha",
             "min_requests",
         )
         thresholds = Thresholds(**{n: kw[n] for n in names})
         for name in names:
             value = getattr(thresholds, name)
-            if not (value >= 0 and value < float("inf")) or (name == "ks_alpha" and value >= 1):
+            if not (value >= 0 and value < float("inf")):
                 raise CompareError(f"--{name.replace('_', '-')} must be a number >= 0")
-        if thresholds.ks_alpha <= 0:
-            raise CompareError("--ks-alpha must be between 0 and 1")
+        if not 0 < thresholds.alpha < 1:
+            raise CompareError("--alpha must be between 0 and 1")
         if kw["prometheus"]:
             samples = prometheus_samples(kw["prometheus"], registry.model_name, kw["window"])
         elif kw["window"]:

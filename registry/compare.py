@@ -52,9 +52,11 @@ class Thresholds:
     max_mean_score_shift: float = 0.1
     # ... and at least this many ms slower (below it, bucket width and scheduling noise)
     p99_min_delta_ms: float = 10.0
-    # KS distance of the score histograms > max(this, the critical value at ks_alpha)
+    # KS distance of the score histograms > max(this, the critical value at alpha)
     max_score_ks: float = 0.1
-    ks_alpha: float = 1e-3
+    # significance of the KS test and of the p99 tail test (more than 1% of the canary's
+    # requests slower than the p99 limit, by a one-sided binomial test)
+    alpha: float = 1e-3
     # fewer inference requests than this on either side: not enough traffic to compare
     min_requests: int = 100
 
@@ -96,6 +98,33 @@ def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None
             return lower + (le - lower) * (rank - below) / (count - below)
         lower, below = le, count
     return lower
+
+
+def histogram_cdf(buckets: Mapping[float, float], x: float) -> float:
+    """P(X <= x) from cumulative buckets, linear inside a bucket (as histogram_quantile)."""
+    total = buckets.get(math.inf, 0.0)
+    if total <= 0:
+        return 0.0
+    lower, below = 0.0, 0.0
+    for le in sorted(buckets):
+        count = buckets[le]
+        if x < le:
+            if math.isinf(le):
+                return below / total
+            return (below + (count - below) * (x - lower) / (le - lower)) / total
+        lower, below = le, count
+    return 1.0
+
+
+def slow_tail_p_value(buckets: Mapping[float, float], limit: float, q: float = 0.99) -> float:
+    """One-sided binomial p-value of 'more than 1 - q of these requests took over `limit`'."""
+    from scipy.stats import binom
+
+    n = buckets.get(math.inf, 0.0)
+    above = round(n * (1 - histogram_cdf(buckets, limit)))
+    if n <= 0 or above <= 0:
+        return 1.0
+    return float(binom.sf(above - 1, round(n), 1 - q))
 
 
 def histogram_ks(a: Mapping[float, float], b: Mapping[float, float]) -> float:
@@ -281,13 +310,15 @@ def compare(
     b_p99, c_p99 = histogram_quantile(0.99, b.latency), histogram_quantile(0.99, c.latency)
     p99_worse = None
     if b_p99 is not None and c_p99 is not None:
-        p99_worse = c_p99 > t.max_p99_ratio * b_p99 and (c_p99 - b_p99) * 1e3 > t.p99_min_delta_ms
+        limit = max(t.max_p99_ratio * b_p99, b_p99 + t.p99_min_delta_ms / 1e3)
+        p99_worse = c_p99 > limit and slow_tail_p_value(c.latency, limit) < t.alpha
     signals.append(
         Signal(
             "p99 latency (s)",
             b_p99,
             c_p99,
-            f"canary <= {t.max_p99_ratio:g} x stable or within {t.p99_min_delta_ms:g} ms",
+            f"canary <= {t.max_p99_ratio:g} x stable or within {t.p99_min_delta_ms:g} ms "
+            f"(significant at alpha {t.alpha:g})",
             p99_worse,
         )
     )
@@ -303,7 +334,7 @@ def compare(
             )
         )
         ks = histogram_ks(b.scores, c.scores)
-        critical = ks_critical(t.ks_alpha, int(b.score_count), int(c.score_count))
+        critical = ks_critical(t.alpha, int(b.score_count), int(c.score_count))
         limit = max(t.max_score_ks, critical)
         signals.append(
             Signal(
@@ -311,7 +342,7 @@ def compare(
                 None,
                 ks,
                 f"<= {limit:.3f} (max of {t.max_score_ks:g} and the critical value "
-                f"{critical:.3f} at alpha {t.ks_alpha:g})",
+                f"{critical:.3f} at alpha {t.alpha:g})",
                 ks > limit,
             )
         )
