@@ -314,7 +314,7 @@ def compare(
         p99_worse = c_p99 > limit and slow_tail_p_value(c.latency, limit) < t.alpha
     signals.append(
         Signal(
-            "p99 latency (s)",
+            "p99 latency",
             b_p99,
             c_p99,
             f"canary <= {t.max_p99_ratio:g} x stable or within {t.p99_min_delta_ms:g} ms "

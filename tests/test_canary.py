@@ -9,6 +9,7 @@ Versions tell apart by their bias: the predicted score says which version answer
 from __future__ import annotations
 
 import base64
+import json
 import math
 import random
 import re
@@ -333,6 +334,85 @@ def test_grpc_unlabelled_requests_are_split_and_model_spec_names_the_answering_v
         assert len(keyed) == 1
 
 
+@pytest.fixture
+def prometheus(split_server, tmp_path):
+    """A real Prometheus scraping the split server every second (Debian's package)."""
+    config = yaml.safe_load((PROJECT_ROOT / "deploy/monitoring/prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    config["rule_files"] = []
+    (job,) = config["scrape_configs"]
+    job["static_configs"] = [{"targets": [f"127.0.0.1:{split_server.rest_port}"]}]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.time() + 60
+        while True:
+            assert proc.poll() is None and time.time() < deadline, tmp_path / "prometheus.log"
+            try:
+                if requests.get(url + "/-/ready", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_compare_reads_the_same_figures_from_prometheus(split_server, prometheus):
+    server = split_server
+
+    def scraped_requests() -> float:
+        r = requests.get(
+            prometheus + "/api/v1/query",
+            params={"query": 'sum(tfserving_request_count_total{method="predict"})'},
+            timeout=10,
+        ).json()["data"]["result"]
+        return float(r[0]["value"][1]) if r else -1.0
+
+    def wait_until_scraped() -> None:
+        total = sum(f.requests for f in cmp.figures_by_version(_metrics(server), MODEL).values())
+        deadline = time.time() + 60
+        while scraped_requests() != total:
+            assert time.time() < deadline, (scraped_requests(), total)
+            time.sleep(0.3)
+
+    wait_until_scraped()  # the totals before this test's traffic: increase() counts from here
+    with requests.Session() as session:
+        for _ in range(3):  # traffic across several scrapes
+            for _ in range(40):
+                _predict(session, server, "/labels/stable", 2)
+                _predict(session, server, "/labels/canary", 2)
+            time.sleep(1.2)
+    wait_until_scraped()
+    direct = _compare(server, "--json")
+    via = _compare(server, f"--prometheus={prometheus}", "--json")
+    assert direct.returncode == via.returncode == 1, direct.stderr + via.stderr
+    direct_json, via_json = json.loads(direct.stdout), json.loads(via.stdout)
+    assert via_json["requests"] == direct_json["requests"]
+    assert via_json["worse"] == direct_json["worse"] == ["mean score", "score distribution (KS)"]
+    windowed = _compare(server, f"--prometheus={prometheus}", "--window=5m", "--min-requests=50")
+    assert windowed.returncode == 1, windowed.stdout + windowed.stderr
+    assert "mean score" in windowed.stdout.split("verdict:")[1]
+    bad = _compare(server, f"--prometheus={prometheus}", "--window=five")
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, bad.stderr
+
+
 @pytest.mark.slow
 def test_compare_flags_the_shifted_canary_and_a_missing_label_falls_back(split_server, base):
     """The canary here predicts far from stable (bias +2 vs -2): compare says worse (scores);
@@ -482,13 +562,19 @@ def test_compare_equal_models_then_an_erroring_canary(tmp_path):
 
 
 def test_compare_without_a_server_is_one_line_exit_2():
-    out = _compare(None)
-    assert out.returncode == 2, out.stderr
+    def compare(*args: str):
+        server = f"--server=127.0.0.1:{free_port()}"
+        return CliRunner().invoke(main, ["models", server, "compare", *args])
+
+    out = compare()
+    assert out.exit_code == 2, out.output
     (line,) = out.stderr.splitlines()
     assert line.startswith("Error: could not compare: no metrics at http://127.0.0.1:")
-    out = _compare(None, "--prometheus=http://127.0.0.1:1")
-    assert out.returncode == 2 and len(out.stderr.splitlines()) == 1
+    out = compare("--prometheus=http://127.0.0.1:1")
+    assert out.exit_code == 2 and len(out.stderr.splitlines()) == 1
     for bad in ("--max-p99-ratio=-1", "--alpha=0", "--min-requests=-3", "--max-score-ks=nan"):
-        out = _compare(None, bad)
-        assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, (bad, out.stderr)
+        out = compare(bad)
+        assert out.exit_code == 2 and len(out.stderr.splitlines()) == 1, (bad, out.output)
         assert "must be" in out.stderr
+    out = compare("--window=5m")
+    assert out.exit_code == 2 and "--window needs --prometheus" in out.stderr
