@@ -1,9 +1,10 @@
-"""deploy/serving/canary.yaml, checked offline: the core objects against the Kubernetes OpenAPI
-schemas (kubernetes-validate), the Gateway API routes against the fields of gateway.networking.k8s.io/v1
-they may use (no CRD schema ships offline, so a strict field list stands in and a typo fails), and
-everything cross-checked: routes -> Services -> Deployments -> ConfigMaps, ports, labels, weights,
-track headers, the model configs of both tracks, and the Prometheus scrape annotations, against
-deploy/serving/kubernetes.yaml (the one-track deployment) wherever the two must agree."""
+"""deploy/serving/canary.yaml, checked offline: the core objects against the Kubernetes
+OpenAPI schemas (kubernetes-validate); the Gateway API routes against the
+gateway.networking.k8s.io/v1 fields they may use (no CRD schema ships offline, so a strict field
+list stands in and a typo fails); and everything cross-checked: routes -> Services -> Deployments
+-> ConfigMaps, ports, labels, weights, track headers, the model configs of both tracks, and the
+Prometheus scrape annotations, against deploy/serving/kubernetes.yaml (the one-track deployment)
+wherever the two must agree."""
 
 from __future__ import annotations
 
