@@ -578,3 +578,104 @@ def test_compare_without_a_server_is_one_line_exit_2():
         assert "must be" in out.stderr
     out = compare("--window=5m")
     assert out.exit_code == 2 and "--window needs --prometheus" in out.stderr
+
+
+# --- docs/models.md, "Canary rollout" -------------------------------------------------------------
+
+DOC = PROJECT_ROOT / "docs" / "models.md"
+_BLOCK = re.compile(r"^<!-- test: (canary|canary-server) -->\n```bash\n(.*?)\n```$", re.M | re.S)
+
+
+def _doc_ports(text: str, ports: dict[int, int]) -> str:
+    for default, port in ports.items():
+        text = re.sub(rf"\b{default}\b", str(port), text)
+    return text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_documented_canary_commands_work_as_written(tmp_path):
+    import os
+
+    from registry.store import RegistryStore
+
+    blocks = [(m.group(1), m.group(2)) for m in _BLOCK.finditer(DOC.read_text())]
+    assert [k for k, _ in blocks] == ["canary", "canary-server", "canary"]
+    root = tmp_path / "checkout"
+    for version in (1732550400, 1732636800):  # the same model twice: compare says not worse
+        build_model(root / "serving_model" / MODEL / str(version), bias=-1.0)
+    (root / "data").symlink_to(PROJECT_ROOT / "data")
+    ports = {8500: free_port(), 8501: free_port(), 9090: free_port()}
+    metadata = str(tmp_path / "metadata.db")
+    RegistryStore(metadata, create=True)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "MLOPS_MODEL_BASE_PATH": str(root / "serving_model" / MODEL),
+        "MLOPS_METADATA": metadata,
+        "MLOPS_SERVER": f"127.0.0.1:{ports[8501]}",
+        "MLOPS_ACTOR": "docs@test",
+    }
+
+    def bash(script: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", "-c", "set -euo pipefail\n" + _doc_ports(script, ports)],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    promoted = bash(blocks[0][1])
+    assert promoted.returncode == 0, promoted.stderr
+    server_cmd = _doc_ports(blocks[1][1].replace("\\\n", " "), ports)
+    server_cmd += f" --port={ports[8500]} --rest_api_port={ports[8501]}"
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        ["bash", "-c", "exec " + server_cmd], cwd=root, env=env, stdout=log, stderr=log
+    )
+    config = yaml.safe_load((PROJECT_ROOT / "deploy/monitoring/prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s")
+    config["rule_files"] = []
+    config["scrape_configs"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{ports[8501]}"]}]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    prometheus = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{ports[9090]}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            try:
+                if requests.get(f"http://127.0.0.1:{ports[8501]}/v1/models/taxi").ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.time() < deadline, "documented server did not come up"
+            time.sleep(0.3)
+        out = bash(blocks[2][1])
+        assert out.returncode == 0, f"{out.stderr[-3000:]}\n{out.stdout[-3000:]}"
+        assert re.search(r"^x-model-version: 173(2550400|2636800)$", out.stdout, re.M | re.I)
+        verdicts = re.findall(r"^verdict: .*$", out.stdout, re.M)
+        assert (
+            verdicts
+            == [
+                "verdict: canary (version 1732636800) is not worse than stable (version 1732550400)"
+            ]
+            * 2
+        ), out.stdout
+        assert "Canary split of taxi: 25% of requests" in (tmp_path / "server.log").read_text()
+    finally:
+        for proc in (server, prometheus):
+            proc.terminate()
+            proc.wait(30)
+        log.close()
