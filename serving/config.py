@@ -20,6 +20,7 @@ from google.protobuf import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.canary import CanarySplit
 from serving.limits import RequestLimits
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
@@ -165,7 +166,7 @@ class ServerOptions:
     http_body_timeout: float = 30.0  # a request body must arrive within this
     # Not a TF Serving flag: serving.canary.CanarySplit (--canary_percent); None = TF Serving's
     # resolution for every request.
-    canary: object | None = None
+    canary: CanarySplit | None = None
 
     def grpc_credentials(self):
         """grpc.ServerCredentials from --ssl_config_file, or None for an insecure port."""
