@@ -377,10 +377,12 @@ def prometheus(split_server, tmp_path):
 def test_compare_reads_the_same_figures_from_prometheus(split_server, prometheus):
     server = split_server
 
+    methods = "|".join(cmp.INFERENCE_METHODS)  # what figures_by_version counts
+
     def scraped_requests() -> float:
         r = requests.get(
             prometheus + "/api/v1/query",
-            params={"query": 'sum(tfserving_request_count_total{method="predict"})'},
+            params={"query": f'sum({cmp.REQUESTS}{{method=~"{methods}"}})'},
             timeout=10,
         ).json()["data"]["result"]
         return float(r[0]["value"][1]) if r else -1.0
