@@ -115,6 +115,85 @@ def test_histogram_ks_is_zero_for_the_same_shape_and_one_for_disjoint():
     assert cmp.histogram_ks({0.5: 5.0, 1.0: 5.0, math.inf: 5.0}, {0.5: 0.0, 1.0: 5.0}) == 0.0
 
 
+def _samples(version: str, latencies, scores, failures: int = 0) -> list[cmp.Sample]:
+    """The server's exposition for one version, from raw latencies (s) and scores."""
+    import numpy as np
+
+    from serving.metrics import SCORE_BUCKETS
+
+    latency_edges = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+    labels = {"model_name": MODEL, "version": version, "method": "predict"}
+    out = [
+        cmp.Sample(cmp.REQUESTS, {**labels, "status": "OK"}, len(latencies) - failures),
+        cmp.Sample(cmp.REQUESTS, {**labels, "status": "INTERNAL"}, failures),
+        cmp.Sample(cmp.SCORE_SUM, labels, float(np.sum(scores))),
+        cmp.Sample(cmp.SCORE_COUNT, labels, len(scores)),
+    ]
+    for edges, values, name in (
+        (latency_edges, latencies, cmp.LATENCY_BUCKET),
+        (SCORE_BUCKETS, scores, cmp.SCORE_BUCKET),
+    ):
+        for le in (*edges, math.inf):
+            count = float(np.sum(np.asarray(values) <= le))
+            out.append(cmp.Sample(name, {**labels, "le": str(le)}, count))
+    return out
+
+
+def _judge(stable, canary) -> dict[str, bool | None]:
+    result = cmp.compare(stable + canary, MODEL, "1", "2")
+    return {s.name: s.worse for s in result.signals}
+
+
+def test_compare_gates_raise_no_false_alarms_on_same_distribution_samples():
+    """50 canaries drawn like stable (25% / 75% of the traffic): no signal fires."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    alarms = Counter()
+    for _ in range(50):
+
+        def draw(n):
+            latency = rng.lognormal(np.log(0.004), 0.6, n)  # ~4 ms, a long right tail
+            return latency, rng.beta(2, 5, n)
+
+        s_lat, s_score = draw(750)
+        c_lat, c_score = draw(250)
+        verdict = _judge(_samples("1", s_lat, s_score), _samples("2", c_lat, c_score))
+        alarms.update(name for name, worse in verdict.items() if worse)
+    assert not alarms, alarms
+
+
+def test_compare_gates_detect_a_slow_failing_or_shifted_canary():
+    import numpy as np
+
+    rng = np.random.default_rng(12)
+    s_lat, s_score = rng.lognormal(np.log(0.004), 0.6, 750), rng.beta(2, 5, 750)
+    stable = _samples("1", s_lat, s_score)
+    c_lat, c_score = rng.lognormal(np.log(0.004), 0.6, 250), rng.beta(2, 5, 250)
+    slow = _judge(stable, _samples("2", c_lat + 0.05, c_score))  # +50 ms per request
+    assert slow == {
+        "failure ratio": False,
+        "p99 latency": True,
+        "mean score": False,
+        "score distribution (KS)": False,
+    }
+    # 20 slow requests in 250 (8%, beyond p99) is significant; 3 in 250 is not.
+    for n_slow, expected in ((20, True), (3, False)):
+        lat = c_lat.copy()
+        lat[:n_slow] = 0.4
+        assert _judge(stable, _samples("2", lat, c_score))["p99 latency"] is expected
+    failing = _judge(stable, _samples("2", c_lat, c_score, failures=5))  # 2% vs 0%
+    assert failing["failure ratio"] is True
+    assert _judge(stable, _samples("2", c_lat, c_score, failures=2))["failure ratio"] is False
+    shifted = _judge(stable, _samples("2", c_lat, np.clip(c_score + 0.15, 0, 1)))
+    assert shifted["mean score"] is True and shifted["score distribution (KS)"] is True
+    # Same mean, different shape (bimodal): only the distribution test sees it.
+    mean = float(np.mean(s_score))
+    bimodal = np.where(rng.random(250) < 0.5, mean - 0.2, mean + 0.2)
+    reshaped = _judge(stable, _samples("2", c_lat, bimodal))
+    assert reshaped["mean score"] is False and reshaped["score distribution (KS)"] is True
+
+
 def _alert_thresholds() -> dict[str, float]:
     rules = [
         r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"] if "alert" in r
