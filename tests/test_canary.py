@@ -560,22 +560,25 @@ def test_serve_refuses_hostile_canary_flags_in_one_line(flag, message, tmp_path)
 # --- mlops models compare on a real server --------------------------------------------------------
 
 
-def _compare(server, *args: str, config: Path | None = None) -> subprocess.CompletedProcess:
-    extra = [f"--config={config}"] if config else ["--config=/nonexistent/models.config"]
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlops.cli",
-            "models",
-            f"--server={server.rest_url if server else f'127.0.0.1:{free_port()}'}",
-            *extra,
-            "compare",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+class _Ran:
+    def __init__(self, result) -> None:
+        self.returncode, self.stdout, self.stderr = result.exit_code, result.stdout, result.stderr
+
+
+def _compare(server, *args: str) -> _Ran:
+    """`mlops models --server=... compare ...`, in process (click's runner: exit code, stdout and
+    stderr apart); the documented commands test runs it as a subprocess."""
+    return _Ran(
+        CliRunner().invoke(
+            main,
+            [
+                "models",
+                f"--server={server.rest_url if server else f'127.0.0.1:{free_port()}'}",
+                "--config=/nonexistent/models.config",
+                "compare",
+                *args,
+            ],
+        )
     )
 
 
