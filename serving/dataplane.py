@@ -1,11 +1,12 @@
 """Protocol-neutral request logic: everything between decoding a request and encoding a reply.
 
 As in KServe's model server, the REST and gRPC adapters only decode and encode; this module owns
-model resolution (including the opt-in canary split, serving/canary.py), request limits, dtype conversion, validation, the row/columnar predict formats,
-classify/regress result shaping, request logging, status and config reload. Inputs and outputs
-are numpy arrays and plain Python values; errors are ServingErrors carrying TF Serving's status
-code and (where practical) its message text. Validation happens here, before a request joins a
-batch, so a bad request fails alone.
+model resolution (including the opt-in canary split, serving/canary.py), request limits, dtype
+conversion, validation, the row/columnar predict formats, classify/regress result shaping,
+request logging, status and config reload. Inputs and outputs are numpy arrays and plain Python
+values; errors are ServingErrors carrying TF Serving's status code and (where practical) its
+message text. Validation happens here, before a request joins a batch, so a bad request fails
+alone.
 """
 
 from __future__ import annotations
