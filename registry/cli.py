@@ -15,6 +15,7 @@ import click
 
 from pipeline.config import PipelineConfig
 from registry.errors import RegistryError
+from serving.config import DEFAULT_METRICS_PATH
 
 _DEFAULTS = PipelineConfig()
 
@@ -186,3 +187,138 @@ def card(version: str, fmt: str) -> None:
     """Print the model card written at push time (the .html file opens in any browser)."""
     with open(_registry().card_path(_version(version), fmt)) as f:
         click.echo(f.read(), nl=False)
+
+
+def _threshold(name: str):
+    from registry.compare import Thresholds
+
+    return getattr(Thresholds(), name)
+
+
+@models.command()
+@click.argument("baseline", default="stable")
+@click.argument("candidate", default="canary")
+@click.option(
+    "--prometheus",
+    default=None,
+    help="Prometheus server URL to query instead of the model server at --server.",
+)
+@click.option(
+    "--window",
+    default=None,
+    help="With --prometheus: compare increase() over this range (e.g. 30m); default: totals.",
+)
+@click.option(
+    "--metrics-path",
+    default=DEFAULT_METRICS_PATH,
+    show_default=True,
+    help="The model server's Prometheus path (mlops serve --metrics_path).",
+)
+@click.option(
+    "--max-failure-ratio-increase",
+    type=float,
+    default=_threshold("max_failure_ratio_increase"),
+    show_default=True,
+    help="Worse when canary's failure ratio > stable's + this (the alert rule's threshold).",
+)
+@click.option(
+    "--max-p99-ratio",
+    type=float,
+    default=_threshold("max_p99_ratio"),
+    show_default=True,
+    help="Worse when canary's p99 latency > this x stable's (the alert rule's threshold)...",
+)
+@click.option(
+    "--p99-min-delta-ms",
+    type=float,
+    default=_threshold("p99_min_delta_ms"),
+    show_default=True,
+    help="...and at least this many ms slower.",
+)
+@click.option(
+    "--max-mean-score-shift",
+    type=float,
+    default=_threshold("max_mean_score_shift"),
+    show_default=True,
+    help="Worse when |mean score difference| > this (the alert rule's threshold).",
+)
+@click.option(
+    "--max-score-ks",
+    type=float,
+    default=_threshold("max_score_ks"),
+    show_default=True,
+    help="Worse when the score histograms' KS distance > max(this, critical value).",
+)
+@click.option(
+    "--alpha",
+    type=float,
+    default=_threshold("alpha"),
+    show_default=True,
+    help="Significance of the score KS test and the p99 slow-tail test.",
+)
+@click.option(
+    "--min-requests",
+    type=int,
+    default=_threshold("min_requests"),
+    show_default=True,
+    help="Fewer inference requests on either side: exit 2 (not enough traffic).",
+)
+@click.option("--json", "as_json", is_flag=True)
+def compare(baseline: str, candidate: str, **kw) -> None:
+    """Is CANDIDATE (default: the canary label) worse than BASELINE (default: stable)?
+
+    Reads per-version requests, failures, latency and predicted scores from the model server's
+    metrics (or --prometheus). Exit status: 0 not worse, 1 worse, 2 could not compare.
+    """
+    from registry.compare import (
+        CompareError,
+        Thresholds,
+        prometheus_samples,
+        render,
+        server_samples,
+    )
+    from registry.compare import compare as run_compare
+
+    ctx = click.get_current_context()
+    registry = _registry()
+    try:
+        names = (
+            "max_failure_ratio_increase",
+            "max_p99_ratio",
+            "p99_min_delta_ms",
+            "max_mean_score_shift",
+            "max_score_ks",
+            "alpha",
+            "min_requests",
+        )
+        thresholds = Thresholds(**{n: kw[n] for n in names})
+        for name in names:
+            value = getattr(thresholds, name)
+            if not (value >= 0 and value < float("inf")):
+                raise CompareError(f"--{name.replace('_', '-')} must be a number >= 0")
+        if not 0 < thresholds.alpha < 1:
+            raise CompareError("--alpha must be between 0 and 1")
+        if kw["prometheus"]:
+            samples = prometheus_samples(kw["prometheus"], registry.model_name, kw["window"])
+        elif kw["window"]:
+            raise CompareError("--window needs --prometheus (a server's metrics are totals)")
+        elif not registry.server:
+            raise CompareError("no --server or --prometheus to read metrics from")
+        else:
+            samples = server_samples(registry.server, kw["metrics_path"])
+        labels = None
+        if os.path.exists(registry.config_path):  # for servers that export no label metric
+            labels = {k: str(v) for k, v in registry.labels().items()}
+        result = run_compare(samples, registry.model_name, baseline, candidate, thresholds, labels)
+    except (CompareError, RegistryError) as e:
+        if ctx.obj.get("debug"):
+            raise
+        click.echo(f"Error: could not compare: {e}", err=True)
+        sys.exit(2)
+    except Exception as e:  # noqa: BLE001 - one line without --debug
+        if ctx.obj.get("debug"):
+            raise
+        click.echo(f"Error: could not compare: {type(e).__name__}: {e}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(result.to_json(), indent=1) if kw["as_json"] else render(result))
+    sys.exit(1 if result.worse else 0)

@@ -182,6 +182,15 @@ _DEBUG = click.option("--debug", is_flag=True, default=False, help="Show traceba
     show_default=True,
     help="Replay a version's assets.extra/tf_serving_warmup_requests before serving it.",
 )
+@click.option(
+    "--canary_percent",
+    default=None,
+    help=(
+        "Not a TF Serving flag: send this percent of requests naming no version or label to the "
+        "'canary' label, the rest to 'stable' (e.g. 10, or per model: taxi=10,other=5). "
+        "Off by default."
+    ),
+)
 @click.option("--log_level", default="INFO", show_default=True)
 @_DEBUG
 def serve(**kw: object) -> None:
@@ -231,8 +240,13 @@ def serve(**kw: object) -> None:
     )
     debug = kw["debug"]
     try:
-        options.model_server_config()
+        config = options.model_server_config()
         options.grpc_credentials()
+        if kw["canary_percent"] is not None:
+            from serving.canary import CanarySplit
+
+            options.canary = CanarySplit.parse(kw["canary_percent"])
+            options.canary.check_models({m.name for m in config.model_config_list.config})
     except (ValueError, OSError) as e:
         if debug:
             raise

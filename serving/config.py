@@ -20,6 +20,7 @@ from google.protobuf import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.canary import CanarySplit
 from serving.limits import RequestLimits
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
@@ -163,6 +164,9 @@ class ServerOptions:
     limits: RequestLimits = field(default_factory=RequestLimits)
     http_keepalive_timeout: float = 15.0  # idle / slow-request-head connections close after this
     http_body_timeout: float = 30.0  # a request body must arrive within this
+    # Not a TF Serving flag: serving.canary.CanarySplit (--canary_percent); None = TF Serving's
+    # resolution for every request.
+    canary: CanarySplit | None = None
 
     def grpc_credentials(self):
         """grpc.ServerCredentials from --ssl_config_file, or None for an insecure port."""

@@ -1,11 +1,12 @@
 """Protocol-neutral request logic: everything between decoding a request and encoding a reply.
 
 As in KServe's model server, the REST and gRPC adapters only decode and encode; this module owns
-model resolution, request limits, dtype conversion, validation, the row/columnar predict formats,
-classify/regress result shaping, request logging, status and config reload. Inputs and outputs
-are numpy arrays and plain Python values; errors are ServingErrors carrying TF Serving's status
-code and (where practical) its message text. Validation happens here, before a request joins a
-batch, so a bad request fails alone.
+model resolution (including the opt-in canary split, serving/canary.py), request limits, dtype
+conversion, validation, the row/columnar predict formats, classify/regress result shaping,
+request logging, status and config reload. Inputs and outputs are numpy arrays and plain Python
+values; errors are ServingErrors carrying TF Serving's status code and (where practical) its
+message text. Validation happens here, before a request joins a batch, so a bad request fails
+alone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving import codec
 from serving.batching import BatchScheduler, Tensors
+from serving.canary import CanaryRouter, CanarySplit
 from serving.config import BatchingOptions
 from serving.errors import ServingError, failed_precondition, invalid_argument
 from serving.limits import RequestLimits
@@ -62,6 +64,7 @@ class ModelRef:
     version: int | None = None
     label: str | None = None
     signature_name: str = ""
+    routing_key: str | None = None  # sticky canary split (serving/canary.py), else random
 
 
 @dataclass
@@ -97,8 +100,10 @@ class DataPlane:
         on_batch=None,
         request_log=None,
         limits: RequestLimits | None = None,
+        canary: CanarySplit | None = None,
     ) -> None:
         self.repository = repository
+        self.canary = CanaryRouter(canary) if canary is not None and canary.enabled else None
         self.request_log = request_log  # serving.request_log.RequestLog or None
         self.limits = limits or RequestLimits()
         self.batcher = BatchScheduler(batching, on_batch) if batching else None
@@ -116,7 +121,25 @@ class DataPlane:
 
     # ---- lookups, status, config ---------------------------------------------------------------
     def servable(self, ref: ModelRef) -> Servable:
+        """TF Serving's resolution: the named version or label, else the newest version."""
         return self.repository.resolve(ref.name, ref.version, ref.label)
+
+    def route(self, ref: ModelRef) -> tuple[Servable, str | None]:
+        """The version an inference request runs on, and the label that chose it (if any).
+
+        With a canary split (serving/canary.py) an unlabelled request goes to `stable` or
+        `canary`; without one, or when a label is missing or its version not loaded, this is
+        exactly `servable()`. The adapters report the returned version as the one that answered.
+        """
+        if self.canary is not None and ref.version is None and not ref.label:
+            labels = self.repository.labels_of(ref.name)
+            label = None if labels is None else self.canary.pick(ref.name, labels, ref.routing_key)
+            if label is not None:
+                try:
+                    return self.repository.resolve(ref.name, None, label), label
+                except ServingError:
+                    pass  # the labelled version is not serving (yet): TF Serving's default
+        return self.servable(ref), ref.label or None
 
     def signature(
         self, servable: Servable, signature_name: object
@@ -271,10 +294,15 @@ class DataPlane:
         return await loop.run_in_executor(self._executor, run, inputs)
 
     async def predict(
-        self, ref: ModelRef, inputs: Tensors, output_filter: list[str] | None = None
+        self,
+        ref: ModelRef,
+        inputs: Tensors,
+        output_filter: list[str] | None = None,
+        servable: Servable | None = None,
     ) -> PredictResult:
-        """Predict on decoded tensors (gRPC's PredictRequest.inputs)."""
-        servable = self.servable(ref)
+        """Predict on decoded tensors (gRPC's PredictRequest.inputs), on `servable` when the
+        caller has routed the request already."""
+        servable = servable or self.servable(ref)
         name, sig = self.signature(servable, ref.signature_name)
         return await self._predict(servable, name, sig, inputs, output_filter)
 
@@ -296,12 +324,16 @@ class DataPlane:
         return PredictResult(servable, name, sig, outputs)
 
     async def predict_json(
-        self, ref: ModelRef, body: dict, off_loop: bool = False
+        self,
+        ref: ModelRef,
+        body: dict,
+        off_loop: bool = False,
+        servable: Servable | None = None,
     ) -> tuple[Servable, dict]:
         """TF Serving's REST predict: row ('instances') or columnar ('inputs') format in, the
         matching 'predictions' / 'outputs' structure out (numpy leaves; the adapter serializes).
         `off_loop` converts a large body in a worker thread instead of on the event loop."""
-        servable = self.servable(ref)
+        servable = servable or self.servable(ref)
         name, sig = self.signature(servable, body.get("signature_name", ""))
         has_rows, has_cols = "instances" in body, "inputs" in body
         if has_rows == has_cols:

@@ -30,6 +30,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving import codec
+from serving.canary import ROUTING_KEY_HEADER
 from serving.dataplane import CLASSIFY_METHOD, REGRESS_METHOD, DataPlane, ModelRef
 from serving.errors import ServingError, invalid_argument
 from serving.metrics import Metrics
@@ -40,14 +41,20 @@ log = logging.getLogger(__name__)
 MODEL_MANAGEMENT_CHOICES = ("off", "loopback", "any")
 
 
-def _ref(spec: model_pb2.ModelSpec, signature_name: str | None = None) -> ModelRef:
+_ROUTING_KEY = ROUTING_KEY_HEADER.lower()  # gRPC metadata keys are lower case
+
+
+def _ref(spec: model_pb2.ModelSpec, signature_name: str | None = None, context=None) -> ModelRef:
     choice = spec.WhichOneof("version_choice")
     sig = spec.signature_name if signature_name is None else signature_name
     if choice == "version":
         return ModelRef(spec.name, spec.version.value, None, sig)
     if choice == "version_label":
         return ModelRef(spec.name, None, spec.version_label, sig)
-    return ModelRef(spec.name, None, None, sig)
+    key = None
+    if context is not None:
+        key = next((v for k, v in context.invocation_metadata() or () if k == _ROUTING_KEY), None)
+    return ModelRef(spec.name, None, None, sig, key if isinstance(key, str) else None)
 
 
 def _fill_spec(out: model_pb2.ModelSpec, servable: Servable, signature_name: str) -> None:
@@ -74,16 +81,29 @@ def is_loopback_peer(peer: str) -> bool:
 
 
 class _Call:
-    """What one RPC resolved to, for its metrics line."""
+    """What one RPC resolved to, for its metrics line and the answering-version metadata."""
 
-    __slots__ = ("version",)
+    __slots__ = ("version", "label")
 
     def __init__(self) -> None:
         self.version: int | None = None
+        self.label: str | None = None
 
     def resolved(self, servable: Servable) -> Servable:
         self.version = servable.version
         return servable
+
+    def routed(self, routed: tuple[Servable, str | None]) -> Servable:
+        """DataPlane.route's answer: remember the version and the label that chose it."""
+        servable, self.label = routed
+        return self.resolved(servable)
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        """x-model-version (+ x-model-version-label), as REST's response headers."""
+        if self.version is None:
+            return ()
+        out = (("x-model-version", str(self.version)),)
+        return out + ((("x-model-version-label", self.label),) if self.label else ())
 
 
 def _rpc(method: str, model_of=lambda request: request.model_spec.name):
@@ -97,6 +117,8 @@ def _rpc(method: str, model_of=lambda request: request.model_spec.name):
             model = model_of(request)
             try:
                 response = await fn(self, request, context, call)
+                if call.version is not None:
+                    context.set_trailing_metadata(call.trailing_metadata())
             except ServingError as e:
                 code, msg = e.code, e.message
             except asyncio.CancelledError:
@@ -109,7 +131,7 @@ def _rpc(method: str, model_of=lambda request: request.model_spec.name):
                 self.metrics.observe("grpc", method, model, call.version, "OK", started)
                 return response
             self.metrics.observe("grpc", method, model, call.version, code.name, started)
-            await context.abort(code, msg)
+            await context.abort(code, msg, call.trailing_metadata())
 
         return handler
 
@@ -125,10 +147,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def Predict(
         self, request: predict_pb2.PredictRequest, context, call
     ) -> predict_pb2.PredictResponse:  # noqa: N802
-        ref = _ref(request.model_spec)
-        servable = call.resolved(self.dp.servable(ref))
+        ref = _ref(request.model_spec, context=context)
+        servable = call.routed(self.dp.route(ref))
         inputs = self.dp.tensors_from_protos(request.inputs)
-        result = await self.dp.predict(ref, inputs, list(request.output_filter))
+        result = await self.dp.predict(ref, inputs, list(request.output_filter), servable)
         response = predict_pb2.PredictResponse()
         _fill_spec(response.model_spec, servable, result.signature_name)
         for k, v in result.outputs.items():
@@ -179,14 +201,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_rpc("classify")
     async def Classify(self, request, context, call) -> classification_pb2.ClassificationResponse:  # noqa: N802
-        servable = call.resolved(self.dp.servable(_ref(request.model_spec)))
+        servable = call.routed(self.dp.route(_ref(request.model_spec, context=context)))
         response = classification_pb2.ClassificationResponse()
         await self._classify(servable, request.model_spec, request.input, response)
         return response
 
     @_rpc("regress")
     async def Regress(self, request, context, call) -> regression_pb2.RegressionResponse:  # noqa: N802
-        servable = call.resolved(self.dp.servable(_ref(request.model_spec)))
+        servable = call.routed(self.dp.route(_ref(request.model_spec, context=context)))
         response = regression_pb2.RegressionResponse()
         await self._regress(servable, request.model_spec, request.input, response)
         return response
@@ -203,7 +225,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             )
         if len({s.signature_name or "serving_default" for s in specs}) != len(specs):
             raise invalid_argument("Duplicate evaluation of signature")
-        servable = call.resolved(self.dp.servable(_ref(specs[0])))
+        servable = call.routed(self.dp.route(_ref(specs[0], context=context)))
         response = inference_pb2.MultiInferenceResponse()
         for task in request.tasks:
             result = response.results.add()

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -304,6 +304,11 @@ class ModelRepository:
     def version_labels(self) -> dict[str, dict[str, int]]:
         """model -> {label: version} as configured (the version-label metric reads it)."""
         return {name: dict(m.config.version_labels) for name, m in self._models.items()}
+
+    def labels_of(self, name: str) -> Mapping[str, int] | None:
+        """The model's configured version labels (read-only), None for an unknown model."""
+        model = self._models.get(name)
+        return None if model is None else model.config.version_labels
 
     def ready(self) -> bool:
         return all(m.serving for m in self._models.values())

@@ -25,6 +25,7 @@ from aiohttp import web, web_protocol, web_server
 from google.protobuf import json_format
 
 from serving import codec
+from serving.canary import ROUTING_KEY_HEADER
 from serving.dataplane import DataPlane, ModelRef
 from serving.errors import ServingError, invalid_argument
 from serving.layout import parse_version
@@ -38,6 +39,9 @@ _MODEL_RE = re.compile(
     r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?/?$"
 )
 _JSON = "application/json"
+# Which version answered an inference request, and the label that routed it there (if any).
+VERSION_HEADER = "X-Model-Version"
+LABEL_HEADER = "X-Model-Version-Label"
 _OFF_LOOP_BYTES = 256 * 1024  # bodies larger than this are decoded in a worker thread
 
 
@@ -108,6 +112,16 @@ class RestApi:
         )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        answered: list = []  # [(version, label)] once an inference request is routed
+        response = await self._handle(request, answered)
+        if answered:
+            version, label = answered[0]
+            response.headers[VERSION_HEADER] = str(version)
+            if label:
+                response.headers[LABEL_HEADER] = label
+        return response
+
+    async def _handle(self, request: web.Request, answered: list) -> web.StreamResponse:
         path = request.path
         if self.metrics_path and path == self.metrics_path and request.method == "GET":
             return web.Response(
@@ -145,11 +159,15 @@ class RestApi:
             if request.method == "POST" and verb in ("predict", "classify", "regress"):
                 method = verb
                 body, large = await self._json_body(request)
+                key = request.headers.get(ROUTING_KEY_HEADER)
+                routed, label = self.dp.route(ModelRef(name, version, label, routing_key=key))
+                # From here on, metrics and headers name the version that answers, even an error.
+                version_used = routed.version
+                answered.append((routed.version, label))
                 if verb == "predict":
-                    servable, out = await self.dp.predict_json(ref, body, off_loop=large)
+                    servable, out = await self.dp.predict_json(ref, body, large, routed)
                 else:
-                    servable, out = await self._classify_regress(ref, verb, body, large)
-                version_used = servable.version
+                    servable, out = await self._classify_regress(ref, verb, body, large, routed)
                 if large:  # a large request usually has a large answer: encode it off the loop too
                     return web.Response(
                         body=await asyncio.to_thread(codec.dumps, out), content_type=_JSON
@@ -224,16 +242,18 @@ class RestApi:
         }
 
     # ---- classify / regress: JSON examples -> serialized tf.Examples -> data plane -------------
-    async def _classify_regress(self, ref: ModelRef, verb: str, body: dict, large: bool):
+    async def _classify_regress(
+        self, ref: ModelRef, verb: str, body: dict, large: bool, servable=None
+    ):
         if large:
             serialized = await asyncio.to_thread(_examples_from_json, body)
         else:
             serialized = _examples_from_json(body)
         ref = ModelRef(ref.name, ref.version, ref.label, body.get("signature_name", ""))
         if verb == "regress":
-            result = await self.dp.regress(ref, serialized)
+            result = await self.dp.regress(ref, serialized, servable)
             return result.servable, {"results": result.values}
-        result = await self.dp.classify(ref, serialized)
+        result = await self.dp.classify(ref, serialized, servable)
         rows = [
             [
                 [label if label is not None else str(j), score if score is not None else 0.0]

@@ -80,8 +80,18 @@ class ModelServer:
             metrics.on_batch,
             request_log,
             opts.limits,
+            opts.canary,
         )
         self.dataplane.on_outputs = metrics.on_outputs
+        if self.dataplane.canary is not None:
+            for name in repo.model_names():
+                log.info(
+                    "Canary split of %s: %g%% of requests naming no version or label go to the "
+                    "'canary' label, the rest to 'stable' (labels now: %s)",
+                    name,
+                    opts.canary.percent(name),
+                    dict(repo.labels_of(name) or {}) or "none",
+                )
         grpc_opts = [
             ("grpc.max_receive_message_length", opts.grpc_max_message_bytes),
             ("grpc.max_send_message_length", opts.grpc_max_message_bytes),
