@@ -56,6 +56,7 @@ STATISTICS_GEN = "StatisticsGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"
 DRIFT_VALIDATOR = "DriftValidator"
 DATA_GATE = "DataGate"
+TRANSFORM = "Transform"
 EVALUATOR = "Evaluator"
 PUSHER = "Pusher"
 PREVIOUS_SPAN_PROPERTY = "previous_span"
@@ -491,6 +492,57 @@ class MetadataStore:
     def last_accepted_span(self, pipeline_name: str | None = None) -> SpanRecord | None:
         """The newest run's span that passed the data gate (what later runs build on)."""
         return next((s for s in self.spans(pipeline_name) if s.gate_passed), None)
+
+    def accepted_examples(
+        self, accepted_statistics_ids: Sequence[int]
+    ) -> dict[int, mlmd_pb2.Artifact]:
+        """Accepted-statistics artifact id (a DataGate output) -> the Examples artifact whose
+        statistics that gate accepted, traced through MLMD events: the gate execution that output
+        it -> the gate's `statistics` input -> the StatisticsGen execution that output those ->
+        its `examples` input. By lineage, not by span number: a span ingested twice (a rejected
+        version, then a fixed one) maps to the exact version the gate passed. Ids that trace to
+        nothing are left out."""
+        gate = self._first_producers(accepted_statistics_ids)
+        statistics = self._input_of(gate.values(), "statistics")
+        statistics_gen = self._first_producers(statistics.values())
+        examples = self._input_of(statistics_gen.values(), "examples")
+        traced = {}
+        for accepted_id, gate_id in gate.items():
+            statistics_id = statistics.get(gate_id)
+            examples_id = examples.get(statistics_gen.get(statistics_id, -1))
+            if examples_id is not None:
+                traced[accepted_id] = examples_id
+        artifacts = self.artifacts_by_id(traced.values())
+        return {a: artifacts[e] for a, e in traced.items() if e in artifacts}
+
+    def _first_producers(self, artifact_ids: Iterable[int]) -> dict[int, int]:
+        """Artifact id -> the execution that first output it (an OUTPUT event: cached executions
+        re-publish it later, and resolvers re-publish it as INTERNAL_OUTPUT)."""
+        first: dict[int, int] = {}
+        for event in self.events_of_artifacts(sorted(set(artifact_ids))):
+            if event.type == mlmd_pb2.Event.OUTPUT:
+                previous = first.get(event.artifact_id, event.execution_id)
+                first[event.artifact_id] = min(previous, event.execution_id)
+        return first
+
+    def _input_of(self, execution_ids: Iterable[int], key: str) -> dict[int, int]:
+        """Execution id -> the artifact id of its input `key` (the first, if several)."""
+        found: dict[int, int] = {}
+        for event in self.events_of_executions(sorted(set(execution_ids))):
+            if is_input(event) and event_key(event) == key:
+                found.setdefault(event.execution_id, event.artifact_id)
+        return found
+
+    def training_spans(self, run: str | mlmd_pb2.Context | RunRecord) -> list[int]:
+        """The spans a run trained on, ascending: those of the Examples its Transform read (the
+        newest span alone, or the training window of `--train-spans N`). [] when no Transform
+        ran (the data gate stopped the run)."""
+        record = run if isinstance(run, RunRecord) else self.run(run)
+        transform = record.execution(TRANSFORM)
+        if transform is None:
+            return []
+        examples = self.inputs(transform.id).get("examples", [])
+        return sorted({s for s in map(span_of, examples) if s is not None})
 
     def latest_statistics_uri(self, pipeline_name: str) -> str | None:
         """The URI of the newest StatisticsGen output of a pipeline, or None."""

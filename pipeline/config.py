@@ -72,6 +72,9 @@ class PipelineConfig:
     # PostgreSQL ML Metadata store resolves no `transformed_examples` for a Trainer that re-runs
     # after a CACHED Transform (InsufficientInputError; measured, SQLite is unaffected).
     lean_transform: bool = False
+    # Train on the newest span plus the highest earlier spans the data gate accepted, this many
+    # spans in all (pipeline/training_window.py); 1: the newest span alone, the pipeline unchanged.
+    train_spans: int = 1
 
     @property
     def pipeline_root(self) -> str:
@@ -96,3 +99,16 @@ def in_memory_beam_args() -> list[str]:
 def multi_processing_beam_args(workers: int = 0) -> list[str]:
     """Beam workers in separate processes (0 = one per core): pays off on large data only."""
     return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+
+
+def span_count(text: str) -> int:
+    """A `--train-spans` value: a whole number >= 1 (argparse type; its message is the error)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of spans >= 1")
+    return value

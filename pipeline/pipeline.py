@@ -23,6 +23,7 @@ from pipeline.drift import DRIFT_VALIDATOR, DriftValidator, SpanStatisticsGenExe
 from pipeline.drift_measures import statistics_options
 from pipeline.evaluation import SkipSelfEvaluationExecutor
 from pipeline.push import MODEL_CARD_METADATA_KEY, AtomicPusher
+from pipeline.training_window import training_window
 
 # Node ids, used by the runner's report and by tests to find executions in MLMD.
 BEST_HYPERPARAMETERS_IMPORTER = "BestHyperparametersImporter"
@@ -164,8 +165,18 @@ def create_pipeline(
         if config.user_code_by_import
         else {}
     )
+    # The examples Transform (and so the Tuner and Trainer) learn from: the newest span, or with
+    # train_spans > 1 a Resolver's window of the last accepted spans, resolved after the gate.
+    if config.train_spans < 1:
+        raise ValueError(f"train_spans must be >= 1, got {config.train_spans}")
+    window = []
+    training_examples = example_gen.outputs["examples"]
+    if config.train_spans > 1:
+        window = [training_window(example_gen.outputs["examples"], config.train_spans)]
+        window[0].add_upstream_node(data_gate)
+        training_examples = window[0].outputs["examples"]
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
+        examples=training_examples,
         schema=schema_gen.outputs["schema"],
         # StatisticsGen + the validators already check the raw data, and nothing feeds an analyzer
         # cache back in; `lean_transform` skips both (see PipelineConfig for why it is opt-in).
@@ -244,6 +255,7 @@ def create_pipeline(
             schema_gen,
             *validators,
             data_gate,
+            *window,
             transform,
             hyperparameters_source,
             trainer,

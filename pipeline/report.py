@@ -48,6 +48,9 @@ class RunReport:
     span: int | None = None
     previous_span: int | None = None
     drift: list[Measurement] = dataclasses.field(default_factory=list)
+    # The spans Transform read, so the model learnt from (the newest alone, or the training
+    # window of `--train-spans N`); [] when nothing was trained.
+    training_spans: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def drift_baseline(self) -> str | None:
@@ -98,6 +101,7 @@ def latest_run_report(
     if run is None:
         return None
     report = RunReport(run.run_id, [], [], {}, [], None, None, store.where)
+    report.training_spans = store.training_spans(run)
     for execution in run.executions:
         report.components.append(
             ComponentRun(

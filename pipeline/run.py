@@ -119,6 +119,9 @@ def print_report(report: RunReport, out: TextIO | None = None) -> None:
         w(f"  {c.node_id:<30} {c.state:<9} {c.seconds:8.1f}")
     if report.span is not None:
         w(f"\nSpan: {report.span}")
+    if report.training_spans:
+        plural = "s" if len(report.training_spans) > 1 else ""
+        w(f"Trained on: span{plural} {', '.join(map(str, report.training_spans))}")
     if report.drift_baseline:
         w(f"Drift: {report.drift_baseline}")
     if report.drift:

@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Sequence
 
 from pipeline import kubeflow
-from pipeline.config import MODULES_DIR, EvalThresholds
+from pipeline.config import MODULES_DIR, EvalThresholds, span_count
 
 EXIT_OK, EXIT_FAILED = 0, 2
 
@@ -99,6 +99,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=t.min_auc_gain,
         help="Evaluator: AUC gain over the latest blessed model needed to bless",
     )
+    add(
+        "--train-spans",
+        type=span_count,
+        default=d.train_spans,
+        metavar="N",
+        help="spans to train on (1: the newest; N > 1 is local-runner only, see docs/kubeflow.md)",
+    )
     add("--skip-tuning", action="store_true")
     add("--infer-schema", action="store_true")
     add("--no-cache", action="store_true")
@@ -158,6 +165,7 @@ def build_config(args: argparse.Namespace) -> kubeflow.KubeflowConfig:
             min_auc=args.min_auc, min_accuracy=args.min_accuracy, min_auc_gain=args.min_auc_gain
         ),
         skip_tuning=args.skip_tuning,
+        train_spans=args.train_spans,
         infer_schema=args.infer_schema,
         enable_cache=not args.no_cache,
         **modules,

@@ -56,6 +56,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="Beam workers in one process per core (for large data; slower on the sample)",
     )
+    p.add_argument(
+        "--train-spans",
+        type=config_lib.span_count,
+        default=defaults.train_spans,
+        metavar="N",
+        help="train on the newest span and the N-1 highest earlier spans the data gate accepted "
+        "(default 1: the newest span alone)",
+    )
     p.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline arg")
     p.add_argument("--verbose", action="store_true", help="show TFX/Beam logs")
     return p.parse_args(argv)
@@ -82,6 +90,7 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
         infer_schema=args.infer_schema,
         enable_cache=not args.no_cache,
         check_drift=not args.no_drift_check,
+        train_spans=args.train_spans,
         beam_args=tuple(beam_args + args.beam_arg),
     )
 

@@ -103,6 +103,13 @@ def validate(kcfg: KubeflowConfig) -> None:
                 )
         else:
             _check_location(problems, field, value, must_exist=True)
+    if p.train_spans != 1:
+        problems.append(
+            f"train spans {p.train_spans}: the training window is a custom Resolver over ML "
+            "Metadata, and KubeflowV2DagRunner compiles only LatestArtifactStrategy and "
+            "LatestBlessedModelStrategy resolvers; train on the newest span (1) here, or run the "
+            "window with runners/local_runner.py"
+        )
     for name in kcfg.env:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             problems.append(f"environment variable name {name!r} is not valid")
