@@ -2,9 +2,9 @@
 spans the data gate accepted; a rejected span never enters; N = 1 leaves the pipeline as it was.
 
 One module-scoped sequence of real pipeline runs with N = 2 (400 rows a span, 10 steps, no tuning):
-  span 1 (window: span 1 alone) -> add span 2, run through the documented runner command (spans
-  1, 2) -> add drifted span 3 (rejected by the gate, nothing trained) -> add clean span 4 (spans
-  2 and 4: the rejected span 3 is skipped).
+  span 1 (window: span 1 alone) -> add drifted span 2 (rejected by the gate, nothing trained) ->
+  add clean span 3, run through the documented runner command (spans 1 and 3: the rejected span 2
+  is skipped, every train row of both reaches the Trainer).
 """
 
 from __future__ import annotations
@@ -189,18 +189,18 @@ def _run_documented_command(config: PipelineConfig, name: str, seq: Sequence) ->
 
 @pytest.fixture(scope="module")
 def window(tmp_path_factory) -> Sequence:
+    """Three runs with a window of two: span 1 accepted -> drifted span 2 rejected -> clean span 3
+    (through the documented command), which must train on spans 1 and 3 and never on 2."""
     root = tmp_path_factory.mktemp("training_window")
     data = write_sample(root / "data")
     config = small_config(root, data, skip_tuning=True, train_steps=10, train_spans=WINDOW)
     seq = Sequence(config, {}, {}, {})
     _run_in_process(config, "span1", seq)
-    spans.add_span(ds.write_csv(root / "s2.csv", ds.same_distribution_rows()), data, SCHEMA)
-    _run_documented_command(config, "span2", seq)
-    spans.add_span(ds.write_csv(root / "s3.csv", ds.drifted_rows()), data, SCHEMA)
+    spans.add_span(ds.write_csv(root / "s2.csv", ds.drifted_rows()), data, SCHEMA)
     _run_in_process(config, "drifted", seq)
     clean = ds.same_distribution_rows(start=3)
-    spans.add_span(ds.write_csv(root / "s4.csv", clean), data, SCHEMA)
-    _run_in_process(config, "span4", seq)
+    spans.add_span(ds.write_csv(root / "s3.csv", clean), data, SCHEMA)
+    _run_documented_command(config, "span3", seq)
     return seq
 
 
@@ -229,34 +229,10 @@ def test_first_run_trains_on_the_only_accepted_span(window):
 
 
 @pytest.mark.slow
-def test_window_of_two_covers_spans_1_and_2_and_every_row_of_both(window):
-    assert window.exits["span2"] == EXIT_OK, window.outputs["span2"][-3000:]
-    report = window.reports["span2"]
-    assert report.span == 2 and report.training_spans == [1, 2]
-    assert "Trained on: spans 1, 2" in window.outputs["span2"]
-    store = open_store(window.config.metadata_connection)
-    examples = _transform_inputs(store, report)
-    assert sorted(span_of(e) for e in examples) == [1, 2]
-    # Exactly the Examples CsvExampleGen wrote in runs 1 and 2.
-    ingested = {r.run_id: r.examples_id for r in store.spans(window.config.pipeline_name)}
-    first, second = window.reports["span1"].run_id, report.run_id
-    assert {e.id for e in examples} == {ingested[first], ingested[second]}
-    # The Trainer read one transformed artifact per span, holding every train row of both.
-    transformed = store.inputs(_execution(report, "Trainer"))["examples"]
-    assert len(transformed) == 2
-    raw_rows = [_records(e.uri) for e in examples]
-    assert min(raw_rows) > 0
-    assert sum(_records(t.uri) for t in transformed) == sum(raw_rows)
-    # The Evaluator judged the candidate on span 2's eval split alone.
-    [evaluated] = store.inputs(_execution(report, "Evaluator"))["examples"]
-    assert evaluated.id == ingested[second]
-
-
-@pytest.mark.slow
 def test_rejected_span_trains_nothing(window):
     report = window.reports["drifted"]
     assert window.exits["drifted"] == EXIT_ANOMALIES
-    assert report.span == 3 and report.drifted and report.training_spans == []
+    assert report.span == 2 and report.drifted and report.training_spans == []
     states = {c.node_id: c.state for c in report.components}
     assert states["DataGate"] == "FAILED"
     for node_id in (TRAINING_WINDOW_RESOLVER, "Transform", "Trainer"):
@@ -265,25 +241,35 @@ def test_rejected_span_trains_nothing(window):
 
 
 @pytest.mark.slow
-def test_window_after_a_rejected_span_skips_it(window):
-    assert window.exits["span4"] == EXIT_OK, window.outputs["span4"]
-    report = window.reports["span4"]
-    assert report.span == 4 and report.previous_span == 2  # drift baseline: the last accepted
-    assert report.training_spans == [2, 4]
-    assert "Trained on: spans 2, 4" in window.outputs["span4"]
+def test_window_after_a_rejected_span_covers_the_accepted_spans_and_every_row_of_both(window):
+    assert window.exits["span3"] == EXIT_OK, window.outputs["span3"][-3000:]
+    report = window.reports["span3"]
+    assert report.span == 3 and report.previous_span == 1  # drift baseline: the last accepted
+    assert report.training_spans == [1, 3]
+    assert "Trained on: spans 1, 3" in window.outputs["span3"]
     store = open_store(window.config.metadata_connection)
     name = window.config.pipeline_name
-    # No Transform of any run ever read the rejected span.
+    # Exactly the Examples CsvExampleGen wrote in runs 1 and 3; no Transform ever read span 2.
+    examples = _transform_inputs(store, report)
+    ingested = {r.run_id: r.examples_id for r in store.spans(name)}
+    first = window.reports["span1"].run_id
+    assert {e.id for e in examples} == {ingested[first], ingested[report.run_id]}
     read = {
         span_of(e)
         for t in store.node_executions(name, "Transform")
         for e in store.inputs(t.id)["examples"]
     }
-    assert read == {1, 2, 4}
-    # The Resolver handed over span 4 and span 2 with the statistics the gate accepted for them.
+    assert read == {1, 3}
+    # The Resolver handed over spans 1 and 3 with the statistics the gate accepted for them.
     resolved = store.outputs(_execution(report, TRAINING_WINDOW_RESOLVER))
-    assert sorted(span_of(e) for e in resolved["examples"]) == [2, 4]
-    assert sorted(a.properties["span"].int_value for a in resolved["accepted"]) == [2, 4]
-    rows = sum(_records(e.uri) for e in _transform_inputs(store, report))
+    assert sorted(span_of(e) for e in resolved["examples"]) == [1, 3]
+    assert sorted(a.properties["span"].int_value for a in resolved["accepted"]) == [1, 3]
+    # The Trainer read one transformed artifact per span, holding every train row of both.
     transformed = store.inputs(_execution(report, "Trainer"))["examples"]
-    assert sum(_records(t.uri) for t in transformed) == rows
+    assert len(transformed) == 2
+    raw_rows = [_records(e.uri) for e in examples]
+    assert min(raw_rows) > 0
+    assert sum(_records(t.uri) for t in transformed) == sum(raw_rows)
+    # The Evaluator judged the candidate on span 3's eval split alone.
+    [evaluated] = store.inputs(_execution(report, "Evaluator"))["examples"]
+    assert evaluated.id == ingested[report.run_id]
