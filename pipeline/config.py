@@ -12,6 +12,7 @@ from pathlib import Path
 
 from metadata.connection import LOCAL_OUTPUT_DIR, sqlite_store_path
 from modules import features
+from pipeline.sources import SourceSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODULES_DIR = PROJECT_ROOT / "modules"
@@ -72,6 +73,9 @@ class PipelineConfig:
     # PostgreSQL ML Metadata store resolves no `transformed_examples` for a Trainer that re-runs
     # after a CACHED Transform (InsufficientInputError; measured, SQLite is unaffected).
     lean_transform: bool = False
+    # Where the rows come from (pipeline/sources.py, docs/sources.md): empty = CsvExampleGen over
+    # data_root/input_pattern, exactly as without this field.
+    sources: tuple[SourceSpec, ...] = ()
 
     @property
     def pipeline_root(self) -> str:

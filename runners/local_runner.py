@@ -15,7 +15,8 @@ import os
 import sys
 
 from pipeline import config as config_lib
-from pipeline.run import run_pipeline
+from pipeline.run import EXIT_FAILED, run_pipeline
+from pipeline.sources import SourceError, check_combination, parse_source_flag
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,6 +57,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="Beam workers in one process per core (for large data; slower on the sample)",
     )
+    p.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="KIND:LOCATION",
+        help="read these instead of --data-root, repeatable (docs/sources.md): csv:/dir, "
+        "parquet:/dir, tfrecord:/dir (span-N/ folders under dir), "
+        "postgresql://user@host:5432/db?table=NAME[&span_column=C&partitions=K] (password "
+        "from PGPASSWORD/PGPASSFILE); several: one run over all, each row's source recorded",
+    )
     p.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline arg")
     p.add_argument("--verbose", action="store_true", help="show TFX/Beam logs")
     return p.parse_args(argv)
@@ -63,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     """The PipelineConfig the flags describe (paths made absolute)."""
+    specs = tuple(parse_source_flag(text) for text in args.source)
+    check_combination(specs)
     beam_args = (
         config_lib.multi_processing_beam_args()
         if args.multi_processing
@@ -83,13 +96,19 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
         enable_cache=not args.no_cache,
         check_drift=not args.no_drift_check,
         beam_args=tuple(beam_args + args.beam_arg),
+        sources=specs,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, run, return the exit status (see pipeline/run.py)."""
     args = parse_args(argv)
-    status, _ = run_pipeline(build_config(args), verbose=args.verbose)
+    try:
+        config = build_config(args)
+    except SourceError as e:
+        print(f"Pipeline not started: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    status, _ = run_pipeline(config, verbose=args.verbose)
     return status
 
 
