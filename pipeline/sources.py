@@ -319,9 +319,13 @@ def output_config():
 
 def example_gen(config: PipelineConfig):
     """The ExampleGen component `config` asks for (see the module docstring)."""
-    specs = tuple(config.sources)
-    if not specs:
+    if not config.sources:
         return _csv_example_gen(config.data_root, config.input_pattern)
+    return example_gen_for(tuple(config.sources))
+
+
+def example_gen_for(specs: tuple[SourceSpec, ...]):
+    """The ExampleGen reading `specs` (one or more)."""
     check_combination(specs)
     if len(specs) > 1:
         from pipeline.multi_source import SourcesExampleGen
