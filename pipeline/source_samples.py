@@ -4,6 +4,7 @@ bench/sources_bench.py reads. An empty CSV cell is a NULL / an empty feature lis
 
 from __future__ import annotations
 
+import collections
 import csv
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,62 @@ def load_postgres(
             page_size=2000,
         )
     conn.commit()
+
+
+def read_examples(uri_glob: str) -> list:
+    """Every tf.Example in the gzipped TFRecord files matching `uri_glob`."""
+    import glob
+
+    import tensorflow as tf
+
+    out = []
+    for path in sorted(glob.glob(uri_glob)):
+        for record in tf.data.TFRecordDataset(path, compression_type="GZIP").as_numpy_iterator():
+            out.append(tf.train.Example.FromString(record))
+    return out
+
+
+def as_rows(examples, drop: tuple[str, ...] = ()) -> collections.Counter:
+    """Each example as a hashable ((feature, kind, values), ...) row; a multiset of them."""
+    rows = []
+    for ex in examples:
+        row = []
+        for name, f in sorted(ex.features.feature.items()):
+            if name in drop:
+                continue
+            kind = f.WhichOneof("kind")
+            values = tuple(getattr(f, kind).value) if kind else ()
+            row.append((name, kind, values))
+        rows.append(tuple(row))
+    return collections.Counter(rows)
+
+
+def run_example_gen(
+    component, root: Path, beam_args: list[str] | None = None, read: bool = True
+) -> tuple[list, dict]:
+    """Run one ExampleGen as a one-node pipeline under LocalDagRunner (driver, executor, ML
+    Metadata in SQLite under `root`); its examples (when `read`) and its output's custom
+    properties (span, sources, ...) plus `uri`."""
+    import os
+
+    from tfx import v1 as tfx
+
+    from metadata.connection import sqlite_config
+    from metadata.store import open_store
+    from pipeline.config import in_memory_beam_args
+
+    db = root / "metadata.db"
+    pipeline = tfx.dsl.Pipeline(
+        pipeline_name="sources_test",
+        pipeline_root=str(root / "out"),
+        components=[component],
+        metadata_connection_config=sqlite_config(db),
+        beam_pipeline_args=beam_args if beam_args is not None else in_memory_beam_args(),
+        enable_cache=True,
+    )
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    newest = open_store(str(db)).node_artifacts("sources_test", component.id, "Examples")[0]
+    props = {k: v.string_value or v.int_value for k, v in newest.custom_properties.items()}
+    props["uri"] = newest.uri
+    examples = read_examples(os.path.join(newest.uri, "Split-*", "*.gz")) if read else []
+    return examples, props

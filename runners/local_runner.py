@@ -11,6 +11,7 @@ Exit status: 0 when the run completed (whether or not the model was blessed and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -38,6 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-steps", type=int, default=defaults.eval_steps)
     p.add_argument("--tuner-trials", type=int, default=defaults.tuner_trials)
     p.add_argument("--tuner-train-steps", type=int, default=defaults.tuner_train_steps)
+    t = defaults.thresholds
+    p.add_argument(
+        "--min-auc", type=float, default=t.min_auc, help="Evaluator: bless at AUC >= this"
+    )
+    p.add_argument("--min-accuracy", type=float, default=t.min_accuracy)
     p.add_argument(
         "--skip-tuning",
         action="store_true",
@@ -97,6 +103,9 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
         check_drift=not args.no_drift_check,
         beam_args=tuple(beam_args + args.beam_arg),
         sources=specs,
+        thresholds=dataclasses.replace(
+            config_lib.EvalThresholds(), min_auc=args.min_auc, min_accuracy=args.min_accuracy
+        ),
     )
 
 

@@ -9,9 +9,10 @@ PostgreSQL source reads a real PostgreSQL server (tests/pg_fixture.py) in severa
 from __future__ import annotations
 
 import collections
-import glob
 import json
 import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ import modules  # noqa: F401 - Keras-2 switch before TensorFlow
 from pipeline import source_samples, sources
 from pipeline.config import in_memory_beam_args
 from pipeline.samples import write_sample
+from pipeline.source_samples import as_rows, read_examples, run_example_gen
 from pipeline.sources import SourceError, SourceSpec, load_sources, parse_source_flag
 
 ROWS = 240
@@ -158,56 +160,6 @@ def test_source_feature_is_declared_but_not_a_model_input():
 
 
 # ---- the same rows from every kind ---------------------------------------------------------------
-def read_examples(uri_glob: str) -> list:
-    import tensorflow as tf
-
-    out = []
-    for path in sorted(glob.glob(uri_glob)):
-        for record in tf.data.TFRecordDataset(path, compression_type="GZIP").as_numpy_iterator():
-            out.append(tf.train.Example.FromString(record))
-    return out
-
-
-def as_rows(examples, drop: tuple[str, ...] = ()) -> collections.Counter:
-    """Each example as a hashable {feature: (kind, values)} row; a multiset of them."""
-    rows = []
-    for ex in examples:
-        row = []
-        for name, f in sorted(ex.features.feature.items()):
-            if name in drop:
-                continue
-            kind = f.WhichOneof("kind")
-            values = tuple(getattr(f, kind).value) if kind else ()
-            row.append((name, kind, values))
-        rows.append(tuple(row))
-    return collections.Counter(rows)
-
-
-def run_example_gen(component, root: Path) -> tuple[list, dict]:
-    """Run one ExampleGen as a one-node pipeline; its examples and output artifact properties."""
-    from tfx import v1 as tfx
-
-    from metadata.connection import sqlite_config
-    from metadata.store import open_store
-
-    db = root / "metadata.db"
-    pipeline = tfx.dsl.Pipeline(
-        pipeline_name="sources_test",
-        pipeline_root=str(root / "out"),
-        components=[component],
-        metadata_connection_config=sqlite_config(db),
-        beam_pipeline_args=in_memory_beam_args(),
-        enable_cache=True,
-    )
-    tfx.orchestration.LocalDagRunner().run(pipeline)
-    store = open_store(str(db))
-    artifacts = store.node_artifacts("sources_test", component.id, "Examples")
-    newest = artifacts[0]
-    props = {k: v.string_value or v.int_value for k, v in newest.custom_properties.items()}
-    props["uri"] = newest.uri
-    return read_examples(os.path.join(newest.uri, "Split-*", "*.gz")), props
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """The same rows as CSV, Parquet and TFRecord span folders."""
@@ -391,36 +343,94 @@ def test_example_gen_reruns_on_new_rows_and_is_cached_otherwise(pg, tmp_path):
     assert p3["uri"] != p1["uri"] and len(grown) == 101
 
 
-# ---- BigQuery on Kubeflow: compiled, not run -----------------------------------------------------
-BIGQUERY_QUERY = (
-    "SELECT * EXCEPT (span) FROM `acme-ml.taxi.trips` WHERE span = (SELECT MAX(span) FROM "
-    "`acme-ml.taxi.trips`)"
+# ---- docs/sources.md, run as written; the full pipeline on Parquet + PostgreSQL ------------------
+DOC = Path(__file__).resolve().parents[1] / "docs" / "sources.md"
+_BLOCK = re.compile(
+    r"^<!-- test: (sources-[a-z]+) -->\n```(?:bash|python)\n(.*?)\n```$", re.M | re.S
 )
 
 
-@pytest.mark.slow  # a KubeflowV2DagRunner compile: about a minute on a loaded machine
-def test_bigquery_source_compiles_into_the_kubeflow_spec(tmp_path):
+def doc_blocks() -> dict[str, str]:
+    return dict(_BLOCK.findall(DOC.read_text()))
+
+
+def test_docs_mark_every_command_block():
+    blocks = doc_blocks()
+    assert set(blocks) == {"sources-python", "sources-kubeflow", "sources-run", "sources-errors"}
+    fences = re.findall(r"^```(bash|python)$", DOC.read_text(), re.M)
+    assert len(fences) == len(blocks)
+
+
+def test_documented_python_builds_the_config():
+    namespace: dict = {}
+    exec(doc_blocks()["sources-python"], namespace)  # noqa: S102 - the documented snippet
+    config = namespace["config"]
+    assert [s.kind for s in config.sources] == ["parquet", "postgresql"]
+    assert [s.label for s in config.sources] == ["history", "db"]
+
+
+def _checkout(root: Path) -> Path:
+    """A directory laid out like a checkout (the docs call .venv/bin/python)."""
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    checkout = root / "checkout"
+    checkout.mkdir()
+    for entry in repo.iterdir():
+        if entry.name not in (".venv", ".git"):
+            (checkout / entry.name).symlink_to(entry)
+    (checkout / ".venv").symlink_to(sys.prefix)
+    return checkout
+
+
+def _run_block(name: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", doc_blocks()[name]],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_documented_commands_and_a_full_run_on_parquet_and_postgresql(data, pg, tmp_path):
+    """docs/sources.md's blocks as written: the error cases, the BigQuery compile for Kubeflow,
+    and a small full run (no tuning, 30 steps) over Parquet history (span 1, 240 rows) plus the
+    database's newest span (100 rows) that trains and pushes."""
+    import time
+
+    import tensorflow_transform as tft
     import yaml
 
-    from runners import kubeflow_runner
+    from metadata.store import open_store
 
-    out = tmp_path / "bq.yaml"
-    assert (
-        kubeflow_runner.main(
-            [
-                "--pipeline-root",
-                "gs://acme-ml-pipelines/tfx",
-                "--source",
-                f"bigquery:{BIGQUERY_QUERY}",
-                "--beam-arg=--project=acme-ml",
-                "--beam-arg=--temp_location=gs://acme-ml-pipelines/tmp",
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    spec = yaml.safe_load(out.read_text())
+    root, _, _ = data
+    server, _ = pg
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "OUT": str(out),
+        "HISTORY": str(root / "parquet"),
+        "PGUSER": server.user,
+        "PGHOST": server.host,
+        "PGPORT": str(server.port),
+        "PGPASSWORD": server.password,
+    }
+    cwd = _checkout(tmp_path)
+
+    errors = _run_block("sources-errors", cwd, env)
+    assert errors.returncode == 0, errors.stderr[-2000:]
+    lines = [x for x in errors.stderr.splitlines() if x.strip()]
+    assert len(lines) == 3 and all(x.startswith("Pipeline not started: ") for x in lines), lines
+    assert server.password not in errors.stderr + errors.stdout
+
+    compiled = _run_block("sources-kubeflow", cwd, env)
+    assert compiled.returncode == 0, compiled.stderr[-2000:]
+    spec = yaml.safe_load((out / "taxi-bigquery.yaml").read_text())
     tasks = spec["root"]["dag"]["tasks"]
     assert "BigQueryExampleGen" in tasks and "CsvExampleGen" not in tasks
     params = tasks["BigQueryExampleGen"]["inputs"]["parameters"]
@@ -430,13 +440,37 @@ def test_bigquery_source_compiles_into_the_kubeflow_spec(tmp_path):
         spec["components"]["BigQueryExampleGen"]["executorLabel"]
     ]["container"]
     assert any("google_cloud_big_query.example_gen.executor" in a for a in executor["args"])
-    # Its rows feed the same validation and training steps as the CSV's would.
-    assert (
-        tasks["StatisticsGen"]["inputs"]["artifacts"]["examples"]["taskOutputArtifact"][
-            "producerTask"
-        ]
-        == "BigQueryExampleGen"
-    )
+    statistics_input = tasks["StatisticsGen"]["inputs"]["artifacts"]["examples"]
+    assert statistics_input["taskOutputArtifact"]["producerTask"] == "BigQueryExampleGen"
+
+    started = time.monotonic()
+    run = _run_block("sources-run", cwd, env)
+    seconds = time.monotonic() - started
+    print(f"full run on parquet + postgresql: {seconds:.0f}s")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Span: 2" in run.stdout
+    assert server.password not in run.stdout + run.stderr
+    pushed = [p for p in (out / "serving_model" / "taxi").iterdir() if p.name.isdigit()]
+    assert len(pushed) == 1 and (pushed[0] / "saved_model.pb").is_file()
+
+    store = open_store(str(out / "metadata" / "metadata.db"))
+    examples = store.node_artifacts("taxi_pipeline", sources.MULTI_SOURCE_NODE_ID, "Examples")[0]
+    listing = json.loads(examples.custom_properties[sources.SOURCES_PROPERTY].string_value)
+    assert [x["name"] for x in listing] == ["parquet", "db"]
+    rows = read_examples(os.path.join(examples.uri, "Split-*", "*.gz"))
+    tags = collections.Counter(e.features.feature["source"].bytes_list.value[0] for e in rows)
+    assert tags == {b"parquet": ROWS, b"db": 100}
+    # Not a model input: Transform's outputs (what the model is built from) have no `source`.
+    graph = store.node_artifacts("taxi_pipeline", "Transform", "TransformGraph")[0]
+    transformed = tft.TFTransformOutput(graph.uri).transformed_feature_spec()
+    assert sources.SOURCE_FEATURE in tft.TFTransformOutput(graph.uri).raw_feature_spec()
+    assert not any(sources.SOURCE_FEATURE in name for name in transformed)
+
+
+BIGQUERY_QUERY = (
+    "SELECT * EXCEPT (span) FROM `acme-ml.taxi.trips` WHERE span = (SELECT MAX(span) FROM "
+    "`acme-ml.taxi.trips`)"
+)
 
 
 def test_kubeflow_refuses_a_file_source_the_pods_cannot_read(tmp_path, capsys):
