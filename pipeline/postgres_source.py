@@ -145,10 +145,12 @@ def partition_queries(spec: SourceSpec, span: int | None) -> list[str]:
         lo, hi = int(lo_hi[0]), int(lo_hi[1])
         step = max(1, -(-(hi - lo + 1) // k))
         bounds = [lo + i * step for i in range(k)] + [hi + 1]
+        ranges = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if a < b]
+        # Rows whose key is NULL go with the first range, so every row is read exactly once.
         return [
-            f"SELECT * FROM ({rows}) AS src WHERE {col} >= {a} AND {col} < {b}"
-            for a, b in zip(bounds, bounds[1:], strict=False)
-            if a < b
+            f"SELECT * FROM ({rows}) AS src WHERE ({col} >= {a} AND {col} < {b})"
+            + (f" OR {col} IS NULL" if i == 0 else "")
+            for i, (a, b) in enumerate(ranges)
         ]
     # hashtext() is int4; shifting by 2^31 into bigint keeps MOD non-negative without abs()
     # overflowing on -2^31.
