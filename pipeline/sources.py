@@ -299,6 +299,10 @@ def resolve_file_source(spec: SourceSpec) -> tuple[int, str, str]:
         raise SourceError(
             f"{spec.kind} source {os.path.join(spec.path, spec.file_pattern)}: {first}"
         ) from None
+    from tfx.dsl.io import fileio
+
+    if not fileio.glob(os.path.join(spec.path, pattern)):
+        raise SourceError(f"{spec.kind} source: no file matches {os.path.join(spec.path, pattern)}")
     return span, pattern, fingerprint or ""
 
 

@@ -112,22 +112,44 @@ def test_flag_forms():
             parse_source_flag(bad)
 
 
-def test_runner_refuses_bad_sources_before_starting(tmp_path, capsys):
-    from runners import local_runner
+def test_runner_refuses_a_bad_source_in_one_line(tmp_path):
+    import sys
 
-    out = str(tmp_path / "out")
-    cases = [
-        (["--source", "excel:/x"], "unknown source kind"),
-        (["--source", f"parquet:{tmp_path / 'missing'}"], "is not a directory"),
-        (["--source", f"csv:{tmp_path}"], "csv source"),
-        # Nothing listens on port 1: unreachable database.
-        (["--source", "postgresql://nobody@127.0.0.1:1/taxi?table=trips"], "cannot connect"),
+    from pipeline.config import PROJECT_ROOT
+
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "runners" / "local_runner.py"), "--source", "excel:/x"]
+        + ["--output-dir", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "Pipeline not started: unknown source kind 'excel': use one of "
+        "csv, parquet, tfrecord, postgresql, bigquery"
     ]
-    for flags, expected in cases:
-        assert local_runner.main([*flags, "--output-dir", out]) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and expected in err[0], err
-    assert not os.path.exists(out)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "make_spec, expected",
+    [
+        (lambda d: SourceSpec(kind="parquet", path=str(d / "missing")), "is not a directory"),
+        (lambda d: SourceSpec(kind="csv", path=str(d)), "csv source"),
+        (lambda d: SourceSpec(kind="tfrecord", path=str(d), pattern="x/*.gz"), "tfrecord source"),
+        # Nothing listens on port 1: an unreachable database.
+        (
+            lambda d: SourceSpec(kind="postgresql", url="postgresql://u@127.0.0.1:1/db", table="t"),
+            "cannot connect to postgresql://u@127.0.0.1:1/db",
+        ),
+    ],
+)
+def test_preflight_finds_unreadable_sources_in_one_line(tmp_path, make_spec, expected):
+    """What run_pipeline checks before anything starts (the runner prints it and exits 2)."""
+    problem = sources.preflight_problem([make_spec(tmp_path)])
+    assert problem is not None and expected in problem and "\n" not in problem, problem
 
 
 def test_empty_sources_keep_todays_csv_example_gen():
@@ -489,16 +511,16 @@ BIGQUERY_QUERY = (
 )
 
 
-def test_kubeflow_refuses_a_file_source_the_pods_cannot_read(tmp_path, capsys):
-    from runners import kubeflow_runner
+def test_kubeflow_refuses_a_file_source_the_pods_cannot_read():
+    from pipeline import kubeflow
 
     for location, expected in [
         ("/pipeline/data/history", "is not in the image"),
         ("http://example.com/history", "scheme http:// is not readable"),
     ]:
-        status = kubeflow_runner.main(
-            ["--source", f"parquet:{location}", "--output", str(tmp_path / "x.yaml")]
+        kcfg = kubeflow.KubeflowConfig().replace(
+            sources=(SourceSpec(kind="parquet", path=location),)
         )
-        assert status == 2
-        err = capsys.readouterr().err
-        assert "parquet source" in err and expected in err, err
+        with pytest.raises(kubeflow.KubeflowConfigError) as e:
+            kubeflow.validate(kcfg)
+        assert "parquet source" in str(e.value) and expected in str(e.value)
