@@ -26,6 +26,7 @@ import dataclasses
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -267,6 +268,13 @@ def parse_source_flag(text: str) -> SourceSpec:
 def preflight_problem(specs: Iterable[SourceSpec]) -> str | None:
     """The first reason a run over `specs` cannot read them (missing files, no span folder,
     unreachable database, unknown table or column), or None."""
+    with warnings.catch_warnings():
+        # Google client libraries warn about Python support dates on import; not actionable.
+        warnings.simplefilter("ignore", FutureWarning)
+        return _preflight_problem(specs)
+
+
+def _preflight_problem(specs: Iterable[SourceSpec]) -> str | None:
     for spec in specs:
         try:
             if spec.kind in FILE_KINDS:
@@ -283,11 +291,11 @@ def preflight_problem(specs: Iterable[SourceSpec]) -> str | None:
 def resolve_file_source(spec: SourceSpec) -> tuple[int, str, str]:
     """(span, resolved pattern, fingerprint) of a file source: TFX's own span resolution (the
     highest span whose folder matches the pattern), with a one-line error when nothing does."""
+    if "://" not in spec.path and not os.path.isdir(spec.path):
+        raise SourceError(f"{spec.kind} source path {spec.path} is not a directory")
     from tfx.components.example_gen import input_processor
     from tfx.proto import example_gen_pb2
 
-    if "://" not in spec.path and not os.path.isdir(spec.path):
-        raise SourceError(f"{spec.kind} source path {spec.path} is not a directory")
     split = example_gen_pb2.Input.Split(name="single_split", pattern=spec.file_pattern)
     try:
         processor = input_processor.FileBasedInputProcessor(spec.path, [split])

@@ -462,6 +462,7 @@ def test_documented_commands_and_a_full_run_on_parquet_and_postgresql(data, pg, 
 
     errors = _run_block("sources-errors", cwd, env)
     assert errors.returncode == 0, errors.stderr[-2000:]
+    assert errors.stdout.splitlines() == ["exit status 2"] * 3, errors.stdout
     lines = [x for x in errors.stderr.splitlines() if x.strip()]
     assert len(lines) == 3 and all(x.startswith("Pipeline not started: ") for x in lines), lines
     assert server.password not in errors.stderr + errors.stdout
