@@ -136,7 +136,12 @@ def read_examples(uri_glob: str) -> list:
 
 
 def as_rows(examples, drop: tuple[str, ...] = ()) -> collections.Counter:
-    """Each example as a hashable ((feature, kind, values), ...) row; a multiset of them."""
+    """Each example as a hashable ((feature, kind, values), ...) row; a multiset of them.
+
+    A feature without values compares as kind None: CsvExampleGen infers a column's type from
+    its values, so a column empty in the whole file comes out kind-less, where a typed source
+    (Parquet, PostgreSQL, TFRecord) writes an empty list of the declared type. Both mean "no
+    value" to TFDV and Transform; any column with a value is compared with its kind."""
     rows = []
     for ex in examples:
         row = []
@@ -145,7 +150,7 @@ def as_rows(examples, drop: tuple[str, ...] = ()) -> collections.Counter:
                 continue
             kind = f.WhichOneof("kind")
             values = tuple(getattr(f, kind).value) if kind else ()
-            row.append((name, kind, values))
+            row.append((name, kind if values else None, values))
         rows.append(tuple(row))
     return collections.Counter(rows)
 
@@ -164,6 +169,7 @@ def run_example_gen(
     from metadata.store import open_store
     from pipeline.config import in_memory_beam_args
 
+    root.mkdir(parents=True, exist_ok=True)
     db = root / "metadata.db"
     pipeline = tfx.dsl.Pipeline(
         pipeline_name="sources_test",
