@@ -44,6 +44,7 @@ setup(
         "requests",
         "markdown",  # model cards' HTML (registry/card.py)
         "streamlit==1.60.0",  # the web app (apps/ui, `mlops ui`)
+        "psycopg2-binary",  # PostgreSQL data source (pipeline/postgres_source.py)
     ],
     extras_require={
         "dev": [

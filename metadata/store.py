@@ -467,7 +467,13 @@ class MetadataStore:
         records = []
         for run in self.runs(pipeline_name):
             outputs = self.run_outputs(run.run_id)
-            examples = _first(outputs.get(EXAMPLE_GEN, {}).get("examples"))
+            # CsvExampleGen, or the ExampleGen of configured sources (ids end in ExampleGen).
+            examples = _first(
+                next(
+                    (v.get("examples") for k, v in outputs.items() if k.endswith("ExampleGen")),
+                    None,
+                )
+            )
             if examples is None:
                 continue
             gate = [e.state for e in run.executions if e.node_id == DATA_GATE]

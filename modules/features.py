@@ -42,6 +42,10 @@ OOV_SIZE: int = 10
 # Present in the CSV but not a model input (kept for lineage/slicing, dropped from the model).
 UNUSED_FEATURE_KEYS: list[str] = ["trip_start_timestamp"]
 
+# Which source a row came from, when several feed one run (pipeline/sources.py writes it, the
+# schema declares it optional and not in SERVING); never a model input.
+SOURCE_FEATURE_KEY: str = "source"
+
 # Raw columns that derive the label; "big tipper" = tips > LABEL_TIP_FRACTION * fare.
 TIPS_KEY: str = "tips"
 FARE_KEY: str = "fare"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from metadata.connection import LOCAL_OUTPUT_DIR, sqlite_store_path
 from modules import features
+from pipeline.sources import SourceSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODULES_DIR = PROJECT_ROOT / "modules"
@@ -75,6 +76,9 @@ class PipelineConfig:
     # Train on the newest span plus the highest earlier spans the data gate accepted, this many
     # spans in all (pipeline/training_window.py); 1: the newest span alone, the pipeline unchanged.
     train_spans: int = 1
+    # Where the rows come from (pipeline/sources.py, docs/sources.md): empty = CsvExampleGen over
+    # data_root/input_pattern, exactly as without this field.
+    sources: tuple[SourceSpec, ...] = ()
 
     @property
     def pipeline_root(self) -> str:

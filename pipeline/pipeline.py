@@ -14,9 +14,9 @@ from pathlib import Path
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
-from tfx.proto import example_gen_pb2
 
 from modules import features
+from pipeline import sources
 from pipeline.config import PipelineConfig
 from pipeline.data_gate import ACCEPTED_STATISTICS, DataGate
 from pipeline.drift import DRIFT_VALIDATOR, DriftValidator, SpanStatisticsGenExecutor
@@ -106,20 +106,8 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
     """The full pipeline. `metadata_connection_config` is the runner's (None on Kubeflow,
     where the cluster provides ML Metadata)."""
-    example_gen = tfx.components.CsvExampleGen(
-        input_base=config.data_root,
-        input_config=example_gen_pb2.Input(
-            splits=[example_gen_pb2.Input.Split(name="single_split", pattern=config.input_pattern)]
-        ),
-        output_config=example_gen_pb2.Output(
-            split_config=example_gen_pb2.SplitConfig(
-                splits=[
-                    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=4),
-                    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1),
-                ]
-            )
-        ),
-    )
+    # CsvExampleGen over data_root unless config.sources lists others (pipeline/sources.py).
+    example_gen = sources.example_gen(config)
     # Percentile quantiles: what the drift/skew tests read (pipeline/drift_measures.py).
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"], stats_options=statistics_options()

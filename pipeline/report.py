@@ -139,7 +139,7 @@ def read_artifact(
             report.previous_span = previous if previous is not None and previous >= 0 else None
         else:
             report.anomalies = load_anomalies(artifact.uri, splits)
-    elif type_name == "Examples" and node_id == "CsvExampleGen":
+    elif type_name == "Examples" and node_id.endswith("ExampleGen"):  # any source's
         report.span = span_of(artifact)
     elif type_name == "ModelEvaluation":
         report.metrics.update(read_evaluation(artifact.uri).candidate_metrics())

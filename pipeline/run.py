@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, TextIO
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline.config import PipelineConfig
+from pipeline.sources import preflight_problem
 from pipeline.spans import layout_error
 
 if TYPE_CHECKING:  # the report imports TFX; run_pipeline imports it after quieting warnings
@@ -178,7 +179,13 @@ def open_metadata_store(config: PipelineConfig) -> metadata_store_pb2.Connection
 def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, RunReport | None]:
     """Run `config`'s pipeline to the end or to its first failure; print progress and the
     summary; return (exit status, the run's RunReport or None)."""
-    if SPAN_PATTERN in config.input_pattern and (problem := layout_error(config.data_root)):
+    if config.sources:
+        problem = preflight_problem(config.sources)
+    elif SPAN_PATTERN in config.input_pattern:
+        problem = layout_error(config.data_root)
+    else:
+        problem = None
+    if problem:
         print(f"Pipeline not started: {problem}", file=sys.stderr)
         return EXIT_FAILED, None
     try:
@@ -200,9 +207,8 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
         if verbose
         else os.path.join(config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
     )
-    print(
-        f"Pipeline {config.pipeline_name}: data {config.data_root}, outputs {config.pipeline_root}"
-    )
+    data = ", ".join(s.describe() for s in config.sources) or config.data_root
+    print(f"Pipeline {config.pipeline_name}: data {data}, outputs {config.pipeline_root}")
     if log_path:
         print(f"Logs: {log_path}")
     started = time.monotonic()

@@ -27,6 +27,7 @@ from pathlib import Path
 import click
 
 from pipeline.config import PipelineConfig
+from pipeline.sources import SOURCE_FEATURE
 
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
 SPAN_DIR = re.compile(r"^span-(\d+)$")
@@ -82,7 +83,12 @@ def schema_columns(schema_path: str) -> dict[str, str]:
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     schema = tfdv.load_schema_text(schema_path)
-    return {f.name: schema_pb2.FeatureType.Name(f.type) for f in schema.feature}
+    # `source` is written by a multi-source ExampleGen, not a column of the data.
+    return {
+        f.name: schema_pb2.FeatureType.Name(f.type)
+        for f in schema.feature
+        if f.name != SOURCE_FEATURE
+    }
 
 
 def _parses(value: str, kind: str) -> bool:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from pipeline import kubeflow
 from pipeline.config import MODULES_DIR, EvalThresholds, span_count
+from pipeline.sources import SourceError, parse_source_flag
 
 EXIT_OK, EXIT_FAILED = 0, 2
 
@@ -85,6 +86,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=_key_value,
         metavar="NAME=VALUE",
         help="environment of every step, e.g. S3_ENDPOINT=minio-service.kubeflow:9000",
+    )
+    add(
+        "--source",
+        action="append",
+        default=[],
+        metavar="KIND:LOCATION",
+        help="read these instead of --data-root (docs/sources.md), e.g. "
+        "'bigquery:SELECT ... FROM `project.dataset.table`' (BigQueryExampleGen)",
     )
     add("--train-steps", type=int, default=d.train_steps)
     add("--eval-steps", type=int, default=d.eval_steps)
@@ -168,6 +177,7 @@ def build_config(args: argparse.Namespace) -> kubeflow.KubeflowConfig:
         train_spans=args.train_spans,
         infer_schema=args.infer_schema,
         enable_cache=not args.no_cache,
+        sources=tuple(parse_source_flag(text) for text in args.source),
         **modules,
     )
     resources = dict(defaults.resources)
@@ -187,10 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Google client libraries warn about Python support dates on import; not actionable here.
     warnings.filterwarnings("ignore", category=FutureWarning)
     args = parse_args(argv)
-    kcfg = build_config(args)
     try:
+        kcfg = build_config(args)
         path = kubeflow.compile_pipeline(kcfg, args.output)
-    except kubeflow.KubeflowConfigError as e:
+    except (kubeflow.KubeflowConfigError, SourceError) as e:
         print(e, file=sys.stderr)
         return EXIT_FAILED
     print(f"Pipeline spec: {path}")

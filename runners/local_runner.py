@@ -11,11 +11,13 @@ Exit status: 0 when the run completed (whether or not the model was blessed and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
 from pipeline import config as config_lib
-from pipeline.run import run_pipeline
+from pipeline.run import EXIT_FAILED, run_pipeline
+from pipeline.sources import SourceError, check_combination, parse_source_flag
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,6 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-steps", type=int, default=defaults.eval_steps)
     p.add_argument("--tuner-trials", type=int, default=defaults.tuner_trials)
     p.add_argument("--tuner-train-steps", type=int, default=defaults.tuner_train_steps)
+    t = defaults.thresholds
+    p.add_argument(
+        "--min-auc", type=float, default=t.min_auc, help="Evaluator: bless at AUC >= this"
+    )
+    p.add_argument("--min-accuracy", type=float, default=t.min_accuracy)
     p.add_argument(
         "--skip-tuning",
         action="store_true",
@@ -64,6 +71,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train on the newest span and the N-1 highest earlier spans the data gate accepted "
         "(default 1: the newest span alone)",
     )
+    p.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="KIND:LOCATION",
+        help="read these instead of --data-root, repeatable (docs/sources.md): csv:/dir, "
+        "parquet:/dir, tfrecord:/dir (span-N/ folders under dir), "
+        "postgresql://user@host:5432/db?table=NAME[&span_column=C&partitions=K] (password "
+        "from PGPASSWORD/PGPASSFILE); several: one run over all, each row's source recorded",
+    )
     p.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline arg")
     p.add_argument("--verbose", action="store_true", help="show TFX/Beam logs")
     return p.parse_args(argv)
@@ -71,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     """The PipelineConfig the flags describe (paths made absolute)."""
+    specs = tuple(parse_source_flag(text) for text in args.source)
+    check_combination(specs)
     beam_args = (
         config_lib.multi_processing_beam_args()
         if args.multi_processing
@@ -92,13 +111,22 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
         check_drift=not args.no_drift_check,
         train_spans=args.train_spans,
         beam_args=tuple(beam_args + args.beam_arg),
+        sources=specs,
+        thresholds=dataclasses.replace(
+            config_lib.EvalThresholds(), min_auc=args.min_auc, min_accuracy=args.min_accuracy
+        ),
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, run, return the exit status (see pipeline/run.py)."""
     args = parse_args(argv)
-    status, _ = run_pipeline(build_config(args), verbose=args.verbose)
+    try:
+        config = build_config(args)
+    except SourceError as e:
+        print(f"Pipeline not started: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    status, _ = run_pipeline(config, verbose=args.verbose)
     return status
 
 

@@ -34,7 +34,8 @@ def transformed(tmp_path_factory):
     kinds = {f.name: {1: 0, 2: 1, 3: 2}[f.type] for f in schema.feature}  # BYTES, INT, FLOAT
     with open(TAXI_CSV, newline="") as f:
         raw = [row for _, row in zip(range(ROWS), csv.DictReader(f), strict=False)]
-    instances = [{key: _typed(key, row[key], kinds[key]) for key in spec} for row in raw]
+    # `source` (written by a multi-source ExampleGen) is no CSV column: absent, no value.
+    instances = [{key: _typed(key, row.get(key, ""), kinds[key]) for key in spec} for row in raw]
     metadata = dataset_metadata.DatasetMetadata(schema)
     temp = str(tmp_path_factory.mktemp("tft"))
     with tft_beam.Context(temp_dir=temp, force_tf_compat_v1=False):

@@ -91,7 +91,14 @@ def validate(kcfg: KubeflowConfig) -> None:
             "([registry[:port]/]name[:tag][@sha256:digest], lowercase name)"
         )
     _check_pipeline_root(problems, p.output_dir)
-    _check_location(problems, "data root", p.data_root, must_exist=True)
+    if p.sources:
+        # The configured sources replace data_root (pipeline/sources.py); files must be readable
+        # in the pod: a bucket or a path in the image.
+        for spec in p.sources:
+            if spec.path:
+                _check_location(problems, f"{spec.kind} source", spec.path, must_exist=True)
+    else:
+        _check_location(problems, "data root", p.data_root, must_exist=True)
     _check_location(problems, "schema", p.schema_path, must_exist=True)
     _check_location(problems, "serving model dir", p.serving_model_dir, must_exist=False)
     for field in (*_USER_MODULES, "best_hyperparameters_dir"):
