@@ -88,6 +88,11 @@ class PipelineConfig:
         return self.serving_model_dir or str(PROJECT_ROOT / "serving_model" / self.model_name)
 
 
+# `--beam-mode auto` (pipeline/beam_mode.py) runs Beam multi-processing from this many bytes of
+# CSV in the latest span on, in-memory below: the crossover bench/scale_bench.py measured.
+MULTI_PROCESSING_FROM_BYTES = 1 << 62
+
+
 def in_memory_beam_args() -> list[str]:
     """Beam's DirectRunner in one process: fastest at the taxi sample's size (see README)."""
     return ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
