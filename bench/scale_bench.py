@@ -45,6 +45,7 @@ class TreeRss(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.limit = pid, limit_bytes
         self.peak = 0
+        self.samples: list[tuple[float, int]] = []  # (epoch seconds, tree RSS bytes)
         self.killed = False
         self.done = threading.Event()
 
@@ -65,6 +66,7 @@ class TreeRss(threading.Thread):
                 except psutil.NoSuchProcess:
                     pass
             self.peak = max(self.peak, total)
+            self.samples.append((time.time(), total))
             if total > self.limit and not self.killed:
                 self.killed = True
                 for p in reversed(procs):
@@ -106,18 +108,28 @@ def run_pipeline(data_root: Path, out: Path, mode: str, log: Path, limit: int) -
         "tree_mib": sampler.peak / 2**20,
         "status": os.waitstatus_to_exitcode(raw),
         "killed": sampler.killed,
+        "samples": sampler.samples,
     }
 
 
-def read_run(out: Path) -> tuple[dict[str, float], dict[str, float]]:
-    """(component -> seconds, overall metrics) of the run's ML Metadata."""
+def read_run(out: Path, samples: list[tuple[float, int]]) -> tuple[dict, dict, dict]:
+    """(component -> seconds, component -> peak tree RSS MiB while it ran, overall metrics)
+    of the run, from its ML Metadata (execution start/end) and the RSS samples."""
     from metadata.connection import sqlite_store_path
+    from metadata.store import open_store
     from pipeline.report import latest_run_report
 
-    report = latest_run_report(sqlite_store_path(str(out)), PIPELINE_NAME)
+    path = sqlite_store_path(str(out))
+    report = latest_run_report(path, PIPELINE_NAME) if os.path.exists(path) else None
     if report is None:
-        return {}, {}
-    return {c.node_id: c.seconds for c in report.components}, report.metrics
+        return {}, {}, {}
+    run = open_store(path).latest_run(PIPELINE_NAME)
+    peaks = {}
+    for e in run.executions:
+        during = [rss for t, rss in samples if e.started_ms / 1e3 <= t <= e.ended_ms / 1e3 + 0.5]
+        if during:
+            peaks[e.node_id] = max(during) / 2**20
+    return {c.node_id: c.seconds for c in report.components}, peaks, report.metrics
 
 
 def _metric(metrics: dict[str, float], name: str) -> float:
@@ -148,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes:
             out = base / f"run_{n}_{mode}"
             r = run_pipeline(data, out, mode, base / f"run_{n}_{mode}.log", limit)
-            r["seconds"], r["metrics"] = read_run(out)
+            r["seconds"], r["peaks"], r["metrics"] = read_run(out, r.pop("samples"))
             r["csv_mib"] = csv_mib
             results[n, mode] = r
             loads.append(os.getloadavg()[0])
@@ -161,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             for name, secs in r["seconds"].items():
-                rate = f"{n / secs:10,.0f} rows/s" if secs > 0 else ""
-                print(f"    {name:<28} {secs:8.1f} s {rate}", flush=True)
+                rate = f"{n / secs:10,.0f} rows/s" if secs > 0 else " " * 17
+                peak = r["peaks"].get(name)
+                tree = f"  tree RSS up to {peak:6.0f} MiB" if peak else ""
+                print(f"    {name:<28} {secs:8.1f} s {rate}{tree}", flush=True)
 
     print(f"\nload average (1 min) during the runs: {', '.join(f'{x:.1f}' for x in loads)}")
     small, large = sizes[0], sizes[-1]

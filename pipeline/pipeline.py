@@ -12,12 +12,14 @@ import hashlib
 from pathlib import Path
 
 import tensorflow_model_analysis as tfma
+from google.protobuf import wrappers_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
 from modules import features
 from pipeline.config import PipelineConfig
+from pipeline.csv_example_gen import StreamingCsvExampleGenExecutor
 from pipeline.data_gate import ACCEPTED_STATISTICS, DataGate
 from pipeline.drift import DRIFT_VALIDATOR, DriftValidator, SpanStatisticsGenExecutor
 from pipeline.drift_measures import statistics_options
@@ -77,6 +79,10 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 ]
             )
         ],
+        # Not the model's compiled Keras metrics (loss, accuracy, auc) on top: TFMA computes
+        # those by running TensorFlow per slice and model, and the specs above already give AUC
+        # and accuracy (bench/scale_bench.py, docs/performance.md).
+        options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
     )
 
 
@@ -119,6 +125,8 @@ def create_pipeline(
             )
         ),
     )
+    # The same examples as TFX's executor, without buffering the whole parsed span in memory.
+    example_gen.executor_spec = executor_spec.BeamExecutorSpec(StreamingCsvExampleGenExecutor)
     # Percentile quantiles: what the drift/skew tests read (pipeline/drift_measures.py).
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"], stats_options=statistics_options()
