@@ -3,8 +3,8 @@
 TFX 1.16's CSV source parses every line, infers the column types with a CombineGlobally over
 those parsed lines, and converts the same parsed lines to tf.Examples with the types as a side
 input. The conversion cannot start before the inference has seen the last line, so Beam keeps
-every parsed line (Python lists of cells, about 1 KiB a row) until then: the DirectRunner
-buffers the whole span in memory (measured: bench/scale_bench.py, docs/performance.md).
+every parsed line until then: the DirectRunner buffers the whole parsed span in memory
+(about a fifth of ExampleGen's memory growth with rows, measured in docs/performance.md).
 
 Here the conversion reads and parses the files a second time, from its own file list, and so
 streams: the type inference is the stock one, unchanged (same ColumnTypeInferrer over all
