@@ -89,8 +89,9 @@ class PipelineConfig:
 
 
 # `--beam-mode auto` (pipeline/beam_mode.py) runs Beam multi-processing from this many bytes of
-# CSV in the latest span on, in-memory below: the crossover bench/scale_bench.py measured.
-MULTI_PROCESSING_FROM_BYTES = 1 << 62
+# CSV in the latest span on, in-memory below. Measured (docs/performance.md): in-memory wins at
+# 15k rows (1.9 MB), multi-processing's data stages win at 100k rows (11 MiB, ~117 B a row).
+MULTI_PROCESSING_FROM_BYTES = 8 * 2**20
 
 
 def in_memory_beam_args() -> list[str]:
