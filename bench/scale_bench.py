@@ -19,15 +19,15 @@ stopped (the machine is shared) and reported as such.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-
-import psutil
 
 from bench.generate_rows import write_span
 
@@ -36,6 +36,32 @@ RUNNER = ROOT / "runners" / "local_runner.py"
 PIPELINE_NAME = "taxi_scale"
 # Components whose seconds scale with the input (the rest are fixed cost, shown but not rated).
 DATA_STAGES = ("CsvExampleGen", "StatisticsGen", "Transform", "Evaluator")
+
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def tree_rss(root: int) -> tuple[int, list[int]]:
+    """(summed RSS bytes, pids) of `root` and its descendants, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command: state, ppid, ...; rss (pages) is field 24 of stat, here index 21.
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        rss[int(entry)] = int(fields[21]) * PAGE
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo.extend(children.get(pid, []))
+    return sum(rss.get(pid, 0) for pid in pids), pids
 
 
 class TreeRss(threading.Thread):
@@ -50,30 +76,15 @@ class TreeRss(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        try:
-            root = psutil.Process(self.pid)
-        except psutil.NoSuchProcess:
-            return
         while not self.done.wait(0.5):
-            total = 0
-            try:
-                procs = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                return
-            for p in procs:
-                try:
-                    total += p.memory_info().rss
-                except psutil.NoSuchProcess:
-                    pass
+            total, pids = tree_rss(self.pid)
             self.peak = max(self.peak, total)
             self.samples.append((time.time(), total))
             if total > self.limit and not self.killed:
                 self.killed = True
-                for p in reversed(procs):
-                    try:
-                        p.kill()
-                    except psutil.NoSuchProcess:
-                        pass
+                for pid in reversed(pids):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
 
 
 def run_pipeline(data_root: Path, out: Path, mode: str, log: Path, limit: int) -> dict:
