@@ -26,9 +26,13 @@ from modules.model import build_keras_model, hyperparameter_space
 BATCH_SIZE = 128
 EVAL_BATCH_SIZE = 256
 # Batches kept in memory after the first pass: parsing tf.Examples again for every epoch costs
-# more than the model's own step on this small network. Beyond this many rows the data is
-# streamed from disk each epoch instead, so memory does not grow with the input.
-CACHE_MAX_ROWS = 2_000_000
+# more than the model's own step on this small network. A split whose decoded tensors would take
+# more than this many bytes is streamed from disk each epoch instead, so memory does not grow
+# with the input (a byte budget, not a row count: a wider feature set caches fewer rows).
+CACHE_MAX_BYTES = 256 * 2**20
+# Decoded bytes of one transformed row: one scalar per model input and the label, at most 8
+# bytes each (int64 ids, float32 z-scores).
+DECODED_BYTES_PER_ROW = 8 * (len(features.RAW_FEATURE_KEYS) + 1)
 SHUFFLE_BUFFER_ROWS = 10_000
 PROBABILITIES = "probabilities"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -64,15 +68,19 @@ def input_fn(
     return dataset.repeat().prefetch(tf.data.AUTOTUNE)
 
 
-def fits_in_cache(file_pattern: list[str], bytes_per_row: float = 40.0) -> bool:
-    """Whether a split is small enough to cache: rows estimated from its compressed size
-    (about 44 bytes per transformed taxi row)."""
+def fits_in_cache(
+    file_pattern: list[str],
+    bytes_per_row: float = 40.0,
+    max_bytes: int = CACHE_MAX_BYTES,
+) -> bool:
+    """Whether a split's decoded rows fit the cache's byte budget: rows estimated from its
+    compressed size (about 44 bytes per transformed taxi row, 40 errs towards more rows)."""
     size = sum(
         tf.io.gfile.stat(path).length
         for pattern in file_pattern
         for path in tf.io.gfile.glob(pattern)
     )
-    return size / bytes_per_row <= CACHE_MAX_ROWS
+    return size / bytes_per_row * DECODED_BYTES_PER_ROW <= max_bytes
 
 
 def _serving_raw_feature_spec(tf_transform_output: tft.TFTransformOutput) -> dict:

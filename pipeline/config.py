@@ -95,6 +95,12 @@ class PipelineConfig:
         return self.serving_model_dir or str(PROJECT_ROOT / "serving_model" / self.model_name)
 
 
+# `--beam-mode auto` (pipeline/beam_mode.py) runs Beam multi-processing from this many bytes of
+# CSV in the latest span on, in-memory below. Measured (docs/performance.md): in-memory wins at
+# 15k rows (1.9 MB), multi-processing's data stages win at 100k rows (11 MiB, ~117 B a row).
+MULTI_PROCESSING_FROM_BYTES = 8 * 2**20
+
+
 def in_memory_beam_args() -> list[str]:
     """Beam's DirectRunner in one process: fastest at the taxi sample's size (see README)."""
     return ["--direct_running_mode=in_memory", "--direct_num_workers=1"]

@@ -382,15 +382,21 @@ def example_gen_for(specs: tuple[SourceSpec, ...]):
 
 def _csv_example_gen(input_base: Any, pattern: str):
     from tfx import v1 as tfx
+    from tfx.dsl.components.base import executor_spec
     from tfx.proto import example_gen_pb2
 
-    return tfx.components.CsvExampleGen(
+    from pipeline.csv_example_gen import StreamingCsvExampleGenExecutor
+
+    component = tfx.components.CsvExampleGen(
         input_base=input_base,
         input_config=example_gen_pb2.Input(
             splits=[example_gen_pb2.Input.Split(name="single_split", pattern=pattern)]
         ),
         output_config=output_config(),
     )
+    # The same examples as TFX's executor, without buffering the whole parsed span in memory.
+    component.executor_spec = executor_spec.BeamExecutorSpec(StreamingCsvExampleGenExecutor)
+    return component
 
 
 def encode_sources(specs: Iterable[SourceSpec]) -> str:

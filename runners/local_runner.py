@@ -15,6 +15,7 @@ import dataclasses
 import os
 import sys
 
+from pipeline import beam_mode
 from pipeline import config as config_lib
 from pipeline.run import EXIT_FAILED, run_pipeline
 from pipeline.sources import SourceError, check_combination, parse_source_flag
@@ -59,9 +60,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="skip comparing the span with the previous span (schema drift_comparators)",
     )
     p.add_argument(
+        "--beam-mode",
+        choices=beam_mode.BEAM_MODES,
+        default=beam_mode.AUTO,
+        help="Beam DirectRunner: in-memory (one process), multi-processing (one worker per "
+        "core), or auto: chosen from the latest span's size (default). --beam-arg still wins",
+    )
+    p.add_argument(
         "--multi-processing",
         action="store_true",
-        help="Beam workers in one process per core (for large data; slower on the sample)",
+        help="same as --beam-mode multi-processing",
     )
     p.add_argument(
         "--train-spans",
@@ -90,11 +98,7 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     """The PipelineConfig the flags describe (paths made absolute)."""
     specs = tuple(parse_source_flag(text) for text in args.source)
     check_combination(specs)
-    beam_args = (
-        config_lib.multi_processing_beam_args()
-        if args.multi_processing
-        else config_lib.in_memory_beam_args()
-    )
+    mode = beam_mode.MULTI_PROCESSING if args.multi_processing else args.beam_mode
     return config_lib.PipelineConfig(
         pipeline_name=args.pipeline_name,
         data_root=os.path.abspath(args.data_root),
@@ -110,7 +114,7 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
         enable_cache=not args.no_cache,
         check_drift=not args.no_drift_check,
         train_spans=args.train_spans,
-        beam_args=tuple(beam_args + args.beam_arg),
+        beam_args=beam_mode.pipeline_beam_args(mode, args.data_root, args.beam_arg),
         sources=specs,
         thresholds=dataclasses.replace(
             config_lib.EvalThresholds(), min_auc=args.min_auc, min_accuracy=args.min_accuracy
