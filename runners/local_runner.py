@@ -3,6 +3,7 @@
 
     python runners/local_runner.py                   # full run, tuning included
     python runners/local_runner.py --skip-tuning     # reuse the committed best hyperparameters
+    python runners/local_runner.py --dataset penguins  # another dataset spec (datasets/<name>/)
 
 Exit status: 0 when the run completed (whether or not the model was blessed and pushed),
 1 when the data gate stopped it on anomalies or drift, 2 on any other failure.
@@ -14,16 +15,24 @@ import argparse
 import os
 import sys
 
+from modules.dataset_spec import SpecError
 from pipeline import config as config_lib
-from pipeline.run import run_pipeline
+from pipeline.run import EXIT_FAILED, run_pipeline
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The runner's flags; defaults come from PipelineConfig."""
     defaults = config_lib.PipelineConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--pipeline-name", default=defaults.pipeline_name)
-    p.add_argument("--data-root", default=defaults.data_root, help="holds span-N/*.csv")
+    p.add_argument(
+        "--dataset",
+        default=defaults.dataset,
+        help="dataset spec: a name under datasets/ or a dataset.yaml path (docs/datasets.md)",
+    )
+    p.add_argument("--pipeline-name", default=None, help="default: <dataset>_pipeline")
+    p.add_argument(
+        "--data-root", default=None, help="holds span-N/*.csv; default: the dataset spec's"
+    )
     p.add_argument("--output-dir", default=defaults.output_dir, help="pipeline artifacts")
     p.add_argument(
         "--metadata",
@@ -62,15 +71,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
-    """The PipelineConfig the flags describe (paths made absolute)."""
+    """The PipelineConfig the flags describe (paths made absolute), on the dataset spec's
+    settings."""
     beam_args = (
         config_lib.multi_processing_beam_args()
         if args.multi_processing
         else config_lib.in_memory_beam_args()
     )
-    return config_lib.PipelineConfig(
-        pipeline_name=args.pipeline_name,
-        data_root=os.path.abspath(args.data_root),
+    named = {}
+    if args.pipeline_name:
+        named["pipeline_name"] = args.pipeline_name
+    if args.data_root:
+        named["data_root"] = os.path.abspath(args.data_root)
+    return config_lib.dataset_config(
+        args.dataset,
+        **named,
         output_dir=os.path.abspath(args.output_dir),
         metadata=args.metadata,
         serving_model_dir=os.path.abspath(args.serving_model_dir) if args.serving_model_dir else "",
@@ -89,7 +104,12 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, run, return the exit status (see pipeline/run.py)."""
     args = parse_args(argv)
-    status, _ = run_pipeline(build_config(args), verbose=args.verbose)
+    try:
+        config = build_config(args)
+    except SpecError as e:
+        print(f"Pipeline not started: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    status, _ = run_pipeline(config, verbose=args.verbose)
     return status
 
 
