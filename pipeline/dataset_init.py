@@ -439,8 +439,7 @@ def dataset() -> None:
     "--task",
     type=click.Choice(TASKS),
     default=None,
-    help="Default: guessed from the label (text or 2 values: classification; numbers: "
-    "regression).",
+    help="Default: guessed from the label (text or 2 values: classification; numbers: regression).",
 )
 @click.option(
     "--datasets-dir",
