@@ -16,6 +16,7 @@ Errors are `SpecError`s with one printable line naming the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -135,18 +136,23 @@ class DatasetSpec:
     def to_config(self) -> dict[str, Any]:
         """The spec as JSON-able data: what components carry in custom_config."""
         out = dataclasses.asdict(self)
-        out["categorical"] = dict(self.categorical)
+        # Pairs, not a mapping: JSON encoders may sort keys, and the feature order matters.
+        out["categorical"] = [[k, n] for k, n in self.categorical.items()]
         # Where the files are is the pipeline's business, not the executors': leaving the paths
         # out keeps the cache key the same in every checkout.
         for key in LOCAL_PATHS:
             out.pop(key)
-        return out
+        return json.loads(json.dumps(out, sort_keys=True))
 
     @classmethod
     def from_config(cls, data: Mapping[str, Any]) -> DatasetSpec:
         d = dict(data)
         for key in ("classes", "numeric", "bucketized", "vocabulary", "unused", "slices"):
             d[key] = tuple(d.get(key) or ())
+        categorical = d.get("categorical") or []
+        d["categorical"] = dict(
+            categorical.items() if isinstance(categorical, dict) else categorical
+        )
         d["derive"] = DerivedLabel(**d["derive"]) if d.get("derive") else None
         d["drift"] = DriftTest(**(d.get("drift") or {}))
         d["drift_features"] = {
@@ -268,7 +274,10 @@ def parse(data: Any, path: Path) -> DatasetSpec:
         raise SpecError(f"{where}: name {name!r} must match {NAME_PATTERN.pattern}")
     base = path.parent
     schema_path = (base / str(data.get("schema") or SCHEMA_FILE)).resolve()
-    kinds = schema_kinds(schema_path)
+    try:
+        kinds = schema_kinds(schema_path)
+    except SpecError as e:
+        raise SpecError(f"{where}: {e}") from None
 
     source = _mapping(f"{where}: source", data.get("source"))
     _known(f"{where}: source", source, ("data_root", "input_pattern"))
