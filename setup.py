@@ -43,6 +43,7 @@ setup(
         "requests",
         "markdown",  # model cards' HTML (registry/card.py)
         "streamlit==1.60.0",  # the web app (apps/ui, `mlops ui`)
+        "pyyaml>=6",  # dataset specs (modules/dataset_spec.py)
     ],
     extras_require={
         "dev": [
