@@ -248,7 +248,11 @@ def _schema_text(columns: list[Column], label: Column, task: str) -> str:
     from google.protobuf import text_format
 
     schema = tfdv.infer_schema(_statistics(columns), infer_feature_shape=False)
+    incomplete = {c.name for c in columns if len(c.present) < len(c.values)}
     for feature in schema.feature:
+        if feature.name in incomplete:
+            # CsvExampleGen writes an empty cell as a feature with no value, not as no feature.
+            feature.value_count.ClearField("min")
         if feature.name == label.name:
             # Requests carry no label; every training row has one.
             feature.not_in_environment.append("SERVING")

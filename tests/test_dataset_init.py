@@ -73,8 +73,13 @@ def test_init_drafts_a_spec_and_schema_the_pipeline_can_load(tmp_path):
     assert len(rows) == 300 and "notes" not in rows[0]
     # "NA" is written as an empty cell: a missing value, as CsvExampleGen reads it.
     assert "NA" not in {r["region"] for r in rows} and "" in {r["region"] for r in rows}
+    import tensorflow_data_validation as tfdv
+
     schema = Path(spec.schema_path).read_text()
     assert 'not_in_environment: "SERVING"' in schema
+    # Columns with empty cells accept examples without a value.
+    features = {f.name: f for f in tfdv.load_schema_text(spec.schema_path).feature}
+    assert not features["income"].value_count.min and features["plan"].value_count.min == 1
     assert spec.thresholds["min_auc_gain"] == 1e-10
 
 
