@@ -117,8 +117,10 @@ def test_penguins_train_evaluate_push_and_classify_by_name(tmp_path):
         top = [max(c.classes, key=lambda x: x.score).label for c in response.result.classifications]
         assert len(top) == len(rows)
         assert set(top) <= {"Adelie", "Chinstrap", "Gentoo"}
-        # The first rows are Adelie, the last Gentoo: a trained model tells them apart.
-        assert top[:3].count("Adelie") >= 2 and top[-3:].count("Gentoo") >= 2, top
+        # The first rows are Adelie, the last Chinstrap (the file's order): a trained model
+        # tells them apart.
+        truth = [r["species"] for r in rows]
+        assert sum(t == p for t, p in zip(truth, top, strict=True)) >= 9, (truth, top)
 
         client = GrpcClient(port=server.grpc_port, spec=spec)
         predictions = predict_rows(client, "penguins", rows, encoding="raw", spec=spec)
