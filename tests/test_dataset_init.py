@@ -119,6 +119,7 @@ def _init(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # eleven `mlops` processes, each importing TFDV: about 35 s
 def test_refusals_are_one_line_exit_1_and_write_nothing(tmp_path):
     good = synthetic_csv(tmp_path / "good.csv", seed=7, rows=40)
     one_class = tmp_path / "one.csv"
