@@ -45,6 +45,7 @@ setup(
         "markdown",  # model cards' HTML (registry/card.py)
         "streamlit==1.60.0",  # the web app (apps/ui, `mlops ui`)
         "psycopg2-binary",  # PostgreSQL data source (pipeline/postgres_source.py)
+        "pyyaml>=6",  # dataset specs (modules/dataset_spec.py)
     ],
     extras_require={
         "dev": [

@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "serve": "serving.cli:serve",
     "predict": "serving.cli:predict",
     "data": "pipeline.spans:data",
+    "dataset": "pipeline.dataset_init:dataset",
     "models": "registry.cli:models",
     "ui": "apps.ui.cli:ui",
     "monitor": "monitoring.cli:monitor",

@@ -1,88 +1,62 @@
-"""The single source of truth for the taxi dataset's features and label.
+"""The active dataset's features and label as module constants: the taxi-compatible facade.
 
-Every other module (preprocessing, model, serving client, schema checks, tests) derives its
-names from here, so adding or renaming a feature is a one-file change.
+The source of truth is the dataset spec (datasets/<name>/dataset.yaml, modules/dataset_spec.py);
+these constants are computed from the active spec (the default dataset, taxi, unless
+$MLOPS_DATASET names another) so code written against the taxi constants keeps working.
+Pipeline code that serves several datasets takes a DatasetSpec instead.
 """
 
 from __future__ import annotations
 
-# Numeric features, standardised to z-scores.
-DENSE_FLOAT_FEATURE_KEYS: list[str] = ["trip_miles", "fare", "trip_seconds"]
+from modules import dataset_spec
 
-# Coordinates, bucketized into quantile buckets.
-BUCKET_FEATURE_KEYS: list[str] = [
-    "pickup_latitude",
-    "pickup_longitude",
-    "dropoff_latitude",
-    "dropoff_longitude",
-]
-FEATURE_BUCKET_COUNT: int = 10
+SPEC: dataset_spec.DatasetSpec = dataset_spec.load()
+
+# Numeric features, standardised to z-scores.
+DENSE_FLOAT_FEATURE_KEYS: list[str] = list(SPEC.numeric)
+
+# Bucketized into quantile buckets.
+BUCKET_FEATURE_KEYS: list[str] = list(SPEC.bucketized)
+FEATURE_BUCKET_COUNT: int = SPEC.bucket_count
 
 # Small integer categoricals used as ids directly: key -> number of ids (max value + 1).
-CATEGORICAL_NUMERICAL_FEATURES: dict[str, int] = {
-    "trip_start_hour": 24,
-    "trip_start_day": 8,
-    "trip_start_month": 13,
-    "pickup_community_area": 78,
-    "dropoff_community_area": 78,
-}
+CATEGORICAL_NUMERICAL_FEATURES: dict[str, int] = dict(SPEC.categorical)
 CATEGORICAL_NUMERICAL_FEATURE_KEYS: list[str] = list(CATEGORICAL_NUMERICAL_FEATURES)
 
-# Categoricals given a vocabulary: strings, and census tracts (11-digit ids, too sparse for
-# identity ids).
-VOCAB_FEATURE_KEYS: list[str] = [
-    "payment_type",
-    "company",
-    "pickup_census_tract",
-    "dropoff_census_tract",
-]
-VOCAB_SIZE: int = 1000
-OOV_SIZE: int = 10
+# Categoricals given a vocabulary.
+VOCAB_FEATURE_KEYS: list[str] = list(SPEC.vocabulary)
+VOCAB_SIZE: int = SPEC.vocab_size
+OOV_SIZE: int = SPEC.oov_size
 
-# Present in the CSV but not a model input (kept for lineage/slicing, dropped from the model).
-UNUSED_FEATURE_KEYS: list[str] = ["trip_start_timestamp"]
+# Present in the data but not a model input.
+UNUSED_FEATURE_KEYS: list[str] = list(SPEC.unused)
 
 # Which source a row came from, when several feed one run (pipeline/sources.py writes it, the
 # schema declares it optional and not in SERVING); never a model input.
 SOURCE_FEATURE_KEY: str = "source"
 
-# Raw columns that derive the label; "big tipper" = tips > LABEL_TIP_FRACTION * fare.
-TIPS_KEY: str = "tips"
-FARE_KEY: str = "fare"
-LABEL_TIP_FRACTION: float = 0.2
-LABEL_KEY: str = "big_tipper"
+LABEL_KEY: str = SPEC.label
+if SPEC.derive is not None:
+    # Raw columns that derive the label: label = TIPS_KEY > LABEL_TIP_FRACTION * FARE_KEY.
+    TIPS_KEY: str = SPEC.derive.numerator
+    FARE_KEY: str = SPEC.derive.denominator
+    LABEL_TIP_FRACTION: float = SPEC.derive.greater_than
 
-# Evaluation slice.
-SLICE_FEATURE_KEYS: list[str] = ["trip_start_hour"]
+# Evaluation slices.
+SLICE_FEATURE_KEYS: list[str] = list(SPEC.slices)
 
-RAW_FEATURE_KEYS: list[str] = (
-    DENSE_FLOAT_FEATURE_KEYS
-    + BUCKET_FEATURE_KEYS
-    + CATEGORICAL_NUMERICAL_FEATURE_KEYS
-    + VOCAB_FEATURE_KEYS
-)
+RAW_FEATURE_KEYS: list[str] = SPEC.raw_feature_keys
 """Raw model inputs: what a client sends to the serving signatures."""
 
-STRING_FEATURE_KEYS: list[str] = ["payment_type", "company"]
+STRING_FEATURE_KEYS: list[str] = [k for k in RAW_FEATURE_KEYS if SPEC.raw_dtype(k) == "bytes"]
 """Raw features stored as bytes in tf.Examples."""
 
-INT_FEATURE_KEYS: list[str] = CATEGORICAL_NUMERICAL_FEATURE_KEYS + [
-    "pickup_census_tract",
-    "dropoff_census_tract",
-    "trip_seconds",
-]
+INT_FEATURE_KEYS: list[str] = [k for k in RAW_FEATURE_KEYS if SPEC.raw_dtype(k) == "int64"]
 """Raw features stored as int64 in tf.Examples; the other numerics are float32."""
 
-
-def transformed_name(key: str) -> str:
-    """Name of a feature after Transform; a suffix keeps raw and transformed names apart."""
-    return f"{key}_xf"
+transformed_name = dataset_spec.transformed_name
 
 
 def raw_dtype(key: str) -> str:
     """tf.Example kind of a raw feature: 'int64', 'float' or 'bytes'."""
-    if key in STRING_FEATURE_KEYS:
-        return "bytes"
-    if key in INT_FEATURE_KEYS:
-        return "int64"
-    return "float"
+    return SPEC.raw_dtype(key)

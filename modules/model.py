@@ -1,4 +1,8 @@
-"""The Keras wide-and-deep classifier and the hyperparameter space the Tuner searches.
+"""The Keras wide-and-deep model and the hyperparameter space the Tuner searches.
+
+Inputs come from the dataset spec's feature roles; the head, loss and metrics from its task:
+binary (sigmoid, cross-entropy, accuracy + AUC), multiclass (softmax over the classes, sparse
+categorical cross-entropy and accuracy) or regression (linear, mean squared error, MAE).
 
 Uses tf_keras (Keras 2) explicitly: TFT and TFMA 1.16 only understand Keras 2 models, while
 TensorFlow 2.16's default `tf.keras` is Keras 3.
@@ -10,7 +14,8 @@ import keras_tuner as kt
 import tensorflow as tf
 import tf_keras as keras
 
-from modules import features
+from modules import dataset_spec
+from modules.dataset_spec import BINARY, MULTICLASS, DatasetSpec, transformed_name
 
 LEARNING_RATES: list[float] = [1e-3, 3e-3, 1e-2]
 HIDDEN_UNITS: list[int] = [32, 64, 128]
@@ -18,6 +23,23 @@ MAX_HIDDEN_LAYERS: int = 3
 # Training steps per tf.function call: this small network's step is cheaper than Keras's
 # per-step Python overhead, so running many steps per call is most of the training speed-up.
 STEPS_PER_EXECUTION: int = 50
+# The model's output: class probabilities (binary: [n, 1], multiclass: [n, classes]) or, for
+# regression, the predicted value [n, 1].
+PROBABILITIES = "probabilities"
+PREDICTIONS = "predictions"
+
+
+def output_name(spec: DatasetSpec) -> str:
+    return PROBABILITIES if spec.is_classification else PREDICTIONS
+
+
+def tuner_objective(spec: DatasetSpec) -> kt.Objective:
+    """What the Tuner maximises (minimises): AUC, accuracy or the validation loss."""
+    if spec.task == BINARY:
+        return kt.Objective("val_auc", direction="max")
+    if spec.task == MULTICLASS:
+        return kt.Objective("val_accuracy", direction="max")
+    return kt.Objective("val_loss", direction="min")
 
 
 def hyperparameter_space() -> kt.HyperParameters:
@@ -29,48 +51,62 @@ def hyperparameter_space() -> kt.HyperParameters:
     return hp
 
 
-def _categorical_cardinalities() -> dict[str, int]:
+def _categorical_cardinalities(spec: DatasetSpec) -> dict[str, int]:
     """Number of ids each categorical transformed feature can take."""
-    sizes = {k: n for k, n in features.CATEGORICAL_NUMERICAL_FEATURES.items()}
-    sizes.update({k: features.FEATURE_BUCKET_COUNT + 1 for k in features.BUCKET_FEATURE_KEYS})
-    sizes.update({k: features.VOCAB_SIZE + features.OOV_SIZE for k in features.VOCAB_FEATURE_KEYS})
+    sizes = dict(spec.categorical)
+    sizes.update({k: spec.bucket_count + 1 for k in spec.bucketized})
+    sizes.update({k: spec.vocab_size + spec.oov_size for k in spec.vocabulary})
     return sizes
 
 
 def build_keras_model(
-    hparams: kt.HyperParameters, steps_per_execution: int = STEPS_PER_EXECUTION
+    hparams: kt.HyperParameters,
+    steps_per_execution: int = STEPS_PER_EXECUTION,
+    spec: DatasetSpec | None = None,
 ) -> keras.Model:
-    """Wide part: one-hot categoricals into a linear logit. Deep part: numerics plus
-    embeddings through a tower whose layers halve in width."""
+    """Wide part: one-hot categoricals into a linear head. Deep part: numerics plus
+    embeddings through a tower whose layers halve in width. The head follows the task."""
+    spec = spec or dataset_spec.load()
     numeric_inputs = [
-        keras.Input(shape=(1,), name=features.transformed_name(k), dtype=tf.float32)
-        for k in features.DENSE_FLOAT_FEATURE_KEYS
+        keras.Input(shape=(1,), name=transformed_name(k), dtype=tf.float32) for k in spec.numeric
     ]
     wide, deep = [], list(numeric_inputs)
     categorical_inputs = []
-    for key, cardinality in _categorical_cardinalities().items():
-        ids = keras.Input(shape=(1,), name=features.transformed_name(key), dtype=tf.int64)
+    for key, cardinality in _categorical_cardinalities(spec).items():
+        ids = keras.Input(shape=(1,), name=transformed_name(key), dtype=tf.int64)
         categorical_inputs.append(ids)
         wide.append(keras.layers.CategoryEncoding(cardinality, output_mode="one_hot")(ids))
         dim = max(2, min(8, int(cardinality**0.25) * 2))
         deep.append(keras.layers.Flatten()(keras.layers.Embedding(cardinality, dim)(ids)))
 
-    x = keras.layers.concatenate(deep)
+    x = keras.layers.concatenate(deep) if len(deep) > 1 else deep[0]
     units = int(hparams.get("first_hidden_units"))
     for _ in range(int(hparams.get("num_hidden_layers"))):
         x = keras.layers.Dense(units, activation="relu")(x)
         units = max(8, units // 2)
-    deep_logit = keras.layers.Dense(1)(x)
-    wide_logit = keras.layers.Dense(1)(keras.layers.concatenate(wide))
-    output = keras.layers.Activation("sigmoid", name="probabilities")(
-        keras.layers.add([deep_logit, wide_logit])
-    )
+    width = spec.num_classes if spec.task == MULTICLASS else 1
+    logits = keras.layers.Dense(width)(x)
+    if wide:
+        wide_in = keras.layers.concatenate(wide) if len(wide) > 1 else wide[0]
+        logits = keras.layers.add([logits, keras.layers.Dense(width)(wide_in)])
+    if spec.task == BINARY:
+        output = keras.layers.Activation("sigmoid", name=PROBABILITIES)(logits)
+        loss = keras.losses.BinaryCrossentropy()
+        metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
+    elif spec.task == MULTICLASS:
+        output = keras.layers.Activation("softmax", name=PROBABILITIES)(logits)
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    else:
+        output = keras.layers.Activation("linear", name=PREDICTIONS)(logits)
+        loss = keras.losses.MeanSquaredError()
+        metrics = [keras.metrics.MeanAbsoluteError(name="mae")]
 
     model = keras.Model(inputs=numeric_inputs + categorical_inputs, outputs=output)
     model.compile(
         optimizer=keras.optimizers.Adam(float(hparams.get("learning_rate"))),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+        loss=loss,
+        metrics=metrics,
         steps_per_execution=steps_per_execution,
     )
     return model

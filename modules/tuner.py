@@ -2,36 +2,47 @@
 
 from __future__ import annotations
 
+import functools
+
 import keras_tuner as kt
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from modules.model import build_keras_model, hyperparameter_space
+from modules import dataset_spec
+from modules.model import build_keras_model, hyperparameter_space, tuner_objective
 from modules.trainer import BATCH_SIZE, EVAL_BATCH_SIZE, fits_in_cache, input_fn
 
-OBJECTIVE = kt.Objective("val_auc", direction="max")
+# The default dataset's objective (binary: validation AUC); tuner_objective(spec) in general.
+OBJECTIVE = tuner_objective(dataset_spec.load())
 DEFAULT_MAX_TRIALS = 4
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
-    """Random search; the number of trials comes from the pipeline config via custom_config."""
+    """Random search; the number of trials and the dataset spec come from the pipeline config
+    via custom_config."""
     max_trials = int((fn_args.custom_config or {}).get("max_trials", DEFAULT_MAX_TRIALS))
+    spec = dataset_spec.from_custom_config(fn_args.custom_config)
     tuner = kt.RandomSearch(
-        build_keras_model,
+        functools.partial(build_keras_model, spec=spec),
         hyperparameters=hyperparameter_space(),
-        objective=OBJECTIVE,
+        objective=tuner_objective(spec),
         max_trials=max_trials,
         directory=fn_args.working_dir,
         project_name="taxi_tuning",
         seed=42,
     )
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    cache = fits_in_cache(fn_args.train_files)
+    cache = fits_in_cache(fn_args.train_files, spec=spec)
     return tfx.components.TunerFnResult(
         tuner=tuner,
         fit_kwargs={
             "x": input_fn(
-                fn_args.train_files, fn_args.data_accessor, tf_transform_output, BATCH_SIZE, cache
+                fn_args.train_files,
+                fn_args.data_accessor,
+                tf_transform_output,
+                BATCH_SIZE,
+                cache,
+                spec,
             ),
             "validation_data": input_fn(
                 fn_args.eval_files,
@@ -39,6 +50,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
                 tf_transform_output,
                 EVAL_BATCH_SIZE,
                 cache,
+                spec,
             ),
             "steps_per_epoch": fn_args.train_steps,
             "validation_steps": fn_args.eval_steps,

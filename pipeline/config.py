@@ -11,16 +11,21 @@ import os
 from pathlib import Path
 
 from metadata.connection import LOCAL_OUTPUT_DIR, sqlite_store_path
-from modules import features
+from modules import dataset_spec, features
 from pipeline.sources import SourceSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODULES_DIR = PROJECT_ROOT / "modules"
+# The default dataset's spec: the defaults below (thresholds, paths, slices) are its settings.
+_DEFAULT_SPEC = dataset_spec.load(dataset_spec.DEFAULT_DATASET)
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalThresholds:
-    """When the Evaluator blesses a candidate model.
+    """When the Evaluator blesses a binary classifier (defaults: the default dataset spec's
+    `evaluation`). Set on a PipelineConfig it overrides the spec's thresholds; a multiclass
+    dataset takes `min_accuracy` and `min_auc_gain` (as the accuracy gain) from it, a regression
+    dataset keeps its spec's thresholds (see pipeline.pipeline.eval_config).
 
     Value thresholds must hold on their own; the change threshold compares with the latest
     blessed (baseline) model on the same eval data: the candidate's AUC must beat it by at least
@@ -29,14 +34,20 @@ class EvalThresholds:
     value tolerates that much regression.
     """
 
-    min_auc: float = 0.85
-    # Above the 0.775 that always answering "not a big tipper" scores on this data.
-    min_accuracy: float = 0.80
-    min_auc_gain: float = 1e-10
+    min_auc: float | None = _DEFAULT_SPEC.thresholds["min_auc"]
+    min_accuracy: float | None = _DEFAULT_SPEC.thresholds["min_accuracy"]
+    # None: no comparison with the baseline (every blessed candidate is pushed).
+    min_auc_gain: float | None = _DEFAULT_SPEC.thresholds["min_auc_gain"]
+
+
+_THRESHOLD_FIELDS = dataclasses.fields(EvalThresholds)
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
+    # The dataset spec (a name under datasets/, or a dataset.yaml path): labels, features, task.
+    # dataset_config() fills the settings below from it; these defaults are the default dataset's.
+    dataset: str = dataset_spec.DEFAULT_DATASET
     pipeline_name: str = "taxi_pipeline"
     model_name: str = "taxi"
     data_root: str = str(PROJECT_ROOT / "data" / "taxi")
@@ -58,7 +69,8 @@ class PipelineConfig:
     tuner_eval_steps: int = 50
     skip_tuning: bool = False
     best_hyperparameters_dir: str = str(MODULES_DIR / "best_hyperparameters")
-    thresholds: EvalThresholds = dataclasses.field(default_factory=EvalThresholds)
+    # None: the dataset spec's `evaluation` thresholds.
+    thresholds: EvalThresholds | None = dataclasses.field(default_factory=EvalThresholds)
     slice_features: tuple[str, ...] = tuple(features.SLICE_FEATURE_KEYS)
     beam_args: tuple[str, ...] = ()
     enable_cache: bool = True
@@ -99,6 +111,30 @@ class PipelineConfig:
 # CSV in the latest span on, in-memory below. Measured (docs/performance.md): in-memory wins at
 # 15k rows (1.9 MB), multi-processing's data stages win at 100k rows (11 MiB, ~117 B a row).
 MULTI_PROCESSING_FROM_BYTES = 8 * 2**20
+
+
+def dataset_config(dataset: str | os.PathLike, **overrides) -> PipelineConfig:
+    """The PipelineConfig of a dataset spec: its pipeline and model name (`<name>_pipeline`,
+    `<name>`), data root and span pattern, schema, slices and thresholds; `overrides` win.
+    A SpecError says why a spec cannot be used."""
+    spec = dataset_spec.load(dataset)
+    in_repo = Path(spec.spec_path) == dataset_spec.spec_path(spec.name)
+    settings = dict(
+        dataset=spec.name if in_repo else spec.spec_path,
+        pipeline_name=f"{spec.name}_pipeline",
+        model_name=spec.name,
+        data_root=spec.data_root,
+        input_pattern=spec.input_pattern,
+        schema_path=spec.schema_path,
+        slice_features=tuple(spec.slices),
+        thresholds=(
+            EvalThresholds(**{f.name: spec.thresholds.get(f.name) for f in _THRESHOLD_FIELDS})
+            if spec.task == dataset_spec.BINARY
+            else None
+        ),
+    )
+    settings.update(overrides)
+    return PipelineConfig(**settings)
 
 
 def in_memory_beam_args() -> list[str]:

@@ -113,6 +113,7 @@ def compare_statistics(
     schema,
     split: str,
     skew: bool = False,
+    tests: dict | None = None,
 ) -> tuple[anomalies_pb2.Anomalies, list[Measurement]]:
     """`new` against `base` (the previous span's statistics for drift, the training statistics
     for skew): TFDV's comparator result (the schema's drift/skew comparators) and every
@@ -127,7 +128,7 @@ def compare_statistics(
     kind = "skew" if skew else "drift"
     tests = [
         Measurement(split, r.feature, r.test, r.distance, r.threshold, kind)
-        for r in drift_measures.compare(base, new)
+        for r in drift_measures.compare(base, new, tests)
     ]
     found = measurements(result, split, skew=skew) + tests
     return result, sorted(found, key=_order)
@@ -214,10 +215,13 @@ def DriftValidator(  # noqa: N802 - TFX components are named like classes
     drift: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
     history: tfx.dsl.components.InputArtifact[list[_Stats]] = None,
     splits: tfx.dsl.components.Parameter[str] = DRIFT_SPLITS,
+    feature_tests: tfx.dsl.components.Parameter[str] = "",
 ) -> OutputDict(drifted_features=int, previous_span=int):
     """Compare the statistics of `splits` (comma-separated) with the previous span's (the
     highest span in `history` below the current one) under the schema's drift comparators and
     the sample-size-aware tests (pipeline/drift_measures.py).
+    `feature_tests` (drift_measures.tests_config of the dataset spec; '' the default dataset's)
+    says which features the sample-size-aware tests check and how sensitively.
     Without a previous span (the first run) there is nothing to compare with: pass."""
     from tfx.components.statistics_gen import stats_artifact_utils
     from tfx.utils import io_utils
@@ -241,6 +245,7 @@ def DriftValidator(  # noqa: N802 - TFX components are named like classes
                 stats_artifact_utils.load_statistics(statistics, split).proto(),
                 schema_proto,
                 split,
+                tests=drift_measures.tests_from_config(feature_tests),
             )
             write_anomalies(os.path.join(drift.uri, f"Split-{split}", ANOMALIES_FILE), result)
             write_tests(os.path.join(drift.uri, f"Split-{split}", TESTS_FILE), found)

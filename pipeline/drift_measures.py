@@ -26,6 +26,7 @@ in FEATURE_TESTS below (the one place to change them).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Iterable, Mapping
 
@@ -53,11 +54,32 @@ class FeatureTest:
     min_distance: float = 0.03
 
 
+def feature_tests(spec) -> dict[str, FeatureTest]:
+    """Every raw model input of a dataset spec, with the spec's `drift` settings."""
+    out = {}
+    for key in spec.raw_feature_keys:
+        test = spec.drift_test(key)
+        out[key] = FeatureTest(alpha=test.alpha, min_distance=test.min_distance)
+    return out
+
+
+def tests_config(spec) -> str:
+    """feature_tests(spec) as the JSON text the DriftValidator takes as a parameter."""
+    return json.dumps({k: dataclasses.asdict(t) for k, t in feature_tests(spec).items()})
+
+
+def tests_from_config(text: str) -> dict[str, FeatureTest] | None:
+    """The inverse of tests_config ('' -> None: the default dataset's FEATURE_TESTS)."""
+    if not text:
+        return None
+    return {k: FeatureTest(**v) for k, v in json.loads(text).items()}
+
+
 # Every raw model input can drift. alpha 1e-3 per feature: over the 15 features about 1.5% of
 # same-distribution spans are stopped by chance (measured: 1 of 100 calibration samples, 0 of 60
 # in tests/test_drift_measures.py; docs/continuous_training.md). Lower a feature's alpha to make it
-# quieter (it then needs a larger shift to fire).
-FEATURE_TESTS: dict[str, FeatureTest] = {key: FeatureTest() for key in features.RAW_FEATURE_KEYS}
+# quieter (it then needs a larger shift to fire): the dataset spec's `drift` section.
+FEATURE_TESTS: dict[str, FeatureTest] = feature_tests(features.SPEC)
 
 
 def statistics_options(**overrides):

@@ -8,7 +8,9 @@ CsvExampleGen (latest span) -> StatisticsGen -> ImportSchemaGen (curated) | Sche
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from pathlib import Path
 
 import tensorflow_model_analysis as tfma
@@ -16,8 +18,9 @@ from google.protobuf import wrappers_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
-from modules import features
-from pipeline import sources
+from modules import dataset_spec
+from modules.dataset_spec import BINARY, MULTICLASS, DatasetSpec, transformed_name
+from pipeline import drift_measures, sources
 from pipeline.config import PipelineConfig
 from pipeline.data_gate import ACCEPTED_STATISTICS, DataGate
 from pipeline.drift import DRIFT_VALIDATOR, DriftValidator, SpanStatisticsGenExecutor
@@ -31,57 +34,121 @@ BEST_HYPERPARAMETERS_IMPORTER = "BestHyperparametersImporter"
 LATEST_BLESSED_MODEL_RESOLVER = "LatestBlessedModelResolver"
 
 
-def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """AUC, accuracy, calibration and example count, overall and per slice; value
-    thresholds plus a change threshold against the baseline (latest blessed) model."""
+def _threshold(
+    lower: float | None = None,
+    upper: float | None = None,
+    gain: float | None = None,
+    higher_is_better: bool = True,
+) -> list[tfma.PerSliceMetricThreshold]:
+    """A value bound and/or a change threshold against the baseline, on the overall slice only:
+    per-slice values (an hour, an island) are too small to hold a bar."""
+    threshold = tfma.MetricThreshold()
+    if lower is not None or upper is not None:
+        bounds = {}
+        if lower is not None:
+            bounds["lower_bound"] = {"value": lower}
+        if upper is not None:
+            bounds["upper_bound"] = {"value": upper}
+        threshold.value_threshold.CopyFrom(tfma.GenericValueThreshold(**bounds))
+    if gain is not None:
+        threshold.change_threshold.CopyFrom(
+            tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER
+                if higher_is_better
+                else tfma.MetricDirection.LOWER_IS_BETTER,
+                absolute={"value": gain},
+            )
+        )
+    if not threshold.ListFields():
+        return []
+    return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]
+
+
+def _metric(class_name: str, thresholds=(), **config) -> tfma.MetricConfig:
+    metric = tfma.MetricConfig(class_name=class_name, per_slice_thresholds=list(thresholds))
+    if config:
+        metric.config = json.dumps(config)
+    return metric
+
+
+def eval_thresholds(config: PipelineConfig, spec: DatasetSpec) -> dict[str, float]:
+    """The thresholds the Evaluator holds this dataset's candidate to: the spec's `evaluation`,
+    or the config's EvalThresholds where set (see EvalThresholds)."""
     t = config.thresholds
-    auc_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": t.min_auc}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": t.min_auc_gain},
-        ),
-    )
-    accuracy_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": t.min_accuracy})
-    )
+    if t is None:
+        return dict(spec.thresholds)
+    if spec.task == BINARY:
+        values = dataclasses.asdict(t)
+    elif spec.task == MULTICLASS:
+        values = {"min_accuracy": t.min_accuracy, "min_accuracy_gain": t.min_auc_gain}
+    else:
+        values = dict(spec.thresholds)
+    return {k: v for k, v in values.items() if v is not None}
 
-    def overall(threshold: tfma.MetricThreshold) -> list[tfma.PerSliceMetricThreshold]:
-        # Gate on the whole eval set only: per-hour slices are too small to hold a bar.
-        return [
-            tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
+
+def eval_config(config: PipelineConfig, spec: DatasetSpec | None = None) -> tfma.EvalConfig:
+    """The task's metrics, overall and per slice, with value thresholds plus a change threshold
+    against the baseline (latest blessed) model:
+    binary: AUC, accuracy, calibration, mean label/prediction, example count;
+    multiclass: accuracy, per-class precision and recall, the confusion matrix, example count;
+    regression: mean squared and absolute error, mean label/prediction, example count."""
+    spec = spec or dataset_spec.load(config.dataset)
+    t = eval_thresholds(config, spec)
+    specs = []
+    if spec.task == BINARY:
+        metrics = [
+            _metric("ExampleCount"),
+            _metric("AUC", _threshold(t.get("min_auc"), gain=t.get("min_auc_gain"))),
+            _metric("BinaryAccuracy", _threshold(t.get("min_accuracy"))),
+            _metric("Calibration"),
+            _metric("MeanLabel"),
+            _metric("MeanPrediction"),
         ]
-
+    elif spec.task == MULTICLASS:
+        metrics = [
+            _metric("ExampleCount"),
+            _metric(
+                "SparseCategoricalAccuracy",
+                _threshold(t.get("min_accuracy"), gain=t.get("min_accuracy_gain")),
+            ),
+            _metric("MultiClassConfusionMatrixPlot"),
+        ]
+        # Precision and recall of each class, one-vs-rest (sub keys class_id:<id>).
+        specs.append(
+            tfma.MetricsSpec(
+                metrics=[_metric("Precision"), _metric("Recall")],
+                binarize=tfma.BinarizationOptions(
+                    class_ids={"values": list(range(spec.num_classes))}
+                ),
+            )
+        )
+    else:
+        metrics = [
+            _metric("ExampleCount"),
+            _metric(
+                "MeanSquaredError",
+                _threshold(
+                    upper=t.get("max_mse"), gain=t.get("max_mse_increase"), higher_is_better=False
+                ),
+            ),
+            _metric("MeanAbsoluteError", _threshold(upper=t.get("max_mae"))),
+            _metric("MeanLabel"),
+            _metric("MeanPrediction"),
+        ]
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
                 signature_name="serving_default",
-                label_key=features.transformed_name(features.LABEL_KEY),
+                label_key=transformed_name(spec.label),
                 preprocessing_function_names=["transform_features"],
             )
         ],
         slicing_specs=[tfma.SlicingSpec()]
         + [tfma.SlicingSpec(feature_keys=[key]) for key in config.slice_features],
-        metrics_specs=[
-            tfma.MetricsSpec(
-                metrics=[
-                    tfma.MetricConfig(class_name="ExampleCount"),
-                    tfma.MetricConfig(
-                        class_name="AUC", per_slice_thresholds=overall(auc_threshold)
-                    ),
-                    tfma.MetricConfig(
-                        class_name="BinaryAccuracy",
-                        per_slice_thresholds=overall(accuracy_threshold),
-                    ),
-                    tfma.MetricConfig(class_name="Calibration"),
-                    tfma.MetricConfig(class_name="MeanLabel"),
-                    tfma.MetricConfig(class_name="MeanPrediction"),
-                ]
-            )
-        ],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics), *specs],
         # Not the model's compiled Keras metrics (loss, accuracy, auc) on top: TFMA computes
-        # those by running TensorFlow per slice and model, and the specs above already give AUC
-        # and accuracy (bench/scale_bench.py, docs/performance.md).
+        # those by running TensorFlow per slice and model, and the specs above already give the
+        # metrics the gate reads (bench/scale_bench.py, docs/performance.md).
         options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
     )
 
@@ -111,6 +178,7 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
     """The full pipeline. `metadata_connection_config` is the runner's (None on Kubeflow,
     where the cluster provides ML Metadata)."""
+    spec = dataset_spec.load(config.dataset)
     # CsvExampleGen over data_root unless config.sources lists others (pipeline/sources.py).
     example_gen = sources.example_gen(config)
     # Percentile quantiles: what the drift/skew tests read (pipeline/drift_measures.py).
@@ -144,6 +212,7 @@ def create_pipeline(
             statistics=statistics_gen.outputs["statistics"],
             schema=schema_gen.outputs["schema"],
             history=accepted_statistics,
+            feature_tests=drift_measures.tests_config(spec),
         ).with_id(DRIFT_VALIDATOR)
         validators.append(drift_validator)
         drift["drift"] = drift_validator.outputs["drift"]
@@ -168,6 +237,9 @@ def create_pipeline(
         window = [training_window(example_gen.outputs["examples"], config.train_spans)]
         window[0].add_upstream_node(data_gate)
         training_examples = window[0].outputs["examples"]
+    # The dataset spec travels to the user code as data: an edited spec changes these exec
+    # properties, so Transform, Tuner and Trainer re-execute instead of reusing the cache.
+    fingerprint = {dataset_spec.CONFIG_KEY: spec.to_config(), **fingerprint}
     transform = tfx.components.Transform(
         examples=training_examples,
         schema=schema_gen.outputs["schema"],
@@ -175,7 +247,7 @@ def create_pipeline(
         # cache back in; `lean_transform` skips both (see PipelineConfig for why it is opt-in).
         disable_statistics=config.lean_transform,
         disable_analyzer_cache=config.lean_transform,
-        custom_config=fingerprint or None,
+        custom_config=fingerprint,
         **user_code(config, config.preprocessing_module, "preprocessing_fn"),
     )
     # Nothing is transformed, trained or pushed from data that failed validation.
@@ -207,7 +279,7 @@ def create_pipeline(
         hyperparameters=hyperparameters,
         train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
-        custom_config=fingerprint or None,
+        custom_config=fingerprint,
     )
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -218,7 +290,7 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
-        eval_config=eval_config(config),
+        eval_config=eval_config(config, spec),
     )
     # A re-run whose candidate is the blessed baseline itself records "not blessed, nothing
     # changed" instead of evaluating the model against itself.

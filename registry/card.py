@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from metadata import payloads
-from modules import features
+from modules import dataset_spec, features
 from registry import facts as facts_mod
 from registry import versions
 from registry.store import RegistryStore
@@ -40,10 +40,14 @@ def build(
     blessing = rs.artifact(blessing_id) if blessing_id is not None else None
     card = facts_mod.model_facts(rs, model, blessing)
     card.update({"model_name": model_name, "version": str(version)})
+    # The features of the dataset the model was trained on (the default dataset's for models
+    # trained before dataset specs).
+    spec = card.pop("dataset", None)
+    spec = dataset_spec.DatasetSpec.from_config(spec) if spec else features.SPEC
     card["features"] = {
-        "label": features.LABEL_KEY,
-        "raw": list(features.RAW_FEATURE_KEYS),
-        "slices": list(features.SLICE_FEATURE_KEYS),
+        "label": spec.label,
+        "raw": list(spec.raw_feature_keys),
+        "slices": list(spec.slices),
     }
     lineage = card["lineage"]
     if "schema_uri" in lineage:

@@ -34,6 +34,10 @@ def model_facts(
         tprops = props(trainer)
         facts["train_args"] = _json(tprops.get("train_args"))
         facts["eval_args"] = _json(tprops.get("eval_args"))
+        # The dataset spec the Trainer was given (modules/dataset_spec.py), when it was.
+        custom = _json(tprops.get("custom_config"))
+        if isinstance(custom, dict) and isinstance(custom.get("dataset"), dict):
+            facts["dataset"] = custom["dataset"]
         inputs = rs.inputs(trainer.id)
         hp = _one(inputs, "hyperparameters")
         if hp is not None:

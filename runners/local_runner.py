@@ -3,6 +3,7 @@
 
     python runners/local_runner.py                   # full run, tuning included
     python runners/local_runner.py --skip-tuning     # reuse the committed best hyperparameters
+    python runners/local_runner.py --dataset penguins  # another dataset spec (datasets/<name>/)
 
 Exit status: 0 when the run completed (whether or not the model was blessed and pushed),
 1 when the data gate stopped it on anomalies or drift, 2 on any other failure.
@@ -15,6 +16,7 @@ import dataclasses
 import os
 import sys
 
+from modules.dataset_spec import SpecError
 from pipeline import beam_mode
 from pipeline import config as config_lib
 from pipeline.run import EXIT_FAILED, run_pipeline
@@ -25,8 +27,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The runner's flags; defaults come from PipelineConfig."""
     defaults = config_lib.PipelineConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--pipeline-name", default=defaults.pipeline_name)
-    p.add_argument("--data-root", default=defaults.data_root, help="holds span-N/*.csv")
+    p.add_argument(
+        "--dataset",
+        default=defaults.dataset,
+        help="dataset spec: a name under datasets/ or a dataset.yaml path (docs/datasets.md)",
+    )
+    p.add_argument("--pipeline-name", default=None, help="default: <dataset>_pipeline")
+    p.add_argument(
+        "--data-root", default=None, help="holds span-N/*.csv; default: the dataset spec's"
+    )
     p.add_argument("--output-dir", default=defaults.output_dir, help="pipeline artifacts")
     p.add_argument(
         "--metadata",
@@ -40,11 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-steps", type=int, default=defaults.eval_steps)
     p.add_argument("--tuner-trials", type=int, default=defaults.tuner_trials)
     p.add_argument("--tuner-train-steps", type=int, default=defaults.tuner_train_steps)
-    t = defaults.thresholds
     p.add_argument(
-        "--min-auc", type=float, default=t.min_auc, help="Evaluator: bless at AUC >= this"
+        "--min-auc", type=float, help="Evaluator: bless at AUC >= this (default: the spec's)"
     )
-    p.add_argument("--min-accuracy", type=float, default=t.min_accuracy)
+    p.add_argument("--min-accuracy", type=float, help="default: the dataset spec's")
     p.add_argument(
         "--skip-tuning",
         action="store_true",
@@ -95,13 +103,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
-    """The PipelineConfig the flags describe (paths made absolute)."""
+    """The PipelineConfig the flags describe (paths made absolute), on the dataset spec's
+    settings."""
     specs = tuple(parse_source_flag(text) for text in args.source)
     check_combination(specs)
     mode = beam_mode.MULTI_PROCESSING if args.multi_processing else args.beam_mode
-    return config_lib.PipelineConfig(
-        pipeline_name=args.pipeline_name,
-        data_root=os.path.abspath(args.data_root),
+    named = {}
+    if args.pipeline_name:
+        named["pipeline_name"] = args.pipeline_name
+    if args.data_root:
+        named["data_root"] = os.path.abspath(args.data_root)
+    if args.min_auc is not None or args.min_accuracy is not None:
+        given = {"min_auc": args.min_auc, "min_accuracy": args.min_accuracy}
+        named["thresholds"] = dataclasses.replace(
+            config_lib.EvalThresholds(), **{k: v for k, v in given.items() if v is not None}
+        )
+    config = config_lib.dataset_config(
+        args.dataset,
+        **named,
         output_dir=os.path.abspath(args.output_dir),
         metadata=args.metadata,
         serving_model_dir=os.path.abspath(args.serving_model_dir) if args.serving_model_dir else "",
@@ -114,11 +133,11 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
         enable_cache=not args.no_cache,
         check_drift=not args.no_drift_check,
         train_spans=args.train_spans,
-        beam_args=beam_mode.pipeline_beam_args(mode, args.data_root, args.beam_arg),
         sources=specs,
-        thresholds=dataclasses.replace(
-            config_lib.EvalThresholds(), min_auc=args.min_auc, min_accuracy=args.min_accuracy
-        ),
+    )
+    return dataclasses.replace(
+        config,
+        beam_args=tuple(beam_mode.pipeline_beam_args(mode, config.data_root, args.beam_arg)),
     )
 
 
@@ -127,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = build_config(args)
-    except SourceError as e:
+    except (SourceError, SpecError) as e:
         print(f"Pipeline not started: {e}", file=sys.stderr)
         return EXIT_FAILED
     status, _ = run_pipeline(config, verbose=args.verbose)

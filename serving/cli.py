@@ -286,9 +286,16 @@ def serve(**kw: object) -> None:
 @click.option("--model_version", type=int, default=None)
 @click.option("--version_label", default=None)
 @click.option("--batch_size", type=int, default=100, show_default=True, help="Rows per request.")
+@click.option(
+    "--dataset",
+    default=None,
+    help="Dataset spec whose features the rows are encoded with (a name under datasets/ or a "
+    "dataset.yaml path). Default: the active dataset (taxi).",
+)
 @_DEBUG
 def predict(**kw: object) -> None:
-    """Encode raw taxi rows per modules/features.py and print one JSON prediction per row."""
+    """Encode raw rows per the dataset spec and print one JSON prediction per row."""
+    from modules import dataset_spec
     from serving.client import (
         GrpcClient,
         RestClient,
@@ -300,6 +307,10 @@ def predict(**kw: object) -> None:
 
     debug = kw["debug"]
     source = kw["input_path"]
+    try:
+        spec = dataset_spec.load(kw["dataset"]) if kw["dataset"] else None
+    except dataset_spec.SpecError as e:
+        _fail(ExitCode.USAGE, f"mlops predict: {e}", False)
     try:
         rows = read_rows(source, kw["input_format"])
     except OSError as e:
@@ -323,7 +334,7 @@ def predict(**kw: object) -> None:
     if kw["protocol"] == "rest":
         client = RestClient(kw["host"], kw["port"] or 8501)
     else:
-        client = GrpcClient(kw["host"], kw["port"] or 8500)
+        client = GrpcClient(kw["host"], kw["port"] or 8500, spec=spec)
     try:
         results = predict_rows(
             client,
@@ -334,6 +345,7 @@ def predict(**kw: object) -> None:
             kw["model_version"],
             kw["version_label"],
             kw["batch_size"],
+            spec,
         )
     except ServerUnreachable as e:
         _fail(ExitCode.UNREACHABLE, f"mlops predict: no server at {e}", debug)

@@ -1,9 +1,10 @@
 """Python client for the model server (or real TF Serving): raw rows in, predictions out.
 
-Rows are encoded with modules/features.py, the same single source of feature names and kinds the
-pipeline trains with, either as serialized tf.Examples for `serving_default` or as one typed
-tensor per raw feature for `serving_raw`. Both protocols return the same shape of result: one
-dict of output name -> value per row.
+Rows are encoded with the dataset spec (modules/dataset_spec.py; default: the active dataset's,
+modules/features.py), the same single source of feature names and kinds the pipeline trains
+with, either as serialized tf.Examples for `serving_default` or as one typed tensor per raw
+feature for `serving_raw`. Both protocols return the same shape of result: one dict of output
+name -> value per row.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import TextIO
 
 from modules import features
+from modules.dataset_spec import DatasetSpec
 from serving.examples import row_to_example
 
 _RAW_DEFAULTS = {"int64": 0, "float": 0.0, "bytes": ""}
@@ -49,11 +51,11 @@ def read_rows(source: str | TextIO, fmt: str | None = None) -> list[dict[str, ob
     return whole if isinstance(whole, list) else [whole]
 
 
-def _typed(key: str, value: object) -> object:
+def _typed(key: str, value: object, spec: DatasetSpec | None = None) -> object:
     """CSV gives strings; turn them into the feature's kind (None when missing)."""
     if value is None or value == "":
         return None
-    kind = features.raw_dtype(key)
+    kind = (spec or features.SPEC).raw_dtype(key)
     if kind == "bytes":
         return str(value)
     if kind == "int64":
@@ -61,19 +63,24 @@ def _typed(key: str, value: object) -> object:
     return float(value)
 
 
-def encode_example(row: Mapping[str, object]) -> bytes:
+def encode_example(row: Mapping[str, object], spec: DatasetSpec | None = None) -> bytes:
     """Serialize a raw row as a tf.Example; missing values are left out for the model to default."""
-    return row_to_example(row)
+    return row_to_example(row, spec=spec)
 
 
-def raw_columns(rows: Iterable[Mapping[str, object]]) -> dict[str, list]:
+def raw_columns(
+    rows: Iterable[Mapping[str, object]], spec: DatasetSpec | None = None
+) -> dict[str, list]:
     """One typed column per raw feature for `serving_raw`; a tensor cannot have holes, so missing
     values take the feature kind's zero value."""
+    spec = spec or features.SPEC
     rows = list(rows)
     cols: dict[str, list] = {}
-    for key in features.RAW_FEATURE_KEYS:
-        default = _RAW_DEFAULTS[features.raw_dtype(key)]
-        cols[key] = [v if (v := _typed(key, r.get(key))) is not None else default for r in rows]
+    for key in spec.raw_feature_keys:
+        default = _RAW_DEFAULTS[spec.raw_dtype(key)]
+        cols[key] = [
+            v if (v := _typed(key, r.get(key), spec)) is not None else default for r in rows
+        ]
     return cols
 
 
@@ -153,10 +160,18 @@ class RestClient:
 class GrpcClient:
     """TF Serving gRPC PredictionService via the official tensorflow-serving-api stubs."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8500, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8500,
+        timeout: float = 30.0,
+        spec: DatasetSpec | None = None,
+    ) -> None:
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+        # Types numeric raw-feature columns (int64 or float32) in Predict requests.
+        self.spec = spec or features.SPEC
         self.target = f"{host}:{port}"
         self.channel = grpc.insecure_channel(self.target)
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
@@ -188,7 +203,7 @@ class GrpcClient:
                 arr = np.empty(len(vals), dtype=object)
                 arr[:] = [v if isinstance(v, bytes) else v.encode() for v in vals]
             else:
-                kind = features.raw_dtype(k) if k in features.RAW_FEATURE_KEYS else "float"
+                kind = self.spec.raw_dtype(k) if k in self.spec.kinds else "float"
                 arr = np.asarray(vals, dtype=np.int64 if kind == "int64" else np.float32)
             request.inputs[k].CopyFrom(codec.ndarray_to_proto(arr))
         try:
@@ -231,8 +246,10 @@ def predict_rows(
     version: int | None = None,
     label: str | None = None,
     batch_size: int = 100,
+    spec: DatasetSpec | None = None,
 ) -> list[dict[str, object]]:
-    """Encode raw rows and predict them in batches; `encoding` is "examples" or "raw"."""
+    """Encode raw rows per `spec` (default: the active dataset's) and predict them in batches;
+    `encoding` is "examples" or "raw"."""
     if encoding not in ("examples", "raw"):
         raise ValueError(f"encoding must be 'examples' or 'raw', not {encoding!r}")
     signature = signature_name or ("serving_default" if encoding == "examples" else "serving_raw")
@@ -240,8 +257,8 @@ def predict_rows(
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         if encoding == "examples":
-            inputs = {"examples": [encode_example(r) for r in chunk]}
+            inputs = {"examples": [encode_example(r, spec) for r in chunk]}
         else:
-            inputs = raw_columns(chunk)
+            inputs = raw_columns(chunk, spec)
         results.extend(client.predict(model, inputs, signature, version, label))
     return results

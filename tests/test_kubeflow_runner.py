@@ -13,6 +13,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from modules import dataset_spec
 from pipeline import kubeflow as kr
 from pipeline.pipeline import BEST_HYPERPARAMETERS_IMPORTER, create_pipeline
 from runners import kubeflow_runner
@@ -429,7 +430,11 @@ def test_thresholds_and_tuner_budget_set_through_the_runner_reach_the_spec(tmp_p
     spec = _load_spec(out)
     assert _parameter(spec, "Tuner", "train_args") == {"num_steps": 77}
     assert _parameter(spec, "Tuner", "eval_args") == {"num_steps": 7}
-    assert _parameter(spec, "Tuner", "custom_config") == {"max_trials": 3}
+    # The dataset spec travels with the user code's settings (modules/dataset_spec.py).
+    assert _parameter(spec, "Tuner", "custom_config") == {
+        "dataset": dataset_spec.load("taxi").to_config(),
+        "max_trials": 3,
+    }
     assert _parameter(spec, "Trainer", "train_args") == {"num_steps": 123}
     bounds = _lower_bounds(_parameter(spec, "Evaluator", "eval_config"))
     assert bounds == {"AUC": 0.61, "BinaryAccuracy": 0.62, "AUC gain": 0.03}

@@ -15,12 +15,12 @@ def _split(tmp_path, size: int) -> list[str]:
 
 
 def test_decoded_row_size_counts_every_model_input_and_the_label():
-    assert trainer.DECODED_BYTES_PER_ROW == 8 * (len(features.RAW_FEATURE_KEYS) + 1)
+    assert trainer.decoded_bytes_per_row() == 8 * (len(features.RAW_FEATURE_KEYS) + 1)
 
 
 def test_split_is_cached_only_within_the_byte_budget(tmp_path):
     budget = 1_000_000
-    rows_in_budget = budget // trainer.DECODED_BYTES_PER_ROW
+    rows_in_budget = budget // trainer.decoded_bytes_per_row()
     at_budget = _split(tmp_path, rows_in_budget * 40)  # 40 compressed bytes per row
     over_budget = _split(tmp_path, (rows_in_budget + 10) * 40)
     assert trainer.fits_in_cache(at_budget, max_bytes=budget)

@@ -18,6 +18,8 @@ import urllib.request
 import click
 
 from apps.ui.settings import Settings
+from modules.dataset_spec import SpecError
+from pipeline.config import dataset_config
 
 APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app.py")
 _D = Settings()
@@ -67,6 +69,13 @@ def _start_server(s: Settings) -> subprocess.Popen:
     show_default=True,
     help="ML Metadata store: SQLite path or postgresql:// / mysql:// URL.",
 )
+@click.option(
+    "--dataset",
+    default=_D.dataset,
+    show_default=True,
+    help="Dataset spec (datasets/<name>/): its pipeline, model and serving dir are the defaults "
+    "of the three options below.",
+)
 @click.option("--pipeline-name", default=_D.pipeline_name, show_default=True)
 @click.option("--model-name", default=_D.model_name, show_default=True)
 @click.option(
@@ -97,6 +106,20 @@ def ui(**kw: object) -> None:
     """Start the web app: predict, runs, models, data and live serving."""
     address, port, start = kw.pop("address"), kw.pop("port"), kw.pop("start_server")
     kw["labels"] = tuple(x.strip() for x in str(kw["labels"]).split(",") if x.strip())
+    if kw["dataset"] != _D.dataset:
+        try:
+            dataset = dataset_config(str(kw["dataset"]))
+        except SpecError as e:
+            raise click.UsageError(str(e)) from None
+        for key, value in (
+            ("pipeline_name", dataset.pipeline_name),
+            ("model_name", dataset.model_name),
+            ("serving_dir", dataset.model_serving_dir),
+            ("schema_path", dataset.schema_path),
+        ):
+            if kw.get(key, getattr(_D, key)) == getattr(_D, key):
+                kw[key] = value
+        kw["dataset"] = dataset.dataset
     settings = Settings(
         **{k: v for k, v in kw.items() if k in {f.name for f in dataclasses.fields(Settings)}}
     )

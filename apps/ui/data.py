@@ -468,10 +468,13 @@ def feature_statistics(statistics_uri: str, split: str) -> list[FeatureStatistic
 
 # ---- the predict form ----------------------------------------------------------------------
 @_cache
-def form_fields(metadata: str, pipeline: str) -> list[FieldSpec]:
+def form_fields(metadata: str, pipeline: str, dataset: str = "") -> list[FieldSpec]:
     """The predict form's fields, from the newest run with both statistics and a Transform:
     numeric bounds from the train split's statistics, categorical choices from the Transform
-    vocabularies, identity categoricals from modules/features.py."""
+    vocabularies, identity categoricals from the dataset spec (default: the active one)."""
+    from modules import dataset_spec
+
+    spec = dataset_spec.load(dataset) if dataset else features.SPEC
     ls = _store(metadata)
     detail = None
     for run in _runs_of(ls, pipeline):
@@ -484,9 +487,9 @@ def form_fields(metadata: str, pipeline: str) -> list[FieldSpec]:
     split = "train" if "train" in detail.statistics_splits else detail.statistics_splits[0]
     stats = {f.name: f for f in feature_statistics(detail.statistics_uri, split)}
     fields: list[FieldSpec] = []
-    for key in features.RAW_FEATURE_KEYS:
-        dtype = features.raw_dtype(key)
-        if key in features.VOCAB_FEATURE_KEYS:
+    for key in spec.raw_feature_keys:
+        dtype = spec.raw_dtype(key)
+        if key in spec.vocabulary:
             choices = _vocabulary(detail.transform_uri, key)
             fields.append(
                 FieldSpec(
@@ -497,8 +500,8 @@ def form_fields(metadata: str, pipeline: str) -> list[FieldSpec]:
                     default=choices[0] if choices else None,
                 )
             )
-        elif key in features.CATEGORICAL_NUMERICAL_FEATURES:
-            ids = features.CATEGORICAL_NUMERICAL_FEATURES[key]
+        elif key in spec.categorical:
+            ids = spec.categorical[key]
             s = stats.get(key)
             default = int(round(s.summary["median"])) if s else 0
             fields.append(FieldSpec(key, "int", dtype, 0, ids - 1, min(max(default, 0), ids - 1)))

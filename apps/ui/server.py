@@ -1,8 +1,8 @@
 """What the app asks the model server, through serving/client.py and TF Serving's protocol only.
 
-Raw rows are checked and typed with modules/features.py (the same feature kinds the pipeline
-trains on), so a bad row in an uploaded file is reported with its line number instead of
-failing the whole batch.
+Raw rows are checked and typed with the dataset spec (modules/dataset_spec.py; the same feature
+kinds the pipeline trains on), so a bad row in an uploaded file is reported with its line number
+instead of failing the whole batch.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pandas as pd
 import requests
 
 from modules import features
+from modules.dataset_spec import MULTICLASS, DatasetSpec
 from serving.client import (
     GrpcClient,
     RestClient,
@@ -25,6 +26,7 @@ from serving.client import (
 )
 
 PROBABILITY_COLUMN = "probability"
+CLASS_COLUMN = "class"
 METRICS_PATH = "/monitoring/prometheus/metrics"
 
 
@@ -34,16 +36,24 @@ class ServerUnavailable(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-    probability: float
+    probability: float  # binary: of the positive class; multiclass: of the most likely class
     version: str
     label: str
     protocol: str
     latency_ms: float
+    # Multiclass: class name -> probability (the spec's class names); else empty.
+    scores: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def predicted_class(self) -> str | None:
+        return max(self.scores, key=self.scores.get) if self.scores else None
 
 
-def _client(protocol: str, host: str, port: int) -> RestClient | GrpcClient:
+def _client(
+    protocol: str, host: str, port: int, spec: DatasetSpec | None = None
+) -> RestClient | GrpcClient:
     return (
-        GrpcClient(host, port, timeout=10.0)
+        GrpcClient(host, port, timeout=10.0, spec=spec)
         if protocol == "grpc"
         else RestClient(host, port, timeout=10.0)
     )
@@ -80,12 +90,15 @@ def predict_one(
     model: str,
     version: int | None = None,
     label: str | None = None,
+    spec: DatasetSpec | None = None,
 ) -> Prediction:
-    """One row through the chosen protocol; latency is the client-side round trip."""
-    client = _client(protocol, host, port)
+    """One row through the chosen protocol, encoded per `spec` (default: the active dataset);
+    latency is the client-side round trip."""
+    spec = spec or features.SPEC
+    client = _client(protocol, host, port, spec)
     started = time.perf_counter()
     try:
-        result = predict_rows(client, model, [row], version=version, label=label or None)
+        result = predict_rows(client, model, [row], version=version, label=label or None, spec=spec)
     except Exception as e:  # noqa: BLE001 - any transport failure is shown, not raised
         raise _explain(e, host, port) from None
     finally:
@@ -93,14 +106,27 @@ def predict_one(
             client.close()
     latency = (time.perf_counter() - started) * 1e3
     answered = resolved_version(host, rest_port, model, version, label)
-    return Prediction(_probability(result[0]), answered, label or "", protocol, latency)
+    scores = _scores(result[0], spec)
+    return Prediction(_probability(result[0]), answered, label or "", protocol, latency, scores)
 
 
 def _probability(output: Mapping[str, object]) -> float:
+    """The positive class's probability (binary), the top class's (multiclass) or the value."""
     value = output.get("probabilities", next(iter(output.values())))
-    while isinstance(value, list):
+    while isinstance(value, list) and len(value) == 1:
         value = value[0]
+    if isinstance(value, list):
+        return float(max(value))
     return float(value)
+
+
+def _scores(output: Mapping[str, object], spec: DatasetSpec) -> dict[str, float]:
+    if spec.task != MULTICLASS:
+        return {}
+    value = output.get("probabilities", next(iter(output.values())))
+    while isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+        value = value[0]
+    return {name: float(p) for name, p in zip(spec.classes, value, strict=False)}
 
 
 # ---- batch scoring -------------------------------------------------------------------------
@@ -110,8 +136,11 @@ class BadRow:
     reason: str
 
 
-def read_upload(content: bytes, name: str = "upload") -> pd.DataFrame:
+def read_upload(
+    content: bytes, name: str = "upload", spec: DatasetSpec | None = None
+) -> pd.DataFrame:
     """An uploaded CSV as strings (typed later, per row); ValueError says why it is unusable."""
+    raw_keys = (spec or features.SPEC).raw_feature_keys
     import csv
     import io
 
@@ -131,10 +160,9 @@ def read_upload(content: bytes, name: str = "upload") -> pd.DataFrame:
     if not rows:
         raise ValueError(f"{name} is empty: expected a header row")
     header = [h.strip() for h in rows[0]]
-    if not any(k in header for k in features.RAW_FEATURE_KEYS):
+    if not any(k in header for k in raw_keys):
         raise ValueError(
-            f"{name} has no model feature columns: expected a header with "
-            + ", ".join(features.RAW_FEATURE_KEYS)
+            f"{name} has no model feature columns: expected a header with " + ", ".join(raw_keys)
         )
     if len(set(header)) != len(header):
         raise ValueError(f"{name} has duplicated columns in its header")
@@ -149,8 +177,11 @@ def read_upload(content: bytes, name: str = "upload") -> pd.DataFrame:
     return frame
 
 
-def check_rows(frame: pd.DataFrame) -> tuple[list[int], list[BadRow]]:
+def check_rows(
+    frame: pd.DataFrame, spec: DatasetSpec | None = None
+) -> tuple[list[int], list[BadRow]]:
     """Indexes of rows that encode, and the others with their CSV line number and reason."""
+    spec = spec or features.SPEC
     widths = frame.attrs.get("widths") or [len(frame.columns)] * len(frame)
     lines = frame.attrs.get("lines") or [i + 2 for i in range(len(frame))]
     good, bad = [], []
@@ -159,11 +190,11 @@ def check_rows(frame: pd.DataFrame) -> tuple[list[int], list[BadRow]]:
         reasons = []
         if widths[i] != len(frame.columns):
             reasons.append(f"{widths[i]} values, expected {len(frame.columns)}")
-        for key in features.RAW_FEATURE_KEYS:
+        for key in spec.raw_feature_keys:
             value = row.get(key)
             if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
                 continue
-            reason = _bad_value(key, value)
+            reason = _bad_value(key, value, spec)
             if reason:
                 reasons.append(reason)
         if reasons:
@@ -173,8 +204,8 @@ def check_rows(frame: pd.DataFrame) -> tuple[list[int], list[BadRow]]:
     return good, bad
 
 
-def _bad_value(key: str, value: object) -> str | None:
-    kind = features.raw_dtype(key)
+def _bad_value(key: str, value: object, spec: DatasetSpec | None = None) -> str | None:
+    kind = (spec or features.SPEC).raw_dtype(key)
     if kind == "bytes":
         return None
     text = str(value).strip()
@@ -199,29 +230,38 @@ def score_frame(
     model: str,
     chunk_size: int = 100,
     progress: Callable[[float], None] | None = None,
+    spec: DatasetSpec | None = None,
 ) -> tuple[pd.DataFrame, list[BadRow]]:
-    """Score the rows that encode, in chunks; returns (good rows + probability, bad rows)."""
-    good, bad = check_rows(frame)
+    """Score the rows that encode, in chunks; returns (good rows + probability, bad rows).
+    Multiclass: also the predicted class (column `class`)."""
+    spec = spec or features.SPEC
+    good, bad = check_rows(frame, spec)
     scored = frame.iloc[good].copy()
     rows = [
         {k: (None if _missing(v) else v) for k, v in r.items()} for r in scored.to_dict("records")
     ]
-    client = _client(protocol, host, port)
+    client = _client(protocol, host, port, spec)
     probabilities: list[float] = []
+    classes: list[str | None] = []
     try:
         for start in range(0, len(rows), chunk_size):
             chunk = rows[start : start + chunk_size]
             try:
-                result = predict_rows(client, model, chunk, batch_size=chunk_size)
+                result = predict_rows(client, model, chunk, batch_size=chunk_size, spec=spec)
             except Exception as e:  # noqa: BLE001
                 raise _explain(e, host, port) from None
             probabilities.extend(_probability(r) for r in result)
+            for r in result:
+                scores = _scores(r, spec)
+                classes.append(max(scores, key=scores.get) if scores else None)
             if progress:
                 progress(min(1.0, (start + len(chunk)) / max(1, len(rows))))
     finally:
         if isinstance(client, GrpcClient):
             client.close()
     scored[PROBABILITY_COLUMN] = probabilities
+    if spec.task == MULTICLASS:
+        scored[CLASS_COLUMN] = classes
     if progress and not rows:
         progress(1.0)
     lines = frame.attrs.get("lines") or [i + 2 for i in range(len(frame))]

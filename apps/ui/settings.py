@@ -17,6 +17,9 @@ ENV_PREFIX = "MLOPS_UI_"
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
+    # The dataset spec (name under datasets/ or dataset.yaml path): the predict form's fields
+    # and the encoding of the rows sent to the model server.
+    dataset: str = _DEFAULTS.dataset
     metadata: str = _DEFAULTS.metadata_connection
     pipeline_name: str = _DEFAULTS.pipeline_name
     model_name: str = _DEFAULTS.model_name
@@ -47,6 +50,12 @@ class Settings:
             else:
                 values[field.name] = raw
         return cls(**values)
+
+    def spec(self):
+        """The dataset spec these settings name (modules/dataset_spec.DatasetSpec)."""
+        from modules import dataset_spec
+
+        return dataset_spec.load(self.dataset)
 
     def to_env(self) -> dict[str, str]:
         out = {}

@@ -14,6 +14,9 @@ def _float(value: object) -> float | None:
 
 
 cfg = settings()
+spec = None
+with shown_errors():
+    spec = cfg.spec()
 st.title("Predict")
 st.caption(
     f"Model `{cfg.model_name}` on the model server at {cfg.server_host} "
@@ -30,12 +33,12 @@ if version_text.strip() and version is None:
     st.error(f"version must be a number, not {version_text!r}")
     st.stop()
 
-single, batch = st.tabs(["One trip", "Batch (CSV)"])
+single, batch = st.tabs(["One row" if spec.derive is None else "One trip", "Batch (CSV)"])
 
 with single:
     fields: list[data.FieldSpec] = []
     with shown_errors(stop=False):
-        fields = data.form_fields(cfg.metadata, cfg.pipeline_name)
+        fields = data.form_fields(cfg.metadata, cfg.pipeline_name, cfg.dataset)
     submitted = False
     if fields:
         with st.form("predict"):
@@ -69,10 +72,30 @@ with single:
         p = None
         with shown_errors(stop=False):
             p = server.predict_one(
-                row, protocol, cfg.server_host, port, cfg.rest_port, cfg.model_name, version, label
+                row,
+                protocol,
+                cfg.server_host,
+                port,
+                cfg.rest_port,
+                cfg.model_name,
+                version,
+                label,
+                spec,
             )
-    if submitted and p is not None:
-        st.metric("Probability of a big tip", f"{p.probability:.4f}")
+    if submitted and p is not None and p.scores:
+        st.metric(f"Predicted {spec.label}", p.predicted_class)
+        st.dataframe(
+            pd.DataFrame({"class": list(p.scores), "probability": list(p.scores.values())}),
+            key="class_scores",
+        )
+    elif submitted and p is not None:
+        what = f"{spec.label} = {spec.classes[-1]}" if spec.is_classification else spec.label
+        st.metric(
+            "Probability of a big tip"
+            if spec.derive is not None
+            else (f"Probability of {what}" if spec.is_classification else f"Predicted {what}"),
+            f"{p.probability:.4f}",
+        )
         st.success(
             f"answered by version {p.version}"
             + (f" (label {p.label})" if p.label else "")
@@ -84,7 +107,7 @@ with batch:
     chunk_size = st.number_input("Rows per request", min_value=1, max_value=1000, value=100)
     if upload is not None:
         try:
-            frame = server.read_upload(upload.getvalue(), upload.name)
+            frame = server.read_upload(upload.getvalue(), upload.name, spec)
         except ValueError as e:
             st.error(str(e))
             st.stop()
@@ -98,6 +121,7 @@ with batch:
                 cfg.model_name,
                 chunk_size=int(chunk_size),
                 progress=lambda f: bar.progress(f, text="scoring"),
+                spec=spec,
             )
         st.success(f"scored {len(scored)} of {len(frame)} rows")
         if bad:
