@@ -23,12 +23,14 @@ setup(
             "registry*",
             "apps*",
             "mlops*",
+            "model_layout*",
+            "model_card*",
         ]
     ),
     package_data={
         "modules": ["best_hyperparameters/*"],
         "apps.ui": ["views/*.py"],
-        "registry": ["model_card_template.md"],
+        "model_card": ["template.md"],
     },
     install_requires=[
         "tfx==1.16.0",
@@ -41,7 +43,7 @@ setup(
         "aiohttp>=3.9",
         "orjson>=3.9",
         "requests",
-        "markdown",  # model cards' HTML (registry/card.py)
+        "markdown",  # model cards' HTML (model_card/)
         "streamlit==1.60.0",  # the web app (apps/ui, `mlops ui`)
     ],
     extras_require={

@@ -56,7 +56,10 @@ class Registry:
                 "a label may only point at a loaded version"
             )
 
-    def _artifact_for(self, rs: RegistryStore, version: int | None, where: str | None = None):
+    def _artifact_for(
+        self, rs: RegistryStore, version: int | None, where: str | None = None
+    ) -> int | None:
+        """The PushedModel artifact id of a version on disk (None when MLMD has none)."""
         if version is None:
             return None
         marker = versions.push_marker(where or os.path.join(self.base_path, str(version)))
@@ -143,7 +146,7 @@ class Registry:
                 )
             self._version_on_disk(version)
             rs = self.store()
-            artifact = self._artifact_for(rs, version)
+            artifact_id = self._artifact_for(rs, version)
             target = versions.archive(self.base_path, version)
             record = Action(
                 action="retire",
@@ -153,7 +156,7 @@ class Registry:
                 from_version=str(version),
                 reason=reason or f"archived to {target}",
             )
-            return rs.record(record, {"retired": artifact})
+            return rs.record(record, {"retired": artifact_id})
 
     def history(self) -> list[Action]:
         """Audit records and pipeline pushes of this model, oldest first."""
@@ -174,7 +177,7 @@ class Registry:
         )
 
     def list(self) -> list[dict[str, Any]]:
-        from registry.facts import pushed_facts
+        from metadata.model_facts import pushed_facts
 
         labels = self.labels()
         status = server_state.model_status(self.server, self.model_name)
@@ -194,9 +197,9 @@ class Registry:
                 "labels": sorted(k for k, v in labels.items() if v == version),
                 "server_state": None if status is None else status.get(version, "not loaded"),
             }
-            artifact = self._artifact_for(rs, version) if rs else None
-            if artifact is not None:
-                f = pushed_facts(rs, artifact)
+            artifact_id = self._artifact_for(rs, version) if rs else None
+            if artifact_id is not None:
+                f = pushed_facts(rs.metadata, artifact_id)
                 ev = f.get("evaluation") or {}
                 metrics = ev.get("metrics") or {}
                 row.update(
@@ -207,7 +210,7 @@ class Registry:
                         "accuracy": metrics.get("binary_accuracy", metrics.get("accuracy")),
                         "blessed": ev.get("blessed"),
                         "baseline_model": (ev.get("baseline_model") or {}).get("id"),
-                        "pushed_model_artifact": artifact.id,
+                        "pushed_model_artifact": artifact_id,
                     }
                 )
             rows.append(row)
