@@ -65,13 +65,17 @@ class Registry:
         marker = versions.push_marker(where or os.path.join(self.base_path, str(version)))
         return rs.pushed_model_for(str(version), marker.get("model_uri"))
 
-    def _set_label(self, label: str, version: int, action: str, reason: str) -> Action:
+    def _set_label(
+        self, label: str, version: int, action: str, reason: str, who: str | None = None
+    ) -> Action:
         if not label or not label.replace("-", "").replace("_", "").isalnum():
             raise RegistryError(f"invalid label {label!r}: use letters, digits, '-' or '_'")
         with config_file.locked(self.config_path):
-            return self._set_label_locked(label, version, action, reason)
+            return self._set_label_locked(label, version, action, reason, who)
 
-    def _set_label_locked(self, label: str, version: int, action: str, reason: str) -> Action:
+    def _set_label_locked(
+        self, label: str, version: int, action: str, reason: str, who: str | None = None
+    ) -> Action:
         config = self.config()
         entry = config_file.model_entry(config, self.model_name, self.config_path)
         self._version_on_disk(version)
@@ -87,7 +91,7 @@ class Registry:
         record = Action(
             action=action,
             when=now,
-            who=who_am_i(),
+            who=who or who_am_i(),
             model=self.model_name,
             label=label,
             from_version=str(previous or ""),
@@ -106,17 +110,18 @@ class Registry:
             ) from None
 
     # ---- commands ------------------------------------------------------------------------------
-    def promote(self, version: int, label: str, reason: str) -> Action:
+    def promote(self, version: int, label: str, reason: str, who: str | None = None) -> Action:
+        """Point `label` at `version`; `who` defaults to who_am_i() (the CLI's user)."""
         if not reason.strip():
             raise RegistryError("--reason must say why (it goes into the audit trail)")
-        return self._set_label(label, version, "promote", reason)
+        return self._set_label(label, version, "promote", reason, who)
 
-    def rollback(self, label: str, reason: str) -> Action:
+    def rollback(self, label: str, reason: str, who: str | None = None) -> Action:
         """Back to the version that held `label` before the current one (from the history)."""
         with config_file.locked(self.config_path):
-            return self._rollback_locked(label, reason)
+            return self._rollback_locked(label, reason, who)
 
-    def _rollback_locked(self, label: str, reason: str) -> Action:
+    def _rollback_locked(self, label: str, reason: str, who: str | None = None) -> Action:
         current = self.labels().get(label)
         if current is None:
             raise RegistryError(
@@ -135,7 +140,7 @@ class Registry:
         if not holders:
             raise RegistryError(f"no earlier version held label {label!r}; nothing to roll back to")
         reason = reason or f"roll back from {current}"
-        return self._set_label_locked(label, holders[-1], "rollback", reason)
+        return self._set_label_locked(label, holders[-1], "rollback", reason, who)
 
     def retire(self, version: int, reason: str) -> Action:
         with config_file.locked(self.config_path):
