@@ -50,6 +50,8 @@ setup(
         "dev": [
             "pytest>=8",
             "pytest-timeout",
+            # `make test-fast` runs on two workers (`-n 2 --dist loadgroup`, tests/conftest.py).
+            "pytest-xdist",
             "ruff",
             # Offline schema checks of the deploy/ manifests (tests/test_deploy_manifests.py).
             "kubernetes-validate>=1.30",
