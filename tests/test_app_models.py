@@ -63,7 +63,7 @@ def _page() -> AppTest:
 
 def _submit(at: AppTest, form: str, **fields: str) -> AppTest:
     for key, value in fields.items():
-        widget = [w for w in at.text_input + at.text_area if w.key == f"{form}_{key}"]
+        widget = [w for w in list(at.text_input) + list(at.text_area) if w.key == f"{form}_{key}"]
         assert widget, f"no field {form}_{key} on the page"
         widget[0].input(value)
     at.button(key=f"{form}_submit").click()
