@@ -24,9 +24,10 @@ run-fast: install
 test: lint
 	$(BIN)/python -m pytest $(ARGS)
 
-# Everything but the tests marked slow (those that run the pipeline): a few minutes.
+# Everything but the tests marked slow (those that run the pipeline): a few minutes, on two
+# pytest-xdist workers (each test module stays on one worker: tests/conftest.py's xdist groups).
 test-fast: lint
-	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadgroup $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

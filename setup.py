@@ -24,12 +24,14 @@ setup(
             "apps*",
             "mlops*",
             "monitoring*",
+            "model_layout*",
+            "model_card*",
         ]
     ),
     package_data={
         "modules": ["best_hyperparameters/*"],
         "apps.ui": ["views/*.py"],
-        "registry": ["model_card_template.md"],
+        "model_card": ["template.md"],
     },
     install_requires=[
         "tfx==1.16.0",
@@ -42,7 +44,7 @@ setup(
         "aiohttp>=3.9",
         "orjson>=3.9",
         "requests",
-        "markdown",  # model cards' HTML (registry/card.py)
+        "markdown",  # model cards' HTML (model_card/)
         "streamlit==1.60.0",  # the web app (apps/ui, `mlops ui`)
         "psycopg2-binary",  # PostgreSQL data source (pipeline/postgres_source.py)
         "pyyaml>=6",  # dataset specs (modules/dataset_spec.py)
@@ -51,6 +53,8 @@ setup(
         "dev": [
             "pytest>=8",
             "pytest-timeout",
+            # `make test-fast` runs on two workers (`-n 2 --dist loadgroup`, tests/conftest.py).
+            "pytest-xdist",
             "ruff",
             # Offline schema checks of the deploy/ manifests (tests/test_deploy_manifests.py).
             "kubernetes-validate>=1.30",

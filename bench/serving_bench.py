@@ -172,9 +172,9 @@ def main() -> None:
 
     import base64
 
+    from model_layout import list_versions
     from serving import testing as sm
     from serving.client import encode_example
-    from serving.layout import list_versions
 
     workdir = tempfile.mkdtemp(prefix="serving-bench-")
     base = args.model_base_path

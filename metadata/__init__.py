@@ -6,6 +6,7 @@
     records      the plain records typed queries return (RunRecord, SpanRecord, ...)
     evaluation   TFMA metrics overall and per slice, failed thresholds
     payloads     hyperparameters, schema summary, input files of an ExampleGen
+    model_facts  what MLMD knows about one (pushed) model: run, span, evaluation, lineage ids
 
 It sits at the bottom: it imports nothing from pipeline/, lineage/, serving/ or runners/
 (tests/test_import_direction.py keeps it so).

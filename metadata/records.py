@@ -75,6 +75,7 @@ class PushedModelRecord:
     created_ms: int
     run_id: str
     model_id: int | None
+    execution_id: int | None = None  # the Pusher execution that output it
 
 
 def run_status(states: Iterable[str]) -> str:

@@ -242,6 +242,10 @@ class MetadataStore:
                 mapping.setdefault(execution.id, run.name)
         return mapping
 
+    def run_of(self, execution_id: int) -> str:
+        """The run id an execution belongs to ('' when it is in no pipeline_run context)."""
+        return self.run_of_execution.get(execution_id, "")
+
     def pipeline_of_run(self, run: mlmd_pb2.Context) -> str:
         """The pipeline name a run belongs to ('' if MLMD does not say)."""
         parents = self.mlmd.get_parent_contexts_by_context(run.id)
@@ -330,6 +334,16 @@ class MetadataStore:
         for ids in out.values():
             ids.sort()
         return out
+
+    def producer(self, artifact_id: int) -> mlmd_pb2.Execution | None:
+        """The execution that first output the artifact (later ones are cache hits), or None."""
+        ids = self.producers([artifact_id]).get(artifact_id)
+        return self.executions_by_id(ids[:1]).get(ids[0]) if ids else None
+
+    def consumers(self, artifact_id: int) -> list[mlmd_pb2.Execution]:
+        """Executions that took the artifact as an input, oldest first."""
+        ids = {e.execution_id for e in self.events_of_artifacts([artifact_id]) if is_input(e)}
+        return [e for _, e in sorted(self.executions_by_id(ids).items())]
 
     def outputs(self, execution_id: int) -> dict[str, list[mlmd_pb2.Artifact]]:
         """An execution's output artifacts per output key (e.g. 'examples', 'blessing')."""
@@ -591,6 +605,7 @@ class MetadataStore:
                     created_ms=artifact.create_time_since_epoch,
                     run_id=run_id,
                     model_id=model.id if model else None,
+                    execution_id=execution,
                 )
             )
         return records

@@ -304,7 +304,7 @@ def create_pipeline(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.model_serving_dir)
         ),
         examples=example_gen.outputs["examples"],
-        # Where the push-time model card reads ML Metadata from (registry/card.py); local runs only.
+        # Where the push-time model card reads ML Metadata from (model_card/); local runs only.
         custom_config=(
             {MODEL_CARD_METADATA_KEY: config.metadata_connection}
             if metadata_connection_config is not None

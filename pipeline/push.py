@@ -32,8 +32,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, component_spec, standard_artifacts, standard_component_specs
 from tfx.utils import json_utils, proto_utils
 
+import model_layout as layout
 from pipeline import warmup_requests
-from serving import layout
 
 PUSH_MARKER = layout.PUSH_MARKER
 
@@ -164,7 +164,7 @@ MODEL_CARD_METADATA_KEY = "model_card_metadata"
 
 
 def _write_model_card(input_dict, exec_properties, serving_path: str, model_id: int) -> None:
-    """Model card from ML Metadata beside the new version (registry/card.py); a card that cannot
+    """Model card from ML Metadata beside the new version (model_card/); a card that cannot
     be written is logged and never fails the push."""
     custom = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or {}
     custom = json.loads(custom) if isinstance(custom, str) else custom
@@ -172,7 +172,7 @@ def _write_model_card(input_dict, exec_properties, serving_path: str, model_id: 
     if not metadata:
         return
     try:
-        from registry.card import write_at_push
+        from model_card import write_at_push
 
         blessings = input_dict.get(standard_component_specs.MODEL_BLESSING_KEY) or []
         model_name = os.path.basename(os.path.dirname(serving_path))

@@ -30,7 +30,7 @@ from tensorflow_serving.apis import (
 )
 from tfx.types import artifact, artifact_utils
 
-from serving import layout
+import model_layout as layout
 
 WARMUP_REQUESTS_FILE = layout.WARMUP_REQUESTS_FILE
 EXAMPLES_KEY = "examples"  # the Pusher's optional input channel of eval examples

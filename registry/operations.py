@@ -56,19 +56,26 @@ class Registry:
                 "a label may only point at a loaded version"
             )
 
-    def _artifact_for(self, rs: RegistryStore, version: int | None, where: str | None = None):
+    def _artifact_for(
+        self, rs: RegistryStore, version: int | None, where: str | None = None
+    ) -> int | None:
+        """The PushedModel artifact id of a version on disk (None when MLMD has none)."""
         if version is None:
             return None
         marker = versions.push_marker(where or os.path.join(self.base_path, str(version)))
         return rs.pushed_model_for(str(version), marker.get("model_uri"))
 
-    def _set_label(self, label: str, version: int, action: str, reason: str) -> Action:
+    def _set_label(
+        self, label: str, version: int, action: str, reason: str, who: str | None = None
+    ) -> Action:
         if not label or not label.replace("-", "").replace("_", "").isalnum():
             raise RegistryError(f"invalid label {label!r}: use letters, digits, '-' or '_'")
         with config_file.locked(self.config_path):
-            return self._set_label_locked(label, version, action, reason)
+            return self._set_label_locked(label, version, action, reason, who)
 
-    def _set_label_locked(self, label: str, version: int, action: str, reason: str) -> Action:
+    def _set_label_locked(
+        self, label: str, version: int, action: str, reason: str, who: str | None = None
+    ) -> Action:
         config = self.config()
         entry = config_file.model_entry(config, self.model_name, self.config_path)
         self._version_on_disk(version)
@@ -84,7 +91,7 @@ class Registry:
         record = Action(
             action=action,
             when=now,
-            who=who_am_i(),
+            who=who or who_am_i(),
             model=self.model_name,
             label=label,
             from_version=str(previous or ""),
@@ -103,17 +110,18 @@ class Registry:
             ) from None
 
     # ---- commands ------------------------------------------------------------------------------
-    def promote(self, version: int, label: str, reason: str) -> Action:
+    def promote(self, version: int, label: str, reason: str, who: str | None = None) -> Action:
+        """Point `label` at `version`; `who` defaults to who_am_i() (the CLI's user)."""
         if not reason.strip():
             raise RegistryError("--reason must say why (it goes into the audit trail)")
-        return self._set_label(label, version, "promote", reason)
+        return self._set_label(label, version, "promote", reason, who)
 
-    def rollback(self, label: str, reason: str) -> Action:
+    def rollback(self, label: str, reason: str, who: str | None = None) -> Action:
         """Back to the version that held `label` before the current one (from the history)."""
         with config_file.locked(self.config_path):
-            return self._rollback_locked(label, reason)
+            return self._rollback_locked(label, reason, who)
 
-    def _rollback_locked(self, label: str, reason: str) -> Action:
+    def _rollback_locked(self, label: str, reason: str, who: str | None = None) -> Action:
         current = self.labels().get(label)
         if current is None:
             raise RegistryError(
@@ -132,7 +140,7 @@ class Registry:
         if not holders:
             raise RegistryError(f"no earlier version held label {label!r}; nothing to roll back to")
         reason = reason or f"roll back from {current}"
-        return self._set_label_locked(label, holders[-1], "rollback", reason)
+        return self._set_label_locked(label, holders[-1], "rollback", reason, who)
 
     def retire(self, version: int, reason: str) -> Action:
         with config_file.locked(self.config_path):
@@ -143,7 +151,7 @@ class Registry:
                 )
             self._version_on_disk(version)
             rs = self.store()
-            artifact = self._artifact_for(rs, version)
+            artifact_id = self._artifact_for(rs, version)
             target = versions.archive(self.base_path, version)
             record = Action(
                 action="retire",
@@ -153,7 +161,7 @@ class Registry:
                 from_version=str(version),
                 reason=reason or f"archived to {target}",
             )
-            return rs.record(record, {"retired": artifact})
+            return rs.record(record, {"retired": artifact_id})
 
     def history(self) -> list[Action]:
         """Audit records and pipeline pushes of this model, oldest first."""
@@ -174,7 +182,7 @@ class Registry:
         )
 
     def list(self) -> list[dict[str, Any]]:
-        from registry.facts import pushed_facts
+        from metadata.model_facts import pushed_facts
 
         labels = self.labels()
         status = server_state.model_status(self.server, self.model_name)
@@ -194,9 +202,9 @@ class Registry:
                 "labels": sorted(k for k, v in labels.items() if v == version),
                 "server_state": None if status is None else status.get(version, "not loaded"),
             }
-            artifact = self._artifact_for(rs, version) if rs else None
-            if artifact is not None:
-                f = pushed_facts(rs, artifact)
+            artifact_id = self._artifact_for(rs, version) if rs else None
+            if artifact_id is not None:
+                f = pushed_facts(rs.metadata, artifact_id)
                 ev = f.get("evaluation") or {}
                 metrics = ev.get("metrics") or {}
                 row.update(
@@ -207,7 +215,7 @@ class Registry:
                         "accuracy": metrics.get("binary_accuracy", metrics.get("accuracy")),
                         "blessed": ev.get("blessed"),
                         "baseline_model": (ev.get("baseline_model") or {}).get("id"),
-                        "pushed_model_artifact": artifact.id,
+                        "pushed_model_artifact": artifact_id,
                     }
                 )
             rows.append(row)

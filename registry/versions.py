@@ -1,9 +1,8 @@
 """Version directories under a TF Serving model base path, and the archive beside it.
 
 Reads the push marker that pipeline/push.py's AtomicPusherExecutor leaves in every version
-(`assets.extra/tfx_push.json`: the Model URI and the push time). The names are repeated here, not
-imported, because importing pipeline.push pulls in TFX (~25 s) and `mlops models` must be quick;
-the lead re-points them at the serving_model layout module when it lands.
+(`assets.extra/tfx_push.json`: the Model URI and the push time). The names come from
+model_layout/, the layout's one home, which imports nothing heavy, so `mlops models` stays quick.
 """
 
 from __future__ import annotations
@@ -12,24 +11,12 @@ import json
 import os
 from typing import Any
 
+import model_layout as layout
 from registry.errors import RegistryError
 
-ASSETS_EXTRA = "assets.extra"  # TF Serving ignores it; push marker and model cards live there
-PUSH_MARKER = os.path.join(ASSETS_EXTRA, "tfx_push.json")
-CARD_NAME = "model_card"
-
-
-def on_disk(base_path: str) -> dict[int, str]:
-    """Numeric version directories, as TF Serving's file-system source sees them."""
-    try:
-        names = os.listdir(base_path)
-    except OSError:
-        return {}
-    return {
-        int(n): os.path.join(base_path, n)
-        for n in names
-        if n.isdigit() and os.path.isdir(os.path.join(base_path, n))
-    }
+# Numeric version directories, as TF Serving's file-system source sees them.
+on_disk = layout.list_versions
+card_path = layout.card_path
 
 
 def archive_dir(base_path: str) -> str:
@@ -44,20 +31,16 @@ def archived(base_path: str) -> dict[int, str]:
 
 def push_marker(version_dir: str) -> dict[str, Any]:
     try:
-        with open(os.path.join(version_dir, PUSH_MARKER)) as f:
+        with open(os.path.join(version_dir, layout.PUSH_MARKER)) as f:
             data = json.load(f)
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
 
 
-def card_path(version_dir: str, ext: str) -> str:
-    return os.path.join(version_dir, ASSETS_EXTRA, f"{CARD_NAME}.{ext}")
-
-
 def parse_version(text: str) -> int:
     text = str(text).strip()
-    if not text.isdigit():
+    if not layout.is_version_name(text):
         raise RegistryError(
             f"version must be a number (a directory name under the base path), got {text!r}"
         )

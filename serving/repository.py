@@ -21,8 +21,8 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from model_layout import list_versions
 from serving.errors import ServingError, invalid_argument, not_found
-from serving.layout import list_versions
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ import orjson
 from aiohttp import web, web_protocol, web_server
 from google.protobuf import json_format
 
+from model_layout import parse_version
 from serving import codec
 from serving.canary import ROUTING_KEY_HEADER
 from serving.dataplane import DataPlane, ModelRef
 from serving.errors import ServingError, invalid_argument
-from serving.layout import parse_version
 from serving.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)

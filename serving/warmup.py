@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving import codec, layout
+import model_layout as layout
+from serving import codec
 from serving.repository import Servable
 
 log = logging.getLogger(__name__)

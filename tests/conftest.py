@@ -18,13 +18,22 @@ from pipeline.samples import small_config, write_sample
 
 # Fixtures that run the pipeline: a test using one is slow whether or not its file says so.
 PIPELINE_FIXTURES = {"small_pipeline", "pg_pipeline", "runs"}
+# Session fixtures: under pytest-xdist (`-n 2 --dist loadgroup`) their tests share one worker.
+SESSION_GROUP = "small_pipeline"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses a pipeline-running fixture `slow` (`make test-fast` skips it)."""
+    """Mark every test that uses a pipeline-running fixture `slow` (`make test-fast` skips it).
+
+    For pytest-xdist's loadgroup, every test gets a group: the small pipeline's users one group,
+    so the session fixture runs once; the others their module, so a module's server starts once.
+    """
     for item in items:
-        if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if PIPELINE_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slow)
+        group = SESSION_GROUP if "small_pipeline" in fixtures else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @dataclasses.dataclass

@@ -84,6 +84,13 @@ def _start_server(s: Settings) -> subprocess.Popen:
     show_default=True,
     help="The model base path (serving_model/<model>).",
 )
+@click.option(
+    "--model-config",
+    envvar="MLOPS_MODEL_CONFIG",
+    default=_D.model_config,
+    help="TF Serving model config file with the version labels [default: models.config beside "
+    "the serving dir].",
+)
 @click.option("--server-host", default=_D.server_host, show_default=True)
 @click.option("--rest-port", type=int, default=_D.rest_port, show_default=True)
 @click.option("--grpc-port", type=int, default=_D.grpc_port, show_default=True)

@@ -24,6 +24,9 @@ class Settings:
     pipeline_name: str = _DEFAULTS.pipeline_name
     model_name: str = _DEFAULTS.model_name
     serving_dir: str = _DEFAULTS.model_serving_dir
+    # TF Serving's model config file that holds the version labels ('': models.config beside
+    # serving_dir, as `mlops models`); the Models page promotes and rolls back through it.
+    model_config: str = ""
     schema_path: str = _DEFAULTS.schema_path
     server_host: str = "127.0.0.1"
     rest_port: int = 8501

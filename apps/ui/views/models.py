@@ -1,11 +1,14 @@
-"""Models: versions on disk, what the server says about each, and a version's lineage."""
+"""Models: versions on disk, what the server says about each, the version labels (promote and
+roll back, with the audit trail), and a version's lineage."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from apps.ui import data, server
+from apps.ui import data, labels, server
 from apps.ui.common import settings, shown_errors
+from registry.errors import RegistryError
+from registry.versions import parse_version
 
 cfg = settings()
 st.title("Models")
@@ -22,6 +25,40 @@ st.subheader("What the model server reports")
 with shown_errors(stop=False):
     status = server.version_status(cfg.server_host, cfg.rest_port, cfg.model_name, cfg.labels)
     st.dataframe(status, hide_index=True, key="server_status")
+
+st.subheader("Labels")
+st.caption(
+    f"Version labels in the TF Serving model config {labels.config_path(cfg)}; every change is "
+    "checked and recorded (who, when, reason) as `mlops models promote | rollback` does."
+)
+promote_col, rollback_col = st.columns(2)
+with promote_col.form("promote_form"):
+    st.markdown("**Promote a version to a label**")
+    promote_version = st.text_input(
+        "Version", value=str(on_disk["version"].iloc[0]), key="promote_version"
+    )
+    promote_label = st.text_input("Label", value="stable", key="promote_label")
+    promote_reason = st.text_area("Reason (required)", key="promote_reason")
+    promote_clicked = st.form_submit_button("Promote", key="promote_submit")
+with rollback_col.form("rollback_form"):
+    st.markdown("**Roll a label back to its previous version**")
+    rollback_label = st.text_input("Label", value="stable", key="rollback_label")
+    rollback_reason = st.text_area("Reason (required)", key="rollback_reason")
+    rollback_clicked = st.form_submit_button("Roll back", key="rollback_submit")
+try:
+    if promote_clicked:
+        version = parse_version(promote_version)
+        st.success(labels.describe(labels.promote(cfg, version, promote_label, promote_reason)))
+    if rollback_clicked:
+        st.success(labels.describe(labels.rollback(cfg, rollback_label, rollback_reason)))
+except RegistryError as e:
+    st.error(str(e))
+try:
+    st.dataframe(labels.labels_table(cfg), hide_index=True, key="labels")
+    with st.expander("History: pushes and label changes, newest first"):
+        st.dataframe(labels.history_table(cfg), hide_index=True, key="history")
+except RegistryError as e:
+    st.error(str(e))
 
 st.subheader("Lineage")
 version = st.selectbox("Version", [str(v) for v in on_disk["version"]], key="lineage_version")

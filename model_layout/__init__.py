@@ -1,9 +1,11 @@
-"""The serving_model directory layout, in one place for the Pusher and the model server.
+"""The serving_model directory layout: the one contract between the Pusher and the servers.
 
 TF Serving's file-system source serves `<base_path>/<version>/` where <version> is a decimal
 number; everything else under the base path (hidden `.push-*` temp dirs while the Pusher copies)
-is ignored. The Pusher (pipeline/push.py) writes this layout and the repository
-(serving/repository.py) reads it, both through these functions, so the two never disagree.
+is ignored. The Pusher (pipeline/push.py, pipeline/warmup_requests.py) writes this layout; the
+model server (serving/repository.py, serving/warmup.py), the registry (registry/versions.py) and
+the model card (model_card/) read it, all through these names, so they never disagree. It sits at
+the bottom beside metadata/ and modules/ and imports nothing from the project.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ _TEMP_DIR = re.compile(r"^\.push-(\d+)-(\d+)$")
 ASSETS_EXTRA = "assets.extra"
 PUSH_MARKER = os.path.join(ASSETS_EXTRA, "tfx_push.json")
 WARMUP_REQUESTS_FILE = os.path.join(ASSETS_EXTRA, "tf_serving_warmup_requests")
+# The model card written at push time (model_card/): <CARD_NAME>.md / .html / .json.
+CARD_NAME = "model_card"
 
 
 def is_version_name(name: str) -> bool:
@@ -31,6 +35,11 @@ def parse_version(text: str) -> int | None:
 
 def version_dir(base_path: str, version: int) -> str:
     return os.path.join(base_path, str(version))
+
+
+def card_path(version_path: str, ext: str) -> str:
+    """Where a version's model card in format `ext` (md, html, json) lives."""
+    return os.path.join(version_path, ASSETS_EXTRA, f"{CARD_NAME}.{ext}")
 
 
 def list_versions(base_path: str) -> dict[int, str]:

@@ -1,20 +1,21 @@
 """What ML Metadata knows about one pushed model: run, span, evaluation, baseline, lineage ids.
 
 `mlops models list` and the model card both read these facts; the card adds the heavier parts
-(statistics, schema, per-slice metrics) in registry/card.py. Artifact payloads are read with
-metadata/'s TensorFlow-free readers so listing stays interactive.
+(statistics, schema, per-slice metrics) in model_card/. Everything is read through MetadataStore,
+and artifact payloads with metadata/'s TensorFlow-free readers, so listing stays interactive.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 
 from metadata import payloads
 from metadata.evaluation import read_evaluation
-from registry.store import RegistryStore, props
+from metadata.store import MetadataStore, is_input, is_output, properties_of
+
+_UPSTREAM_HOPS = 20  # Model <- Trainer <- Transform <- ... <- ExampleGen, with room to spare
 
 
 def _one(linked: dict[str, list[mlmd.Artifact]], key: str) -> mlmd.Artifact | None:
@@ -23,22 +24,22 @@ def _one(linked: dict[str, list[mlmd.Artifact]], key: str) -> mlmd.Artifact | No
 
 
 def model_facts(
-    rs: RegistryStore, model: mlmd.Artifact, blessing: mlmd.Artifact | None
+    ms: MetadataStore, model: mlmd.Artifact, blessing: mlmd.Artifact | None
 ) -> dict[str, Any]:
     """Facts about a trained model and the evaluation that gated it (ids are MLMD ids)."""
     facts: dict[str, Any] = {"lineage": {"model": model.id, "model_uri": model.uri}}
-    trainer = rs.producer(model.id)
+    trainer = ms.producer(model.id)
     if trainer is not None:
         facts["lineage"]["trainer_execution"] = trainer.id
-        facts["run"] = rs.run_of(trainer.id)
-        tprops = props(trainer)
-        facts["train_args"] = _json(tprops.get("train_args"))
-        facts["eval_args"] = _json(tprops.get("eval_args"))
+        facts["run"] = ms.run_of(trainer.id)
+        tprops = properties_of(trainer)
+        facts["train_args"] = tprops.get("train_args")
+        facts["eval_args"] = tprops.get("eval_args")
         # The dataset spec the Trainer was given (modules/dataset_spec.py), when it was.
-        custom = _json(tprops.get("custom_config"))
+        custom = tprops.get("custom_config")
         if isinstance(custom, dict) and isinstance(custom.get("dataset"), dict):
             facts["dataset"] = custom["dataset"]
-        inputs = rs.inputs(trainer.id)
+        inputs = ms.inputs(trainer.id)
         hp = _one(inputs, "hyperparameters")
         if hp is not None:
             facts["lineage"]["hyperparameters"] = hp.id
@@ -47,30 +48,33 @@ def model_facts(
         if schema is not None:
             facts["lineage"]["schema"] = schema.id
             facts["lineage"]["schema_uri"] = schema.uri
-    examples = _raw_examples(rs, model.id)
+    examples = _raw_examples(ms, model.id)
     if examples is not None:
-        facts["span"] = props(examples).get("span")
+        facts["span"] = properties_of(examples).get("span")
         facts["lineage"]["examples"] = examples.id
         facts["lineage"]["examples_uri"] = examples.uri
-        for execution in rs.downstream_executions(examples.id):
-            if rs.execution_type(execution).endswith("StatisticsGen"):
-                stats = _one(rs.outputs(execution.id), "statistics")
+        for execution in ms.consumers(examples.id):
+            if ms.execution_type(execution).endswith("StatisticsGen"):
+                stats = _one(ms.outputs(execution.id), "statistics")
                 if stats is not None:
                     facts["lineage"]["statistics"] = stats.id
                     facts["lineage"]["statistics_uri"] = stats.uri
                     break
-    facts["evaluation"] = evaluation_facts(rs, blessing) if blessing is not None else {}
+    facts["evaluation"] = evaluation_facts(ms, blessing) if blessing is not None else {}
     return facts
 
 
-def evaluation_facts(rs: RegistryStore, blessing: mlmd.Artifact) -> dict[str, Any]:
+def evaluation_facts(ms: MetadataStore, blessing: mlmd.Artifact) -> dict[str, Any]:
     """Blessed or not, the overall metrics, the thresholds and the baseline it was compared with."""
-    out: dict[str, Any] = {"blessing": blessing.id, "blessed": props(blessing).get("blessed") == 1}
-    evaluator = rs.producer(blessing.id)
+    out: dict[str, Any] = {
+        "blessing": blessing.id,
+        "blessed": properties_of(blessing).get("blessed") == 1,
+    }
+    evaluator = ms.producer(blessing.id)
     if evaluator is None:
         return out
     out["evaluator_execution"] = evaluator.id
-    evaluation = _one(rs.outputs(evaluator.id), "evaluation")
+    evaluation = _one(ms.outputs(evaluator.id), "evaluation")
     if evaluation is not None:
         out["evaluation"] = evaluation.id
         out["evaluation_uri"] = evaluation.uri
@@ -80,9 +84,9 @@ def evaluation_facts(rs: RegistryStore, blessing: mlmd.Artifact) -> dict[str, An
             k.split(":", 1)[1]: v for k, v in metrics.items() if k.startswith("baseline:")
         }
         out["diff"] = {k.split(":", 1)[1]: v for k, v in metrics.items() if k.startswith("diff:")}
-    baseline = _one(rs.inputs(evaluator.id), "baseline_model")
+    baseline = _one(ms.inputs(evaluator.id), "baseline_model")
     out["baseline_model"] = {"id": baseline.id, "uri": baseline.uri} if baseline else None
-    out["thresholds"] = thresholds(_json(props(evaluator).get("eval_config")))
+    out["thresholds"] = thresholds(properties_of(evaluator).get("eval_config"))
     return out
 
 
@@ -119,47 +123,33 @@ def _bound(d: dict[str, Any], snake: str, camel: str) -> float | None:
     return float(v) if v is not None else None
 
 
-def _raw_examples(rs: RegistryStore, model_id: int) -> mlmd.Artifact | None:
+def _raw_examples(ms: MetadataStore, model_id: int) -> mlmd.Artifact | None:
     """The ExampleGen output the model was trained on (an Examples artifact nobody derived)."""
-    graph = rs.upstream(model_id)
+    graph = ms.lineage_subgraph(
+        [model_id], mlmd.LineageSubgraphQueryOptions.UPSTREAM, _UPSTREAM_HOPS
+    )
     types = {t.id: t.name for t in graph.artifact_types}
-    derived = set()
-    produced_by = {}
+    produced_by: dict[int, int] = {}
     for event in graph.events:
-        if event.type in (mlmd.Event.OUTPUT, mlmd.Event.DECLARED_OUTPUT):
+        if is_output(event):
             produced_by.setdefault(event.artifact_id, event.execution_id)
-    has_inputs = {
-        e.execution_id
-        for e in graph.events
-        if e.type in (mlmd.Event.INPUT, mlmd.Event.DECLARED_INPUT)
-    }
-    for artifact_id, execution_id in produced_by.items():
-        if execution_id in has_inputs:
-            derived.add(artifact_id)
+    has_inputs = {e.execution_id for e in graph.events if is_input(e)}
+    derived = {a for a, execution in produced_by.items() if execution in has_inputs}
     raw = [a for a in graph.artifacts if types.get(a.type_id) == "Examples" and a.id not in derived]
     return max(raw, key=lambda a: a.id) if raw else None
 
 
-def pushed_facts(rs: RegistryStore, pushed: mlmd.Artifact) -> dict[str, Any]:
-    """model_facts for a PushedModel, through the Pusher execution's inputs."""
-    pusher = rs.producer(pushed.id)
+def pushed_facts(ms: MetadataStore, pushed_id: int) -> dict[str, Any]:
+    """model_facts for a PushedModel (by artifact id), through the Pusher execution's inputs."""
+    pusher = ms.producer(pushed_id)
     if pusher is None:
-        return {"lineage": {"pushed_model": pushed.id}}
-    inputs = rs.inputs(pusher.id)
+        return {"lineage": {"pushed_model": pushed_id}}
+    inputs = ms.inputs(pusher.id)
     model = _one(inputs, "model")
     if model is None:
-        return {"lineage": {"pushed_model": pushed.id}}
-    facts = model_facts(rs, model, _one(inputs, "model_blessing"))
-    facts["lineage"]["pushed_model"] = pushed.id
+        return {"lineage": {"pushed_model": pushed_id}}
+    facts = model_facts(ms, model, _one(inputs, "model_blessing"))
+    facts["lineage"]["pushed_model"] = pushed_id
     facts["lineage"]["pusher_execution"] = pusher.id
-    facts["run"] = rs.run_of(pusher.id) or facts.get("run", "")
+    facts["run"] = ms.run_of(pusher.id) or facts.get("run", "")
     return facts
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, str) and value.strip()[:1] in "{[":
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value

@@ -1,10 +1,12 @@
 """Model cards: one Markdown + HTML (+ JSON) page per pushed version, written at push time.
 
-Everything measurable comes from ML Metadata and the artifacts it points at (span, statistics,
-schema, hyperparameters, overall and per-slice metrics, thresholds, baseline, lineage ids); the
-prose (intended use, limitations) comes from the editable registry/model_card_template.md. The
-files go under the version's assets.extra/, which TF Serving ignores, so the card travels with
-the model and `mlops models card VERSION` reads it back.
+Everything measurable comes from ML Metadata (read through metadata/: MetadataStore and
+metadata/model_facts.py) and the artifacts it points at (span, statistics, schema,
+hyperparameters, overall and per-slice metrics, thresholds, baseline, lineage ids); the prose
+(intended use, limitations) comes from the editable model_card/template.md. The files go under
+the version's assets.extra/ (model_layout/), which TF Serving ignores, so the card travels with
+the model and `mlops models card VERSION` reads it back. The Pusher (pipeline/push.py) writes it
+and the registry reads it: it sits at the bottom, beside metadata/, so neither imports the other.
 """
 
 from __future__ import annotations
@@ -17,18 +19,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from metadata import payloads
+import model_layout as layout
+from metadata import model_facts, payloads
+from metadata.store import MetadataError, MetadataStore, open_store
 from modules import dataset_spec, features
-from registry import facts as facts_mod
-from registry import versions
-from registry.store import RegistryStore
 
-TEMPLATE = Path(__file__).with_name("model_card_template.md")
+TEMPLATE = Path(__file__).with_name("template.md")
 _HEADLINE = ("auc", "binary_accuracy", "accuracy", "example_count")
 
 
 def build(
-    rs: RegistryStore,
+    ms: MetadataStore,
     model_id: int,
     blessing_id: int | None,
     model_name: str,
@@ -36,9 +37,13 @@ def build(
     template: str | os.PathLike[str] = TEMPLATE,
 ) -> dict[str, Any]:
     """The card's content as JSON-ready data."""
-    model = rs.artifact(model_id)
-    blessing = rs.artifact(blessing_id) if blessing_id is not None else None
-    card = facts_mod.model_facts(rs, model, blessing)
+    found = ms.artifacts_by_id([model_id, *([] if blessing_id is None else [blessing_id])])
+    missing = [i for i in (model_id, blessing_id) if i is not None and i not in found]
+    if missing:
+        raise MetadataError(f"no artifact with id {missing[0]} in the metadata store")
+    model = found[model_id]
+    blessing = found[blessing_id] if blessing_id is not None else None
+    card = model_facts.model_facts(ms, model, blessing)
     card.update({"model_name": model_name, "version": str(version)})
     # The features of the dataset the model was trained on (the default dataset's for models
     # trained before dataset specs).
@@ -264,7 +269,7 @@ def write(version_dir: str, card: dict[str, Any]) -> dict[str, str]:
     }
     paths = {}
     for ext, content in contents.items():
-        path = versions.card_path(version_dir, ext)
+        path = layout.card_path(version_dir, ext)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=f".{ext}-", dir=os.path.dirname(path))
         with os.fdopen(fd, "w") as f:
@@ -279,8 +284,11 @@ def write_at_push(
     metadata: str, version_dir: str, model_id: int, blessing_id: int | None, model_name: str
 ) -> dict[str, str]:
     """The Pusher's hook: build the card from MLMD and write it beside the pushed model."""
-    rs = RegistryStore(metadata)
     card = build(
-        rs, model_id, blessing_id, model_name, os.path.basename(version_dir.rstrip(os.sep))
+        open_store(metadata),
+        model_id,
+        blessing_id,
+        model_name,
+        os.path.basename(version_dir.rstrip(os.sep)),
     )
     return write(version_dir, card)
