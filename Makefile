@@ -21,8 +21,10 @@ run: install
 run-fast: install
 	$(BIN)/python runners/local_runner.py --skip-tuning $(ARGS)
 
+# The whole suite on two pytest-xdist workers (tests/conftest.py groups each module, and every
+# user of the shared small pipeline, onto one worker, so each fixture runs once).
 test: lint
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(ARGS)
 
 # Everything but the tests marked slow (those that run the pipeline): a few minutes, on two
 # pytest-xdist workers (each test module stays on one worker: tests/conftest.py's xdist groups).

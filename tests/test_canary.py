@@ -419,7 +419,8 @@ def prometheus(split_server, tmp_path):
     config = yaml.safe_load((PROJECT_ROOT / "deploy/monitoring/prometheus.yml").read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     config["rule_files"] = []
-    (job,) = config["scrape_configs"]
+    # The model server's job (prometheus.yml also scrapes `mlops monitor`).
+    job = next(j for j in config["scrape_configs"] if "monitor" not in j["job_name"])
     job["static_configs"] = [{"targets": [f"127.0.0.1:{split_server.rest_port}"]}]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
@@ -473,6 +474,9 @@ def test_compare_reads_the_same_figures_from_prometheus(split_server, prometheus
             assert time.time() < deadline, (scraped_requests(), total)
             time.sleep(0.3)
 
+    # One request first, so the series exist (a fresh server exports none) before the baseline.
+    with requests.Session() as session:
+        _predict(session, server, "/labels/stable", 2)
     wait_until_scraped()  # the totals before this test's traffic: increase() counts from here
     with requests.Session() as session:
         for _ in range(3):  # traffic across several scrapes
