@@ -179,32 +179,43 @@ class SourcesDriver(driver.Driver):
         return exec_properties
 
 
+@beam.ptransform_fn
+def _read_sources(pipeline, exec_properties, split_pattern):
+    """Reads every configured source; with several, each row carries its source's label."""
+    del split_pattern
+    specs = sources_lib.decode_sources(exec_properties[SOURCES_KEY])
+    resolved_text = exec_properties.get("resolved_sources")
+    # Kubeflow runs no custom driver: resolve here then.
+    resolved = json.loads(resolved_text) if resolved_text else resolve_all(specs)
+    tag = len(specs) > 1
+    parts = []
+    for index, (spec, where) in enumerate(zip(specs, resolved, strict=True)):
+        name = f"Read[{index}:{spec.kind}]"
+        examples = read_source(pipeline, spec, where, name)
+        if tag:
+            examples = examples | f"Tag[{index}]" >> beam.Map(
+                _add_source, spec.label.encode("utf-8")
+            )
+        parts.append(examples)
+    return parts[0] if len(parts) == 1 else parts | "Merge" >> beam.Flatten()
+
+
 class SourcesExecutor(base_example_gen_executor.BaseExampleGenExecutor):
     """Reads every source, tags rows with their source when there are several, splits by hash."""
 
-    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 - unused
-        raise NotImplementedError("SourcesExecutor overrides GenerateExamplesByBeam")
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802
+        """Every source's rows as tf.Examples, tagged with their source when there are several
+        (the split pattern is unused: sources name their own rows)."""
+        return _read_sources
 
     def GenerateExamplesByBeam(self, pipeline, exec_properties):  # noqa: N802
-        specs = sources_lib.decode_sources(exec_properties[SOURCES_KEY])
-        resolved_text = exec_properties.get("resolved_sources")
-        # Kubeflow runs no custom driver: resolve here then.
-        resolved = json.loads(resolved_text) if resolved_text else resolve_all(specs)
         output_config = example_gen_pb2.Output()
         proto_utils.json_to_proto(
             exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config
         )
-        tag = len(specs) > 1
-        parts = []
-        for index, (spec, where) in enumerate(zip(specs, resolved, strict=True)):
-            name = f"Read[{index}:{spec.kind}]"
-            examples = read_source(pipeline, spec, where, name)
-            if tag:
-                examples = examples | f"Tag[{index}]" >> beam.Map(
-                    _add_source, spec.label.encode("utf-8")
-                )
-            parts.append(examples)
-        merged = parts[0] if len(parts) == 1 else parts | "Merge" >> beam.Flatten()
+        merged = pipeline | "ReadSources" >> self.GetInputSourceToExamplePTransform()(
+            exec_properties, ""
+        )
         buckets = []
         total = 0
         for split in output_config.split_config.splits:
