@@ -307,6 +307,12 @@ def test_once_that_cannot_check_exits_2_with_one_line(tmp_path):
 
 
 # ---- make retrain -------------------------------------------------------------------------------
+def _outside_make() -> dict:
+    """The environment of a user's shell: under `make test` the parent make's MAKELEVEL and
+    MAKEFLAGS would make the child print Entering/Leaving directory lines."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+
+
 def test_make_retrain_runs_the_pipeline_on_the_newest_span():
     """`make -n retrain` (documented): the target resolves to the local runner, which trains on
     the highest span (CsvExampleGen's span-{SPAN} pattern); ARGS pass through."""
@@ -318,6 +324,7 @@ def test_make_retrain_runs_the_pipeline_on_the_newest_span():
         capture_output=True,
         text=True,
         timeout=60,
+        env=_outside_make(),
     )
     assert out.returncode == 0, out.stderr
     runner = ".venv/bin/python runners/local_runner.py --skip-tuning"
