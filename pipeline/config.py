@@ -72,6 +72,9 @@ class PipelineConfig:
     # PostgreSQL ML Metadata store resolves no `transformed_examples` for a Trainer that re-runs
     # after a CACHED Transform (InsufficientInputError; measured, SQLite is unaffected).
     lean_transform: bool = False
+    # The largest share of the span's rows the RowCleaner may quarantine (rows that break the
+    # curated schema) for the run to go on with the clean rows; above it the DataGate stops it.
+    max_quarantine_fraction: float = 0.01
 
     @property
     def pipeline_root(self) -> str:
