@@ -39,6 +39,7 @@ ROWS_IN, DUPLICATES, QUARANTINED, CLEAN, REASON_COUNTS = (
     "clean",
     "reason_counts",
 )
+FEATURE_COUNTS = "feature_counts"
 # Whether the RowCleaner had a schema to check rows against (False: --infer-schema, only
 # duplicates were dropped).
 SCHEMA_CHECKED = "schema_checked"
@@ -55,6 +56,7 @@ class CleaningSummary:
     quarantined: int
     clean: int
     reasons: dict[str, int]  # reason -> quarantined rows with at least one such violation
+    features: dict[str, int] = dataclasses.field(default_factory=dict)  # the same per feature
     uri: str = ""
     schema_checked: bool = True
 
@@ -73,6 +75,8 @@ class CleaningSummary:
             sign = ">" if self.exceeds(max_fraction) else "<="
             share += f" {sign} max {max_fraction:.2%}"
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items()))
+        if self.features:
+            reasons += " [" + ", ".join(f"{k} {v}" for k, v in sorted(self.features.items())) + "]"
         checked = "" if self.schema_checked else " (no curated schema: duplicates only)"
         return (
             f"{self.rows_in} rows in, {self.duplicates} duplicates dropped, "
@@ -84,18 +88,23 @@ class CleaningSummary:
     def from_properties(cls, props: dict, uri: str = "") -> CleaningSummary:
         """From the quarantine artifact's properties (metadata.store.properties_of, or a
         tfx Artifact's custom properties read into a dict)."""
-        reasons = props.get(REASON_COUNTS) or {}
-        if isinstance(reasons, str):
-            reasons = json.loads(reasons)
+        reasons, features = (_counts(props.get(key)) for key in (REASON_COUNTS, FEATURE_COUNTS))
         return cls(
             rows_in=int(props.get(ROWS_IN, 0)),
             duplicates=int(props.get(DUPLICATES, 0)),
             quarantined=int(props.get(QUARANTINED, 0)),
             clean=int(props.get(CLEAN, 0)),
-            reasons={str(k): int(v) for k, v in reasons.items()},
+            reasons=reasons,
+            features=features,
             uri=uri,
             schema_checked=bool(props.get(SCHEMA_CHECKED, 1)),
         )
+
+
+def _counts(value) -> dict[str, int]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return {str(k): int(v) for k, v in (value or {}).items()}
 
 
 def artifact_properties(artifact) -> dict:
@@ -104,8 +113,9 @@ def artifact_properties(artifact) -> dict:
     for key in (ROWS_IN, DUPLICATES, QUARANTINED, CLEAN, SCHEMA_CHECKED):
         if artifact.has_custom_property(key):
             props[key] = artifact.get_int_custom_property(key)
-    if artifact.has_custom_property(REASON_COUNTS):
-        props[REASON_COUNTS] = artifact.get_string_custom_property(REASON_COUNTS)
+    for key in (REASON_COUNTS, FEATURE_COUNTS):
+        if artifact.has_custom_property(key):
+            props[key] = artifact.get_string_custom_property(key)
     return props
 
 

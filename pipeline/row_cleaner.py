@@ -119,8 +119,10 @@ class _QuarantineLine(beam.DoFn):
         }
         yield json.dumps(line, ensure_ascii=False, sort_keys=True)
         counts = {q.QUARANTINED: 1, q.DUPLICATES: copies - 1, q.ROWS_IN: copies}
-        for reason in sorted({v.reason for v in violations}):
+        for reason in {v.reason for v in violations}:
             counts[f"reason:{reason}"] = 1
+        for feature in {v.feature for v in violations}:
+            counts[f"feature:{feature}"] = 1
         yield beam.pvalue.TaggedOutput("counts", counts)
 
 
@@ -139,11 +141,12 @@ class _SumCounts(beam.CombineFn):
         return out
 
     def extract_output(self, acc):
-        reasons = {k.split(":", 1)[1]: v for k, v in acc.items() if k.startswith("reason:")}
         summary = {
             key: acc.get(key, 0) for key in (q.ROWS_IN, q.DUPLICATES, q.QUARANTINED, q.CLEAN)
         }
-        return json.dumps(summary | {q.REASON_COUNTS: reasons}, sort_keys=True)
+        for key, prefix in ((q.REASON_COUNTS, "reason:"), (q.FEATURE_COUNTS, "feature:")):
+            summary[key] = {k[len(prefix) :]: v for k, v in acc.items() if k.startswith(prefix)}
+        return json.dumps(summary, sort_keys=True)
 
 
 def clean_split(
@@ -231,18 +234,18 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 )
 
         total = collections.Counter()
-        reasons = collections.Counter()
+        by = {q.REASON_COUNTS: collections.Counter(), q.FEATURE_COUNTS: collections.Counter()}
         for split in splits:
             path = os.path.join(artifact_utils.get_split_uri([quarantined], split), q.SUMMARY_FILE)
             with tf.io.gfile.GFile(path) as f:
                 summary = json.loads(f.read())
-            reasons.update(summary.pop(q.REASON_COUNTS))
+            for key, counter in by.items():
+                counter.update(summary.pop(key))
             total.update(summary)
         for key in (q.ROWS_IN, q.DUPLICATES, q.QUARANTINED, q.CLEAN):
             quarantined.set_int_custom_property(key, total.get(key, 0))
-        quarantined.set_string_custom_property(
-            q.REASON_COUNTS, json.dumps(dict(sorted(reasons.items())))
-        )
+        for key, counter in by.items():
+            quarantined.set_string_custom_property(key, json.dumps(dict(sorted(counter.items()))))
         quarantined.set_int_custom_property(q.SCHEMA_CHECKED, int(schema_bytes is not None))
 
 

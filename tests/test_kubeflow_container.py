@@ -143,6 +143,13 @@ def test_compiled_steps_run_through_the_tfx_container_entrypoint(compiled):
     }
     assert sum(counts.values()) == ROWS and counts["train"] > counts["eval"] > 0
 
+    # The RowCleaner, on the curated schema, between ExampleGen and StatisticsGen.
+    _run_task(spec, "ImportSchemaGen", run_root, upstream)
+    cleaner = _run_task(spec, "RowCleaner", run_root, upstream)
+    quarantine = cleaner.artifacts["quarantine"].artifacts[0]
+    assert quarantine.metadata["custom:rows_in"] == ROWS
+    assert quarantine.metadata["custom:quarantined"] == 0
+    assert upstream["RowCleaner"]["cleaned_examples"].metadata["custom:span"] == 1
     _run_task(spec, "StatisticsGen", run_root, upstream)
     from tensorflow_metadata.proto.v0 import statistics_pb2
 

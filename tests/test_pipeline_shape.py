@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.config import PipelineConfig
 from pipeline.pipeline import (
     BEST_HYPERPARAMETERS_IMPORTER,
     LATEST_BLESSED_MODEL_RESOLVER,
     create_pipeline,
     eval_config,
 )
-from pipeline.config import PipelineConfig
 from pipeline.samples import small_config
 
 
@@ -66,9 +66,7 @@ def test_edges_follow_the_data_flow(config):
     assert "CsvExampleGen" not in _upstream(nodes["Transform"])
     assert {"Transform", "ImportSchemaGen"} <= _upstream(nodes["Tuner"])
     assert {"Transform", "Tuner", "ImportSchemaGen"} <= _upstream(nodes["Trainer"])
-    assert {"RowCleaner", "Trainer", LATEST_BLESSED_MODEL_RESOLVER} <= _upstream(
-        nodes["Evaluator"]
-    )
+    assert {"RowCleaner", "Trainer", LATEST_BLESSED_MODEL_RESOLVER} <= _upstream(nodes["Evaluator"])
     # RowCleaner: a few clean eval examples become the pushed version's warmup requests.
     assert _upstream(nodes["Pusher"]) == {"Trainer", "Evaluator", "RowCleaner"}
 
