@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -148,3 +152,31 @@ def test_quarantine_cli_fails_in_one_line_without_a_store(tmp_path):
     result = _mlops("data", "quarantine", "--metadata", str(tmp_path / "none.db"))
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "metadata store not found" in result.output
+
+
+_BLOCK = re.compile(r"^<!-- test: quarantine -->\n```bash\n(.*?)\n```$", re.M | re.S)
+
+
+def test_documented_quarantine_commands_work_as_written(cleaned_run, tmp_path):
+    """docs/data_quality.md's marked block, run with bash from a directory laid out like a
+    checkout after `make run` (tfx_pipeline_output/ is this run's output)."""
+    config, _, report = cleaned_run
+    root = Path(__file__).resolve().parents[1]
+    (block,) = _BLOCK.findall((root / "docs" / "data_quality.md").read_text())
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / ".venv").symlink_to(sys.prefix)
+    (checkout / "tfx_pipeline_output").symlink_to(config.output_dir)
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    outputs = []
+    for command in block.splitlines():
+        proc = subprocess.run(
+            ["bash", "-c", command], cwd=checkout, env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, (command, proc.stderr[-2000:])
+        outputs.append(proc.stdout)
+    listing, as_json, lineage = outputs
+    assert f"{BAD} quarantined" in listing and "payment_type: out_of_domain" in listing
+    assert len(as_json.splitlines()) == BAD
+    assert "QuarantinedExamples" in lineage and "RowCleaner" in lineage
+    assert report.cleaning.uri in lineage
