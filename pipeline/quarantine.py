@@ -27,7 +27,8 @@ import click
 ROW_CLEANER = "RowCleaner"
 CLEANED_EXAMPLES = "cleaned_examples"
 QUARANTINE = "quarantine"
-QUARANTINE_TYPE = "QuarantinedExamples"
+# A custom type name as Kubeflow V2 accepts it: <namespace>.<Type>.
+QUARANTINE_TYPE = "mlops.QuarantinedExamples"
 QUARANTINE_FILE_PREFIX = "quarantine"
 QUARANTINE_FILE_SUFFIX = ".jsonl"
 SUMMARY_FILE = "CleaningSummary.json"

@@ -40,11 +40,9 @@ _TFRECORD_PREFIX = "data_tfrecord"  # ExampleGen's file names, so nothing downst
 class QuarantinedExamples(types.Artifact):
     """Rows the RowCleaner set aside, per split, each with the reasons (pipeline/quarantine.py)."""
 
+    # No typed PROPERTIES (Kubeflow V2 allows none on custom types): split names, span and the
+    # figures are custom properties.
     TYPE_NAME = q.QUARANTINE_TYPE
-    PROPERTIES = {
-        "span": standard_artifacts.SPAN_PROPERTY,
-        "split_names": standard_artifacts.SPLIT_NAMES_PROPERTY,
-    }
 
 
 class RowCleanerSpec(ComponentSpec):
@@ -211,13 +209,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
         # The cleaned Examples are the input's, rows aside: same splits, span, version, format.
         cleaned.split_names = examples.split_names
-        quarantined.split_names = examples.split_names
+        quarantined.set_string_custom_property("split_names", examples.split_names)
         for name, value in examples.mlmd_artifact.custom_properties.items():
             cleaned.mlmd_artifact.custom_properties[name].CopyFrom(value)
         cleaned.span, cleaned.version = examples.span, examples.version
-        quarantined.span = examples.span
+        span = examples.span
         if examples.has_custom_property("span"):
-            quarantined.set_int_custom_property("span", examples.get_int_custom_property("span"))
+            span = examples.get_int_custom_property("span")
+        quarantined.set_int_custom_property("span", span)
 
         with self._make_beam_pipeline() as pipeline:
             for split in splits:

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from metadata.store import open_store
+from pipeline.quarantine import QUARANTINE_TYPE
 from pipeline.samples import small_config
 from tests.cleaning_samples import expected_reasons, write_dirty_sample
 
@@ -140,7 +141,7 @@ def test_the_quarantine_lists_each_bad_row_and_why(cleaned_run):
 def test_lineage_shows_the_quarantine_as_an_output_of_the_cleaning_execution(cleaned_run):
     config, _, report = cleaned_run
     meta = ["lineage", "--metadata", config.metadata_connection]
-    result = _mlops(*meta, "--json", "artifacts", "--type", "QuarantinedExamples")
+    result = _mlops(*meta, "--json", "artifacts", "--type", QUARANTINE_TYPE)
     assert result.exit_code == 0, result.output
     (artifact,) = json.loads(result.output)
     assert artifact["producer"] == "RowCleaner" and artifact["uri"] == report.cleaning.uri
@@ -178,5 +179,5 @@ def test_documented_quarantine_commands_work_as_written(cleaned_run, tmp_path):
     listing, as_json, lineage = outputs
     assert f"{BAD} quarantined" in listing and "payment_type: out_of_domain" in listing
     assert len(as_json.splitlines()) == BAD
-    assert "QuarantinedExamples" in lineage and "RowCleaner" in lineage
+    assert QUARANTINE_TYPE in lineage and "RowCleaner" in lineage
     assert report.cleaning.uri in lineage
