@@ -161,6 +161,25 @@ def test_serialized_rows_come_back_deterministic_and_garbage_is_a_reason():
     assert CHECKER.check_serialized(b"\xff\x00garbage")[1][0].feature == row_checks.ROW
 
 
+def test_batches_decide_like_rows_and_pass_clean_rows_through_as_read():
+    rows = [
+        {**GOOD, "fare": [-1.0]},
+        GOOD,
+        {**GOOD, "payment_type": [b"Bitcoin"]},
+        {**GOOD, "pickup_latitude": [math.nan]},
+        {**GOOD, "trip_start_day": [1, 2]},
+        {k: v for k, v in GOOD.items() if k != "tips"},
+        {**GOOD, "fare": [1e30]},
+    ]
+    records = [example(r).SerializeToString(deterministic=True) for r in rows]
+    assert CHECKER.check_batch(records) == [CHECKER.check_serialized(r) for r in records]
+    # A wrong kind anywhere in the batch: every row is checked one by one (and repaired).
+    mixed = records + [example({**GOOD, "trip_seconds": [b"60"]}, {"trip_seconds": "bytes_list"})]
+    mixed[-1] = mixed[-1].SerializeToString()
+    assert CHECKER.check_batch(mixed) == [CHECKER.check_serialized(r) for r in mixed]
+    assert CHECKER.check_batch(mixed)[-1][0] is not None
+
+
 def test_environment_and_domains_follow_the_schema():
     # tips is not in SERVING: a serving checker does not require it.
     serving = RowChecker(SCHEMA, environment="SERVING")
@@ -218,6 +237,11 @@ def test_hostile_rows_are_clean_or_have_a_reason_never_an_exception(case):
     record = example(row, kinds).SerializeToString()
     clean, violations = CHECKER.check_serialized(record)
     assert (clean is None) != (not violations)
+    # The batched (Arrow) path comes to the same verdict, alone and among good rows.
+    good = example(GOOD).SerializeToString(deterministic=True)
+    batched = CHECKER.check_batch([good, record, good])
+    assert [v for _, v in batched] == [[], violations, []]
+    assert batched[0] == (good, [])
     assert all(v.reason in row_checks.REASONS and str(v) for v in violations)
     if clean is not None:
         # A clean row has every schema feature in the schema's kind and passes again unchanged.
@@ -238,3 +262,4 @@ def test_hostile_rows_are_clean_or_have_a_reason_never_an_exception(case):
 def test_arbitrary_bytes_never_raise(record):
     clean, violations = CHECKER.check_serialized(record)
     assert (clean is None) != (not violations)
+    assert CHECKER.check_batch([record]) == [(clean, violations)]
