@@ -233,13 +233,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 _ = records | f"Clean[{split}]" >> _CleanSplit(
                     schema_bytes,
                     artifact_utils.get_split_uri([cleaned], split),
-                    artifact_utils.get_split_uri([quarantined], split),
+                    os.path.join(quarantined.uri, f"Split-{split}"),
                 )
 
         total = collections.Counter()
         by = {q.REASON_COUNTS: collections.Counter(), q.FEATURE_COUNTS: collections.Counter()}
         for split in splits:
-            path = os.path.join(artifact_utils.get_split_uri([quarantined], split), q.SUMMARY_FILE)
+            path = os.path.join(os.path.join(quarantined.uri, f"Split-{split}"), q.SUMMARY_FILE)
             with tf.io.gfile.GFile(path) as f:
                 summary = json.loads(f.read())
             for key, counter in by.items():
