@@ -59,6 +59,9 @@ DATA_GATE = "DataGate"
 EVALUATOR = "Evaluator"
 PUSHER = "Pusher"
 PREVIOUS_SPAN_PROPERTY = "previous_span"
+# The RowCleaner between ExampleGen and StatisticsGen, and its output of clean rows.
+ROW_CLEANER = "RowCleaner"
+CLEANED_EXAMPLES = "cleaned_examples"
 
 
 class MetadataError(Exception):

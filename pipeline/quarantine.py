@@ -23,9 +23,11 @@ import sys
 
 import click
 
-# The node id of the cleaning step in create_pipeline and its output keys.
-ROW_CLEANER = "RowCleaner"
-CLEANED_EXAMPLES = "cleaned_examples"
+from metadata.store import CLEANED_EXAMPLES, ROW_CLEANER
+
+__all__ = ["CLEANED_EXAMPLES", "ROW_CLEANER", "CleaningSummary", "quarantine_command"]
+
+# The cleaning step's output of bad rows (its node id and clean output: metadata/store.py).
 QUARANTINE = "quarantine"
 # A custom type name as Kubeflow V2 accepts it: <namespace>.<Type>.
 QUARANTINE_TYPE = "mlops.QuarantinedExamples"

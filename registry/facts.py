@@ -14,6 +14,7 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd
 
 from metadata import payloads
 from metadata.evaluation import read_evaluation
+from metadata.store import CLEANED_EXAMPLES
 from registry.store import RegistryStore, props
 
 
@@ -48,13 +49,10 @@ def model_facts(
         facts["span"] = props(examples).get("span")
         facts["lineage"]["examples"] = examples.id
         facts["lineage"]["examples_uri"] = examples.uri
-        for execution in rs.downstream_executions(examples.id):
-            if rs.execution_type(execution).endswith("StatisticsGen"):
-                stats = _one(rs.outputs(execution.id), "statistics")
-                if stats is not None:
-                    facts["lineage"]["statistics"] = stats.id
-                    facts["lineage"]["statistics_uri"] = stats.uri
-                    break
+        stats = _statistics_of(rs, examples.id)
+        if stats is not None:
+            facts["lineage"]["statistics"] = stats.id
+            facts["lineage"]["statistics_uri"] = stats.uri
     facts["evaluation"] = evaluation_facts(rs, blessing) if blessing is not None else {}
     return facts
 
@@ -113,6 +111,22 @@ def _bound(d: dict[str, Any], snake: str, camel: str) -> float | None:
     if isinstance(v, dict):
         v = v.get("value")
     return float(v) if v is not None else None
+
+
+def _statistics_of(rs: RegistryStore, examples_id: int) -> mlmd.Artifact | None:
+    """StatisticsGen's output on these examples, or on the RowCleaner's clean rows of them."""
+    cleaned = []
+    for execution in rs.downstream_executions(examples_id):
+        if rs.execution_type(execution).endswith("StatisticsGen"):
+            stats = _one(rs.outputs(execution.id), "statistics")
+            if stats is not None:
+                return stats
+        cleaned += rs.outputs(execution.id).get(CLEANED_EXAMPLES, [])
+    for artifact in cleaned:
+        stats = _statistics_of(rs, artifact.id)
+        if stats is not None:
+            return stats
+    return None
 
 
 def _raw_examples(rs: RegistryStore, model_id: int) -> mlmd.Artifact | None:
