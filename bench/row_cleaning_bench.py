@@ -100,14 +100,14 @@ def _examples(uri: str):
 def run_stage(stage: str, input_uri: str, output_root: str) -> dict:
     """One executor on the rows under `input_uri`: seconds, peak RSS (MiB), what it produced."""
     from tfx.components.statistics_gen import executor as statistics_gen
-    from tfx.dsl.components.base.base_executor import BaseExecutor
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import standard_artifacts
 
     from pipeline.drift_measures import statistics_options
     from pipeline.row_cleaner import Executor as RowCleanerExecutor
     from pipeline.row_cleaner import QuarantinedExamples
 
-    context = BaseExecutor.Context(beam_pipeline_args=in_memory_beam_args())
+    context = BaseBeamExecutor.Context(beam_pipeline_args=in_memory_beam_args())
     examples = _examples(input_uri)
     started = time.monotonic()
     if stage == "cleaner":
