@@ -198,7 +198,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 - TFX API
         import tensorflow as tf
-        from tensorflow_metadata.proto.v0 import schema_pb2
         from tfx.utils import io_utils
 
         examples = artifact_utils.get_single_instance(input_dict["examples"])
@@ -208,7 +207,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if input_dict.get("schema"):
             schema_uri = artifact_utils.get_single_uri(input_dict["schema"])
             schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema_uri))
-            schema_bytes = schema_pb2.Schema.SerializeToString(schema)
+            schema_bytes = schema.SerializeToString()
         splits = artifact_utils.decode_split_names(examples.split_names)
 
         # The cleaned Examples are the input's, rows aside: same splits, span, version, format.
@@ -239,7 +238,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         total = collections.Counter()
         by = {q.REASON_COUNTS: collections.Counter(), q.FEATURE_COUNTS: collections.Counter()}
         for split in splits:
-            path = os.path.join(os.path.join(quarantined.uri, f"Split-{split}"), q.SUMMARY_FILE)
+            path = os.path.join(quarantined.uri, f"Split-{split}", q.SUMMARY_FILE)
             with tf.io.gfile.GFile(path) as f:
                 summary = json.loads(f.read())
             for key, counter in by.items():
