@@ -25,7 +25,8 @@ from pipeline.quarantine import QUARANTINE_TYPE
 from pipeline.samples import small_config
 from tests.cleaning_samples import expected_reasons, write_dirty_sample
 
-pytestmark = pytest.mark.slow
+# The fixture runs a whole (small) pipeline: minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 ROWS, BAD, DUPLICATES = 600, 3, 5
 
