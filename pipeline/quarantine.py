@@ -29,8 +29,9 @@ __all__ = ["CLEANED_EXAMPLES", "ROW_CLEANER", "CleaningSummary", "quarantine_com
 
 # The cleaning step's output of bad rows (its node id and clean output: metadata/store.py).
 QUARANTINE = "quarantine"
-# A custom type name as Kubeflow V2 accepts it: <namespace>.<Type>.
-QUARANTINE_TYPE = "mlops.QuarantinedExamples"
+# A custom type name as Kubeflow V2 accepts it: <module>.<Class> with one dot, and its container
+# imports the class by that name (pipeline/__init__.py exposes it).
+QUARANTINE_TYPE = "pipeline.QuarantinedExamples"
 QUARANTINE_FILE_PREFIX = "quarantine"
 QUARANTINE_FILE_SUFFIX = ".jsonl"
 SUMMARY_FILE = "CleaningSummary.json"
