@@ -419,7 +419,8 @@ def prometheus(split_server, tmp_path):
     config = yaml.safe_load((PROJECT_ROOT / "deploy/monitoring/prometheus.yml").read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     config["rule_files"] = []
-    (job,) = config["scrape_configs"]
+    # The model server's job (prometheus.yml also scrapes `mlops monitor`).
+    job = next(j for j in config["scrape_configs"] if "monitor" not in j["job_name"])
     job["static_configs"] = [{"targets": [f"127.0.0.1:{split_server.rest_port}"]}]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()

@@ -97,20 +97,20 @@ def test_default_pipeline_has_no_window_and_transform_reads_this_runs_examples(t
     assert config.train_spans == PipelineConfig().train_spans == 1
     nodes = _nodes(config)
     assert TRAINING_WINDOW_RESOLVER not in nodes
-    assert nodes["Transform"].inputs["examples"] is nodes["CsvExampleGen"].outputs["examples"]
+    assert nodes["Transform"].inputs["examples"] is nodes["RowCleaner"].outputs["cleaned_examples"]
 
 
 def test_window_resolver_runs_after_the_gate_and_feeds_transform_only(tmp_path):
     nodes = _nodes(small_config(tmp_path, tmp_path / "data", train_spans=3))
     resolver = nodes[TRAINING_WINDOW_RESOLVER]
-    assert {n.id for n in resolver.upstream_nodes} == {"CsvExampleGen", "DataGate"}
+    assert {n.id for n in resolver.upstream_nodes} == {"RowCleaner", "DataGate"}
     assert resolver.exec_properties["resolver_class"] is AcceptedSpansStrategy
     assert {"num_spans": 3} in resolver.exec_properties.values()
     assert TRAINING_WINDOW_RESOLVER in {n.id for n in nodes["Transform"].upstream_nodes}
-    example_gen = nodes["CsvExampleGen"].outputs["examples"]
-    # The Evaluator and the Pusher's warmup requests stay on the newest span.
-    assert nodes["Evaluator"].inputs["examples"] is example_gen
-    assert nodes["Pusher"].inputs["examples"] is example_gen
+    newest = nodes["RowCleaner"].outputs["cleaned_examples"]
+    # The Evaluator and the Pusher's warmup requests stay on the newest span (its clean rows).
+    assert nodes["Evaluator"].inputs["examples"] is newest
+    assert nodes["Pusher"].inputs["examples"] is newest
     with pytest.raises(ValueError, match="train_spans must be >= 1"):
         _nodes(small_config(tmp_path, tmp_path / "data", train_spans=0))
 
