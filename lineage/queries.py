@@ -261,7 +261,9 @@ def trace(ls: MetadataStore, target: str) -> Trace:
     ]
     check_executions: set[int] = set()
     if raw_examples:
-        down = ls.lineage_subgraph(raw_examples, mlmd_pb2.LineageSubgraphQueryOptions.DOWNSTREAM, 4)
+        # 6 hops: examples -> RowCleaner -> clean examples -> StatisticsGen -> statistics ->
+        # ExampleValidator.
+        down = ls.lineage_subgraph(raw_examples, mlmd_pb2.LineageSubgraphQueryOptions.DOWNSTREAM, 6)
         types = {t.id: t.name for t in down.execution_types}
         for execution in down.executions:
             name = types.get(execution.type_id, "")

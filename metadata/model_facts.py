@@ -13,7 +13,13 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd
 
 from metadata import payloads
 from metadata.evaluation import read_evaluation
-from metadata.store import MetadataStore, is_input, is_output, properties_of
+from metadata.store import (
+    CLEANED_EXAMPLES,
+    MetadataStore,
+    is_input,
+    is_output,
+    properties_of,
+)
 
 _UPSTREAM_HOPS = 20  # Model <- Trainer <- Transform <- ... <- ExampleGen, with room to spare
 
@@ -53,13 +59,10 @@ def model_facts(
         facts["span"] = properties_of(examples).get("span")
         facts["lineage"]["examples"] = examples.id
         facts["lineage"]["examples_uri"] = examples.uri
-        for execution in ms.consumers(examples.id):
-            if ms.execution_type(execution).endswith("StatisticsGen"):
-                stats = _one(ms.outputs(execution.id), "statistics")
-                if stats is not None:
-                    facts["lineage"]["statistics"] = stats.id
-                    facts["lineage"]["statistics_uri"] = stats.uri
-                    break
+        stats = _statistics_of(ms, examples.id)
+        if stats is not None:
+            facts["lineage"]["statistics"] = stats.id
+            facts["lineage"]["statistics_uri"] = stats.uri
     facts["evaluation"] = evaluation_facts(ms, blessing) if blessing is not None else {}
     return facts
 
@@ -121,6 +124,22 @@ def _bound(d: dict[str, Any], snake: str, camel: str) -> float | None:
     if isinstance(v, dict):
         v = v.get("value")
     return float(v) if v is not None else None
+
+
+def _statistics_of(ms: MetadataStore, examples_id: int) -> mlmd.Artifact | None:
+    """StatisticsGen's output on these examples, or on the RowCleaner's clean rows of them."""
+    cleaned = []
+    for execution in ms.consumers(examples_id):
+        if ms.execution_type(execution).endswith("StatisticsGen"):
+            stats = _one(ms.outputs(execution.id), "statistics")
+            if stats is not None:
+                return stats
+        cleaned += ms.outputs(execution.id).get(CLEANED_EXAMPLES, [])
+    for artifact in cleaned:
+        stats = _statistics_of(ms, artifact.id)
+        if stats is not None:
+            return stats
+    return None
 
 
 def _raw_examples(ms: MetadataStore, model_id: int) -> mlmd.Artifact | None:

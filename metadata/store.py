@@ -60,6 +60,9 @@ TRANSFORM = "Transform"
 EVALUATOR = "Evaluator"
 PUSHER = "Pusher"
 PREVIOUS_SPAN_PROPERTY = "previous_span"
+# The RowCleaner between ExampleGen and StatisticsGen, and its output of clean rows.
+ROW_CLEANER = "RowCleaner"
+CLEANED_EXAMPLES = "cleaned_examples"
 
 
 class MetadataError(Exception):

@@ -4,3 +4,14 @@
 """
 
 import modules  # noqa: F401
+
+
+def __getattr__(name: str):
+    """`pipeline.QuarantinedExamples`, imported on first use: Kubeflow V2 names a custom artifact
+    type `<module>.<Class>` (one dot) and its container entrypoint imports the class by that
+    name; loading it lazily keeps `import pipeline` free of TFX."""
+    if name == "QuarantinedExamples":
+        from pipeline.row_cleaner import QuarantinedExamples
+
+        return QuarantinedExamples
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from metadata.connection import LOCAL_OUTPUT_DIR, sqlite_store_path
 from modules import dataset_spec, features
-from pipeline.sources import SourceSpec
+from pipeline.sources import SourceSpec, load_sources
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODULES_DIR = PROJECT_ROOT / "modules"
@@ -91,6 +91,9 @@ class PipelineConfig:
     # Where the rows come from (pipeline/sources.py, docs/sources.md): empty = CsvExampleGen over
     # data_root/input_pattern, exactly as without this field.
     sources: tuple[SourceSpec, ...] = ()
+    # The largest share of the span's rows the RowCleaner may quarantine (rows that break the
+    # curated schema) for the run to go on with the clean rows; above it the DataGate stops it.
+    max_quarantine_fraction: float = 0.01
 
     @property
     def pipeline_root(self) -> str:
@@ -132,9 +135,25 @@ def dataset_config(dataset: str | os.PathLike, **overrides) -> PipelineConfig:
             if spec.task == dataset_spec.BINARY
             else None
         ),
+        # Keys the spec passes through to their owners: the sources (pipeline/sources.py) and
+        # the row cleaner's threshold (pipeline/row_cleaner.py).
+        sources=load_sources(spec.extra.get("sources")),
     )
+    if "max_quarantine_fraction" in spec.extra:
+        settings["max_quarantine_fraction"] = _fraction(
+            spec.extra["max_quarantine_fraction"], spec.spec_path
+        )
     settings.update(overrides)
     return PipelineConfig(**settings)
+
+
+def _fraction(value: object, where: str) -> float:
+    """A share in [0, 1] from a spec, or a one-line SpecError naming the file."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise dataset_spec.SpecError(
+            f"{where}: max_quarantine_fraction must be a number from 0 to 1, got {value!r}"
+        )
+    return float(value)
 
 
 def in_memory_beam_args() -> list[str]:

@@ -6,7 +6,9 @@ span would still be trained on and pushed. The gate fails its execution instead,
 the run (locally and on Kubeflow) before Transform, Trainer and Pusher; the runner then
 prints the report. It fails on schema anomalies (ExampleValidator) and on drift beyond the
 schema's comparator thresholds or the sample-size-aware tests against the last accepted
-span (DriftValidator, pipeline/drift.py and pipeline/drift_measures.py).
+span (DriftValidator, pipeline/drift.py and pipeline/drift_measures.py), and when the RowCleaner
+quarantined more than `max_quarantine_fraction` of the rows (pipeline/row_cleaner.py; at or below
+it the run goes on with the clean rows).
 
 When the gate passes it publishes `accepted_statistics`: a copy of the span's statistics (a few
 KB), carrying the span. A failed execution publishes no outputs, so the resolved channel of these
@@ -21,6 +23,8 @@ from tfx.types import artifact_utils
 
 from pipeline.anomalies import load_anomalies
 from pipeline.drift import PREVIOUS_SPAN_PROPERTY, load_measurements
+from pipeline.quarantine import CleaningSummary, artifact_properties
+from pipeline.row_cleaner import QuarantinedExamples
 
 _Anomalies = tfx.types.standard_artifacts.ExampleAnomalies
 _Stats = tfx.types.standard_artifacts.ExampleStatistics
@@ -59,8 +63,10 @@ def DataGate(  # noqa: N802 - TFX components are named like classes
     anomalies: tfx.dsl.components.InputArtifact[_Anomalies],
     statistics: tfx.dsl.components.InputArtifact[_Stats],
     accepted_statistics: tfx.dsl.components.OutputArtifact[_Stats],
+    max_quarantine_fraction: tfx.dsl.components.Parameter[float],
     drift: tfx.dsl.components.InputArtifact[_Anomalies] = None,
-) -> OutputDict(anomaly_count=int, drift_count=int):
+    quarantine: tfx.dsl.components.InputArtifact[QuarantinedExamples] = None,
+) -> OutputDict(anomaly_count=int, drift_count=int, quarantined_rows=int):
     """Pass when no split has anomalies or drift, publishing the span's statistics as accepted;
     otherwise fail with the list (and publish nothing)."""
     splits = artifact_utils.decode_split_names(anomalies.split_names)
@@ -69,8 +75,18 @@ def DataGate(  # noqa: N802 - TFX components are named like classes
     if drift is not None:
         drift_splits = artifact_utils.decode_split_names(drift.split_names)
         drifted = [m for m in load_measurements(drift.uri, drift_splits) if m.exceeded]
-    if found or drifted:
+    cleaning = None
+    if quarantine is not None:
+        cleaning = CleaningSummary.from_properties(artifact_properties(quarantine), quarantine.uri)
+    too_many = cleaning is not None and cleaning.exceeds(max_quarantine_fraction)
+    if found or drifted or too_many:
         parts = []
+        if too_many:
+            figures = cleaning.describe(max_quarantine_fraction)
+            parts.append(
+                f"Row cleaning quarantined too many rows: {figures}\n"
+                f"  quarantined rows and reasons: {cleaning.uri} (`mlops data quarantine`)"
+            )
         if found:
             lines = "\n".join(f"  {a}" for a in found)
             parts.append(
@@ -85,4 +101,5 @@ def DataGate(  # noqa: N802 - TFX components are named like classes
             )
         raise DataAnomaliesError("\n".join(parts))
     copy_statistics(statistics, accepted_statistics)
-    return {"anomaly_count": 0, "drift_count": 0}
+    quarantined = cleaning.quarantined if cleaning is not None else 0
+    return {"anomaly_count": 0, "drift_count": 0, "quarantined_rows": quarantined}

@@ -1,6 +1,7 @@
 """create_pipeline: the one definition of the pipeline, shared by every runner.
 
-CsvExampleGen (latest span) -> StatisticsGen -> ImportSchemaGen (curated) | SchemaGen (inferred)
+CsvExampleGen (latest span) -> RowCleaner (quarantine, with ImportSchemaGen's curated schema)
+-> StatisticsGen -> SchemaGen (only with --infer-schema)
 -> ExampleValidator + DriftValidator (vs the last span the DataGate accepted) -> DataGate
 -> Transform -> Tuner | Importer(best hyperparameters)
 -> Trainer -> Resolver(latest blessed model) -> Evaluator -> Pusher (atomic version dir)
@@ -27,6 +28,8 @@ from pipeline.drift import DRIFT_VALIDATOR, DriftValidator, SpanStatisticsGenExe
 from pipeline.drift_measures import statistics_options
 from pipeline.evaluation import SkipSelfEvaluationExecutor
 from pipeline.push import MODEL_CARD_METADATA_KEY, AtomicPusher
+from pipeline.quarantine import CLEANED_EXAMPLES, QUARANTINE, ROW_CLEANER
+from pipeline.row_cleaner import RowCleaner
 from pipeline.training_window import training_window
 
 # Node ids, used by the runner's report and by tests to find executions in MLMD.
@@ -181,9 +184,19 @@ def create_pipeline(
     spec = dataset_spec.load(config.dataset)
     # CsvExampleGen over data_root unless config.sources lists others (pipeline/sources.py).
     example_gen = sources.example_gen(config)
+    # Rows that break the curated schema are quarantined, exact duplicates dropped; everything
+    # downstream reads the clean rows. An inferred schema comes after the statistics, so then
+    # the cleaner only drops duplicates (pipeline/row_cleaner.py).
+    if not config.infer_schema:
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+    row_cleaner = RowCleaner(
+        examples=example_gen.outputs["examples"],
+        schema=None if config.infer_schema else schema_gen.outputs["schema"],
+    ).with_id(ROW_CLEANER)
+    examples = row_cleaner.outputs[CLEANED_EXAMPLES]
     # Percentile quantiles: what the drift/skew tests read (pipeline/drift_measures.py).
     statistics_gen = tfx.components.StatisticsGen(
-        examples=example_gen.outputs["examples"], stats_options=statistics_options()
+        examples=examples, stats_options=statistics_options()
     )
     # Records the span on the statistics (TFX 1.16 ExampleGen keeps it in a custom property).
     statistics_gen.executor_spec = executor_spec.BeamExecutorSpec(SpanStatisticsGenExecutor)
@@ -191,8 +204,6 @@ def create_pipeline(
         schema_gen = tfx.components.SchemaGen(
             statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
         )
-    else:
-        schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
@@ -219,6 +230,8 @@ def create_pipeline(
     data_gate = DataGate(
         anomalies=example_validator.outputs["anomalies"],
         statistics=statistics_gen.outputs["statistics"],
+        quarantine=row_cleaner.outputs[QUARANTINE],
+        max_quarantine_fraction=config.max_quarantine_fraction,
         **drift,
     )
 
@@ -232,9 +245,9 @@ def create_pipeline(
     if config.train_spans < 1:
         raise ValueError(f"train_spans must be >= 1, got {config.train_spans}")
     window = []
-    training_examples = example_gen.outputs["examples"]
+    training_examples = examples
     if config.train_spans > 1:
-        window = [training_window(example_gen.outputs["examples"], config.train_spans)]
+        window = [training_window(examples, config.train_spans)]
         window[0].add_upstream_node(data_gate)
         training_examples = window[0].outputs["examples"]
     # The dataset spec travels to the user code as data: an edited spec changes these exec
@@ -287,7 +300,7 @@ def create_pipeline(
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id(LATEST_BLESSED_MODEL_RESOLVER)
     evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config, spec),
@@ -303,7 +316,7 @@ def create_pipeline(
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.model_serving_dir)
         ),
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         # Where the push-time model card reads ML Metadata from (model_card/); local runs only.
         custom_config=(
             {MODEL_CARD_METADATA_KEY: config.metadata_connection}
@@ -316,8 +329,9 @@ def create_pipeline(
         pipeline_root=config.pipeline_root,
         components=[
             example_gen,
-            statistics_gen,
             schema_gen,
+            row_cleaner,
+            statistics_gen,
             *validators,
             data_gate,
             *window,

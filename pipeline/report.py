@@ -12,9 +12,22 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.types import artifact_utils
 
 from metadata.evaluation import MetricCheck, read_evaluation, read_failed_checks
-from metadata.store import EVALUATOR, MetadataStore, open_store, span_of
+from metadata.store import (
+    DATA_GATE,
+    EVALUATOR,
+    MetadataStore,
+    open_store,
+    properties_of,
+    span_of,
+)
 from pipeline.anomalies import Anomaly, load_anomalies
 from pipeline.drift import DRIFT_VALIDATOR, PREVIOUS_SPAN_PROPERTY, Measurement, load_measurements
+from pipeline.quarantine import (
+    MAX_QUARANTINE_FRACTION,
+    QUARANTINE_TYPE,
+    ROW_CLEANER,
+    CleaningSummary,
+)
 
 __all__ = ["ComponentRun", "MetricCheck", "RunReport", "latest_run_report"]
 
@@ -51,6 +64,32 @@ class RunReport:
     # The spans Transform read, so the model learnt from (the newest alone, or the training
     # window of `--train-spans N`); [] when nothing was trained.
     training_spans: list[int] = dataclasses.field(default_factory=list)
+    # What the RowCleaner did (rows in, duplicates, quarantined by reason, where), and the
+    # DataGate's threshold on the quarantined share (None: no cleaning / no gate ran).
+    cleaning: CleaningSummary | None = None
+    max_quarantine_fraction: float | None = None
+
+    @property
+    def quarantine_exceeded(self) -> bool:
+        """Whether the quarantined share is above the gate's threshold (a data-gate stop)."""
+        return (
+            self.cleaning is not None
+            and self.max_quarantine_fraction is not None
+            and self.cleaning.exceeds(self.max_quarantine_fraction)
+        )
+
+    @property
+    def data_stops(self) -> list[str]:
+        """What the data gate stops on that this run has: anomalies, drift, quarantine."""
+        return [
+            what
+            for what, found in (
+                ("anomalies", self.anomalies),
+                ("drift", self.drifted),
+                ("too many quarantined rows", self.quarantine_exceeded),
+            )
+            if found
+        ]
 
     @property
     def drift_baseline(self) -> str | None:
@@ -72,12 +111,8 @@ class RunReport:
         if self.pushed_path:
             return f"pushed {self.pushed_path}"
         if self.blessed is None:
-            if self.anomalies or self.drifted:
-                what = " and ".join(
-                    w
-                    for w, found in (("anomalies", self.anomalies), ("drift", self.drifted))
-                    if found
-                )
+            if self.data_stops:
+                what = " and ".join(self.data_stops)
                 return f"not pushed: the data gate stopped the run on {what} (nothing trained)"
             return "not pushed: the run stopped before the Evaluator"
         if self.candidate_model_id is not None and (
@@ -111,6 +146,10 @@ def latest_run_report(
         for artifacts in store.outputs(execution.id).values():
             for artifact in artifacts:
                 read_artifact(store, artifact, report, execution.node_id)
+        if execution.node_id == DATA_GATE:
+            threshold = execution.properties.get(MAX_QUARANTINE_FRACTION)
+            if isinstance(threshold, int | float):
+                report.max_quarantine_fraction = float(threshold)
         if execution.node_id == EVALUATOR:
             inputs = store.inputs(execution.id)
             report.candidate_model_id = next((a.id for a in inputs.get("model", [])), None)
@@ -139,6 +178,8 @@ def read_artifact(
             report.previous_span = previous if previous is not None and previous >= 0 else None
         else:
             report.anomalies = load_anomalies(artifact.uri, splits)
+    elif type_name == QUARANTINE_TYPE and node_id == ROW_CLEANER:
+        report.cleaning = CleaningSummary.from_properties(properties_of(artifact), artifact.uri)
     elif type_name == "Examples" and node_id.endswith("ExampleGen"):  # any source's
         report.span = span_of(artifact)
     elif type_name == "ModelEvaluation":

@@ -5,7 +5,7 @@ TFX/Beam output captured into a log file while a progress line per component goe
 terminal, then the run's report read back from ML Metadata and the exit status:
 
     EXIT_OK (0)         the run completed (pushed or not: the report says why)
-    EXIT_ANOMALIES (1)  the data gate stopped it on anomalies or drift
+    EXIT_ANOMALIES (1)  the data gate stopped it on anomalies, drift or too many quarantined rows
     EXIT_FAILED (2)     any other failure, including an unusable metadata store
 """
 
@@ -129,6 +129,10 @@ def print_report(report: RunReport, out: TextIO | None = None) -> None:
         w(f"\nDrift ({len(report.drifted)} beyond threshold):")
         for m in report.drift:
             w(f"  {m}")
+    if report.cleaning is not None:
+        w(f"\nRow cleaning: {report.cleaning.describe(report.max_quarantine_fraction)}")
+        if report.cleaning.quarantined:
+            w(f"  quarantine: {report.cleaning.uri} (`mlops data quarantine {report.run_id}`)")
     if report.anomalies:
         w(f"\nData anomalies ({len(report.anomalies)}):")
         for a in report.anomalies:
@@ -230,15 +234,7 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
         c.node_id == DataGate.__name__ and c.state == "FAILED" for c in report.components
     )
     if gate_failed or caused_by(error, DataAnomaliesError):
-        found = [
-            w
-            for w, hit in (
-                ("anomalies", report and report.anomalies),
-                ("drift", report and report.drifted),
-            )
-            if hit
-        ]
-        why = " and ".join(found) or "anomalies"
+        why = " and ".join(report.data_stops if report else []) or "anomalies"
         print(f"\nStopped by the data gate ({why}): no training, nothing pushed.", file=sys.stderr)
         return EXIT_ANOMALIES, report
     print(f"\nPipeline failed: {type(error).__name__}: {error}", file=sys.stderr)

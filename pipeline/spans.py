@@ -27,6 +27,7 @@ from pathlib import Path
 import click
 
 from pipeline.config import PipelineConfig
+from pipeline.quarantine import quarantine_command
 from pipeline.sources import SOURCE_FEATURE
 
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
@@ -371,7 +372,10 @@ _DEFAULTS = PipelineConfig()
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def data() -> None:
-    """Data spans: add a validated span; check serving skew."""
+    """Data spans: add a validated span; check serving skew; the quarantined rows of a run."""
+
+
+data.add_command(quarantine_command)
 
 
 @data.command("add-span")

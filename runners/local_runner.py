@@ -133,7 +133,8 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
         enable_cache=not args.no_cache,
         check_drift=not args.no_drift_check,
         train_spans=args.train_spans,
-        sources=specs,
+        # --source replaces the dataset spec's sources; without it the spec's (or its CSV) hold.
+        **({"sources": specs} if specs else {}),
     )
     return dataclasses.replace(
         config,

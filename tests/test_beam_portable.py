@@ -89,7 +89,7 @@ def test_data_stages_run_on_the_portable_runner(job_service, tmp_path):
         if node not in wanted:
             wanted.add(node)
             frontier.extend(u.id for u in by_id[node].upstream_nodes)
-    assert {"CsvExampleGen", "StatisticsGen", "Transform"} <= wanted
+    assert {"CsvExampleGen", "RowCleaner", "StatisticsGen", "Transform"} <= wanted
 
     tfx.orchestration.LocalDagRunner().run(
         pipeline, run_options=tfx_pipeline.RunOptions(to_nodes=["Transform"])
@@ -97,7 +97,7 @@ def test_data_stages_run_on_the_portable_runner(job_service, tmp_path):
 
     # Every Beam stage was a job on the job service, and each finished DONE.
     completed = [ln for ln in log.read_text().splitlines() if "Completed job" in ln]
-    beam_stages = {"CsvExampleGen", "StatisticsGen", "Transform"}
+    beam_stages = {"CsvExampleGen", "RowCleaner", "StatisticsGen", "Transform"}
     assert len(completed) == len(beam_stages), log.read_text()[-3000:]
     assert all("state DONE" in ln for ln in completed)
 

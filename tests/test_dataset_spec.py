@@ -132,6 +132,28 @@ def test_keys_owned_elsewhere_pass_through_unparsed(tmp_path):
     assert spec.extra == {"sources": sources, "max_quarantine_fraction": 0.05}
 
 
+def test_the_spec_s_sources_and_quarantine_threshold_reach_the_pipeline_config(tmp_path):
+    sources = [
+        {"kind": "parquet", "path": str(tmp_path / "history"), "name": "history"},
+        {"kind": "csv", "path": str(tmp_path / "new"), "name": "new"},
+    ]
+    path = _edit(_copy(tmp_path), lambda d: d.update(sources=sources, max_quarantine_fraction=0.05))
+    config = dataset_config(path)
+    assert [(s.kind, s.name) for s in config.sources] == [("parquet", "history"), ("csv", "new")]
+    assert config.max_quarantine_fraction == 0.05
+    # Without the keys: the spec's CSV data root and the default threshold.
+    (tmp_path / "plain").mkdir()
+    plain = dataset_config(_copy(tmp_path / "plain"))
+    assert plain.sources == () and plain.max_quarantine_fraction == 0.01
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "1%", True])
+def test_a_bad_quarantine_threshold_in_a_spec_is_one_line(tmp_path, bad):
+    path = _edit(_copy(tmp_path), lambda d: d.update(max_quarantine_fraction=bad))
+    error = pytest.raises(SpecError, dataset_config, path).value
+    assert "max_quarantine_fraction" in str(error) and "\n" not in str(error)
+
+
 def _metrics(config) -> dict[str, dict]:
     found = {}
     for metrics_spec in config.metrics_specs:

@@ -114,7 +114,14 @@ def test_second_run_with_unchanged_data_is_served_from_cache(small_pipeline):
     status, report = run_pipeline(small_pipeline.config)
     assert status == EXIT_OK
     states = {c.node_id: c.state for c in report.components}
-    for node_id in ("CsvExampleGen", "StatisticsGen", "Transform", "Tuner", "Trainer"):
+    for node_id in (
+        "CsvExampleGen",
+        "RowCleaner",
+        "StatisticsGen",
+        "Transform",
+        "Tuner",
+        "Trainer",
+    ):
         assert states[node_id] == "CACHED", (node_id, states)
     # The Resolver now finds the first run's blessed model, so the Evaluator compares the
     # (cached) candidate with it: the same model, not better, so no duplicate version.
@@ -132,15 +139,19 @@ def test_second_run_with_unchanged_data_is_served_from_cache(small_pipeline):
 
 
 def _corrupt(data_root: Path) -> None:
+    """5% of the rows break the schema (the RowCleaner quarantines them: above the 1% default),
+    and a column the schema does not know (an anomaly of the whole data for ExampleValidator)."""
     path = data_root / "span-1" / "data.csv"
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         header, rows = reader.fieldnames, list(reader)
-    for row in rows[::10]:
+    for row in rows[::20]:
         row["payment_type"] = "Bitcoin"
         row["trip_start_hour"] = "27"
+    for i, row in enumerate(rows):
+        row["surge"] = str(i % 3)
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
+        writer = csv.DictWriter(f, fieldnames=[*header, "surge"])
         writer.writeheader()
         writer.writerows(rows)
 
@@ -154,10 +165,16 @@ def test_data_anomalies_stop_the_run_before_training(tmp_path, capsys):
     status, report = run_pipeline(config)
 
     assert status == EXIT_ANOMALIES
-    printed = capsys.readouterr().out
-    anomalous = {a.feature for a in report.anomalies}
-    assert {"payment_type", "trip_start_hour"} <= anomalous
-    assert "payment_type" in printed and "trip_start_hour" in printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert {a.feature for a in report.anomalies} == {"surge"}
+    # The bad rows never reach the statistics: they are quarantined, 10 of 200 (5% > 1%).
+    assert report.cleaning.quarantined == 10 and report.quarantine_exceeded
+    assert report.cleaning.features == {"payment_type": 10, "trip_start_hour": 10}
+    assert "10 quarantined (5.00% > max 1.00%)" in printed
+    assert "payment_type 10, trip_start_hour 10" in printed and "surge" in printed
+    assert "anomalies and too many quarantined rows" in report.push_decision
+    assert "Stopped by the data gate (anomalies and too many quarantined rows)" in captured.err
     ran = {c.node_id: c.state for c in report.components}
     assert ran["DataGate"] == "FAILED"
     for node_id in ("Transform", "Tuner", "Trainer", "Evaluator", "Pusher"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,19 @@ def test_compiled_steps_run_through_the_tfx_container_entrypoint(compiled):
     }
     assert sum(counts.values()) == ROWS and counts["train"] > counts["eval"] > 0
 
+    # The RowCleaner, on the curated schema, between ExampleGen and StatisticsGen. The compiled
+    # ImportSchemaGen reads the image's /pipeline/schema; here its output is the repository's.
+    schema_dir = run_root / "ImportSchemaGen" / "schema"
+    schema_dir.mkdir(parents=True)
+    shutil.copy(kr.PROJECT_ROOT / "schema" / "schema.pbtxt", schema_dir)
+    upstream["ImportSchemaGen"] = {
+        "schema": pipeline_spec_pb2.RuntimeArtifact(name="schema", uri=str(schema_dir))
+    }
+    cleaner = _run_task(spec, "RowCleaner", run_root, upstream)
+    quarantine = cleaner.artifacts["quarantine"].artifacts[0]
+    # A custom artifact type has no typed properties: its custom ones carry no "custom:" prefix.
+    assert quarantine.metadata["rows_in"] == ROWS and quarantine.metadata["quarantined"] == 0
+    assert upstream["RowCleaner"]["cleaned_examples"].metadata["custom:span"] == 1
     _run_task(spec, "StatisticsGen", run_root, upstream)
     from tensorflow_metadata.proto.v0 import statistics_pb2
 

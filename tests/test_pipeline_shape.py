@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.config import PipelineConfig
 from pipeline.pipeline import (
     BEST_HYPERPARAMETERS_IMPORTER,
     LATEST_BLESSED_MODEL_RESOLVER,
@@ -32,6 +33,7 @@ def test_default_pipeline_has_every_component(config):
     nodes = _nodes(config)
     assert set(nodes) == {
         "CsvExampleGen",
+        "RowCleaner",
         "StatisticsGen",
         "ImportSchemaGen",
         "ExampleValidator",
@@ -48,19 +50,25 @@ def test_default_pipeline_has_every_component(config):
 
 def test_edges_follow_the_data_flow(config):
     nodes = _nodes(config)
-    assert _upstream(nodes["StatisticsGen"]) == {"CsvExampleGen"}
+    # Rows are cleaned against the curated schema before anything measures or learns from them.
+    assert _upstream(nodes["RowCleaner"]) == {"CsvExampleGen", "ImportSchemaGen"}
+    assert _upstream(nodes["StatisticsGen"]) == {"RowCleaner"}
     assert _upstream(nodes["ExampleValidator"]) == {"StatisticsGen", "ImportSchemaGen"}
     assert _upstream(nodes["DriftValidator"]) == {"StatisticsGen", "ImportSchemaGen"}
-    assert _upstream(nodes["DataGate"]) == {"StatisticsGen", "ExampleValidator", "DriftValidator"}
+    assert _upstream(nodes["DataGate"]) == {
+        "StatisticsGen",
+        "ExampleValidator",
+        "DriftValidator",
+        "RowCleaner",
+    }
     # The gate sits between validation and everything that trains or pushes.
-    assert {"DataGate", "CsvExampleGen", "ImportSchemaGen"} <= _upstream(nodes["Transform"])
+    assert {"DataGate", "RowCleaner", "ImportSchemaGen"} <= _upstream(nodes["Transform"])
+    assert "CsvExampleGen" not in _upstream(nodes["Transform"])
     assert {"Transform", "ImportSchemaGen"} <= _upstream(nodes["Tuner"])
     assert {"Transform", "Tuner", "ImportSchemaGen"} <= _upstream(nodes["Trainer"])
-    assert {"CsvExampleGen", "Trainer", LATEST_BLESSED_MODEL_RESOLVER} <= _upstream(
-        nodes["Evaluator"]
-    )
-    # CsvExampleGen: a few eval examples become the pushed version's warmup requests.
-    assert _upstream(nodes["Pusher"]) == {"Trainer", "Evaluator", "CsvExampleGen"}
+    assert {"RowCleaner", "Trainer", LATEST_BLESSED_MODEL_RESOLVER} <= _upstream(nodes["Evaluator"])
+    # RowCleaner: a few clean eval examples become the pushed version's warmup requests.
+    assert _upstream(nodes["Pusher"]) == {"Trainer", "Evaluator", "RowCleaner"}
 
 
 def test_drift_baseline_is_what_earlier_data_gates_accepted(config):
@@ -97,7 +105,7 @@ def test_drift_check_can_be_turned_off_and_pusher_is_atomic(config):
 
     nodes = _nodes(dataclasses.replace(config, check_drift=False))
     assert "DriftValidator" not in nodes
-    assert _upstream(nodes["DataGate"]) == {"StatisticsGen", "ExampleValidator"}
+    assert _upstream(nodes["DataGate"]) == {"StatisticsGen", "ExampleValidator", "RowCleaner"}
     assert nodes["Pusher"].executor_spec.executor_class is AtomicPusherExecutor
     assert nodes["StatisticsGen"].executor_spec.executor_class is SpanStatisticsGenExecutor
 
@@ -108,6 +116,18 @@ def test_infer_schema_flag_switches_to_schemagen(config):
     nodes = _nodes(dataclasses.replace(config, infer_schema=True))
     assert "SchemaGen" in nodes and "ImportSchemaGen" not in nodes
     assert "SchemaGen" in _upstream(nodes["Transform"])
+    # No schema before the statistics: the cleaner only drops duplicates.
+    assert _upstream(nodes["RowCleaner"]) == {"CsvExampleGen"}
+    assert nodes["RowCleaner"].inputs.get("schema") is None
+
+
+def test_gate_threshold_on_quarantined_rows_comes_from_the_config(config):
+    import dataclasses
+
+    nodes = _nodes(dataclasses.replace(config, max_quarantine_fraction=0.2))
+    assert nodes["DataGate"].exec_properties["max_quarantine_fraction"] == 0.2
+    default = PipelineConfig().max_quarantine_fraction
+    assert _nodes(config)["DataGate"].exec_properties["max_quarantine_fraction"] == default
 
 
 def test_eval_config_gates_on_overall_auc_accuracy_and_baseline(config):

@@ -502,8 +502,9 @@ def test_documented_commands_and_a_full_run_on_parquet_and_postgresql(data, pg, 
         spec["components"]["BigQueryExampleGen"]["executorLabel"]
     ]["container"]
     assert any("google_cloud_big_query.example_gen.executor" in a for a in executor["args"])
-    statistics_input = tasks["StatisticsGen"]["inputs"]["artifacts"]["examples"]
-    assert statistics_input["taskOutputArtifact"]["producerTask"] == "BigQueryExampleGen"
+    # Its rows go on through the RowCleaner, like every source's.
+    cleaner_input = tasks["RowCleaner"]["inputs"]["artifacts"]["examples"]
+    assert cleaner_input["taskOutputArtifact"]["producerTask"] == "BigQueryExampleGen"
 
     started = time.monotonic()
     run = _run_block("sources-run", cwd, env)

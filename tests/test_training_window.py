@@ -97,20 +97,20 @@ def test_default_pipeline_has_no_window_and_transform_reads_this_runs_examples(t
     assert config.train_spans == PipelineConfig().train_spans == 1
     nodes = _nodes(config)
     assert TRAINING_WINDOW_RESOLVER not in nodes
-    assert nodes["Transform"].inputs["examples"] is nodes["CsvExampleGen"].outputs["examples"]
+    assert nodes["Transform"].inputs["examples"] is nodes["RowCleaner"].outputs["cleaned_examples"]
 
 
 def test_window_resolver_runs_after_the_gate_and_feeds_transform_only(tmp_path):
     nodes = _nodes(small_config(tmp_path, tmp_path / "data", train_spans=3))
     resolver = nodes[TRAINING_WINDOW_RESOLVER]
-    assert {n.id for n in resolver.upstream_nodes} == {"CsvExampleGen", "DataGate"}
+    assert {n.id for n in resolver.upstream_nodes} == {"RowCleaner", "DataGate"}
     assert resolver.exec_properties["resolver_class"] is AcceptedSpansStrategy
     assert {"num_spans": 3} in resolver.exec_properties.values()
     assert TRAINING_WINDOW_RESOLVER in {n.id for n in nodes["Transform"].upstream_nodes}
-    example_gen = nodes["CsvExampleGen"].outputs["examples"]
-    # The Evaluator and the Pusher's warmup requests stay on the newest span.
-    assert nodes["Evaluator"].inputs["examples"] is example_gen
-    assert nodes["Pusher"].inputs["examples"] is example_gen
+    newest = nodes["RowCleaner"].outputs["cleaned_examples"]
+    # The Evaluator and the Pusher's warmup requests stay on the newest span (its clean rows).
+    assert nodes["Evaluator"].inputs["examples"] is newest
+    assert nodes["Pusher"].inputs["examples"] is newest
     with pytest.raises(ValueError, match="train_spans must be >= 1"):
         _nodes(small_config(tmp_path, tmp_path / "data", train_spans=0))
 
@@ -208,6 +208,12 @@ def _execution(report, node_id: str) -> int:
     return next(c.execution_id for c in report.components if c.node_id == node_id)
 
 
+def _checked_examples(store, report) -> int:
+    """The Examples a run's StatisticsGen (and so its DataGate) checked: the RowCleaner's rows."""
+    [examples] = store.inputs(_execution(report, "StatisticsGen"))["examples"]
+    return examples.id
+
+
 def _records(uri: str, split: str = "train") -> int:
     import tensorflow as tf
 
@@ -249,11 +255,13 @@ def test_window_after_a_rejected_span_covers_the_accepted_spans_and_every_row_of
     assert "Trained on: spans 1, 3" in window.outputs["span3"]
     store = open_store(window.config.metadata_connection)
     name = window.config.pipeline_name
-    # Exactly the Examples CsvExampleGen wrote in runs 1 and 3; no Transform ever read span 2.
+    # Exactly the (cleaned) Examples the gate checked in runs 1 and 3; no Transform read span 2.
     examples = _transform_inputs(store, report)
-    ingested = {r.run_id: r.examples_id for r in store.spans(name)}
-    first = window.reports["span1"].run_id
-    assert {e.id for e in examples} == {ingested[first], ingested[report.run_id]}
+    first, this = (
+        _checked_examples(store, window.reports["span1"]),
+        _checked_examples(store, report),
+    )
+    assert {e.id for e in examples} == {first, this}
     read = {
         span_of(e)
         for t in store.node_executions(name, "Transform")
@@ -272,4 +280,4 @@ def test_window_after_a_rejected_span_covers_the_accepted_spans_and_every_row_of
     assert sum(_records(t.uri) for t in transformed) == sum(raw_rows)
     # The Evaluator judged the candidate on span 3's eval split alone.
     [evaluated] = store.inputs(_execution(report, "Evaluator"))["examples"]
-    assert evaluated.id == ingested[report.run_id]
+    assert evaluated.id == this
