@@ -257,7 +257,7 @@ def create_pipeline(
         examples=training_examples,
         schema=schema_gen.outputs["schema"],
         # StatisticsGen + the validators already check the raw data, and nothing feeds an analyzer
-        # cache back in; `lean_transform` skips both (see PipelineConfig for why it is opt-in).
+        # cache back in; `lean_transform` (the default) skips both (PipelineConfig).
         disable_statistics=config.lean_transform,
         disable_analyzer_cache=config.lean_transform,
         custom_config=fingerprint,

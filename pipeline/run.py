@@ -204,7 +204,9 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
     from pipeline.data_gate import DataAnomaliesError, DataGate
     from pipeline.pipeline import create_pipeline
     from pipeline.report import latest_run_report
+    from pipeline.tfx_cache_fix import install as install_cache_fix
 
+    install_cache_fix()  # cached multi-output nodes on PostgreSQL (pipeline/tfx_cache_fix.py)
     pipeline = create_pipeline(config, connection_config)
     log_path = (
         None

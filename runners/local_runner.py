@@ -63,6 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-cache", action="store_true", help="re-execute every component")
     p.add_argument(
+        "--transform-statistics",
+        action="store_true",
+        help="Transform also writes pre/post-transform statistics and an analyzer cache",
+    )
+    p.add_argument(
         "--no-drift-check",
         action="store_true",
         help="skip comparing the span with the previous span (schema drift_comparators)",
@@ -131,6 +136,7 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
         skip_tuning=args.skip_tuning,
         infer_schema=args.infer_schema,
         enable_cache=not args.no_cache,
+        lean_transform=not args.transform_statistics,
         check_drift=not args.no_drift_check,
         train_spans=args.train_spans,
         # --source replaces the dataset spec's sources; without it the spec's (or its CSV) hold.

@@ -51,13 +51,13 @@ def test_components_import_user_code_and_carry_its_fingerprint(tmp_path: Path):
         assert props[key] == path, node_id
         assert not props.get("module_file"), node_id
         assert f'"user_code": "{fingerprint}"' in props["custom_config"], node_id
-    # TFX's full Transform by default (PostgreSQL stores need its outputs); lean on request.
-    assert not nodes["Transform"].exec_properties["disable_statistics"]
-    lean = create_pipeline(dataclasses.replace(config, lean_transform=True))
-    lean_transform = next(c for c in lean.components if c.id == "Transform")
-    assert lean_transform.exec_properties["disable_statistics"]
-    assert "updated_analyzer_cache" not in lean_transform.outputs
-    assert "updated_analyzer_cache" in nodes["Transform"].outputs
+    # Transform without its own statistics and analyzer cache by default; TFX's full one on request.
+    assert nodes["Transform"].exec_properties["disable_statistics"]
+    assert "updated_analyzer_cache" not in nodes["Transform"].outputs
+    full = create_pipeline(dataclasses.replace(config, lean_transform=False))
+    full_transform = next(c for c in full.components if c.id == "Transform")
+    assert not full_transform.exec_properties["disable_statistics"]
+    assert "updated_analyzer_cache" in full_transform.outputs
 
 
 def test_wheel_packaging_stays_available(tmp_path: Path):
@@ -95,3 +95,11 @@ def test_self_evaluation_records_not_blessed_without_running_tfma(tmp_path: Path
     assert blessing.get_int_custom_property("blessed") == 0
     assert blessing.get_int_custom_property("current_model_id") == 7
     assert blessing.get_int_custom_property("baseline_model_id") == 7
+
+
+def test_runner_flag_turns_transforms_statistics_back_on():
+    from runners import local_runner
+
+    default = local_runner.build_config(local_runner.parse_args([]))
+    full = local_runner.build_config(local_runner.parse_args(["--transform-statistics"]))
+    assert default.lean_transform and not full.lean_transform
