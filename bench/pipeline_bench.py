@@ -31,9 +31,12 @@ from pathlib import Path
 import modules  # noqa: F401 - sets the Keras-2 switch, which the template's own run needs too
 
 ROOT = Path(__file__).resolve().parent.parent
-# What a pipeline run imports or reads from the checkout: its packages and the schema (the data
-# is read in place).
-CODE = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()) + ["schema"]
+# What a pipeline run imports or reads from the checkout: its packages, the dataset specs and the
+# schema (the data is read in place).
+CODE = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()) + [
+    "datasets",
+    "schema",
+]
 DATA = ROOT / "data" / "taxi"
 TFX_CLI = Path(sys.executable).with_name("tfx")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, dataset_config
 from pipeline.quarantine import quarantine_command
 from pipeline.sources import SOURCE_FEATURE
 
@@ -378,15 +378,46 @@ def data() -> None:
 data.add_command(quarantine_command)
 
 
+_DATASET_OPTION = click.option(
+    "--dataset",
+    default=None,
+    help="Dataset spec (a name under datasets/ or a dataset.yaml path) whose data root, schema "
+    f"and pipeline name are the defaults. Default: {_DEFAULTS.dataset}.",
+)
+
+
+def _dataset_defaults(dataset: str | None) -> PipelineConfig:
+    """The PipelineConfig whose paths fill the options left out; a bad spec: one line, exit 2."""
+    if not dataset:
+        return _DEFAULTS
+    from modules.dataset_spec import SpecError
+
+    try:
+        return dataset_config(dataset)
+    except SpecError as e:
+        click.echo(f"Not a usable dataset spec: {e}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+
+
 @data.command("add-span")
 @click.argument("csv_file", type=click.Path(dir_okay=False))
-@click.option("--data-root", default=_DEFAULTS.data_root, show_default=True, help="Holds span-N/.")
-@click.option("--schema", "schema_path", default=_DEFAULTS.schema_path, show_default=True)
+@_DATASET_OPTION
+@click.option("--data-root", default=None, help=f"Holds span-N/. [default: {_DEFAULTS.data_root}]")
+@click.option("--schema", "schema_path", default=None, help=f"[default: {_DEFAULTS.schema_path}]")
 @click.option("--span", type=int, default=None, help="Span number (default: latest + 1).")
-def add_span_command(csv_file: str, data_root: str, schema_path: str, span: int | None) -> None:
+def add_span_command(
+    csv_file: str,
+    dataset: str | None,
+    data_root: str | None,
+    schema_path: str | None,
+    span: int | None,
+) -> None:
     """Validate CSV_FILE against the curated schema and add it as the next span."""
+    defaults = _dataset_defaults(dataset)
     try:
-        add_span(csv_file, data_root, schema_path, span)
+        add_span(
+            csv_file, data_root or defaults.data_root, schema_path or defaults.schema_path, span
+        )
     except SpanRejected as e:
         click.echo(f"Rejected, nothing written: {e}", err=True)
         sys.exit(EXIT_REJECTED)
@@ -394,23 +425,29 @@ def add_span_command(csv_file: str, data_root: str, schema_path: str, span: int 
 
 @data.command("check-skew")
 @click.option("--requests", "requests_dir", required=True, help="mlops serve --request_log_dir.")
+@_DATASET_OPTION
 @click.option(
     "--training-statistics",
     default=None,
     help="FeatureStats.pb; default: newest StatisticsGen train split in ML Metadata.",
 )
-@click.option("--metadata", default=_DEFAULTS.metadata_connection, show_default=True)
-@click.option("--pipeline-name", default=_DEFAULTS.pipeline_name, show_default=True)
-@click.option("--schema", "schema_path", default=_DEFAULTS.schema_path, show_default=True)
+@click.option("--metadata", default=None, help=f"[default: {_DEFAULTS.metadata_connection}]")
+@click.option("--pipeline-name", default=None, help=f"[default: {_DEFAULTS.pipeline_name}]")
+@click.option("--schema", "schema_path", default=None, help=f"[default: {_DEFAULTS.schema_path}]")
 def check_skew_command(
     requests_dir: str,
+    dataset: str | None,
     training_statistics: str | None,
-    metadata: str,
-    pipeline_name: str,
-    schema_path: str,
+    metadata: str | None,
+    pipeline_name: str | None,
+    schema_path: str | None,
 ) -> None:
     """Training/serving skew of logged requests. Exit 0: no skew; 1: skew or request anomalies
     found; 2: could not run (no readable requests, no training statistics)."""
+    defaults = _dataset_defaults(dataset)
+    metadata = metadata or defaults.metadata_connection
+    pipeline_name = pipeline_name or defaults.pipeline_name
+    schema_path = schema_path or defaults.schema_path
     try:
         stats = training_statistics or latest_training_statistics(metadata, pipeline_name)
         result = check_skew(requests_dir, stats, schema_path)
