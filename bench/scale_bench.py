@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNNER = ROOT / "runners" / "local_runner.py"
 PIPELINE_NAME = "taxi_scale"
 # Components whose seconds scale with the input (the rest are fixed cost, shown but not rated).
-DATA_STAGES = ("CsvExampleGen", "StatisticsGen", "Transform", "Evaluator")
+DATA_STAGES = ("CsvExampleGen", "RowCleaner", "StatisticsGen", "Transform", "Evaluator")
 
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
