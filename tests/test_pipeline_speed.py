@@ -95,11 +95,3 @@ def test_self_evaluation_records_not_blessed_without_running_tfma(tmp_path: Path
     assert blessing.get_int_custom_property("blessed") == 0
     assert blessing.get_int_custom_property("current_model_id") == 7
     assert blessing.get_int_custom_property("baseline_model_id") == 7
-
-
-def test_runner_flag_turns_transforms_statistics_back_on():
-    from runners import local_runner
-
-    default = local_runner.build_config(local_runner.parse_args([]))
-    full = local_runner.build_config(local_runner.parse_args(["--transform-statistics"]))
-    assert default.lean_transform and not full.lean_transform
