@@ -108,6 +108,23 @@ def test_penguins_documented_commands_train_push_serve_and_classify_by_name(tmp_
     per_class = {v.sub_key for v in ev.values if v.name in ("precision", "recall") and v.sub_key}
     assert len(per_class) == 3, per_class
 
+    # The web app's predict form (`mlops ui --dataset penguins`) is the penguins spec's, bounded
+    # by this run's training statistics and Transform vocabularies.
+    from apps.ui import data as ui_data
+
+    fields = {
+        f.name: f
+        for f in ui_data.form_fields.__wrapped__(
+            config.metadata_connection, config.pipeline_name, "penguins"
+        )
+    }
+    assert list(fields) == dataset_spec.load("penguins").raw_feature_keys
+    assert fields["island"].kind == "choice"
+    assert set(fields["island"].choices) == {"Biscoe", "Dream", "Torgersen"}
+    assert fields["flipper_length_mm"].kind == "int"  # INT in the penguins schema
+    bill = fields["bill_length_mm"]
+    assert bill.kind == "float" and 30 < bill.minimum < bill.default < bill.maximum < 60
+
     serve_argv = shlex.split(serve)
     assert serve_argv[:2] == ["mlops", "serve"]
     base = project / "serving_model" / "penguins"
