@@ -122,24 +122,26 @@ SETS_THE_SWITCH = re.compile(r"""TF_USE_LEGACY_KERAS["']?\s*[,=:]\s*["']?(1|true
 def test_the_switch_is_set_in_one_place():
     """Set (not just mentioned: tests remove it from child environments) in modules/ only."""
     hits = []
-    for path in PROJECT_ROOT.rglob("*"):
-        if path == Path(__file__) or any(
-            p in path.parts for p in (".venv", ".git", "tfx_pipeline_output")
-        ):
-            continue
-        if path.suffix in (".py", ".cfg", ".toml", ".yaml", ".yml", ".sh") or path.name in (
-            "Dockerfile",
-            "Makefile",
-            "run",
-        ):
-            if SETS_THE_SWITCH.search(path.read_text(errors="replace")):
-                hits.append(str(path.relative_to(PROJECT_ROOT)))
+    skipped = {".venv", ".git", "tfx_pipeline_output", "serving_model", "__pycache__"}
+    for root, dirs, files in os.walk(PROJECT_ROOT):
+        dirs[:] = [d for d in dirs if d not in skipped]  # never walk the venv's 100k files
+        for path in (Path(root) / f for f in files):
+            if path == Path(__file__):
+                continue
+            if path.suffix in (".py", ".cfg", ".toml", ".yaml", ".yml", ".sh") or path.name in (
+                "Dockerfile",
+                "Makefile",
+                "run",
+            ):
+                if SETS_THE_SWITCH.search(path.read_text(errors="replace")):
+                    hits.append(str(path.relative_to(PROJECT_ROOT)))
     assert hits == ["modules/__init__.py"]
     assert SETS_THE_SWITCH.search("ENV TF_USE_LEGACY_KERAS=1")
     assert SETS_THE_SWITCH.search('os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")')
     assert SETS_THE_SWITCH.search('dict(os.environ, TF_USE_LEGACY_KERAS="1")')
 
 
+@pytest.mark.slow  # imports all of TFX (~15 s): with the full suite
 def test_importing_tfx_scans_the_installed_distributions_once():
     """google-api-core asks importlib.metadata.packages_distributions() once per Google package
     TFX loads (a full scan of site-packages each time); modules/__init__.py keeps one answer."""
