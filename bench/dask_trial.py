@@ -29,7 +29,10 @@ import traceback
 from pathlib import Path
 
 import modules  # noqa: F401 - the Keras-2 switch, before TensorFlow loads
-from bench.generate_rows import write_span
+
+# `python bench/<this>.py` puts bench/ first on sys.path, not the project: add the project.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.generate_rows import write_span  # noqa: E402
 from pipeline.config import PROJECT_ROOT, in_memory_beam_args
 
 STAGES = ("CsvExampleGen", "StatisticsGen", "Transform")

@@ -29,7 +29,9 @@ import threading
 import time
 from pathlib import Path
 
-from bench.generate_rows import write_span
+# `python bench/<this>.py` puts bench/ first on sys.path, not the project: add the project.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.generate_rows import write_span  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = ROOT / "runners" / "local_runner.py"

@@ -22,6 +22,9 @@ PIPELINE_FIXTURES = {"small_pipeline", "pg_pipeline", "runs"}
 SESSION_GROUP = "small_pipeline"
 
 
+# First, before pytest-xdist's worker hook turns the xdist_group marks into the node ids that
+# `--dist loadgroup` schedules by (tests/test_xdist_groups.py checks that it does).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that uses a pipeline-running fixture `slow` (`make test-fast` skips it).
 
