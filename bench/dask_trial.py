@@ -28,11 +28,11 @@ import time
 import traceback
 from pathlib import Path
 
-import modules  # noqa: F401 - the Keras-2 switch, before TensorFlow loads
+# Run as a script (`python bench/<this>.py`): bench/ is first on sys.path, so the sibling module
+# imports by its own name (the project's packages come from the editable install).
+from generate_rows import write_span
 
-# `python bench/<this>.py` puts bench/ first on sys.path, not the project: add the project.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.generate_rows import write_span  # noqa: E402
+import modules  # noqa: F401 - the Keras-2 switch, before TensorFlow loads
 from pipeline.config import PROJECT_ROOT, in_memory_beam_args
 
 STAGES = ("CsvExampleGen", "StatisticsGen", "Transform")

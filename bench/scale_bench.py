@@ -29,9 +29,9 @@ import threading
 import time
 from pathlib import Path
 
-# `python bench/<this>.py` puts bench/ first on sys.path, not the project: add the project.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.generate_rows import write_span  # noqa: E402
+# Run as a script (`python bench/<this>.py`): bench/ is first on sys.path, so the sibling module
+# imports by its own name (the project's packages come from the editable install).
+from generate_rows import write_span
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = ROOT / "runners" / "local_runner.py"
