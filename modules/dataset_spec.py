@@ -175,8 +175,13 @@ def spec_path(dataset: str | os.PathLike | None = None) -> Path:
 
 def load(dataset: str | os.PathLike | None = None) -> DatasetSpec:
     """Load and check a dataset spec (name, directory or dataset.yaml); SpecError says why not."""
-    path = spec_path(dataset)
-    if not path.is_file():
+    try:
+        path = spec_path(dataset)
+        found = path.is_file()
+    except OSError as e:  # e.g. a name longer than the file system allows: still one line
+        shown = str(dataset)[:60] + ("..." if len(str(dataset)) > 60 else "")
+        raise SpecError(f"no dataset spec at {shown}: {e.strerror}") from None
+    if not found:
         known = ", ".join(available()) or "none"
         raise SpecError(f"no dataset spec at {path} (datasets: {known})")
     import yaml

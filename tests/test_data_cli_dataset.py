@@ -78,7 +78,7 @@ def test_check_skew_reads_the_datasets_pipeline(tmp_path):
 @pytest.mark.parametrize(
     "command", [["add-span", str(PENGUINS)], ["check-skew", "--requests", "."]]
 )
-@pytest.mark.parametrize("dataset", ["nope", "/etc/passwd", "../../etc"])
+@pytest.mark.parametrize("dataset", ["nope", "/etc/passwd", "../../etc", "a" * 5000])
 def test_a_bad_dataset_is_one_line_and_exit_2(command, dataset):
     result = _invoke(*command, "--dataset", dataset)
     assert result.exit_code == 2, result.output
