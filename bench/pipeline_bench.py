@@ -41,6 +41,13 @@ DATA = ROOT / "data" / "taxi"
 TFX_CLI = Path(sys.executable).with_name("tfx")
 
 
+def copy_code(dest: Path) -> Path:
+    """A private copy of what a run reads from the checkout (CODE), so a run can edit it."""
+    for name in CODE:
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
 def run_timed(cmd: list[str], log_path: Path, cwd: Path | None = None, env=None):
     """(wall seconds, peak RSS MiB, exit status) of one subprocess, output into log_path."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,11 +175,7 @@ def main() -> int:
         eval_sets.append(_newest(str(tpl_root / "CsvExampleGen" / "examples" / "*")))
 
     # This project, from a private copy of its code: touching a module changes nothing in git.
-    code = base / "project"
-    for package in CODE:
-        shutil.copytree(
-            ROOT / package, code / package, ignore=shutil.ignore_patterns("__pycache__")
-        )
+    code = copy_code(base / "project")
     out = base / "project_out"
     project_env = dict(env, PYTHONPATH=str(code))
     mods = code / "modules"

@@ -57,12 +57,9 @@ def penguins_doc_commands() -> list[str]:
 def copy_of_the_project(dest: Path) -> Path:
     """The code, dataset specs, schema and penguins data, as a fresh checkout has them: the
     documented commands write their default output dirs under it, not under this checkout."""
-    from bench.pipeline_bench import CODE
+    from bench.pipeline_bench import copy_code
 
-    for name in CODE:
-        shutil.copytree(
-            PROJECT_ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__")
-        )
+    copy_code(dest)
     shutil.copytree(PROJECT_ROOT / "data" / "penguins", dest / "data" / "penguins")
     return dest
 

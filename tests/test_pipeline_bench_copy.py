@@ -2,7 +2,6 @@
 never edits the checkout): the copy must hold everything a run reads, dataset specs included."""
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -15,13 +14,7 @@ PROBE = (
 
 
 def test_the_benchmarks_private_copy_resolves_the_dataset_spec_and_schema(tmp_path):
-    code = tmp_path / "project"
-    for package in pipeline_bench.CODE:
-        shutil.copytree(
-            pipeline_bench.ROOT / package,
-            code / package,
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
+    code = pipeline_bench.copy_code(tmp_path / "project")
     out = subprocess.run(
         [sys.executable, "-c", PROBE],
         cwd=tmp_path,
