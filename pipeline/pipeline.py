@@ -144,6 +144,10 @@ def eval_config(config: PipelineConfig, spec: DatasetSpec | None = None) -> tfma
                 signature_name="serving_default",
                 label_key=transformed_name(spec.label),
                 preprocessing_function_names=["transform_features"],
+                # The Trainer exports a Keras model. Said here, TFMA loads each model once;
+                # left to detect it, it loads each one an extra time just to find its type
+                # (Evaluator alone, same inputs, two runs each: 12.4/13.6 s vs 16.2/19.0 s).
+                model_type=tfma.TF_KERAS,
             )
         ],
         slicing_specs=[tfma.SlicingSpec()]

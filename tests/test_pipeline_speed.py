@@ -95,3 +95,17 @@ def test_self_evaluation_records_not_blessed_without_running_tfma(tmp_path: Path
     assert blessing.get_int_custom_property("blessed") == 0
     assert blessing.get_int_custom_property("current_model_id") == 7
     assert blessing.get_int_custom_property("baseline_model_id") == 7
+
+
+def test_evaluator_is_told_the_model_type_so_tfma_loads_each_model_once(tmp_path: Path):
+    from tensorflow_model_analysis.utils import model_util
+
+    from pipeline.pipeline import eval_config
+
+    spec = eval_config(small_config(tmp_path, tmp_path / "data")).model_specs[0]
+    assert spec.model_type == tfma.TF_KERAS
+    # Given the type, TFMA does not load the model to find it (the path does not even exist);
+    # without it, it would try to load the model here.
+    assert model_util.get_model_type(spec, str(tmp_path / "no-model")) == tfma.TF_KERAS
+    spec.ClearField("model_type")
+    assert model_util.get_model_type(spec, str(tmp_path / "no-model")) != tfma.TF_KERAS
