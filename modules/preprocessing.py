@@ -35,14 +35,29 @@ def _fill_in_missing(x: tf.Tensor | tf.SparseTensor, default: Any = None) -> tf.
 
 
 def _numeric(x: tf.Tensor | tf.SparseTensor) -> tf.Tensor:
-    """A numeric column as float32 z-scores; a missing value is the column's mean (z = 0)."""
+    """A numeric column as float32 z-scores; a missing value is the column's mean (z = 0).
+
+    For an optional column these are the z-scores of the mean-filled column, computed from
+    analyzers over the raw values only: filling with the mean keeps the mean, and scales the
+    variance by the fraction of rows that have a value. Filling first and then analysing the
+    filled column (tft.scale_to_z_score of it) gives the same numbers but makes the analysis
+    depend on an earlier analyzer's result: a second Beam analysis pass over the data."""
     if isinstance(x, tf.sparse.SparseTensor):
+        rows = [x.dense_shape[0], 1]
         values = tf.cast(x.values, tf.float32)
-        mean = tft.mean(values)
-        dense = tf.sparse.to_dense(
-            tf.SparseTensor(x.indices, values, [x.dense_shape[0], 1]), default_value=mean
+        present = tf.squeeze(
+            tf.sparse.to_dense(tf.SparseTensor(x.indices, tf.ones_like(values), rows)), axis=1
         )
-        return tft.scale_to_z_score(tf.squeeze(dense, axis=1))
+        mean = tft.mean(values)
+        filled_variance = tft.var(values) * tft.mean(present)
+        dense = tf.squeeze(
+            tf.sparse.to_dense(tf.SparseTensor(x.indices, values, rows), default_value=mean),
+            axis=1,
+        )
+        # As tft.scale_to_z_score: a constant column is only centred.
+        deviation = dense - mean
+        std = tf.sqrt(filled_variance)
+        return tf.where(tf.not_equal(std, 0.0), deviation / std, deviation)
     return tft.scale_to_z_score(tf.cast(_fill_in_missing(x), tf.float32))
 
 

@@ -17,6 +17,7 @@ from pipeline.config import PipelineConfig
 from pipeline.samples import TAXI_CSV
 
 ROWS = 200
+OPTIONAL_NUMERIC = "trip_seconds"
 
 
 def _typed(key: str, value: str, kind: int):
@@ -33,7 +34,9 @@ def transformed(tmp_path_factory):
     spec = schema_utils.schema_as_feature_spec(schema).feature_spec
     kinds = {f.name: {1: 0, 2: 1, 3: 2}[f.type] for f in schema.feature}  # BYTES, INT, FLOAT
     with open(TAXI_CSV, newline="") as f:
-        raw = [row for _, row in zip(range(ROWS), csv.DictReader(f), strict=False)]
+        rows = list(csv.DictReader(f))
+    # The first rows, plus every row without trip_seconds (an optional numeric; none among them).
+    raw = rows[:ROWS] + [row for row in rows[ROWS:] if row[OPTIONAL_NUMERIC] == ""]
     # `source` (written by a multi-source ExampleGen) is no CSV column: absent, no value.
     instances = [{key: _typed(key, row.get(key, ""), kinds[key]) for key in spec} for row in raw]
     metadata = dataset_metadata.DatasetMetadata(schema)
@@ -60,6 +63,18 @@ def test_numerics_are_z_scores(transformed):
         values = np.array([row[features.transformed_name(key)] for row in data])
         assert abs(values.mean()) < 1e-3, key
         assert abs(values.std() - 1.0) < 1e-2, key
+
+
+def test_optional_numeric_is_the_z_score_of_the_mean_filled_column(transformed):
+    raw, data, _ = transformed
+    present = np.array([row[OPTIONAL_NUMERIC] != "" for row in raw])
+    assert 0 < (~present).sum() < len(raw)
+    values = np.array([float(row[OPTIONAL_NUMERIC] or 0) for row in raw])
+    filled = np.where(present, values, values[present].mean())
+    expected = (filled - filled.mean()) / filled.std()
+    got = np.array([row[features.transformed_name(OPTIONAL_NUMERIC)] for row in data])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert np.all(got[~present] == 0)
 
 
 def test_label_is_tip_over_twenty_percent_of_fare(transformed):
