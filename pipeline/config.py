@@ -96,6 +96,10 @@ class PipelineConfig:
     # The largest share of the span's rows the RowCleaner may quarantine (rows that break the
     # curated schema) for the run to go on with the clean rows; above it the DataGate stops it.
     max_quarantine_fraction: float = 0.01
+    # A local run whose data, code, configuration, ML Metadata and served versions are as the
+    # last completed run left them stops before TFX loads, saying so (pipeline/up_to_date.py);
+    # False (`--always-run`): TFX runs it, and its cache skips the unchanged components.
+    skip_unchanged: bool = True
 
     @property
     def pipeline_root(self) -> str:

@@ -12,6 +12,7 @@ terminal, then the run's report read back from ML Metadata and the exit status:
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import sys
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline import up_to_date
 from pipeline.config import PipelineConfig
 from pipeline.sources import preflight_problem
 from pipeline.spans import layout_error
@@ -197,6 +199,15 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
     except MetadataStoreUnavailable as e:
         print(f"Pipeline not started: {e}", file=sys.stderr)
         return EXIT_FAILED, None
+    sqlite_path = (
+        connection_config.sqlite.filename_uri if connection_config.HasField("sqlite") else None
+    )
+    inputs = up_to_date.inputs_fingerprint(config)
+    unchanged = up_to_date.check(config, inputs, sqlite_path)
+    if unchanged is not None:
+        print(up_to_date.describe(config, unchanged))
+        return EXIT_OK, None
+    up_to_date.forget(config)
     # Google client libraries warn about Python support dates on import; not actionable here.
     warnings.filterwarnings("ignore", category=FutureWarning)
     from tfx import v1 as tfx
@@ -227,10 +238,14 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
     print(f"\nWall time: {time.monotonic() - started:.1f}s")
 
     report = latest_run_report(connection_config, config.pipeline_name)
+    summary = io.StringIO()
     if report:
-        print_report(report)
+        print_report(report, summary)
+        print(summary.getvalue(), end="")
     sys.stdout.flush()
     if error is None:
+        if report:
+            up_to_date.save(config, inputs, sqlite_path, report.run_id, summary.getvalue())
         return EXIT_OK, report
     gate_failed = report is not None and any(
         c.node_id == DataGate.__name__ and c.state == "FAILED" for c in report.components

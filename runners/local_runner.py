@@ -63,6 +63,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-cache", action="store_true", help="re-execute every component")
     p.add_argument(
+        "--always-run",
+        action="store_true",
+        help="run through TFX even when nothing changed since the last completed run (its "
+        "cache still skips unchanged components); by default such a re-run stops at once",
+    )
+    p.add_argument(
         "--transform-statistics",
         action="store_true",
         help="Transform also writes pre/post-transform statistics and an analyzer cache",
@@ -136,6 +142,7 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
         skip_tuning=args.skip_tuning,
         infer_schema=args.infer_schema,
         enable_cache=not args.no_cache,
+        skip_unchanged=not args.always_run,
         lean_transform=not args.transform_statistics,
         check_drift=not args.no_drift_check,
         train_spans=args.train_spans,

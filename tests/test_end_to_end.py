@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from modules.trainer import CLASSIFY_METHOD, REGRESS_METHOD
 from pipeline.pipeline import create_pipeline
 from pipeline.run import EXIT_ANOMALIES, EXIT_OK, run_pipeline
 from pipeline.samples import small_config, write_sample
+from pipeline.up_to_date import UP_TO_DATE
 from serving.client import encode_example, raw_columns
 
 # Runs the pipeline (and reads the shared small_pipeline run).
@@ -111,7 +113,8 @@ def test_classify_and_regress_signatures_carry_tf_serving_method_names(small_pip
 
 
 def test_second_run_with_unchanged_data_is_served_from_cache(small_pipeline):
-    status, report = run_pipeline(small_pipeline.config)
+    # Through TFX (--always-run): the up-to-date check would stop it before TFX loads.
+    status, report = run_pipeline(dataclasses.replace(small_pipeline.config, skip_unchanged=False))
     assert status == EXIT_OK
     states = {c.node_id: c.state for c in report.components}
     for node_id in (
@@ -136,6 +139,24 @@ def test_second_run_with_unchanged_data_is_served_from_cache(small_pipeline):
     uri = evaluation["evaluation"][0].uri
     assert os.path.exists(os.path.join(uri, "validations.tfrecord"))
     assert not [p for p in os.listdir(uri) if p.startswith(("metrics", "plots"))]
+
+
+def test_a_run_with_nothing_changed_stops_before_tfx_and_says_why(small_pipeline, capsys):
+    """The default re-run: the last completed run's record holds (pipeline/up_to_date.py), so
+    no TFX run is started: no execution recorded, no version pushed, the summary says why."""
+    # The previous run completed (whichever test ran it last); make sure one did.
+    assert run_pipeline(small_pipeline.config)[0] == EXIT_OK
+    store = open_store(small_pipeline.metadata_path)
+    executions = len(store.mlmd.get_executions())
+    versions = _pushed_versions(small_pipeline.serving_model_dir)
+    capsys.readouterr()
+    status, report = run_pipeline(small_pipeline.config)
+    out = capsys.readouterr().out
+    assert (status, report) == (EXIT_OK, None)
+    assert f": {UP_TO_DATE}." in out and "nothing ran" in out
+    assert out.rstrip().splitlines()[-1].startswith("Push: not pushed: nothing changed since run")
+    assert len(open_store(small_pipeline.metadata_path).mlmd.get_executions()) == executions
+    assert _pushed_versions(small_pipeline.serving_model_dir) == versions
 
 
 def _corrupt(data_root: Path) -> None:
