@@ -37,7 +37,9 @@ def small_config(root: Path, data_root: Path, **overrides) -> PipelineConfig:
         data_root=str(data_root),
         output_dir=str(root / "out"),
         serving_model_dir=str(root / "serving_model" / "taxi"),
-        train_steps=30,
+        # Enough for the committed hyperparameters (learning rate 0.001) to learn on the 400-row
+        # sample: at 30 steps the eval AUC ranged 0.44-0.79 between runs, at 150 0.82-0.85.
+        train_steps=150,
         eval_steps=5,
         tuner_trials=1,
         tuner_train_steps=10,

@@ -41,3 +41,8 @@ def test_every_documented_runner_command_parses_into_a_config():
             assert not config.skip_unchanged
         if "--no-cache" in flags:
             assert not config.enable_cache
+
+
+def test_always_run_turns_the_up_to_date_check_off():
+    assert _config().skip_unchanged
+    assert not _config("--always-run").skip_unchanged

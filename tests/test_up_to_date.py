@@ -16,7 +16,6 @@ from pipeline import up_to_date
 from pipeline.config import PROJECT_ROOT
 from pipeline.samples import small_config, write_sample
 from pipeline.sources import SourceSpec
-from runners import local_runner
 
 
 @pytest.fixture
@@ -139,9 +138,3 @@ def test_a_started_run_forgets_the_record(setup):
     _complete(config, store)
     up_to_date.forget(config)
     assert up_to_date.check(config, up_to_date.inputs_fingerprint(config), store) is None
-
-
-def test_runner_flag():
-    assert local_runner.build_config(local_runner.parse_args([])).skip_unchanged
-    always = local_runner.build_config(local_runner.parse_args(["--always-run"]))
-    assert not always.skip_unchanged
