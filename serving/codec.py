@@ -78,7 +78,16 @@ def proto_to_ndarray(
     tp: tensor_pb2.TensorProto, limits: RequestLimits = UNLIMITED, where: str = "input"
 ) -> np.ndarray:
     """A TensorProto as an array; the declared shape is checked against `limits` before any
-    allocation, since one broadcast value can declare any number of elements."""
+    allocation, since one broadcast value can declare any number of elements. A shape numpy
+    cannot hold (without limits) is the request's error, not the server's."""
+    try:
+        return _proto_to_ndarray(tp, limits, where)
+    except (ValueError, MemoryError) as e:
+        shape = [d.size for d in tp.tensor_shape.dim]
+        raise invalid_argument(f"{where}: cannot hold a tensor of shape {shape}: {e}") from None
+
+
+def _proto_to_ndarray(tp: tensor_pb2.TensorProto, limits: RequestLimits, where: str) -> np.ndarray:
     if tp.tensor_shape.unknown_rank:
         raise invalid_argument(f"{where}: tensor shape must have a known rank")
     shape = [d.size for d in tp.tensor_shape.dim]

@@ -30,6 +30,13 @@ class RequestLimits:
         for d in shape:
             if d < 0:
                 raise invalid_argument(f"{where}: negative dimension {d} in shape {shape}")
+            # Beside a zero dimension any size multiplies to no elements, but no dimension can
+            # be larger than a whole request (numpy cannot even shape such an empty array).
+            if self.max_elements and d > self.max_elements:
+                raise invalid_argument(
+                    f"{where}: dimension {d} in shape {shape} exceeds the limit of "
+                    f"{self.max_elements} elements per request (--max_request_elements)"
+                )
         n = math.prod(shape)
         self.check_elements(n, where)
         return n

@@ -166,6 +166,8 @@ GRPC_CASES = {
     "dim-2^40": _tensor([2**40]),
     "dim-minus-1": _tensor([-1]),
     "40-dims": _tensor([1] * 40),
+    # No elements, but dimensions numpy cannot shape (found by the fuzz test: was INTERNAL).
+    "zero-dim-beside-huge-dims": _tensor([0, 444192378, 5191090896], types_pb2.DT_FLOAT, ()),
     "tensor-content-short": _tensor([4], types_pb2.DT_FLOAT, content=b"\0" * 3),
     "unsupported-dtype": _tensor([1], types_pb2.DT_RESOURCE),
 }
@@ -510,3 +512,16 @@ def test_grpc_tls_from_ssl_config_file_and_separate_bind_addresses(tmp_path):
             socket.create_connection(("127.0.0.2", server.grpc_port), timeout=5).close()
     finally:
         server.stop()
+
+
+def test_shapes_numpy_cannot_hold_are_invalid_argument_even_without_limits():
+    """With --max_request_elements 0 the codec itself turns numpy's refusal into the request's
+    error (INVALID_ARGUMENT), not the server's."""
+    from serving import codec
+    from serving.errors import ServingError
+    from serving.limits import UNLIMITED
+
+    for dims in ([0, 444192378, 5191090896], [2**40, 2**40]):
+        with pytest.raises(ServingError) as err:
+            codec.proto_to_ndarray(_tensor(dims, types_pb2.DT_FLOAT, ()), UNLIMITED)
+        assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
