@@ -184,7 +184,9 @@ def open_metadata_store(config: PipelineConfig) -> metadata_store_pb2.Connection
 
 def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, RunReport | None]:
     """Run `config`'s pipeline to the end or to its first failure; print progress and the
-    summary; return (exit status, the run's RunReport or None)."""
+    summary; return (exit status, the run's RunReport or None). When nothing changed since the
+    last completed run (pipeline/up_to_date.py) nothing runs: (EXIT_OK, None), and what is
+    printed says so."""
     if config.sources:
         problem = preflight_problem(config.sources)
     elif SPAN_PATTERN in config.input_pattern:

@@ -116,9 +116,16 @@ def _data_roots(config: PipelineConfig) -> list[Path] | None:
 
 def inputs_fingerprint(config: PipelineConfig) -> str | None:
     """A digest of everything the run is computed from; None when it cannot be known cheaply
-    (a database source, the cache off)."""
+    (a database source, the cache off) or a file cannot be read (then TFX decides)."""
     if not config.enable_cache:
         return None
+    try:
+        return _inputs_fingerprint(config)
+    except OSError:
+        return None
+
+
+def _inputs_fingerprint(config: PipelineConfig) -> str | None:
     data_roots = _data_roots(config)
     if data_roots is None:
         return None
@@ -215,10 +222,13 @@ def save(
         "summary": summary,
     }
     path = record_path(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, path)
+    except OSError:  # the run itself completed: a missing record only means TFX decides next
+        return False
     return True
 
 

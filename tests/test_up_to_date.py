@@ -138,3 +138,19 @@ def test_a_started_run_forgets_the_record(setup):
     _complete(config, store)
     up_to_date.forget(config)
     assert up_to_date.check(config, up_to_date.inputs_fingerprint(config), store) is None
+
+
+def test_an_unreadable_input_or_unwritable_record_falls_back_to_tfx(setup, monkeypatch):
+    config, _, store = setup
+
+    def unreadable(self):
+        raise PermissionError("denied")
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "read_bytes", unreadable)
+        assert up_to_date.inputs_fingerprint(config) is None
+    inputs = up_to_date.inputs_fingerprint(config)
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_text", lambda self, text: unreadable(self))
+        assert not up_to_date.save(config, inputs, store, "run-1", "")
+    assert up_to_date.check(config, inputs, store) is None
