@@ -30,23 +30,18 @@ import time
 from pathlib import Path
 
 import modules  # noqa: F401 - sets the Keras-2 switch, which the template's own run needs too
+from pipeline.config import run_source_dirs
 from pipeline.up_to_date import UP_TO_DATE
 
 ROOT = Path(__file__).resolve().parent.parent
-# What a pipeline run imports or reads from the checkout: its packages, the dataset specs and the
-# schema (the data is read in place).
-CODE = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()) + [
-    "datasets",
-    "schema",
-]
 DATA = ROOT / "data" / "taxi"
 TFX_CLI = Path(sys.executable).with_name("tfx")
 
 
 def copy_code(dest: Path) -> Path:
-    """A private copy of what a run reads from the checkout (CODE), so a run can edit it."""
-    for name in CODE:
-        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    """A private copy of what a run reads from the checkout, so a run can edit it."""
+    for source in run_source_dirs(ROOT):
+        shutil.copytree(source, dest / source.name, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
 
 

@@ -16,6 +16,16 @@ from pipeline.sources import SourceSpec, load_sources
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODULES_DIR = PROJECT_ROOT / "modules"
+
+
+def run_source_dirs(root: Path = PROJECT_ROOT) -> list[Path]:
+    """What a run reads from a checkout besides its data: the project's Python packages (not
+    tests/), the dataset specs and the curated schema. The up-to-date check fingerprints them;
+    the pipeline benchmark runs from a copy of them."""
+    packages = [p for p in sorted(root.iterdir()) if (p / "__init__.py").is_file()]
+    return [p for p in packages if p.name != "tests"] + [root / "datasets", root / "schema"]
+
+
 # The default dataset's spec: the defaults below (thresholds, paths, slices) are its settings.
 _DEFAULT_SPEC = dataset_spec.load(dataset_spec.DEFAULT_DATASET)
 

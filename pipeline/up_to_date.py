@@ -35,16 +35,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from modules import dataset_spec
-from pipeline.config import PROJECT_ROOT, PipelineConfig
+from pipeline.config import PROJECT_ROOT, PipelineConfig, run_source_dirs
 from pipeline.sources import FILE_KINDS
 
 RECORD_NAME = "up_to_date.json"
 # How the runner's output says a re-run stopped here (the benchmark looks for it).
 UP_TO_DATE = "up to date"
 RECORD_VERSION = 1
-# Directories of the project besides its Python packages whose files shape a run.
-SPEC_DIRS = ("datasets", "schema")
-NOT_PIPELINE_CODE = {"tests"}
 # The libraries whose versions can change a run's results.
 LIBRARIES = (
     "tfx",
@@ -72,15 +69,6 @@ class UpToDate:
 
 def record_path(config: PipelineConfig) -> Path:
     return Path(config.pipeline_root) / RECORD_NAME
-
-
-def _code_dirs() -> list[Path]:
-    packages = [
-        p
-        for p in sorted(PROJECT_ROOT.iterdir())
-        if (p / "__init__.py").is_file() and p.name not in NOT_PIPELINE_CODE
-    ]
-    return packages + [PROJECT_ROOT / name for name in SPEC_DIRS]
 
 
 def _files(root: Path) -> Iterable[Path]:
@@ -133,7 +121,7 @@ def _inputs_fingerprint(config: PipelineConfig) -> str | None:
     settings = dataclasses.asdict(config)
     settings.pop("skip_unchanged")  # whether to check, not what runs
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    for root in _code_dirs():
+    for root in run_source_dirs(PROJECT_ROOT):
         _hash_contents(digest, _files(root))
     spec = dataset_spec.load(config.dataset)
     extra = [spec.spec_path, config.schema_path, config.best_hyperparameters_dir]
