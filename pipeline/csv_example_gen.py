@@ -24,6 +24,8 @@ from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx_bsl.coders import csv_decoder
 
+from pipeline.example_shuffle import BoundedShuffleWriteMixin
+
 
 def _parsed_lines(pipeline: beam.Pipeline, csv_files: list[str], label: str):
     return (
@@ -66,8 +68,9 @@ class StreamingCsvToExample(beam.PTransform):
         )
 
 
-class StreamingCsvExampleGenExecutor(csv_executor.Executor):
-    """TFX's CsvExampleGen executor with the streaming CSV source."""
+class StreamingCsvExampleGenExecutor(BoundedShuffleWriteMixin, csv_executor.Executor):
+    """TFX's CsvExampleGen executor with the streaming CSV source, written after a shuffle that
+    spills to disk instead of TFX's in-memory Reshuffle (pipeline/example_shuffle.py)."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return StreamingCsvToExample

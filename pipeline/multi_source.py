@@ -31,6 +31,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import proto_utils
 
 from pipeline import sources as sources_lib
+from pipeline.example_shuffle import BoundedShuffleWriteMixin
 
 SOURCES_KEY = "sources"
 METRICS_NAMESPACE = "example_gen_sources"
@@ -88,7 +89,7 @@ def ReadParquet(pipeline: beam.Pipeline, file_pattern: str):  # noqa: N802
     )
 
 
-class ParquetExecutor(base_example_gen_executor.BaseExampleGenExecutor):
+class ParquetExecutor(BoundedShuffleWriteMixin, base_example_gen_executor.BaseExampleGenExecutor):
     """FileBasedExampleGen executor for Parquet files (zero-safe, see the module docstring)."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802
@@ -200,7 +201,7 @@ def _read_sources(pipeline, exec_properties, split_pattern):
     return parts[0] if len(parts) == 1 else parts | "Merge" >> beam.Flatten()
 
 
-class SourcesExecutor(base_example_gen_executor.BaseExampleGenExecutor):
+class SourcesExecutor(BoundedShuffleWriteMixin, base_example_gen_executor.BaseExampleGenExecutor):
     """Reads every source, tags rows with their source when there are several, splits by hash."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802

@@ -35,6 +35,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec
 from pipeline import quarantine as q
 
 _TFRECORD_PREFIX = "data_tfrecord"  # ExampleGen's file names, so nothing downstream can tell
+_DEDUPLICATED_PREFIX = "data_tfrecord_deduplicated"  # one copy of each repeated row
 
 
 class QuarantinedExamples(types.Artifact):
@@ -58,7 +59,11 @@ class RowCleanerSpec(ComponentSpec):
 
 
 class _Check(beam.DoFn):
-    """Clean rows (in the schema's types) to the main output; bad ones, as read, to 'bad'."""
+    """Routes each row by whether it is clean and whether its bytes occur more than once:
+    clean rows (in the schema's types) to ONCE or REPEATED, bad ones (as read) to BAD_ONCE or
+    BAD_REPEATED. Only the REPEATED outputs are grouped to drop copies."""
+
+    ONCE, REPEATED, BAD_ONCE, BAD_REPEATED = "once", "repeated", "bad_once", "bad_repeated"
 
     def __init__(self, schema_bytes: bytes | None):
         self._schema_bytes = schema_bytes
@@ -72,15 +77,53 @@ class _Check(beam.DoFn):
 
             self._checker = RowChecker(schema_pb2.Schema.FromString(self._schema_bytes))
 
-    def process(self, records: list[bytes]):
+    def process(self, records: list[bytes], repeated_digests: frozenset[int]):
+        from pipeline.digests import record_digest
+
         if self._checker is None:
-            yield from records
-            return
-        for record, (clean, _) in zip(records, self._checker.check_batch(records), strict=True):
+            checked = [(r, None) for r in records]
+        else:
+            checked = self._checker.check_batch(records)
+        for record, (clean, _) in zip(records, checked, strict=True):
+            if self._checker is None:
+                clean = record
+            repeated = bool(repeated_digests) and record_digest(record) in repeated_digests
             if clean is None:
-                yield beam.pvalue.TaggedOutput("bad", record)
+                yield beam.pvalue.TaggedOutput(
+                    self.BAD_REPEATED if repeated else self.BAD_ONCE, record
+                )
+            elif repeated:
+                yield beam.pvalue.TaggedOutput(self.REPEATED, clean)
             else:
                 yield clean
+
+
+class _RepeatedDigests(beam.CombineFn):
+    """Batches of records -> the digests seen more than once (8 bytes a row while counting)."""
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, acc, records):
+        from pipeline.digests import batch_digests
+
+        acc.append(batch_digests(records))
+        return acc
+
+    def merge_accumulators(self, accs):
+        return [part for acc in accs for part in acc]
+
+    def compact(self, acc):
+        import numpy as np
+
+        return [np.concatenate(acc)] if len(acc) > 1 else acc
+
+    def extract_output(self, acc):
+        import numpy as np
+
+        from pipeline.digests import repeated
+
+        return repeated(np.concatenate(acc)) if acc else frozenset()
 
 
 class _QuarantineLine(beam.DoFn):
@@ -146,33 +189,70 @@ class _SumCounts(beam.CombineFn):
         return json.dumps(summary, sort_keys=True)
 
 
+class _PartialCounts(_SumCounts):
+    """Summed counts of one branch, still a Counter for the final _SumCounts."""
+
+    def extract_output(self, acc):
+        return acc
+
+
+def _batched(records: beam.PCollection, label: str) -> beam.PCollection:
+    # Batches are decoded to Arrow and checked column by column (RowChecker.check_batch).
+    return records | label >> beam.BatchElements(min_batch_size=100, max_batch_size=1000)
+
+
 def clean_split(
-    records: beam.PCollection, schema_bytes: bytes | None, examples_dir: str, quarantine_dir: str
-):
-    """The Beam stages for one split: check, de-duplicate, write both outputs and the summary."""
-    checked = (
-        records
-        # Batches are decoded to Arrow and checked column by column (RowChecker.check_batch).
-        | "Batch" >> beam.BatchElements(min_batch_size=100, max_batch_size=1000)
-        | "Check" >> beam.ParDo(_Check(schema_bytes)).with_outputs("bad", main="ok")
+    pipeline: beam.Pipeline,
+    read: beam.PTransform,
+    schema_bytes: bytes | None,
+    examples_dir: str,
+    quarantine_dir: str,
+) -> None:
+    """The Beam stages for one split: check, de-duplicate, write both outputs and the summary.
+
+    The split is read twice. The first pass keeps only an 8-byte digest per row and finds the
+    digests that occur more than once; the second checks every row and writes the rows whose
+    digest occurred once straight through, in the order read. Only rows with a repeated digest
+    (the duplicates, and the rare digest collision) are grouped by their bytes to keep one
+    copy. Grouping every row (beam's Count.PerElement) was what made the cleaner's memory grow
+    with the split on the DirectRunner, which holds a GroupByKey's whole input (measured in
+    docs/performance.md); reading twice costs less than that. The second pass reads the files
+    again rather than reusing the first pass's rows: a PCollection consumed after a side input
+    is computed would be held in memory until then.
+    """
+    repeated_digests = beam.pvalue.AsSingleton(
+        _batched(pipeline | "ReadForDigests" >> read, "BatchForDigests")
+        | "RepeatedDigests" >> beam.CombineGlobally(_RepeatedDigests())
     )
-    clean = checked.ok | "CountCleanCopies" >> beam.combiners.Count.PerElement()
-    _ = (
-        clean
-        | "CleanRows" >> beam.Keys()
-        | "WriteClean"
-        >> beam.io.WriteToTFRecord(
-            os.path.join(examples_dir, _TFRECORD_PREFIX), file_name_suffix=".gz"
+    checked = _batched(pipeline | "Read" >> read, "Batch") | "Check" >> beam.ParDo(
+        _Check(schema_bytes), repeated_digests
+    ).with_outputs(_Check.REPEATED, _Check.BAD_ONCE, _Check.BAD_REPEATED, main=_Check.ONCE)
+
+    def write(rows, label, prefix):
+        return rows | label >> beam.io.WriteToTFRecord(
+            os.path.join(examples_dir, prefix), file_name_suffix=".gz"
         )
-    )
-    clean_counts = clean | "CleanCounts" >> beam.Map(
-        lambda kv: {q.CLEAN: 1, q.DUPLICATES: kv[1] - 1, q.ROWS_IN: kv[1]}
-    )
-    parts = [clean_counts]
+
+    write(checked[_Check.ONCE], "WriteClean", _TFRECORD_PREFIX)
+    repeated = checked[_Check.REPEATED] | "CountCleanCopies" >> beam.combiners.Count.PerElement()
+    write(repeated | "OneOfEach" >> beam.Keys(), "WriteDeduplicated", _DEDUPLICATED_PREFIX)
+    parts = [
+        checked[_Check.ONCE]
+        | "CountOnce" >> beam.combiners.Count.Globally()
+        | "OnceCounts" >> beam.Map(lambda n: {q.CLEAN: n, q.ROWS_IN: n}),
+        repeated
+        | "CleanCounts"
+        >> beam.Map(lambda kv: {q.CLEAN: 1, q.DUPLICATES: kv[1] - 1, q.ROWS_IN: kv[1]})
+        | "SumRepeated" >> beam.CombineGlobally(_PartialCounts()),
+    ]
     if schema_bytes is not None:
         bad = (
-            checked.bad
-            | "CountBadCopies" >> beam.combiners.Count.PerElement()
+            (
+                checked[_Check.BAD_ONCE] | "OneCopy" >> beam.Map(lambda record: (record, 1)),
+                checked[_Check.BAD_REPEATED]
+                | "CountBadCopies" >> beam.combiners.Count.PerElement(),
+            )
+            | "AllBad" >> beam.Flatten()
             | "Explain"
             >> beam.ParDo(_QuarantineLine(schema_bytes)).with_outputs("counts", main="line")
         )
@@ -181,7 +261,7 @@ def clean_split(
             file_name_suffix=q.QUARANTINE_FILE_SUFFIX,
             num_shards=1,
         )
-        parts.append(bad.counts)
+        parts.append(bad.counts | "SumBad" >> beam.CombineGlobally(_PartialCounts()))
     _ = (
         parts
         | "AllCounts" >> beam.Flatten()
@@ -226,10 +306,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 pattern = io_utils.all_files_pattern(
                     artifact_utils.get_split_uri([examples], split)
                 )
-                records = pipeline | f"Read[{split}]" >> beam.io.ReadFromTFRecord(
-                    pattern, coder=beam.coders.BytesCoder()
-                )
-                _ = records | f"Clean[{split}]" >> _CleanSplit(
+                read = beam.io.ReadFromTFRecord(pattern, coder=beam.coders.BytesCoder())
+                _ = pipeline | f"Clean[{split}]" >> _CleanSplit(
+                    read,
                     schema_bytes,
                     artifact_utils.get_split_uri([cleaned], split),
                     os.path.join(quarantined.uri, f"Split-{split}"),
@@ -252,13 +331,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
 
 class _CleanSplit(beam.PTransform):
-    def __init__(self, schema_bytes, examples_dir, quarantine_dir):
+    def __init__(self, read, schema_bytes, examples_dir, quarantine_dir):
         super().__init__()
-        self._args = (schema_bytes, examples_dir, quarantine_dir)
+        self._args = (read, schema_bytes, examples_dir, quarantine_dir)
 
-    def expand(self, records):
-        clean_split(records, *self._args)
-        return beam.pvalue.PDone(records.pipeline)
+    def expand(self, pipeline):
+        clean_split(pipeline, *self._args)
+        return beam.pvalue.PDone(pipeline)
 
 
 class RowCleaner(base_beam_component.BaseBeamComponent):
