@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import PipelineConfig, in_memory_beam_args
+from pipeline.config import PipelineConfig, in_memory_beam_args, multi_processing_beam_args
 from pipeline.samples import TAXI_CSV, write_sample
 
 
@@ -72,9 +72,11 @@ def test_a_bucket_comes_out_in_the_same_order_whatever_order_its_files_came_in(t
 
 
 @pytest.mark.slow
-def test_example_gen_shuffles_a_sorted_csv_and_cleans_up(tmp_path):
+@pytest.mark.parametrize("beam_args", ["in-memory", "multi-processing"])
+def test_example_gen_shuffles_a_sorted_csv_and_cleans_up(tmp_path, beam_args):
     """A CSV sorted by fare: every row comes out, in no particular fare order, and the
-    temporary bucket files are gone."""
+    temporary bucket files are gone; in both of the DirectRunner's modes (multi-processing:
+    the buckets are written and read by worker processes)."""
     from google.protobuf import json_format
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.proto import example_gen_pb2
@@ -104,7 +106,8 @@ def test_example_gen_shuffles_a_sorted_csv_and_cleans_up(tmp_path):
         "output_config": json_format.MessageToJson(output_config()),
         "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
     }
-    context = BaseBeamExecutor.Context(beam_pipeline_args=in_memory_beam_args())
+    args = in_memory_beam_args() if beam_args == "in-memory" else multi_processing_beam_args(2)
+    context = BaseBeamExecutor.Context(beam_pipeline_args=args)
     StreamingCsvExampleGenExecutor(context).Do({}, {"examples": [examples]}, properties)
 
     from tensorflow.core.example import example_pb2
