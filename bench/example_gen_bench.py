@@ -82,9 +82,21 @@ def _in_subprocess(name: str, data_root: str, out: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def row_counts(text: str) -> list[int]:
+    """A `--rows` value: comma-separated whole numbers >= 1 (argparse type; its message is the
+    error)."""
+    try:
+        sizes = [int(n) for n in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated row counts: {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"row counts must be at least 1: {text!r}")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default="100000,1000000")
+    parser.add_argument("--rows", type=row_counts, default="100000,1000000")
     parser.add_argument("--executors", default=",".join(EXECUTORS))
     parser.add_argument("--executor", choices=EXECUTORS, help=argparse.SUPPRESS)
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
@@ -94,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     names = [n for n in args.executors.split(",") if n]
     unknown = sorted(set(names) - set(EXECUTORS))
-    if unknown:
-        print(f"error: unknown executor {unknown[0]!r} (choose from {', '.join(EXECUTORS)})")
+    if unknown or not names:
+        what = f"unknown executor {unknown[0]!r}" if unknown else "no executor"
+        print(f"error: {what} (choose from {', '.join(EXECUTORS)})", file=sys.stderr)
         return 2
     load = os.getloadavg()
     print(f"load: {load[0]:.2f} {load[1]:.2f} (1, 5 min), {os.cpu_count()} cores")
@@ -103,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'rows':>9} {'executor':<9} {'seconds':>8} {'rows/s':>8} {'peak RSS':>9} {'written':>9}"
     )
     results: dict[tuple[int, str], dict] = {}
-    sizes = [int(n) for n in args.rows.split(",")]
+    sizes = args.rows
     for rows in sizes:
         with tempfile.TemporaryDirectory(prefix="example_gen_bench_") as tmp:
             write_span(Path(tmp, "data"), rows)

@@ -99,7 +99,7 @@ class _ShuffledBucket(beam.DoFn):
 
     def process(self, bucket_files: tuple[int, list[str]]) -> Iterator[bytes]:
         bucket, paths = bucket_files
-        records = [r for path in sorted(paths) for r in read_records(path)]
+        records = [r for path in paths for r in read_records(path)]
         records.sort()  # the files' order depends on bundles; the shuffle's must not
         random.Random(bucket).shuffle(records)
         yield from records

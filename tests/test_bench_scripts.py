@@ -28,3 +28,20 @@ def test_each_benchmark_answers_help_as_a_script(script):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "usage:" in out.stdout
+
+
+@pytest.mark.slow  # imports TensorFlow
+@pytest.mark.parametrize(
+    "args", [["--rows", "abc"], ["--rows", "0"], ["--rows", ","], ["--executors", "nope"]]
+)
+def test_example_gen_bench_refuses_bad_arguments_in_one_line(args):
+    out = subprocess.run(
+        [sys.executable, "bench/example_gen_bench.py", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "error:" in out.stderr.strip().splitlines()[-1]
