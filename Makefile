@@ -69,7 +69,7 @@ kubeflow: install
 # span (push only a better model), check serving skew of logged requests.
 #   cron: 0 3 * * * cd /srv/tfx-taxi-mlops && make retrain >> logs/retrain.log 2>&1
 # `make retrain` is also what the LiveFeatureSkewHigh webhook calls (docs/monitoring.md);
-# `make -n retrain` shows the command (tests/test_skew_monitor.py checks it).
+# `make -n retrain` shows the command (tests/monitoring/test_skew_monitor.py checks it).
 CSV ?=
 REQUESTS ?= request_log
 .PHONY: add-span retrain check-skew

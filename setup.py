@@ -26,6 +26,8 @@ setup(
             "monitoring*",
             "model_layout*",
             "model_card*",
+            "data_stats*",
+            "serving_api*",
         ]
     ),
     package_data={
@@ -46,7 +48,7 @@ setup(
         "requests",
         "markdown",  # model cards' HTML (model_card/)
         "streamlit==1.60.0",  # the web app (apps/ui, `mlops ui`)
-        "psycopg2-binary",  # PostgreSQL data source (pipeline/postgres_source.py)
+        "psycopg2-binary",  # PostgreSQL data source (pipeline/ingest/postgres_source.py)
         "pyyaml>=6",  # dataset specs (modules/dataset_spec.py)
     ],
     extras_require={
@@ -56,10 +58,10 @@ setup(
             # `make test-fast` runs on two workers (`-n 2 --dist loadgroup`, tests/conftest.py).
             "pytest-xdist",
             "ruff",
-            # Offline schema checks of the deploy/ manifests (tests/test_deploy_manifests.py).
+            # Offline schema checks of the deploy/ manifests (tests/deploy/test_manifests.py).
             "kubernetes-validate>=1.30",
             "compose-spec>=0.2.1",
-            # Fuzz tests of the model server's REST/gRPC inputs (tests/test_serving_fuzz.py).
+            # Fuzz tests of the model server's REST/gRPC inputs (tests/serving/test_fuzz.py).
             "hypothesis>=6.100",
             # A throwaway certificate for the gRPC TLS test (tests/test_serving_security.py).
             "cryptography",

@@ -1,5 +1,5 @@
 """Calibration of the drift gate: how far apart TFDV's comparators and the sample-size-aware
-tests (pipeline/drift_measures.py) put same-distribution samples, and whether they stop shifted
+tests (data_stats/measures.py) put same-distribution samples, and whether they stop shifted
 ones.
 
     python bench/drift_calibration.py [--samples 20] [--shifted-samples 10] \
@@ -13,7 +13,7 @@ StatisticsGen options; each is compared with span 1's statistics:
    standard histograms for numerics, and on the quantiles histograms), exactly as
    tfdv.validate_statistics(previous_statistics=...) computes them: median and max over samples.
 2. The gate as configured (schema comparators + drift_measures.FEATURE_TESTS, through
-   pipeline.drift.compare_statistics, the DriftValidator's function): how many same-distribution
+   data_stats.compare.compare_statistics, the DriftValidator's function): how many same-distribution
    samples it stops (false alarms) and how many shifted samples it stops on the shifted feature.
 """
 
@@ -28,10 +28,11 @@ import sys
 import time
 from pathlib import Path
 
+from data_stats import compare as drift
+from data_stats import measures as drift_measures
 from modules import features
-from pipeline import drift, drift_measures
 from pipeline.config import PROJECT_ROOT
-from pipeline.spans import schema_columns
+from pipeline.ingest.spans import schema_columns
 
 SPAN_1 = PROJECT_ROOT / "data" / "taxi" / "span-1" / "data.csv"
 SCHEMA = PROJECT_ROOT / "schema" / "schema.pbtxt"

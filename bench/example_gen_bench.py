@@ -7,7 +7,7 @@ runs alone in its own process (so peak RSS is its own) with the pipeline's defau
 (in-memory DirectRunner) and the pipeline's train/eval split. TFX's executor parses the CSV
 once, buffers the parsed lines for the column-type side input, and writes each split after a
 `beam.Reshuffle()` (a GroupByKey the DirectRunner holds in memory); this project's parses twice
-(pipeline/csv_example_gen.py) and shuffles through disk (pipeline/example_shuffle.py).
+(pipeline/ingest/csv_example_gen.py) and shuffles through disk (pipeline/ingest/example_shuffle.py).
 Printed per executor: seconds (the executor, not the imports), rows/s, peak RSS, rows written,
 then ours against TFX's at each size and each executor's 1M/100k-style ratios between sizes.
 """
@@ -43,8 +43,8 @@ def run_executor(name: str, data_root: str, out: str) -> dict:
     from tfx.proto import example_gen_pb2
     from tfx.types import standard_artifacts
 
-    from pipeline.csv_example_gen import StreamingCsvExampleGenExecutor
-    from pipeline.sources import output_config
+    from pipeline.ingest.csv_example_gen import StreamingCsvExampleGenExecutor
+    from pipeline.ingest.sources import output_config
 
     executor_cls = {"tfx": TfxExecutor, "ours": StreamingCsvExampleGenExecutor}[name]
     examples = standard_artifacts.Examples()

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from modules import features
-from pipeline.samples import TAXI_CSV
+from pipeline.testing.samples import TAXI_CSV
 
 CHUNK_ROWS = 50_000
 RESAMPLE_P = 0.2

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import modules  # noqa: F401 - sets the Keras-2 switch, which the template's own run needs too
 from pipeline.config import run_source_dirs
-from pipeline.up_to_date import UP_TO_DATE
+from pipeline.local.up_to_date import UP_TO_DATE
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "taxi"

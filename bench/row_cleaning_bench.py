@@ -60,8 +60,8 @@ def write_rows(dest: Path, rows: int, bad: float, duplicates: float, seed: int =
     """`rows` serialized tf.Examples in dest/Split-train/data_tfrecord-00000-of-00001.gz."""
     import tensorflow as tf
 
-    from pipeline import drift_measures
-    from pipeline.spans import schema_columns
+    from data_stats import measures as drift_measures
+    from pipeline.ingest.spans import schema_columns
 
     with open(SPAN_1, newline="") as f:
         source = list(csv.DictReader(f))
@@ -103,9 +103,9 @@ def run_stage(stage: str, input_uri: str, output_root: str) -> dict:
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import standard_artifacts
 
-    from pipeline.drift_measures import statistics_options
-    from pipeline.row_cleaner import Executor as RowCleanerExecutor
-    from pipeline.row_cleaner import QuarantinedExamples
+    from data_stats.measures import statistics_options
+    from pipeline.validation.row_cleaner import Executor as RowCleanerExecutor
+    from pipeline.validation.row_cleaner import QuarantinedExamples
 
     context = BaseBeamExecutor.Context(beam_pipeline_args=in_memory_beam_args())
     examples = _examples(input_uri)

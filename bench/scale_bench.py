@@ -130,7 +130,7 @@ def read_run(out: Path, samples: list[tuple[float, int]]) -> tuple[dict, dict, d
     of the run, from its ML Metadata (execution start/end) and the RSS samples."""
     from metadata.connection import sqlite_store_path
     from metadata.store import open_store
-    from pipeline.report import latest_run_report
+    from pipeline.local.report import latest_run_report
 
     path = sqlite_store_path(str(out))
     report = latest_run_report(path, PIPELINE_NAME) if os.path.exists(path) else None

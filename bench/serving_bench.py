@@ -20,13 +20,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 TARGETS = {
     ("grpc", 1, 32): 1.0,  # 1-example requests over gRPC at 32 in flight vs in-process calls/s
@@ -38,7 +36,7 @@ P99_TARGET_MS = 25.0  # at 8 in flight
 
 
 def _rows(n: int) -> list[dict]:
-    from serving.client import read_rows
+    from serving_api.client import read_rows
 
     return read_rows(str(ROOT / "data" / "taxi" / "span-1" / "data.csv"))[:n]
 
@@ -174,7 +172,7 @@ def main() -> None:
 
     from model_layout import list_versions
     from serving import testing as sm
-    from serving.client import encode_example
+    from serving_api.client import encode_example
 
     workdir = tempfile.mkdtemp(prefix="serving-bench-")
     base = args.model_base_path

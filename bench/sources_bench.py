@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 import modules  # noqa: F401 - Keras-2 switch before TensorFlow
-from pipeline import source_samples, sources
-from pipeline.sources import SourceSpec
+from pipeline.ingest import sources
+from pipeline.ingest.sources import SourceSpec
+from pipeline.testing import source_samples
 
 TABLE = "sources_bench"
 

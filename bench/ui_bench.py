@@ -75,8 +75,8 @@ def copy_runs(db: str, count: int) -> None:
 
 def build_store(root: Path, runs: int):
     """(config, many-run db, 1-run db); reuses what an earlier invocation built."""
-    from pipeline.run import run_pipeline
-    from pipeline.samples import small_config, write_sample
+    from pipeline.local.run import run_pipeline
+    from pipeline.testing.samples import small_config, write_sample
 
     data_root = root / "data"
     if not data_root.exists():

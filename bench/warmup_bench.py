@@ -28,7 +28,7 @@ from pathlib import Path
 import requests
 
 from pipeline.config import PipelineConfig
-from pipeline.warmup_requests import WARMUP_REQUESTS_FILE
+from pipeline.push.warmup_requests import WARMUP_REQUESTS_FILE
 
 MODEL = "taxi"
 

@@ -1,13 +1,12 @@
 """Model cards: one Markdown + HTML (+ JSON) page per pushed version, written at push time.
 
 Everything measurable comes from ML Metadata (read through metadata/: MetadataStore and
-metadata/model_facts.py) and the artifacts it points at (span, statistics, schema,
-hyperparameters, overall and per-slice metrics, thresholds, baseline, lineage ids); the prose
-(intended use, limitations) comes from the editable model_card/template.md. The files go under
-the version's assets.extra/ (model_layout/), which TF Serving ignores, so the card travels with
-the model and `mlops models card VERSION` reads it back. The Pusher (pipeline/push.py) writes it
-and the registry reads it: it sits at the bottom, beside metadata/, so neither imports the other.
-"""
+metadata/model_facts.py) and the artifacts it points at (span, statistics, schema, hyperparameters,
+overall and per-slice metrics, thresholds, baseline, lineage ids); the prose (intended use,
+limitations) comes from the editable model_card/template.md. The files go under the version's
+assets.extra/ (model_layout/), which TF Serving ignores, so the card travels with the model and
+`mlops models card VERSION` reads it back. The Pusher (pipeline/push/pusher.py) writes it and the
+registry reads it: it sits at the bottom, beside metadata/, so neither imports the other."""
 
 from __future__ import annotations
 

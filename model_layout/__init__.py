@@ -1,18 +1,21 @@
 """The serving_model directory layout: the one contract between the Pusher and the servers.
 
-TF Serving's file-system source serves `<base_path>/<version>/` where <version> is a decimal
-number; everything else under the base path (hidden `.push-*` temp dirs while the Pusher copies)
-is ignored. The Pusher (pipeline/push.py, pipeline/warmup_requests.py) writes this layout; the
-model server (serving/repository.py, serving/warmup.py), the registry (registry/versions.py) and
-the model card (model_card/) read it, all through these names, so they never disagree. It sits at
-the bottom beside metadata/ and modules/ and imports nothing from the project.
-"""
+TF Serving's file-system source serves `<base_path>/<version>/` where <version> is a decimal number;
+everything else under the base path (hidden `.push-*` temp dirs while the Pusher copies) is ignored.
+The Pusher (pipeline/push/pusher.py, pipeline/push/warmup_requests.py) writes this layout; the model
+server (serving/repository.py, serving/warmup.py), the registry (registry/versions.py) and the model
+card (model_card/) read it, all through these names, so they never disagree. It sits at the bottom
+beside metadata/ and modules/ and imports nothing from the project."""
 
 from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
+# Where the Pusher puts each model by default: <SERVING_ROOT>/<model name>/<version>/, and where
+# `mlops serve` with no model flags looks for every model (TF Serving's model base paths).
+SERVING_ROOT = Path(__file__).resolve().parent.parent / "serving_model"
 _TEMP_DIR = re.compile(r"^\.push-(\d+)-(\d+)$")
 # Files inside a version that TF Serving ignores (assets.extra/): what the Pusher recorded about
 # the push, and the warmup requests TF Serving (and serving/warmup.py) replays before serving.

@@ -31,7 +31,7 @@ OOV_SIZE: int = SPEC.oov_size
 # Present in the data but not a model input.
 UNUSED_FEATURE_KEYS: list[str] = list(SPEC.unused)
 
-# Which source a row came from, when several feed one run (pipeline/sources.py writes it, the
+# Which source a row came from, when several feed one run (pipeline/ingest/sources.py writes it, the
 # schema declares it optional and not in SERVING); never a model input.
 SOURCE_FEATURE_KEY: str = "source"
 

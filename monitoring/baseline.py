@@ -25,7 +25,7 @@ class BaselineError(RuntimeError):
 
 def served_versions(server_url: str, model_name: str) -> list[str]:
     """The versions of `model_name` the server reports AVAILABLE, ascending."""
-    from serving.client import RestClient, ServerUnreachable, ServingClientError
+    from serving_api.client import RestClient, ServerUnreachable, ServingClientError
 
     parsed = urllib.parse.urlsplit(server_url if "://" in server_url else f"http://{server_url}")
     if not parsed.hostname or not parsed.port:

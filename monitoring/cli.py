@@ -22,10 +22,11 @@ import threading
 
 import click
 
-from pipeline.config import PipelineConfig
+from metadata.locations import locations
+from modules.dataset_spec import DEFAULT_DATASET
 
 EXIT_OK, EXIT_SKEW, EXIT_CANNOT_RUN = 0, 1, 2
-_DEFAULTS = PipelineConfig()
+_DEFAULTS = locations(DEFAULT_DATASET)
 DEFAULT_METRICS_PORT = 9108
 DEFAULT_WINDOW = 5000
 DEFAULT_MIN_ROWS = 200
@@ -69,7 +70,7 @@ def _fail(message: str) -> None:
     help="FeatureStats.pb for every version; default: each version's own training statistics, "
     "found by lineage in ML Metadata.",
 )
-@click.option("--metadata", default=_DEFAULTS.metadata_connection, show_default=True)
+@click.option("--metadata", default=_DEFAULTS.metadata, show_default=True)
 @click.option("--pipeline-name", default=_DEFAULTS.pipeline_name, show_default=True)
 @click.option("--schema", "schema_path", default=_DEFAULTS.schema_path, show_default=True)
 @click.option(
@@ -162,10 +163,11 @@ def _check_flags(requests_dir, window, min_rows, interval, port, versions) -> st
 
 def _build(requests_dir, model_name, server, versions, statistics, metadata, pipeline_name,
            schema_path, window, min_rows):  # fmt: skip
+    from data_stats.schema import load_schema, schema_columns
     from monitoring.baseline import TrainingStatistics
     from monitoring.request_window import RequestWindow
+    from monitoring.skew_check import schema_kinds
     from monitoring.skew_exporter import SkewMonitor
-    from pipeline.spans import load_schema, schema_columns, schema_kinds
 
     if not os.path.isfile(schema_path):
         raise FileNotFoundError(f"no schema at {schema_path}")

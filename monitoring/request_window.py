@@ -1,21 +1,20 @@
 """The sliding window of the last N requests the model server logged, read incrementally.
 
-Why a window of N records rather than of T minutes: the sample-size-aware tests' thresholds
-depend on the row count, so a fixed N gives every check the same sensitivity whatever the
-traffic (a quiet night and a busy noon are judged alike); time smoothing is the alert's job
-(`for: 30m`). Each check reads only what was written since the last one: completed files
-(`*.tfrecord`, immutable) once, and the server's file still being written (`*.tfrecord.open`)
-from the record where the last check stopped, so the window is at most one check interval old.
-Unreadable records are skipped and counted by `pipeline.spans.read_request_file`, the reader of
-`mlops data check-skew`, so both skip exactly the same records.
-"""
+Why a window of N records rather than of T minutes: the sample-size-aware tests' thresholds depend
+on the row count, so a fixed N gives every check the same sensitivity whatever the traffic (a quiet
+night and a busy noon are judged alike); time smoothing is the alert's job (`for: 30m`). Each check
+reads only what was written since the last one: completed files (`*.tfrecord`, immutable) once, and
+the server's file still being written (`*.tfrecord.open`) from the record where the last check
+stopped, so the window is at most one check interval old. Unreadable records are skipped and counted
+by `monitoring.skew_check.read_request_file`, the reader of `mlops data check-skew`, so both skip
+exactly the same records."""
 
 from __future__ import annotations
 
 import collections
 import os
 
-from pipeline.spans import RequestLogContents, read_request_file
+from monitoring.skew_check import RequestLogContents, read_request_file
 
 DONE_SUFFIX = ".tfrecord"
 OPEN_SUFFIX = ".tfrecord.open"  # serving/request_log.py's names, a file contract like its format

@@ -1,9 +1,9 @@
 """One skew check of the request window per served version, and its Prometheus metrics.
 
-Every check compares the window's statistics with each served version's training statistics
-using `pipeline.spans.skew_of_examples`, the measures of `mlops data check-skew` (the schema's
-skew comparators and the sample-size-aware Kolmogorov-Smirnov / chi-square tests), and replaces
-the exported snapshot in one step, so a scrape never sees half a check. Series:
+Every check compares the window's statistics with each served version's training statistics using
+`monitoring.skew_check.skew_of_examples`, the measures of `mlops data check-skew` (the schema's skew
+comparators and the sample-size-aware Kolmogorov-Smirnov / chi-square tests), and replaces the
+exported snapshot in one step, so a scrape never sees half a check. Series:
 
     mlops_feature_skew_distance{model_name, version, feature, comparator}
     mlops_feature_skew_threshold{model_name, version, feature, comparator}
@@ -27,16 +27,21 @@ from prometheus_client.core import GaugeMetricFamily
 
 from monitoring.baseline import BaselineError, TrainingStatistics, served_versions
 from monitoring.request_window import RequestWindow
-from serving.metrics import SKEW_DISTANCE_METRIC, SKEW_THRESHOLD_METRIC
 
 log = logging.getLogger(__name__)
 
+# The schema's skew_comparator distance of logged requests vs the served version's training data,
+# and the threshold it is judged against, both labelled model_name, version, feature, comparator.
+# The alert rules read the threshold from the metric: the schema stays the one place thresholds
+# live.
+SKEW_DISTANCE_METRIC = "mlops_feature_skew_distance"
+SKEW_THRESHOLD_METRIC = "mlops_feature_skew_threshold"
 WINDOW_ROWS_METRIC = "mlops_skew_monitor_window_rows"
 LAST_CHECK_METRIC = "mlops_skew_monitor_last_check_timestamp_seconds"
 SKIPPED_METRIC = "mlops_skew_monitor_skipped_records"  # _total appended by prometheus-client
 ERRORS_METRIC = "mlops_skew_monitor_check_errors"
-# pipeline.drift.Measurement.comparator -> the `comparator` label: TFDV's schema field names for
-# its comparators, snake case for the sample-size-aware tests.
+# data_stats.compare.Measurement.comparator -> the `comparator` label: TFDV's schema field
+# names for its comparators, snake case for the sample-size-aware tests.
 COMPARATOR_LABELS = {
     "Kolmogorov-Smirnov": "kolmogorov_smirnov",
     "chi-square (Cramer's V)": "cramers_v",
@@ -52,7 +57,7 @@ def comparator_label(name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class CheckResult:
-    """One check: window rows, per version the skew measurements (pipeline.drift.Measurement)
+    """One check: window rows, per version the skew measurements (data_stats.compare.Measurement)
     and request anomalies; `measured` is False when the window held fewer than min_rows."""
 
     time: float
@@ -101,7 +106,7 @@ class SkewMonitor:
     def check(self) -> CheckResult:
         """Read the new requests, compare the window with every served version's training
         statistics, publish the result. Raises BaselineError (counted) when it cannot."""
-        from pipeline.spans import skew_of_examples
+        from monitoring.skew_check import skew_of_examples
 
         started = time.time()  # the check covers what was logged until now
         try:

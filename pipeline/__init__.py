@@ -11,7 +11,7 @@ def __getattr__(name: str):
     type `<module>.<Class>` (one dot) and its container entrypoint imports the class by that
     name; loading it lazily keeps `import pipeline` free of TFX."""
     if name == "QuarantinedExamples":
-        from pipeline.row_cleaner import QuarantinedExamples
+        from pipeline.validation.row_cleaner import QuarantinedExamples
 
         return QuarantinedExamples
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -10,9 +10,11 @@ import dataclasses
 import os
 from pathlib import Path
 
+import model_layout
 from metadata.connection import LOCAL_OUTPUT_DIR, sqlite_store_path
+from metadata.locations import DatasetLocations, locations, of_spec
 from modules import dataset_spec, features
-from pipeline.sources import SourceSpec, load_sources
+from pipeline.ingest.sources import SourceSpec, load_sources
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODULES_DIR = PROJECT_ROOT / "modules"
@@ -28,6 +30,7 @@ def run_source_dirs(root: Path = PROJECT_ROOT) -> list[Path]:
 
 # The default dataset's spec: the defaults below (thresholds, paths, slices) are its settings.
 _DEFAULT_SPEC = dataset_spec.load(dataset_spec.DEFAULT_DATASET)
+_DEFAULT = locations(dataset_spec.DEFAULT_DATASET)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,11 +61,11 @@ class PipelineConfig:
     # The dataset spec (a name under datasets/, or a dataset.yaml path): labels, features, task.
     # dataset_config() fills the settings below from it; these defaults are the default dataset's.
     dataset: str = dataset_spec.DEFAULT_DATASET
-    pipeline_name: str = "taxi_pipeline"
-    model_name: str = "taxi"
-    data_root: str = str(PROJECT_ROOT / "data" / "taxi")
+    pipeline_name: str = _DEFAULT.pipeline_name
+    model_name: str = _DEFAULT.model_name
+    data_root: str = _DEFAULT.data_root
     # Span-aware input layout: data/taxi/span-1/data.csv, span-2/..., the latest span is used.
-    input_pattern: str = "span-{SPAN}/*.csv"
+    input_pattern: str = _DEFAULT.input_pattern
     # Compare the new span's statistics with the previous span's under the schema's
     # drift_comparators (DriftValidator); the data gate stops the run on drift.
     check_drift: bool = True
@@ -70,7 +73,7 @@ class PipelineConfig:
     # SQLite path, sqlite:/// / postgresql:// / mysql:// URL, or a ConnectionConfig .pbtxt file.
     metadata: str = ""
     serving_model_dir: str = ""
-    schema_path: str = str(PROJECT_ROOT / "schema" / "schema.pbtxt")
+    schema_path: str = _DEFAULT.schema_path
     infer_schema: bool = False
     train_steps: int = 2000
     eval_steps: int = 100
@@ -95,19 +98,20 @@ class PipelineConfig:
     # Measured (Transform's executor alone, 15k rows, same process, two runs each): 26.5 s vs
     # 35.5 s with them. `--transform-statistics` turns them back on. (It used to be off by
     # default because TFX 1.16 mis-keyed a cached Transform's outputs on PostgreSQL ML Metadata:
-    # fixed in pipeline/tfx_cache_fix.py.)
+    # fixed in pipeline/local/tfx_cache_fix.py.)
     lean_transform: bool = True
     # Train on the newest span plus the highest earlier spans the data gate accepted, this many
-    # spans in all (pipeline/training_window.py); 1: the newest span alone, the pipeline unchanged.
+    # spans in all (pipeline/ingest/training_window.py); 1: the newest span alone, the pipeline
+    # unchanged.
     train_spans: int = 1
-    # Where the rows come from (pipeline/sources.py, docs/sources.md): empty = CsvExampleGen over
-    # data_root/input_pattern, exactly as without this field.
+    # Where the rows come from (pipeline/ingest/sources.py, docs/sources.md): empty = CsvExampleGen
+    # over data_root/input_pattern, exactly as without this field.
     sources: tuple[SourceSpec, ...] = ()
     # The largest share of the span's rows the RowCleaner may quarantine (rows that break the
     # curated schema) for the run to go on with the clean rows; above it the DataGate stops it.
     max_quarantine_fraction: float = 0.01
     # A local run whose data, code, configuration, ML Metadata and served versions are as the
-    # last completed run left them stops before TFX loads, saying so (pipeline/up_to_date.py);
+    # last completed run left them stops before TFX loads, saying so (pipeline/local/up_to_date.py);
     # False (`--always-run`): TFX runs it, and its cache skips the unchanged components.
     skip_unchanged: bool = True
 
@@ -123,11 +127,11 @@ class PipelineConfig:
     @property
     def model_serving_dir(self) -> str:
         """TF Serving's model base path: the Pusher writes <this>/<version>/."""
-        return self.serving_model_dir or str(PROJECT_ROOT / "serving_model" / self.model_name)
+        return self.serving_model_dir or str(model_layout.SERVING_ROOT / self.model_name)
 
 
-# `--beam-mode auto` (pipeline/beam_mode.py) runs Beam multi-processing from this many bytes of
-# CSV in the latest span on, in-memory below. Measured (docs/performance.md): in-memory wins at
+# `--beam-mode auto` (pipeline/local/beam_mode.py) runs Beam multi-processing from this many bytes
+# of CSV in the latest span on, in-memory below. Measured (docs/performance.md): in-memory wins at
 # 15k rows (1.9 MB), multi-processing's data stages win at 100k rows (11 MiB, ~117 B a row).
 MULTI_PROCESSING_FROM_BYTES = 8 * 2**20
 
@@ -137,22 +141,23 @@ def dataset_config(dataset: str | os.PathLike, **overrides) -> PipelineConfig:
     `<name>`), data root and span pattern, schema, slices and thresholds; `overrides` win.
     A SpecError says why a spec cannot be used."""
     spec = dataset_spec.load(dataset)
+    where: DatasetLocations = of_spec(spec)
     in_repo = Path(spec.spec_path) == dataset_spec.spec_path(spec.name)
     settings = dict(
         dataset=spec.name if in_repo else spec.spec_path,
-        pipeline_name=f"{spec.name}_pipeline",
-        model_name=spec.name,
-        data_root=spec.data_root,
-        input_pattern=spec.input_pattern,
-        schema_path=spec.schema_path,
+        pipeline_name=where.pipeline_name,
+        model_name=where.model_name,
+        data_root=where.data_root,
+        input_pattern=where.input_pattern,
+        schema_path=where.schema_path,
         slice_features=tuple(spec.slices),
         thresholds=(
             EvalThresholds(**{f.name: spec.thresholds.get(f.name) for f in _THRESHOLD_FIELDS})
             if spec.task == dataset_spec.BINARY
             else None
         ),
-        # Keys the spec passes through to their owners: the sources (pipeline/sources.py) and
-        # the row cleaner's threshold (pipeline/row_cleaner.py).
+        # Keys the spec passes through to their owners: the sources (pipeline/ingest/sources.py) and
+        # the row cleaner's threshold (pipeline/validation/row_cleaner.py).
         sources=load_sources(spec.extra.get("sources")),
     )
     if "max_quarantine_fraction" in spec.extra:

@@ -19,18 +19,19 @@ from google.protobuf import wrappers_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
+from data_stats import measures as drift_measures
+from data_stats.measures import statistics_options
 from modules import dataset_spec
 from modules.dataset_spec import BINARY, MULTICLASS, DatasetSpec, transformed_name
-from pipeline import drift_measures, sources
 from pipeline.config import PipelineConfig
-from pipeline.data_gate import ACCEPTED_STATISTICS, DataGate
-from pipeline.drift import DRIFT_VALIDATOR, DriftValidator, SpanStatisticsGenExecutor
-from pipeline.drift_measures import statistics_options
-from pipeline.evaluation import SkipSelfEvaluationExecutor
-from pipeline.push import MODEL_CARD_METADATA_KEY, AtomicPusher
-from pipeline.quarantine import CLEANED_EXAMPLES, QUARANTINE, ROW_CLEANER
-from pipeline.row_cleaner import RowCleaner
-from pipeline.training_window import training_window
+from pipeline.evaluation.executor import SkipSelfEvaluationExecutor
+from pipeline.ingest import sources
+from pipeline.ingest.training_window import training_window
+from pipeline.push.pusher import MODEL_CARD_METADATA_KEY, AtomicPusher
+from pipeline.validation.data_gate import ACCEPTED_STATISTICS, DataGate
+from pipeline.validation.drift import DRIFT_VALIDATOR, DriftValidator, SpanStatisticsGenExecutor
+from pipeline.validation.quarantine import CLEANED_EXAMPLES, QUARANTINE, ROW_CLEANER
+from pipeline.validation.row_cleaner import RowCleaner
 
 # Node ids, used by the runner's report and by tests to find executions in MLMD.
 BEST_HYPERPARAMETERS_IMPORTER = "BestHyperparametersImporter"
@@ -186,11 +187,11 @@ def create_pipeline(
     """The full pipeline. `metadata_connection_config` is the runner's (None on Kubeflow,
     where the cluster provides ML Metadata)."""
     spec = dataset_spec.load(config.dataset)
-    # CsvExampleGen over data_root unless config.sources lists others (pipeline/sources.py).
+    # CsvExampleGen over data_root unless config.sources lists others (pipeline/ingest/sources.py).
     example_gen = sources.example_gen(config)
     # Rows that break the curated schema are quarantined, exact duplicates dropped; everything
     # downstream reads the clean rows. An inferred schema comes after the statistics, so then
-    # the cleaner only drops duplicates (pipeline/row_cleaner.py).
+    # the cleaner only drops duplicates (pipeline/validation/row_cleaner.py).
     if not config.infer_schema:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
     row_cleaner = RowCleaner(
@@ -198,7 +199,7 @@ def create_pipeline(
         schema=None if config.infer_schema else schema_gen.outputs["schema"],
     ).with_id(ROW_CLEANER)
     examples = row_cleaner.outputs[CLEANED_EXAMPLES]
-    # Percentile quantiles: what the drift/skew tests read (pipeline/drift_measures.py).
+    # Percentile quantiles: what the drift/skew tests read (data_stats/measures.py).
     statistics_gen = tfx.components.StatisticsGen(
         examples=examples, stats_options=statistics_options()
     )

@@ -13,11 +13,12 @@ import sys
 
 import click
 
-from pipeline.config import PipelineConfig
+from metadata.locations import locations
+from modules.dataset_spec import DEFAULT_DATASET
 from registry.errors import RegistryError
-from serving.config import DEFAULT_METRICS_PATH
+from serving_api import DEFAULT_METRICS_PATH
 
-_DEFAULTS = PipelineConfig()
+_DEFAULTS = locations(DEFAULT_DATASET)
 
 
 def _fail_cleanly(f):
@@ -44,7 +45,7 @@ def _fail_cleanly(f):
 @click.option(
     "--base-path",
     envvar="MLOPS_MODEL_BASE_PATH",
-    default=_DEFAULTS.model_serving_dir,
+    default=_DEFAULTS.serving_dir,
     show_default=True,
     help="The model base path (the Pusher's serving_model/<name>).",
 )
@@ -58,7 +59,7 @@ def _fail_cleanly(f):
 @click.option(
     "--metadata",
     envvar="MLOPS_METADATA",
-    default=_DEFAULTS.metadata_connection,
+    default=_DEFAULTS.metadata,
     show_default=True,
     help="ML Metadata store: SQLite path, URL or .pbtxt.",
 )

@@ -8,10 +8,10 @@ their failures (`tfserving_request_count_total`, every non-OK status), the laten
 since it started) or from a Prometheus server (`increase()` over a window, summed over replicas).
 
 The three thresholds the alert rules also use have their defaults here and nowhere else in
-Python; tests/test_canary.py checks that alerts.yml carries the same numbers. Two checks are
+Python; tests/serving/test_canary.py checks that alerts.yml carries the same numbers. Two checks are
 this command's own, because a one-off comparison has no `for:` duration to wait out noise:
 a latency floor (the canary's p99 must also be `p99_min_delta_ms` slower) and a sample-size-aware
-Kolmogorov-Smirnov test on the two score histograms (pipeline/drift_measures.py's critical value).
+Kolmogorov-Smirnov test on the two score histograms (data_stats/measures.py's critical value).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
-from pipeline.drift_measures import ks_critical
+from data_stats.measures import ks_critical
 
 # Inference methods: the alert rules' `method=~"predict|classify|regress|multi_inference"`.
 INFERENCE_METHODS = ("predict", "classify", "regress", "multi_inference")

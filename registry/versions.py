@@ -1,6 +1,6 @@
 """Version directories under a TF Serving model base path, and the archive beside it.
 
-Reads the push marker that pipeline/push.py's AtomicPusherExecutor leaves in every version
+Reads the push marker that pipeline/push/pusher.py's AtomicPusherExecutor leaves in every version
 (`assets.extra/tfx_push.json`: the Model URI and the push time). The names come from
 model_layout/, the layout's one home, which imports nothing heavy, so `mlops models` stays quick.
 """

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 from pipeline import kubeflow
 from pipeline.config import MODULES_DIR, EvalThresholds, span_count
-from pipeline.sources import SourceError, parse_source_flag
+from pipeline.ingest.sources import SourceError, parse_source_flag
 
 EXIT_OK, EXIT_FAILED = 0, 2
 

@@ -17,10 +17,10 @@ import os
 import sys
 
 from modules.dataset_spec import SpecError
-from pipeline import beam_mode
 from pipeline import config as config_lib
-from pipeline.run import EXIT_FAILED, run_pipeline
-from pipeline.sources import SourceError, check_combination, parse_source_flag
+from pipeline.ingest.sources import SourceError, check_combination, parse_source_flag
+from pipeline.local import beam_mode
+from pipeline.local.run import EXIT_FAILED, run_pipeline
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -156,7 +156,7 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse flags, run, return the exit status (see pipeline/run.py)."""
+    """Parse flags, run, return the exit status (see pipeline/local/run.py)."""
     args = parse_args(argv)
     try:
         config = build_config(args)

@@ -296,7 +296,7 @@ def serve(**kw: object) -> None:
 def predict(**kw: object) -> None:
     """Encode raw rows per the dataset spec and print one JSON prediction per row."""
     from modules import dataset_spec
-    from serving.client import (
+    from serving_api.client import (
         GrpcClient,
         RestClient,
         ServerUnreachable,

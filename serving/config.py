@@ -22,6 +22,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving.canary import CanarySplit
 from serving.limits import RequestLimits
+from serving_api import DEFAULT_METRICS_PATH
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
 
@@ -101,8 +102,6 @@ def _declare_protos():
 
 
 BatchingParameters, MonitoringConfig, SSLConfig = _declare_protos()
-
-DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
 
 
 @dataclass

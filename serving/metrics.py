@@ -34,13 +34,6 @@ SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05 ... 1.0
 # (last) class of classify's scores, regress's outputs. Other outputs are not scores.
 SCORE_OUTPUTS = ("probabilities", "scores", "outputs")
 
-# Published by the live skew exporter (not part of this server): the schema's skew_comparator
-# distance of logged requests vs the served version's training data, and the threshold it is
-# judged against, both labelled model_name, version, feature, comparator. The alert rules read
-# the threshold from the metric, so the schema stays the one place thresholds live.
-SKEW_DISTANCE_METRIC = "mlops_feature_skew_distance"
-SKEW_THRESHOLD_METRIC = "mlops_feature_skew_threshold"
-
 
 def score_column(outputs: Mapping[str, np.ndarray]) -> np.ndarray | None:
     """The per-row predicted score of a response (see SCORE_OUTPUTS), or None."""
@@ -240,8 +233,6 @@ class Metrics:
 __all__ = [
     "CONTENT_TYPE",
     "SCORE_BUCKETS",
-    "SKEW_DISTANCE_METRIC",
-    "SKEW_THRESHOLD_METRIC",
     "Metrics",
     "score_column",
 ]

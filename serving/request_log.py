@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from serving.examples import row_to_example
+from serving_api.examples import row_to_example
 
 log = logging.getLogger(__name__)
 

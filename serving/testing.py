@@ -18,7 +18,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from modules import features
 from serving.dataplane import CLASSIFY_METHOD, REGRESS_METHOD
-from serving.examples import row_to_example
+from serving_api.examples import row_to_example
 
 _TF_DTYPES = {"int64": tf.int64, "float": tf.float32, "bytes": tf.string}
 _DEFAULTS = {"int64": 0, "float": 0.0, "bytes": ""}

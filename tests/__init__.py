@@ -1,1 +1,2 @@
-"""The test suite as a package: helpers are imported as `from pipeline.samples import ...`."""
+"""The test suite as a package: helpers are imported as `from pipeline.testing.samples import
+...`."""

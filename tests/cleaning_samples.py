@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from pipeline.samples import write_sample
+from pipeline.testing.samples import write_sample
 
 # trip_start_timestamp marks each planted bad row (a valid INT, so it never is the reason).
 MARK = 1_000_000_000

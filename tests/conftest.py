@@ -14,7 +14,7 @@ import pytest
 
 import modules  # noqa: F401 - sets the Keras-2 switch before any test imports TensorFlow
 from pipeline.config import PipelineConfig
-from pipeline.samples import small_config, write_sample
+from pipeline.testing.samples import small_config, write_sample
 
 # Fixtures that run the pipeline: a test using one is slow whether or not its file says so.
 PIPELINE_FIXTURES = {"small_pipeline", "pg_pipeline", "runs"}
@@ -63,7 +63,7 @@ class SmallPipeline:
 
 @pytest.fixture(scope="session")
 def small_pipeline(tmp_path_factory) -> SmallPipeline:
-    from pipeline.run import run_pipeline
+    from pipeline.local.run import run_pipeline
 
     root = tmp_path_factory.mktemp("small_pipeline")
     config = small_config(root, write_sample(root / "data"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from pipeline.samples import SMALL_SAMPLE_ROWS, TAXI_CSV
+from pipeline.testing.samples import SMALL_SAMPLE_ROWS, TAXI_CSV
 
 NEW_COMPANIES = [f"Brand New Cab Co {i}" for i in range(4)]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT
+from tests.paths import PROJECT_ROOT
 
 VERDICT = (
     "import os, sys\n"
@@ -48,10 +48,10 @@ ENTRY_POINTS = {
 }
 EXECUTORS = {
     # Packages that import TensorFlow at the top: the switch is set before.
-    "pipeline package": ("import pipeline.drift\n", ROOT),
+    "pipeline package": ("import pipeline.validation.drift\n", ROOT),
     "user module": ("import modules.trainer\n" + LOAD_TRAINER, ROOT),
     # In-process: the runner has imported the project before LocalDagRunner loads module files.
-    "in-process executor": ("import pipeline.run\n" + LOAD_TRAINER, ROOT),
+    "in-process executor": ("import pipeline.local.run\n" + LOAD_TRAINER, ROOT),
     # The image's command: the KFP entrypoint imports TFX (and TensorFlow) first; the image's
     # sitecustomize runs before it.
     "kubeflow container executor": (

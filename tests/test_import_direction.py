@@ -1,6 +1,11 @@
-"""Dependencies point one way (README, "Where things live"): runners -> pipeline / serving /
-lineage / apps / registry -> model_card -> metadata, modules and model_layout. Parsed from the
-source, so a new import that runs the wrong way fails here rather than in review."""
+"""Dependencies point one way, down (README, "Where things live"), parsed from the source so a new
+import that runs the wrong way fails here rather than in review.
+
+Every project package has a layer; a package imports only packages of lower layers. Feature
+packages therefore never import each other (they talk through the bottom layer), and nothing
+imports an entry point. The rule has no exceptions: a test for a package lives under
+tests/<package>/, and only the runners' own tests (tests/runners/) drive the runners in-process.
+"""
 
 from __future__ import annotations
 
@@ -9,107 +14,102 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT
+from tests.paths import PROJECT_ROOT
 
-PACKAGES = (
-    "model_layout",
-    "metadata",
-    "modules",
-    "model_card",
-    "pipeline",
-    "lineage",
-    "serving",
-    "runners",
-    "apps",
-    "registry",
-    "mlops",
-    "monitoring",
-)
-UPPER = {"pipeline", "lineage", "serving", "runners", "apps", "registry", "mlops", "monitoring"}
-# package -> the project packages it must not import
-FORBIDDEN = {
-    # The bottom: the serving_model layout imports nothing of the project.
-    "model_layout": UPPER | {"metadata", "modules", "model_card"},
-    "metadata": UPPER | {"model_card"},
-    "modules": UPPER | {"metadata", "model_card"},
-    # Model cards: written by the Pusher, read by the registry, so below both of them.
-    "model_card": UPPER,
-    "pipeline": {"lineage", "serving", "runners", "apps", "registry", "mlops", "monitoring"},
-    "lineage": {"pipeline", "serving", "runners", "apps", "registry", "mlops", "monitoring"},
-    "serving": {"pipeline", "lineage", "runners", "apps", "registry", "mlops", "monitoring"},
-    "apps": {"runners", "mlops"},
-    "registry": {"runners", "mlops", "apps"},
-    "mlops": {"runners"},
-    # the live skew monitor: a feature package over serving/, pipeline/ and metadata/
-    "monitoring": {"runners", "mlops", "apps", "registry", "lineage"},
+LAYERS: dict[str, int] = {
+    # the bottom: layouts, the TFX user code and dataset spec, statistics, ML Metadata, the
+    # server's client API, model cards (written by the Pusher, read by the registry)
+    "model_layout": 0,
+    "modules": 0,
+    "data_stats": 1,
+    "metadata": 1,
+    "serving_api": 1,
+    "model_card": 2,
+    # features: each one job, none imports another
+    "pipeline": 3,
+    "serving": 3,
+    "registry": 3,
+    "monitoring": 3,
+    "lineage": 3,
+    # entry points: flags -> config -> one call; nothing imports them
+    "apps": 4,
+    "mlops": 4,
+    "runners": 4,
 }
-# Outside the packages: nothing may import runners/ (entry points, not libraries), and the
-# benchmarks import nothing from tests/.
-ALSO = {"bench": {"runners", "tests"}, "tests": {"runners"}}
-# The runners' own tests exercise their command lines (flags -> config) in-process.
-ALLOWED_RUNNER_IMPORTS = {("tests", "test_kubeflow_runner.py"), ("tests", "test_local_runner.py")}
-# Known edges against the direction, each limited to one module (path, imported module): none.
-# (The Pusher's serving_model layout and model card moved down to model_layout/ and model_card/.)
-ALLOWED_EDGES: set[tuple[str, str]] = set()
+FEATURES = {p for p, layer in LAYERS.items() if layer == 3}
+ENTRY_POINTS = {p for p, layer in LAYERS.items() if layer == 4}
 
 
 def _imports(path: Path) -> set[str]:
-    """Top-level project packages `path` imports, leaving out its ALLOWED_EDGES."""
+    """Top-level project packages `path` imports (anywhere in the file, lazy imports included)."""
     tree = ast.parse(path.read_text(), str(path))
-    relative = (
-        path.relative_to(PROJECT_ROOT).as_posix() if path.is_relative_to(PROJECT_ROOT) else ""
-    )
     modules = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             modules |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            modules |= {f"{node.module}.{alias.name}" for alias in node.names} | {node.module}
-    allowed = {m for p, m in ALLOWED_EDGES if p == relative}
-    kept = {m for m in modules if not any(m == a or m.startswith(a + ".") for a in allowed)}
-    # `from serving import layout` names module `serving` too: drop the parent of an allowed edge.
-    kept -= {a.rsplit(".", 1)[0] for a in allowed}
-    return {m.split(".")[0] for m in kept}
+            modules.add(node.module)
+    return {m.split(".")[0] for m in modules} & set(LAYERS) | (
+        {"tests"} if any(m.split(".")[0] == "tests" for m in modules) else set()
+    )
 
 
 def _files(top: str) -> list[Path]:
     return sorted((PROJECT_ROOT / top).rglob("*.py"))
 
 
-@pytest.mark.parametrize("package", sorted({**FORBIDDEN, **ALSO}))
+def allowed(importer: str, imported: str) -> bool:
+    """May package `importer` import package `imported`?"""
+    return imported == importer or LAYERS[imported] < LAYERS[importer]
+
+
+def test_every_project_package_has_a_layer():
+    packages = {p.name for p in PROJECT_ROOT.iterdir() if (p / "__init__.py").is_file()}
+    assert packages - {"tests"} == set(LAYERS)
+
+
+@pytest.mark.parametrize("package", sorted(LAYERS))
 def test_no_import_runs_the_wrong_way(package):
-    bad = []
-    for path in _files(package):
-        if (package, path.name) in ALLOWED_RUNNER_IMPORTS:
-            continue
-        wrong = _imports(path) & {**FORBIDDEN, **ALSO}[package]
-        if wrong:
-            bad.append(f"{path.relative_to(PROJECT_ROOT)} imports {sorted(wrong)}")
-    # bench/serving_bench.py belongs to the serving work stream, which removes its tests/ import.
-    bad = [b for b in bad if not b.startswith("bench/serving_bench.py")]
+    bad = [
+        f"{path.relative_to(PROJECT_ROOT)} imports {sorted(wrong)}"
+        for path in _files(package)
+        if (wrong := {m for m in _imports(path) if m == "tests" or not allowed(package, m)})
+    ]
+    assert bad == []
+
+
+def test_benchmarks_and_tests_use_no_entry_point_but_their_own():
+    """bench/ imports no tests/ and no runner; a test imports a runner only under tests/runners/."""
+    bad = [
+        str(path.relative_to(PROJECT_ROOT))
+        for path in _files("bench")
+        if _imports(path) & {"tests", "runners"}
+    ] + [
+        str(path.relative_to(PROJECT_ROOT))
+        for path in _files("tests")
+        if "runners" in _imports(path) and path.parent.name != "runners"
+    ]
     assert bad == []
 
 
 def test_the_checker_sees_imports(tmp_path):
     sample = tmp_path / "x.py"
     sample.write_text(
-        "import pipeline.config\nfrom lineage import cli\nfrom . import y\n"
-        "def f():\n    from serving.client import read_rows\n"
+        "import pipeline.config\nfrom lineage import cli\nfrom . import y\nimport json\n"
+        "def f():\n    from serving.client import read_rows\n    from tests.paths import X\n"
     )
-    assert _imports(sample) == {"pipeline", "lineage", "serving"}
+    assert _imports(sample) == {"pipeline", "lineage", "serving", "tests"}
+    assert not allowed("monitoring", "serving") and not allowed("registry", "pipeline")
+    assert allowed("registry", "metadata") and allowed("mlops", "pipeline")
+    assert not allowed("apps", "mlops") and not allowed("metadata", "model_card")
 
 
 def test_no_sys_path_manipulation():
+    needles = ("sys.path.insert", "sys.path.append", "sys.path[:0]", "sys.path +=")
     offenders = [
         str(p.relative_to(PROJECT_ROOT))
-        for top in (*PACKAGES, "tests", "bench", "deploy")
+        for top in (*LAYERS, "tests", "bench", "deploy")
         for p in _files(top)
-        if "sys.path.insert" in p.read_text() or "sys.path[:0]" in p.read_text()
-    ]
-    offenders = [
-        o
-        for o in offenders
-        if o not in ("bench/serving_bench.py", Path(__file__).name)
-        and not o.endswith("test_import_direction.py")
+        if p != Path(__file__) and any(n in p.read_text() for n in needles)
     ]
     assert offenders == []

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.config import PROJECT_ROOT
+from tests.paths import PROJECT_ROOT
 
 MODULE = """
 import os

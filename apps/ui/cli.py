@@ -18,8 +18,8 @@ import urllib.request
 import click
 
 from apps.ui.settings import Settings
+from metadata.locations import locations
 from modules.dataset_spec import SpecError
-from pipeline.config import dataset_config
 
 APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app.py")
 _D = Settings()
@@ -115,13 +115,13 @@ def ui(**kw: object) -> None:
     kw["labels"] = tuple(x.strip() for x in str(kw["labels"]).split(",") if x.strip())
     if kw["dataset"] != _D.dataset:
         try:
-            dataset = dataset_config(str(kw["dataset"]))
+            dataset = locations(str(kw["dataset"]))
         except SpecError as e:
             raise click.UsageError(str(e)) from None
         for key, value in (
             ("pipeline_name", dataset.pipeline_name),
             ("model_name", dataset.model_name),
-            ("serving_dir", dataset.model_serving_dir),
+            ("serving_dir", dataset.serving_dir),
             ("schema_path", dataset.schema_path),
         ):
             if kw.get(key, getattr(_D, key)) == getattr(_D, key):

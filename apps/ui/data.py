@@ -1,10 +1,9 @@
 """Everything the web app reads from ML Metadata and the artifacts it points to.
 
-The one place the app touches MLMD: pages get plain dataclasses, dicts and DataFrames, never
-MLMD or TFX protos. It wraps the project's readers (metadata/ and lineage.queries for
-runs, traces and diffs; pipeline.report's artifact reader for anomalies, drift, metrics and the
-push decision; pipeline.drift for statistics files); when the metadata layer lands, only this
-module is re-pointed.
+The one place the app touches MLMD: pages get plain dataclasses, dicts and DataFrames, never MLMD or
+TFX protos. It wraps the project's readers: metadata/ and lineage.queries for runs, traces and
+diffs, pipeline.local.report's artifact reader for anomalies, drift, metrics and the push decision,
+data_stats for statistics files.
 
 Reads are cached with Streamlit's st.cache_data for `CACHE_TTL` seconds, keyed on the store
 URL (and the other arguments), so a page re-render on a store with many runs costs one lookup,
@@ -177,7 +176,7 @@ def _detail(ls, run, metadata: str) -> RunDetail:
     from ml_metadata.proto import metadata_store_pb2 as mlmd_pb2
 
     from metadata.store import is_output, properties_of, state_name
-    from pipeline import report as run_report
+    from pipeline.local import report as run_report
 
     executions = ls.run_executions(run)
     report = run_report.RunReport(run.name, [], [], {}, [], None, None, metadata)
@@ -410,7 +409,7 @@ def feature_statistics(statistics_uri: str, split: str) -> list[FeatureStatistic
     """The StatisticsGen statistics of one split, per feature, ready to chart."""
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
-    from pipeline.drift import load_statistics_file
+    from data_stats.compare import load_statistics_file
 
     path = os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
     if not os.path.exists(path):
@@ -572,12 +571,12 @@ def version_lineage(metadata: str, version: str) -> tuple[dict, str]:
 def skew_report(metadata: str, pipeline: str, requests_dir: str, schema_path: str) -> dict:
     """Training/serving skew of the requests the server logged, vs the newest training
     statistics: {"files", "statistics", "skew": DataFrame, "anomalies": DataFrame}."""
-    from pipeline import spans as span_tools
+    from monitoring import skew_check
 
     try:
-        stats = span_tools.latest_training_statistics(metadata, pipeline)
-        result = span_tools.check_skew(requests_dir, stats, schema_path)
-    except span_tools.SkewCheckError as e:
+        stats = skew_check.latest_training_statistics(metadata, pipeline)
+        result = skew_check.check_skew(requests_dir, stats, schema_path)
+    except skew_check.SkewCheckError as e:
         raise DataUnavailable(str(e)) from None
     return {
         "files": result.requests.files,

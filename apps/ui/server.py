@@ -1,4 +1,4 @@
-"""What the app asks the model server, through serving/client.py and TF Serving's protocol only.
+"""What the app asks the model server, through serving_api/client.py and TF Serving's protocol only.
 
 Raw rows are checked and typed with the dataset spec (modules/dataset_spec.py; the same feature
 kinds the pipeline trains on), so a bad row in an uploaded file is reported with its line number
@@ -17,7 +17,7 @@ import requests
 
 from modules import features
 from modules.dataset_spec import MULTICLASS, DatasetSpec
-from serving.client import (
+from serving_api.client import (
     GrpcClient,
     RestClient,
     ServerUnreachable,

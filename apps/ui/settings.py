@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from pipeline.config import PipelineConfig
+from metadata.locations import locations
+from modules.dataset_spec import DEFAULT_DATASET
 
-_DEFAULTS = PipelineConfig()
+_DEFAULTS = locations(DEFAULT_DATASET)
 ENV_PREFIX = "MLOPS_UI_"
 
 
@@ -20,10 +21,10 @@ class Settings:
     # The dataset spec (name under datasets/ or dataset.yaml path): the predict form's fields
     # and the encoding of the rows sent to the model server.
     dataset: str = _DEFAULTS.dataset
-    metadata: str = _DEFAULTS.metadata_connection
+    metadata: str = _DEFAULTS.metadata
     pipeline_name: str = _DEFAULTS.pipeline_name
     model_name: str = _DEFAULTS.model_name
-    serving_dir: str = _DEFAULTS.model_serving_dir
+    serving_dir: str = _DEFAULTS.serving_dir
     # TF Serving's model config file that holds the version labels ('': models.config beside
     # serving_dir, as `mlops models`); the Models page promotes and rolls back through it.
     model_config: str = ""

@@ -92,8 +92,8 @@ def validate(kcfg: KubeflowConfig) -> None:
         )
     _check_pipeline_root(problems, p.output_dir)
     if p.sources:
-        # The configured sources replace data_root (pipeline/sources.py); files must be readable
-        # in the pod: a bucket or a path in the image.
+        # The configured sources replace data_root (pipeline/ingest/sources.py); files must be
+        # readable in the pod: a bucket or a path in the image.
         for spec in p.sources:
             if spec.path:
                 _check_location(problems, f"{spec.kind} source", spec.path, must_exist=True)

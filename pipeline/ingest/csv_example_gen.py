@@ -1,0 +1,76 @@
+"""CsvExampleGen's executor, minus its one buffer that grows with the input.
+
+TFX 1.16's CSV source parses every line, infers the column types with a CombineGlobally over
+those parsed lines, and converts the same parsed lines to tf.Examples with the types as a side
+input. The conversion cannot start before the inference has seen the last line, so Beam keeps
+every parsed line until then: the DirectRunner buffers the whole parsed span in memory
+(about a fifth of ExampleGen's memory growth with rows, measured in docs/performance.md).
+
+Here the conversion reads and parses the files a second time, from its own file list, and so
+streams: the type inference is the stock one, unchanged (same ColumnTypeInferrer over all
+lines), the examples are the same, and parsing twice costs less than holding the span.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import apache_beam as beam
+import tensorflow as tf
+from tfx.components.example_gen.csv_example_gen import executor as csv_executor
+from tfx.dsl.io import fileio
+from tfx.types import standard_component_specs
+from tfx.utils import io_utils
+from tfx_bsl.coders import csv_decoder
+
+from pipeline.ingest.example_shuffle import BoundedShuffleWriteMixin
+
+
+def _parsed_lines(pipeline: beam.Pipeline, csv_files: list[str], label: str):
+    return (
+        pipeline
+        | f"CreateFilenames{label}" >> beam.Create(csv_files)
+        | f"ReadFromText{label}" >> beam.ParDo(csv_executor._ReadCsvRecordsFromTextFile())
+        | f"ParseCSVLine{label}" >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=","))
+        | f"ExtractParsedCSVLines{label}" >> beam.Keys()
+    )
+
+
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+class StreamingCsvToExample(beam.PTransform):
+    """CSV files -> tf.Examples, as TFX's _CsvToExample, without buffering the parsed lines."""
+
+    def __init__(self, exec_properties: dict[str, Any], split_pattern: str) -> None:
+        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        self._csv_pattern = os.path.join(input_base, split_pattern)
+
+    def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
+        csv_files = fileio.glob(self._csv_pattern)
+        if not csv_files:
+            raise RuntimeError(f"Split pattern {self._csv_pattern} does not match any files.")
+        column_names = io_utils.load_csv_column_names(csv_files[0])
+        for csv_file in csv_files[1:]:
+            if io_utils.load_csv_column_names(csv_file) != column_names:
+                raise RuntimeError(
+                    f"Files in same split {self._csv_pattern} have different header."
+                )
+        column_infos = beam.pvalue.AsSingleton(
+            _parsed_lines(pipeline, csv_files, "")
+            | "InferColumnTypes"
+            >> beam.CombineGlobally(
+                csv_decoder.ColumnTypeInferrer(column_names, skip_blank_lines=True)
+            )
+        )
+        return _parsed_lines(pipeline, csv_files, "Again") | "ToTFExample" >> beam.ParDo(
+            csv_executor._ParsedCsvToTfExample(), column_infos
+        )
+
+
+class StreamingCsvExampleGenExecutor(BoundedShuffleWriteMixin, csv_executor.Executor):
+    """TFX's CsvExampleGen executor with the streaming CSV source, written after a shuffle that
+    spills to disk instead of TFX's in-memory Reshuffle (pipeline/ingest/example_shuffle.py)."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        return StreamingCsvToExample

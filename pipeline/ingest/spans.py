@@ -1,0 +1,178 @@
+"""Data spans on disk: the span-N/ layout ExampleGen reads, and adding a validated span.
+
+    data/taxi/span-1/data.csv, span-2/data.csv, ...   CsvExampleGen reads the highest span
+
+`mlops data add-span new.csv` checks a CSV against the curated schema (header: every column the
+schema knows, nothing else; types: every non-empty value parses as its column's type) and only
+then writes it as span-(N+1)/data.csv, atomically: the span directory is renamed into place once
+complete, so a run started meanwhile never sees half a span. A rejected file writes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import re
+import shutil
+from pathlib import Path
+
+from data_stats.schema import schema_columns as _schema_columns
+from pipeline.ingest.sources import SOURCE_FEATURE
+
+SPAN_DIR = re.compile(r"^span-(\d+)$")
+SPAN_FILE = "data.csv"
+MAX_REPORTED_ERRORS = 10
+
+
+class SpanRejected(ValueError):
+    """The CSV does not match the schema; the message lists why."""
+
+
+def list_spans(data_root: str | os.PathLike) -> list[int]:
+    """Span numbers on disk under `data_root` (span-N directories), ascending."""
+    root = Path(data_root)
+    if not root.is_dir():
+        return []
+    return sorted(
+        int(m.group(1)) for p in root.iterdir() if p.is_dir() and (m := SPAN_DIR.match(p.name))
+    )
+
+
+def layout_error(data_root: str | os.PathLike) -> str | None:
+    """One line saying what is wrong with a local data root's layout, or None when CsvExampleGen
+    can read it (span-N/ folders, the highest one holding CSV files). Remote roots (gs://, s3://)
+    are left to ExampleGen. Plain CSV files directly under the root are not taken as a span: which
+    span they are, and what the next one is, would be a guess."""
+    root = Path(data_root)
+    if "://" in str(data_root):
+        return None
+    expected = f"expected {root}/span-1/data.csv, span-2/data.csv, ... (one folder per span)"
+    if not root.is_dir():
+        return f"data root {root} does not exist: {expected}"
+    found = list_spans(root)
+    if not found:
+        csvs = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix == ".csv")
+        hint = (
+            f"; found {', '.join(csvs[:3])}{', ...' if len(csvs) > 3 else ''} directly under it: "
+            f"move them to {root}/span-1/ or add them with `mlops data add-span FILE "
+            f"--data-root {root}`"
+            if csvs
+            else ""
+        )
+        return f"no span-N folders in data root {root}: {expected}{hint}"
+    latest = root / f"span-{found[-1]}"
+    if not any(p.is_file() and p.suffix == ".csv" for p in latest.iterdir()):
+        return f"the latest span folder {latest} holds no .csv file: {expected}"
+    return None
+
+
+def schema_columns(schema_path: str) -> dict[str, str]:
+    """Column name -> schema type name (INT, FLOAT, BYTES) of every column a span's CSV holds
+    (`source` is written by a multi-source ExampleGen, not a column of the data)."""
+    return _schema_columns(schema_path, exclude=(SOURCE_FEATURE,))
+
+
+def _parses(value: str, kind: str) -> bool:
+    if kind == "INT":
+        return re.fullmatch(r"[+-]?\d+", value.strip()) is not None
+    if kind == "FLOAT":
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return True
+
+
+def validate_csv(path: str | os.PathLike, columns: dict[str, str]) -> int:
+    """Raise SpanRejected listing what is wrong; return the number of data rows otherwise."""
+    errors: list[str] = []
+    try:
+        f = open(path, newline="", encoding="utf-8")
+    except OSError as e:
+        raise SpanRejected(f"cannot read {path}: {e.strerror}") from None
+    with f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header:
+            raise SpanRejected(f"{path} is empty: expected a header row")
+        header = [h.strip() for h in header]
+        missing = [c for c in columns if c not in header]
+        unexpected = [c for c in header if c not in columns]
+        duplicated = sorted({c for c in header if header.count(c) > 1})
+        if missing:
+            errors.append(f"header: missing column(s) {', '.join(missing)}")
+        if unexpected:
+            errors.append(f"header: unexpected column(s) {', '.join(unexpected)}")
+        if duplicated:
+            errors.append(f"header: duplicated column(s) {', '.join(duplicated)}")
+        if errors:
+            raise SpanRejected(f"{path} does not match the schema:\n  " + "\n  ".join(errors))
+        rows = 0
+        try:
+            for line, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                rows += 1
+                if len(row) != len(header):
+                    errors.append(f"line {line}: {len(row)} values, expected {len(header)}")
+                    continue
+                for name, value in zip(header, row, strict=True):
+                    kind = columns[name]
+                    if value != "" and not _parses(value, kind):
+                        errors.append(f"line {line}: {name}={value!r} is not {kind}")
+        except (csv.Error, UnicodeDecodeError) as e:
+            errors.append(f"unreadable CSV: {e}")
+    if not rows and not errors:
+        errors.append("no data rows")
+    if errors:
+        shown = errors[:MAX_REPORTED_ERRORS]
+        more = len(errors) - len(shown)
+        raise SpanRejected(
+            f"{path} does not match the schema ({len(errors)} problem(s)):\n  "
+            + "\n  ".join(shown)
+            + (f"\n  ... and {more} more" if more > 0 else "")
+        )
+    return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class AddedSpan:
+    span: int
+    path: Path
+    rows: int
+
+
+def add_span(
+    csv_path: str | os.PathLike,
+    data_root: str | os.PathLike,
+    schema_path: str,
+    span: int | None = None,
+) -> AddedSpan:
+    """Validate `csv_path` and write it as the next span (or `span`); say where it went."""
+    rows = validate_csv(csv_path, schema_columns(schema_path))
+    root = Path(data_root)
+    existing = list_spans(root)
+    if span is None:
+        span = (existing[-1] if existing else 0) + 1
+    elif span in existing:
+        raise SpanRejected(f"span {span} already exists under {root}")
+    elif existing and span < existing[-1]:
+        raise SpanRejected(
+            f"span {span} is older than the latest span {existing[-1]}: the pipeline trains "
+            "on the highest span, so it would never be used"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"span-{span}"
+    temp = root / f".span-{span}.tmp-{os.getpid()}"  # not matched by span-{SPAN}/*.csv
+    shutil.rmtree(temp, ignore_errors=True)
+    try:
+        temp.mkdir()
+        shutil.copyfile(csv_path, temp / SPAN_FILE)
+        os.rename(temp, final)  # atomic; fails if span-N appeared meanwhile
+    except OSError as e:
+        raise SpanRejected(f"could not create {final}: {e}") from None
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    return AddedSpan(span, final / SPAN_FILE, rows)

@@ -1,0 +1,44 @@
+"""The local runner's command line: failures before any component runs are one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from pipeline.local.run import EXIT_FAILED
+from tests.paths import PROJECT_ROOT
+
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/x"
+
+
+def test_unreachable_metadata_store_is_one_line_and_exit_2(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "runners" / "local_runner.py"),
+            "--metadata",
+            UNREACHABLE,
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--serving-model-dir",
+            str(tmp_path / "serving"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == EXIT_FAILED == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "metadata store" in line]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith("Pipeline not started: cannot open the metadata store ")
+    assert "postgresql://nobody@127.0.0.1:1/x" in lines[0]
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing written
+
+
+def test_malformed_metadata_url_is_one_line_and_exit_2(tmp_path):
+    from pipeline.config import PipelineConfig
+    from pipeline.local.run import run_pipeline
+
+    config = PipelineConfig(metadata="ftp://host/x", output_dir=str(tmp_path / "out"))
+    assert run_pipeline(config) == (EXIT_FAILED, None)

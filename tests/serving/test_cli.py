@@ -1,0 +1,96 @@
+"""`mlops predict` / `mlops serve` failures: one line on stderr, a distinct exit code per kind of
+failure, no traceback unless --debug (serving/cli.py ExitCode)."""
+
+from __future__ import annotations
+
+import io
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from serving import testing as sm
+from serving.cli import ExitCode
+from serving_api import client
+
+
+def _mlops(
+    *args: str, stdin: str | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mlops.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _one_clean_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("mlops ")]
+    assert len(lines) == 1, err[-2000:]
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_predict_missing_input_file(tmp_path):
+    out = _mlops("predict", f"--input={tmp_path / 'nope.csv'}")
+    assert out.returncode == ExitCode.INPUT_MISSING
+    assert "cannot read --input" in _one_clean_line(out.stderr)
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2, 3]", "[]", ""])
+def test_predict_bad_or_empty_input(tmp_path, text):
+    path = tmp_path / "rows.json"
+    path.write_text(text)
+    out = _mlops("predict", f"--input={path}", "--port=1")
+    assert out.returncode == ExitCode.BAD_INPUT, out.stderr[-1500:]
+    _one_clean_line(out.stderr)
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_predict_unreachable_server(protocol):
+    out = _mlops(
+        "predict", "--input=-", f"--protocol={protocol}", "--port=1", stdin='{"fare": 1.0}'
+    )
+    assert out.returncode == ExitCode.UNREACHABLE
+    assert "no server at" in _one_clean_line(out.stderr)
+
+
+def test_predict_debug_shows_the_traceback(tmp_path):
+    out = _mlops("predict", f"--input={tmp_path / 'nope.csv'}", "--debug")
+    assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+def test_read_rows_takes_json_from_stdin(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"fare": 1.5, "company": "X"}\n'))
+    assert client.read_rows("-") == [{"fare": 1.5, "company": "X"}]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("fare,company\n1.5,X\n"))
+    assert client.read_rows("-") == [{"fare": "1.5", "company": "X"}]
+
+
+def test_serve_bad_config_is_a_usage_error(tmp_path):
+    config = tmp_path / "models.config"
+    config.write_text("model_config_list { config { name: 'x' } }")
+    out = _mlops("serve", f"--model_config_file={config}")
+    assert out.returncode == ExitCode.USAGE and "Traceback" not in out.stderr
+    assert "base_path" in out.stderr
+
+
+def test_serve_port_in_use_is_one_line(tmp_path):
+    sm.build_model(tmp_path / "taxi" / "1")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = _mlops(
+            "serve",
+            "--model_name=taxi",
+            f"--model_base_path={tmp_path / 'taxi'}",
+            f"--port={sm.free_port()}",
+            f"--rest_api_port={port}",
+            "--log_level=ERROR",
+        )
+    assert out.returncode == ExitCode.UNREACHABLE, out.stderr[-2000:]
+    assert "cannot listen" in _one_clean_line(out.stderr)
