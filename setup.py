@@ -28,6 +28,7 @@ setup(
             "model_card*",
             "data_stats*",
             "serving_api*",
+            "cli_support*",
         ]
     ),
     package_data={

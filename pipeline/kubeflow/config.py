@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from pipeline.config import PROJECT_ROOT, PipelineConfig, multi_processing_beam_args
+from modules.dataset_spec import DEFAULT_DATASET
+from pipeline.config import (
+    PROJECT_ROOT,
+    PipelineConfig,
+    dataset_config,
+    multi_processing_beam_args,
+)
 from pipeline.kubeflow.resources import Resources
 
 # Where deploy/pipeline/Dockerfile puts this repository inside the image.
@@ -19,6 +26,7 @@ IMAGE_PROJECT_ROOT = "/pipeline"
 # `make image` builds and pushes this unless IMAGE=... is given; keep the two in step.
 DEFAULT_IMAGE = "localhost:5000/tfx-taxi-pipeline:0.1.0"
 DEFAULT_PIPELINE_ROOT = "s3://mlpipeline/tfx"
+DEFAULT_SERVING_ROOT = "s3://mlpipeline/serving_model"
 DEFAULT_SPEC_PATH = str(PROJECT_ROOT / "tfx_pipeline_output" / "kubeflow" / "taxi-pipeline.yaml")
 # Values a run can override (KFP UI "Run parameters", `--param NAME=VALUE`) without recompiling.
 RUNTIME_PARAMETERS = ("data_root", "schema_path")
@@ -40,21 +48,28 @@ def image_path(relative: str) -> str:
     return f"{IMAGE_PROJECT_ROOT}/{relative}"
 
 
-def default_pipeline_config() -> PipelineConfig:
-    """The production PipelineConfig with the cluster's places: bucket outputs, image paths."""
-    return PipelineConfig(
-        pipeline_name="taxi-pipeline",
-        data_root=image_path("data/taxi"),
-        schema_path=image_path("schema/schema.pbtxt"),
+def default_pipeline_config(dataset: str = DEFAULT_DATASET) -> PipelineConfig:
+    """A dataset's PipelineConfig with the cluster's places: bucket outputs, and every path of
+    this repository (data, schema, user code) as its path inside the image."""
+    local = dataset_config(dataset)
+
+    def in_image(path: str) -> str:
+        inside = Path(path).resolve()
+        if not inside.is_relative_to(PROJECT_ROOT):
+            return path  # outside the checkout: the validation names it
+        return image_path(inside.relative_to(PROJECT_ROOT).as_posix())
+
+    return dataclasses.replace(
+        local,
+        pipeline_name=local.pipeline_name.replace("_", "-"),
+        data_root=in_image(local.data_root),
+        schema_path=in_image(local.schema_path),
         output_dir=DEFAULT_PIPELINE_ROOT,
-        # TF Serving's model base path; the Pusher writes <this>/<version>/ (see deploy/serving).
-        serving_model_dir="s3://mlpipeline/serving_model/taxi",
-        preprocessing_module=image_path("modules/preprocessing.py"),
-        trainer_module=image_path("modules/trainer.py"),
-        tuner_module=image_path("modules/tuner.py"),
-        best_hyperparameters_dir=image_path("modules/best_hyperparameters"),
-        # Beam options for every Beam-based component, e.g. --runner=DataflowRunner
-        # --project=..., or --runner=PortableRunner --job_endpoint=flink-jobserver:8099 ...
+        serving_model_dir=f"{DEFAULT_SERVING_ROOT}/{local.model_name}",
+        preprocessing_module=in_image(local.preprocessing_module),
+        trainer_module=in_image(local.trainer_module),
+        tuner_module=in_image(local.tuner_module),
+        best_hyperparameters_dir=in_image(local.best_hyperparameters_dir),
         beam_args=tuple(multi_processing_beam_args()),
     )
 

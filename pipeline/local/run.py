@@ -7,6 +7,8 @@ terminal, then the run's report read back from ML Metadata and the exit status:
     EXIT_OK (0)         the run completed (pushed or not: the report says why)
     EXIT_ANOMALIES (1)  the data gate stopped it on anomalies, drift or too many quarantined rows
     EXIT_FAILED (2)     any other failure, including an unusable metadata store
+
+(the project's exit statuses: cli_support.Exit).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from ml_metadata.proto import metadata_store_pb2
 
+from cli_support import Exit
 from pipeline.config import PipelineConfig
 from pipeline.ingest.sources import preflight_problem
 from pipeline.ingest.spans import layout_error
@@ -31,7 +34,7 @@ from pipeline.local import up_to_date
 if TYPE_CHECKING:  # the report imports TFX; run_pipeline imports it after quieting warnings
     from pipeline.local.report import RunReport
 
-EXIT_OK, EXIT_ANOMALIES, EXIT_FAILED = 0, 1, 2
+EXIT_OK, EXIT_ANOMALIES, EXIT_FAILED = Exit.OK, Exit.REJECTED, Exit.FAILED
 # The span placeholder of CsvExampleGen's input pattern; the data-root layout check needs it.
 SPAN_PATTERN = "{SPAN}"
 

@@ -261,9 +261,23 @@ def test_submit_uploads_a_version_and_starts_a_run(kcfg, compiled):
 
 
 def test_submit_requires_an_endpoint(capsys):
-    with pytest.raises(SystemExit):
-        kubeflow_runner.parse_args(["--submit"])
+    with pytest.raises(SystemExit) as exit_:
+        kubeflow_runner.main(["--submit"])
+    assert exit_.value.code == 2
     assert "--endpoint" in capsys.readouterr().err
+
+
+def test_dataset_flag_compiles_that_datasets_pipeline_with_image_paths():
+    """--dataset works as in the local runner: the spec's names, its data and schema as paths
+    inside the image, its model's own serving directory in the bucket."""
+    from pipeline.kubeflow import flags
+
+    kcfg = flags.kubeflow_config(flags.parser().parse_args(["--dataset", "penguins"]))
+    assert kcfg.pipeline_name == "penguins-pipeline"
+    assert kcfg.data_root == kr.image_path("data/penguins")
+    assert kcfg.schema_path.startswith(kr.IMAGE_PROJECT_ROOT + "/datasets/penguins/")
+    assert kcfg.serving_model_dir.endswith("/serving_model/penguins")
+    assert kcfg.trainer_module == kr.image_path("modules/trainer.py")
 
 
 # --- bad configuration: a clear error before anything is compiled --------------------------------

@@ -46,3 +46,60 @@ def test_every_documented_runner_command_parses_into_a_config():
 def test_always_run_turns_the_up_to_date_check_off():
     assert _config().skip_unchanged
     assert not _config("--always-run").skip_unchanged
+
+
+def _options(parser) -> set[str]:
+    return {s for action in parser._actions for s in action.option_strings}
+
+
+def test_both_runners_take_the_same_pipeline_flags_from_one_table():
+    """Every flag both runners take comes from pipeline/flags.py, and every flag of that table
+    is in both: a pipeline setting cannot drift into one runner only."""
+    import argparse
+
+    from pipeline.flags import add_pipeline_flags
+    from pipeline.kubeflow import flags as kubeflow_flags
+
+    shared = argparse.ArgumentParser()
+    add_pipeline_flags(shared)
+    table = _options(shared)
+    local, kubeflow = _options(local_runner_parser()), _options(kubeflow_flags.parser())
+    assert table <= local and table <= kubeflow
+    assert local & kubeflow == table
+    assert {"--dataset", "--min-auc-gain", "--tuner-eval-steps"} <= table
+
+
+def local_runner_parser():
+    """The local runner's parser, captured from parse_args."""
+    import argparse
+    from unittest import mock
+
+    captured = {}
+    real = argparse.ArgumentParser.parse_args
+
+    def capture(self, *args, **kwargs):
+        captured["parser"] = self
+        return real(self, *args, **kwargs)
+
+    with mock.patch.object(argparse.ArgumentParser, "parse_args", capture):
+        local_runner.parse_args([])
+    return captured["parser"]
+
+
+def test_a_flag_left_out_keeps_the_datasets_value_and_a_given_one_wins():
+    spec_config = _config("--dataset", "penguins")
+    assert spec_config.thresholds == local_runner.config_lib.dataset_config("penguins").thresholds
+    config = _config(
+        "--min-auc-gain", "0.05", "--tuner-eval-steps", "9", "--schema-path", "s.pbtxt"
+    )
+    assert config.thresholds.min_auc_gain == 0.05 and config.tuner_eval_steps == 9
+    assert config.schema_path.endswith("/s.pbtxt") and config.schema_path.startswith("/")
+    assert config.thresholds.min_auc == _config().thresholds.min_auc
+
+
+def test_each_runner_stays_thin():
+    from tests.paths import PROJECT_ROOT
+
+    for runner in ("local_runner.py", "kubeflow_runner.py"):
+        lines = (PROJECT_ROOT / "runners" / runner).read_text().splitlines()
+        assert len(lines) <= 100, runner
