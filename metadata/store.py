@@ -25,6 +25,38 @@ from metadata.connection import (
     describe_connection,
     scrub,
 )
+
+# Node ids, re-exported: callers of the queries name nodes through this module or node_ids.
+from metadata.node_ids import (
+    DATA_GATE as DATA_GATE,
+)
+from metadata.node_ids import (
+    DRIFT_VALIDATOR as DRIFT_VALIDATOR,
+)
+from metadata.node_ids import (
+    EVALUATOR as EVALUATOR,
+)
+from metadata.node_ids import (
+    EXAMPLE_GEN as EXAMPLE_GEN,
+)
+from metadata.node_ids import (
+    EXAMPLE_VALIDATOR as EXAMPLE_VALIDATOR,
+)
+from metadata.node_ids import (
+    PUSHER as PUSHER,
+)
+from metadata.node_ids import (
+    ROW_CLEANER as ROW_CLEANER,
+)
+from metadata.node_ids import (
+    STATISTICS_GEN as STATISTICS_GEN,
+)
+from metadata.node_ids import (
+    TRANSFORM as TRANSFORM,
+)
+from metadata.node_ids import (
+    is_example_gen,
+)
 from metadata.records import (
     ExecutionRecord,
     PushedModelRecord,
@@ -48,20 +80,8 @@ _STATE_NAMES = {
 }
 
 
-# Node ids of create_pipeline's components that the typed queries look for. They are TFX's
-# default ids (the component class names) plus this project's DriftValidator and DataGate;
-# written here, not imported, because this layer must not depend on pipeline/.
-EXAMPLE_GEN = "CsvExampleGen"
-STATISTICS_GEN = "StatisticsGen"
-EXAMPLE_VALIDATOR = "ExampleValidator"
-DRIFT_VALIDATOR = "DriftValidator"
-DATA_GATE = "DataGate"
-TRANSFORM = "Transform"
-EVALUATOR = "Evaluator"
-PUSHER = "Pusher"
 PREVIOUS_SPAN_PROPERTY = "previous_span"
-# The RowCleaner between ExampleGen and StatisticsGen, and its output of clean rows.
-ROW_CLEANER = "RowCleaner"
+# The RowCleaner's output of clean rows.
 CLEANED_EXAMPLES = "cleaned_examples"
 
 
@@ -484,12 +504,8 @@ class MetadataStore:
         records = []
         for run in self.runs(pipeline_name):
             outputs = self.run_outputs(run.run_id)
-            # CsvExampleGen, or the ExampleGen of configured sources (ids end in ExampleGen).
             examples = _first(
-                next(
-                    (v.get("examples") for k, v in outputs.items() if k.endswith("ExampleGen")),
-                    None,
-                )
+                next((v.get("examples") for k, v in outputs.items() if is_example_gen(k)), None)
             )
             if examples is None:
                 continue

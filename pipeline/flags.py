@@ -28,6 +28,8 @@ class Flag:
     # A switch sets `field` to this value; None: the flag takes a value.
     switch: bool | None = None
     repeat: bool = False
+    # Applied when the config is built, so that its error is the runner's one line, not usage.
+    convert: Callable[[str], Any] | None = None
     path: bool = False
     threshold: bool = False
 
@@ -95,8 +97,8 @@ FLAGS: tuple[Flag, ...] = (
         ("--source",),
         "sources",
         "KIND:LOCATION to read instead of --data-root, repeatable (docs/sources.md)",
-        parse_source_flag,
         repeat=True,
+        convert=parse_source_flag,
     ),
     Flag(("--beam-arg",), "beam_args", "Beam pipeline arg, repeatable", repeat=True),
 )
@@ -137,7 +139,7 @@ def apply_pipeline_flags(
         elif flag.switch is not None:
             changes[flag.field] = flag.switch
         elif flag.repeat:
-            changes[flag.field] = tuple(value)
+            changes[flag.field] = tuple(map(flag.convert or str, value))
         else:
             changes[flag.field] = path(value) if flag.path else value
     if "sources" in changes:

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from metadata.node_ids import EXAMPLE_GENS, MULTI_SOURCE_EXAMPLE_GEN
 from modules import features
 
 if TYPE_CHECKING:
@@ -45,15 +46,6 @@ SOURCE_FEATURE = features.SOURCE_FEATURE_KEY
 SOURCES_PROPERTY = "sources"
 DEFAULT_PARTITIONS = 4
 MAX_PARTITIONS = 256
-# Node ids: every one ends in "ExampleGen" (metadata/ and the report find the ingest step so).
-NODE_IDS = {
-    "csv": "CsvExampleGen",
-    "parquet": "ParquetExampleGen",
-    "tfrecord": "ImportExampleGen",
-    "postgresql": "PostgresExampleGen",
-    "bigquery": "BigQueryExampleGen",
-}
-MULTI_SOURCE_NODE_ID = "MultiSourceExampleGen"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL = re.compile(r"[A-Za-z0-9_.:/@-]{1,64}")
 
@@ -342,7 +334,7 @@ def example_gen_for(specs: tuple[SourceSpec, ...]):
     if len(specs) > 1:
         from pipeline.ingest.multi_source import SourcesExampleGen
 
-        return SourcesExampleGen(sources=specs).with_id(MULTI_SOURCE_NODE_ID)
+        return SourcesExampleGen(sources=specs).with_id(MULTI_SOURCE_EXAMPLE_GEN)
     spec = specs[0]
     if spec.kind == "csv":
         return _csv_example_gen(spec.path, spec.file_pattern)
@@ -355,7 +347,7 @@ def example_gen_for(specs: tuple[SourceSpec, ...]):
     if spec.kind == "postgresql":
         from pipeline.ingest.multi_source import SourcesExampleGen
 
-        return SourcesExampleGen(sources=specs).with_id(NODE_IDS[spec.kind])
+        return SourcesExampleGen(sources=specs).with_id(EXAMPLE_GENS[spec.kind])
     from tfx import v1 as tfx
     from tfx.proto import example_gen_pb2
 
@@ -377,7 +369,7 @@ def example_gen_for(specs: tuple[SourceSpec, ...]):
             input_config=input_config,
             output_config=output_config(),
             custom_executor_spec=executor_spec.BeamExecutorSpec(ParquetExecutor),
-        ).with_id(NODE_IDS["parquet"])
+        ).with_id(EXAMPLE_GENS["parquet"])
 
 
 def _csv_example_gen(input_base: Any, pattern: str):

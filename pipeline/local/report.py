@@ -14,9 +14,8 @@ from tfx.types import artifact_utils
 from data_stats.anomalies import Anomaly, load_anomalies
 from data_stats.compare import Measurement, load_measurements
 from metadata.evaluation import MetricCheck, read_evaluation, read_failed_checks
+from metadata.node_ids import DATA_GATE, EVALUATOR, is_example_gen
 from metadata.store import (
-    DATA_GATE,
-    EVALUATOR,
     MetadataStore,
     open_store,
     properties_of,
@@ -181,7 +180,7 @@ def read_artifact(
             report.anomalies = load_anomalies(artifact.uri, splits)
     elif type_name == QUARANTINE_TYPE and node_id == ROW_CLEANER:
         report.cleaning = CleaningSummary.from_properties(properties_of(artifact), artifact.uri)
-    elif type_name == "Examples" and node_id.endswith("ExampleGen"):  # any source's
+    elif type_name == "Examples" and is_example_gen(node_id):
         report.span = span_of(artifact)
     elif type_name == "ModelEvaluation":
         report.metrics.update(read_evaluation(artifact.uri).candidate_metrics())

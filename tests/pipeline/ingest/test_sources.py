@@ -519,7 +519,9 @@ def test_documented_commands_and_a_full_run_on_parquet_and_postgresql(data, pg, 
     assert len(pushed) == 1 and (pushed[0] / "saved_model.pb").is_file()
 
     store = open_store(str(out / "metadata" / "metadata.db"))
-    examples = store.node_artifacts("taxi_pipeline", sources.MULTI_SOURCE_NODE_ID, "Examples")[0]
+    examples = store.node_artifacts("taxi_pipeline", sources.MULTI_SOURCE_EXAMPLE_GEN, "Examples")[
+        0
+    ]
     listing = json.loads(examples.custom_properties[sources.SOURCES_PROPERTY].string_value)
     assert [x["name"] for x in listing] == ["parquet", "db"]
     rows = read_examples(os.path.join(examples.uri, "Split-*", "*.gz"))
