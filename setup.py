@@ -64,7 +64,7 @@ setup(
             "compose-spec>=0.2.1",
             # Fuzz tests of the model server's REST/gRPC inputs (tests/serving/test_fuzz.py).
             "hypothesis>=6.100",
-            # A throwaway certificate for the gRPC TLS test (tests/test_serving_security.py).
+            # A throwaway certificate for the gRPC TLS test (tests/serving/test_hardening.py).
             "cryptography",
         ]
     },
