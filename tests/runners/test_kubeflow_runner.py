@@ -324,7 +324,11 @@ def test_malformed_image_reference_is_rejected(image, no_compile, tmp_path):
     ],
 )
 def test_valid_image_references_pass(image):
-    kr.validate(kr.KubeflowConfig().replace(image=image))
+    """The grammar accepts them and the whole validation passes with each."""
+    from pipeline.kubeflow.image_reference import is_image_reference
+
+    assert is_image_reference(image)
+    assert kr.validate(kr.KubeflowConfig().replace(image=image)) is None
 
 
 @pytest.mark.parametrize(
