@@ -1,26 +1,10 @@
 """Sample-size-aware drift and skew tests computed from two TFDV statistics protos.
 
-Why: TFDV's comparators have fixed thresholds that ignore how many rows each side has. Its
-Jensen-Shannon divergence on numeric features compares equal-width histograms whose bucket
-boundaries come from each dataset's own min/max; TFDV re-buckets one onto the other assuming
-uniform mass inside each bucket, so one long-tail outlier (a $700 fare) spreads the whole first
-bucket over ten empty ones and the divergence between two samples of the *same* data reaches
-0.3-0.8 (figures: bench/drift_calibration.py, docs/continuous_training.md). Its L-infinity
-distance on categoricals is unbiased but its noise shrinks with 1/sqrt(rows), so one fixed
-threshold is either too tight for 1k rows or too loose for 15k.
-
-So, on top of TFDV's statistics (never instead of them: both sides come from StatisticsGen /
-TFDV, nothing re-reads the raw data) every model feature also gets a two-sample test:
-
-- numeric features: the Kolmogorov-Smirnov distance sup|F1 - F2| between the two CDFs, read off
-  TFDV's quantiles histograms (STATISTICS_OPTIONS asks for percentiles with a 0.1% rank error);
-- string features: the chi-square test of homogeneity on the value counts of TFDV's rank
-  histograms (rare values pooled), reported as Cramer's V = sqrt(chi2 / rows).
-
-Each reports `distance > threshold`, where threshold = max(the feature's practical floor, the
-test's critical value at significance `alpha` for these two sample sizes): it fires only on a
-shift that is both beyond sampling noise and large enough to matter. Per-feature settings live
-in FEATURE_TESTS below (the one place to change them).
+TFDV's comparators use fixed thresholds whatever the sample sizes, and its numeric divergence
+misreads long tails; so every model feature also gets a two-sample test on TFDV's own
+statistics (Kolmogorov-Smirnov on numeric quantiles, chi-square as Cramer's V on categorical
+counts) that fires only beyond sampling noise and a practical floor. Why and how it was
+calibrated: docs/design.md and docs/continuous_training.md; per-feature settings: FEATURE_TESTS.
 """
 
 from __future__ import annotations

@@ -18,11 +18,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # TensorFlow's C++ INFO lines (CPU features, ...) are noise in the runner's progress view.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# google-api-core (which TFX loads through aiplatform, BigQuery and friends) words a Python-version
-# warning for each Google package it loads with importlib.metadata.packages_distributions(), a
-# full scan of every installed distribution's metadata: about fifteen scans per process that
-# imports TFX. The installed set does not change while a process runs, so one scan is kept
-# (measured in one run on a loaded machine: `from tfx import v1` 23-27 s -> 17-19 s).
+# google-api-core scans every installed distribution once per Google package TFX loads; the
+# installed set cannot change while a process runs, so one scan is kept (docs/design.md).
 if not hasattr(importlib.metadata.packages_distributions, "cache_info"):
     importlib.metadata.packages_distributions = functools.lru_cache(maxsize=1)(
         importlib.metadata.packages_distributions

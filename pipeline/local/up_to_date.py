@@ -1,25 +1,8 @@
 """Is there anything to run? A re-run with nothing changed answers before TFX is even imported.
 
-TFX's cache already makes such a re-run do no component work, but getting there costs more than
-the work it skips on a small span: importing TFX and its component libraries, compiling the
-pipeline and asking ML Metadata about each node (about 20 s before this check, most of it
-imports). Like `make` or `dvc repro`, a completed run records what it ran from; the next run
-with the same record stops at once and says so.
-
-What the record covers (any difference: TFX runs the pipeline, and its cache decides per node):
-- the configuration (every PipelineConfig field: flags, paths, thresholds, Beam arguments);
-- the code and specs: every file of the project's packages (not tests/), datasets/, schema/,
-  the configured schema and dataset spec, the best-hyperparameters directory;
-- the data: every file under the data root or each file source, by path, size and modification
-  time (what TFX's file-based ExampleGen fingerprints spans by);
-- the environment: Python and the versions of the libraries that compute the results;
-- what the run left behind: the ML Metadata SQLite file (size, modification time) and the served
-  versions. Anything else that writes to the store, or pushes or removes a version, sends the
-  next run through TFX.
-
-Not covered, so never up to date: a database source (PostgreSQL, BigQuery: rows can change
-without a file changing), a metadata store that is not a SQLite file, and runs with the cache
-off (`--no-cache`). `--always-run` (PipelineConfig.skip_unchanged=False) skips the check.
+Like `make` or `dvc repro`, a completed run records what it ran from (configuration, code and
+specs, data files, library versions, the store and the served versions); the next run with the
+same record stops at once. What the record covers and why: docs/design.md.
 """
 
 from __future__ import annotations
