@@ -338,13 +338,22 @@ def _summarize(ls: MetadataStore, t: Trace) -> dict[str, Any]:
             "version": target_props.get("pushed_version"),
             "destination": target_props.get("pushed_destination"),
         }
+    summary["inputs"] = _input_files(t)
+    model = _served_model(t, by_type)
+    trainer = t.producer_of(model["id"]) if model else None
+    if trainer is not None:
+        summary.update(_training(t, model, trainer))
+    summary["evaluation"] = _blessings(t, by_type)
+    summary["data_checks"] = _data_checks(t, by_type)
+    return summary
 
+
+def _input_files(t: Trace) -> list[dict[str, Any]]:
+    """The Examples of every ingest execution in the graph, with the files they were read from."""
     inputs = []
     for e in t.executions.values():
-        if t.inputs_of(e["id"]):
-            continue
         props = e["properties"]
-        if "input_base" not in props:
+        if t.inputs_of(e["id"]) or "input_base" not in props:
             continue
         for _key, a_id in t.outputs_of(e["id"]):
             a = t.artifacts.get(a_id)
@@ -367,40 +376,45 @@ def _summarize(ls: MetadataStore, t: Trace) -> dict[str, Any]:
                     or props.get("input_fingerprint"),
                 }
             )
-    summary["inputs"] = inputs
+    return inputs
 
-    model = _served_model(t, by_type)
-    trainer = t.producer_of(model["id"]) if model else None
-    if trainer is not None:
-        inputs_by_key: dict[str, list[int]] = {}
-        for key, a_id in t.inputs_of(trainer):
-            inputs_by_key.setdefault(key, []).append(a_id)
-        summary["model"] = {"id": model["id"], "uri": model["uri"], "trainer_execution": trainer}
-        summary["schema"] = []
-        for a_id in inputs_by_key.get("schema", []):
-            producer = t.producer_of(a_id)
-            source = t.executions[producer]["properties"].get("schema_file") if producer else None
-            summary["schema"].append(
-                {
-                    "id": a_id,
-                    "uri": t.artifacts[a_id]["uri"],
-                    "producer": t.artifacts[a_id]["producer"],
-                    "source_file": source,
-                }
-            )
-        tprops = t.executions[trainer]["properties"]
-        hp: dict[str, Any] = {
-            k: tprops[k]
-            for k in ("train_args", "eval_args", "custom_config")
-            if tprops.get(k) not in (None, "null", {})
-        }
-        for a_id in inputs_by_key.get("hyperparameters", []):
-            values = payloads.read_hyperparameters(t.artifacts[a_id]["uri"])
-            hp["tuned"] = values
-            hp["hyperparameters_artifact"] = a_id
-            hp["hyperparameters_source"] = t.artifacts[a_id]["producer"]
-        summary["hyperparameters"] = hp
 
+def _training(t: Trace, model: dict[str, Any], trainer: int) -> dict[str, Any]:
+    """The model, the schema it was trained against and the hyperparameters it was trained with."""
+    inputs_by_key: dict[str, list[int]] = {}
+    for key, a_id in t.inputs_of(trainer):
+        inputs_by_key.setdefault(key, []).append(a_id)
+    schema = []
+    for a_id in inputs_by_key.get("schema", []):
+        producer = t.producer_of(a_id)
+        source = t.executions[producer]["properties"].get("schema_file") if producer else None
+        schema.append(
+            {
+                "id": a_id,
+                "uri": t.artifacts[a_id]["uri"],
+                "producer": t.artifacts[a_id]["producer"],
+                "source_file": source,
+            }
+        )
+    tprops = t.executions[trainer]["properties"]
+    hp: dict[str, Any] = {
+        k: tprops[k]
+        for k in ("train_args", "eval_args", "custom_config")
+        if tprops.get(k) not in (None, "null", {})
+    }
+    for a_id in inputs_by_key.get("hyperparameters", []):
+        hp["tuned"] = payloads.read_hyperparameters(t.artifacts[a_id]["uri"])
+        hp["hyperparameters_artifact"] = a_id
+        hp["hyperparameters_source"] = t.artifacts[a_id]["producer"]
+    return {
+        "model": {"id": model["id"], "uri": model["uri"], "trainer_execution": trainer},
+        "schema": schema,
+        "hyperparameters": hp,
+    }
+
+
+def _blessings(t: Trace, by_type: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Each blessing in the graph with the evaluation's metrics and the baseline it beat."""
     blessings = []
     for b in by_type.get("ModelBlessing", []):
         evaluator = t.producer_of(b["id"])
@@ -424,8 +438,11 @@ def _summarize(ls: MetadataStore, t: Trace) -> dict[str, Any]:
                 "baseline_model": baseline,
             }
         )
-    summary["evaluation"] = blessings
+    return blessings
 
+
+def _data_checks(t: Trace, by_type: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """StatisticsGen's statistics in the graph and what ExampleValidator found in them."""
     checks = []
     for stats in by_type.get("ExampleStatistics", []):
         producer = t.producer_of(stats["id"])
@@ -439,20 +456,19 @@ def _summarize(ls: MetadataStore, t: Trace) -> dict[str, Any]:
                 continue
             for _key, a_id in t.outputs_of(e["id"]):
                 a = t.artifacts[a_id]
-                blessed = a["properties"].get("blessed")
+                blessed = a["properties"].get("blessed") or {}
                 anomalies.append(
                     {
                         "id": a_id,
                         "uri": a["uri"],
-                        "clean_splits": sorted(k for k, v in (blessed or {}).items() if v == 1),
-                        "anomalous_splits": sorted(k for k, v in (blessed or {}).items() if v != 1),
+                        "clean_splits": sorted(k for k, v in blessed.items() if v == 1),
+                        "anomalous_splits": sorted(k for k, v in blessed.items() if v != 1),
                     }
                 )
         checks.append(
             {"statistics_id": stats["id"], "statistics_uri": stats["uri"], "anomalies": anomalies}
         )
-    summary["data_checks"] = checks
-    return summary
+    return checks
 
 
 def _served_model(t: Trace, by_type: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
