@@ -39,9 +39,18 @@ _CODE_BY_NUMBER = {c.value[0]: c for c in grpc.StatusCode}
 
 
 def _one_line(message: str) -> str:
-    """The first line of a TensorFlow error (the rest is a graph dump: node names, call stacks)."""
-    first = next((line.strip() for line in message.splitlines() if line.strip()), message)
-    return first.split("\t [[", 1)[0].split(" [[", 1)[0].strip()
+    """The message of a TensorFlow error without its graph dump: TF wraps the op's own line
+    ("Feature: fare ... is required but could not be found.") in "Graph execution error:",
+    the node that raised it, the Python frames that defined it and "[[{{node ...}}]]"."""
+    lines = [
+        line.strip()
+        for line in message.splitlines()
+        if line.strip()
+        and not line[0].isspace()
+        and not line.startswith(("Graph execution error", "Detected at node"))
+    ]
+    text = lines[-1] if lines else message.strip()
+    return text.split("\t [[", 1)[0].split(" [[", 1)[0].split(" [Op:", 1)[0].strip()
 
 
 def _run_fn(servable: Servable, signature_name: str):
