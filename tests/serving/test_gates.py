@@ -62,6 +62,7 @@ def _config_text(root, models: dict[str, dict[str, int]]) -> str:
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("gates")
     sm.build_model(root / "taxi" / "1", bias=10.0)
+    sm.build_model(root / "other" / "1", bias=10.0)
     (root / "broken" / "1").mkdir(parents=True)
     (root / "broken" / "1" / "saved_model.pb").write_bytes(b"")  # 0 bytes
     strict = _Strict()
@@ -215,6 +216,31 @@ def test_empty_saved_model_pb_is_a_clear_error_state(served):
     assert status["state"] == "END"
     message = status["status"]["error_message"]
     assert "IndexError" not in message and "0 bytes" in message and "saved_model.pb" in message
+
+
+# ---- 3. memory over load/unload cycles -----------------------------------------------------------
+CYCLES = 100
+CYCLE_GROWTH_MIB = 60  # before the fix: ~10 MiB per cycle with one request per load
+
+
+def test_no_rss_growth_over_load_unload_cycles(served, root, channel):
+    """A model loaded, asked once and unloaded 100 times: after the first cycles (TF's one-off
+    set-up) resident memory stays flat; an unloaded version's functions are not kept alive."""
+    with_other = {**GOOD_MODELS, "other": {}}
+    rss = []
+    try:
+        for i in range(CYCLES):
+            _reload(channel, root, with_other)
+            _serves(served, "/v1/models/other:predict")
+            _reload(channel, root, GOOD_MODELS)
+            if i in (9, CYCLES - 1):
+                rss.append(served.rss_bytes() >> 20)
+    finally:
+        _reload(channel, root, GOOD_MODELS)
+    print(f"\nserver RSS after cycle 10: {rss[0]} MiB, after cycle {CYCLES}: {rss[1]} MiB")
+    assert rss[1] - rss[0] < CYCLE_GROWTH_MIB, rss
+    r = requests.post(served.rest_url + "/v1/models/other:predict", json=GOOD, timeout=30)
+    assert r.status_code == 404
 
 
 # ---- 4. limits before work -----------------------------------------------------------------------
