@@ -14,6 +14,7 @@ import hashlib
 import logging
 
 from serving.config import load_model_config_file
+from serving.errors import ServingError
 from serving.repository import ModelRepository
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,10 @@ def _digest(path: str) -> bytes | None:
 
 def apply_config_file(repository: ModelRepository, path: str) -> None:
     """Parse, check and apply the file; raises (and changes nothing) when it is not acceptable."""
-    repository.reload_config(load_model_config_file(path))
+    try:
+        repository.reload_config(load_model_config_file(path))
+    except ServingError as e:  # a file breaks a rule: the same ValueError as one that won't parse
+        raise ValueError(e.message) from None
 
 
 async def watch_model_config_file(
