@@ -14,10 +14,12 @@ import orjson
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
+from modules.values import FLOAT, INT64_MAX, INT64_MIN, array_problem, float_problem
 from serving.errors import invalid_argument
 from serving.limits import UNLIMITED, RequestLimits
 
 DT_STRING = types_pb2.DT_STRING
+DT_FLOAT = types_pb2.DT_FLOAT
 
 _NP_DTYPE: dict[int, np.dtype] = {
     types_pb2.DT_FLOAT: np.dtype(np.float32),
@@ -236,6 +238,10 @@ def json_to_ndarray(
         raise invalid_argument(
             f"{where}: JSON Value: {_show(value)} is not of expected type: {dtype_name(dtype)}"
         )
+    if dtype == DT_FLOAT:
+        problem = array_problem(arr, FLOAT)
+        if problem:
+            raise invalid_argument(f"{where}: {problem}")
     if target.kind in "iu" and kind == "f":
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.floor(arr)):
             raise invalid_argument(
@@ -277,15 +283,19 @@ def dumps(obj: object) -> bytes:
 
 # ---- JSON tf.Examples (classify/regress REST) -----------------------------------------------
 def _feature(value: object, where: str) -> feature_pb2.Feature:
-    values = value if isinstance(value, list) else [value]
-    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        if any(not -(2**63) <= v < 2**63 for v in values):
+    items = value if isinstance(value, list) else [value]
+    if items and all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        if any(not INT64_MIN <= v <= INT64_MAX for v in items):
             raise invalid_argument(f"{where}: value out of range for int64")
-        return feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=values))
-    if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        return feature_pb2.Feature(float_list=feature_pb2.FloatList(value=values))
+        return feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=items))
+    if items and all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
+        for v in items:  # float_list is float32: 1e50 would become inf (modules/values.py)
+            problem = float_problem(float(v))
+            if problem:
+                raise invalid_argument(f"{where}: {problem}")
+        return feature_pb2.Feature(float_list=feature_pb2.FloatList(value=items))
     out = []
-    for v in values:
+    for v in items:
         if isinstance(v, str):
             out.append(v.encode())
         elif isinstance(v, dict) and set(v) == {"b64"}:
@@ -315,16 +325,33 @@ def serialize_examples(
     return [prefix + e.SerializeToString() for e in examples]
 
 
-def examples_from_input(input_proto: object) -> list[bytes]:
-    """Serialized tf.Examples from a tensorflow.serving.Input (Classify/Regress/MultiInference)."""
+def input_examples(
+    input_proto: object,
+) -> tuple[list[example_pb2.Example], example_pb2.Example | None]:
+    """(examples, context) of a tensorflow.serving.Input (Classify/Regress/MultiInference),
+    without copying or serializing them: the data plane counts them first."""
     kind = input_proto.WhichOneof("kind")
     if kind == "example_list":
-        out = serialize_examples(input_proto.example_list.examples, None)
-    elif kind == "example_list_with_context":
+        return input_proto.example_list.examples, None
+    if kind == "example_list_with_context":
         lst = input_proto.example_list_with_context
-        out = serialize_examples(lst.examples, lst.context)
-    else:
-        raise invalid_argument("Input is empty.")
+        return lst.examples, lst.context
+    raise invalid_argument("Input is empty.")
+
+
+def examples_from_input(input_proto: object) -> list[bytes]:
+    """Serialized tf.Examples of a tensorflow.serving.Input (warmup replays these as they are)."""
+    out = serialize_examples(*input_examples(input_proto))
     if not out:
         raise invalid_argument("Input is empty.")
     return out
+
+
+def example_float_problem(example: example_pb2.Example) -> str | None:
+    """Why a tf.Example holds a float feature value the model cannot take (modules/values.py)."""
+    for key, feature in example.features.feature.items():
+        if feature.WhichOneof("kind") == "float_list" and feature.float_list.value:
+            problem = array_problem(np.asarray(feature.float_list.value, dtype=np.float32), FLOAT)
+            if problem:
+                return f"feature {key}: {problem}"
+    return None

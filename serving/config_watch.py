@@ -2,8 +2,9 @@
 
 `mlops models promote` rewrites the model config file atomically (temp file + rename); this
 watcher sees the new file on its next poll and applies it through the same path as the gRPC
-ReloadConfig call. Like TF Serving, a file that does not parse, or that labels a version which is
-not available, is rejected with one log line and the config in force stays as it was.
+ReloadConfig call, so both apply the same rules (ModelRepository.check_config: names no model, a
+bad model name or label, a label of a version that is not available). A file that does not parse
+or breaks a rule is rejected with one log line and the config in force stays as it was.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 
 from serving.config import load_model_config_file
 from serving.errors import ServingError
-from serving.repository import ModelRepository, State
+from serving.repository import ModelRepository
 
 log = logging.getLogger(__name__)
 
@@ -27,35 +28,12 @@ def _digest(path: str) -> bytes | None:
         return None
 
 
-def check_version_labels(repository: ModelRepository, config) -> None:
-    """TF Serving's rule: a label may only name a version that is available now.
-
-    Models the reload adds are not checked (they load during the reload), as with TF Serving's
-    allow_version_labels_for_unavailable_models for new models.
-    """
-    known = set(repository.model_names())
-    for model in config.model_config_list.config:
-        if model.name not in known or not model.version_labels:
-            continue
-        try:
-            available = {
-                v for v, st in repository.status(model.name) if st.state == State.AVAILABLE
-            }
-        except ServingError:
-            available = set()
-        for label, version in model.version_labels.items():
-            if version not in available:
-                raise ValueError(
-                    f"Request to assign label {label} to version {version} of model {model.name}, "
-                    "which is not currently available for inference"
-                )
-
-
 def apply_config_file(repository: ModelRepository, path: str) -> None:
     """Parse, check and apply the file; raises (and changes nothing) when it is not acceptable."""
-    config = load_model_config_file(path)
-    check_version_labels(repository, config)
-    repository.reload_config(config)
+    try:
+        repository.reload_config(load_model_config_file(path))
+    except ServingError as e:  # a file breaks a rule: the same ValueError as one that won't parse
+        raise ValueError(e.message) from None
 
 
 async def watch_model_config_file(

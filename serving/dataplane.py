@@ -12,6 +12,7 @@ alone.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -21,19 +22,35 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from modules.values import FLOAT, array_problem
 from serving import codec
 from serving.batching import BatchScheduler, Tensors
 from serving.canary import CanaryRouter, CanarySplit
 from serving.config import BatchingOptions
 from serving.errors import ServingError, failed_precondition, invalid_argument
 from serving.limits import RequestLimits
-from serving.repository import ModelRepository, Servable, VersionStatus
+from serving.repository import ModelRepository, Servable, State, VersionStatus
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 
 _CODE_BY_NUMBER = {c.value[0]: c for c in grpc.StatusCode}
+
+
+def _one_line(message: str) -> str:
+    """The message of a TensorFlow error without its graph dump: TF wraps the op's own line
+    ("Feature: fare ... is required but could not be found.") in "Graph execution error:",
+    the node that raised it, the Python frames that defined it and "[[{{node ...}}]]"."""
+    lines = [
+        line.strip()
+        for line in message.splitlines()
+        if line.strip()
+        and not line[0].isspace()
+        and not line.startswith(("Graph execution error", "Detected at node"))
+    ]
+    text = lines[-1] if lines else message.strip()
+    return text.split("\t [[", 1)[0].split(" [[", 1)[0].split(" [Op:", 1)[0].strip()
 
 
 def _run_fn(servable: Servable, signature_name: str):
@@ -47,7 +64,7 @@ def _run_fn(servable: Servable, signature_name: str):
             out = fn(**{k: tf.constant(v) for k, v in inputs.items()})
         except tf.errors.OpError as e:
             raise ServingError(
-                _CODE_BY_NUMBER.get(e.error_code, grpc.StatusCode.UNKNOWN), e.message
+                _CODE_BY_NUMBER.get(e.error_code, grpc.StatusCode.UNKNOWN), _one_line(e.message)
             ) from None
         except (TypeError, ValueError) as e:
             raise invalid_argument(str(e)) from None
@@ -108,7 +125,10 @@ class DataPlane:
         self.limits = limits or RequestLimits()
         self.batcher = BatchScheduler(batching, on_batch) if batching else None
         self._executor = None if batching else ThreadPoolExecutor(4, thread_name_prefix="predict")
-        self._run_fns: dict[tuple[Servable, str], object] = {}
+        # Per servable, per signature; weak so an unloaded version's model is freed with it.
+        self._run_fns: weakref.WeakKeyDictionary[Servable, dict[str, object]] = (
+            weakref.WeakKeyDictionary()
+        )
         self.on_outputs = None  # (servable, outputs) after every model call, e.g. score metrics
 
     def close(self) -> None:
@@ -160,7 +180,22 @@ class DataPlane:
         return servable, out
 
     def status(self, ref: ModelRef) -> list[tuple[int, VersionStatus]]:
-        return self.repository.status(ref.name, ref.version, ref.label)
+        """Version states; a model-level status is a readiness answer, so a model none of whose
+        versions is AVAILABLE is UNAVAILABLE (503) with each version's state and error, not OK.
+        Naming a version or label asks about that version, which is reported as it is."""
+        statuses = self.repository.status(ref.name, ref.version, ref.label)
+        if ref.version is None and not ref.label:
+            if not any(st.state == State.AVAILABLE for _, st in statuses):
+                states = "; ".join(
+                    f"version {v} {st.state_name}"
+                    + (f" ({_one_line(st.error_message)})" if st.error_message else "")
+                    for v, st in statuses
+                )
+                raise ServingError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"Model {ref.name} has no servable version: {states}",
+                )
+        return statuses
 
     async def reload_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
         """Replace the served model set (ModelService.HandleReloadConfigRequest); off the loop."""
@@ -168,15 +203,44 @@ class DataPlane:
 
     # ---- decoding helpers the adapters call (limits + dtype conversion live here) ---------------
     def tensors_from_protos(self, protos) -> Tensors:
-        """PredictRequest.inputs -> arrays, within the request limits."""
-        out = {}
+        """PredictRequest.inputs -> arrays, within the request limits: every declared shape is
+        counted, all inputs together, before the first array is built."""
         total = 0
         for k, v in protos.items():
-            arr = codec.proto_to_ndarray(v, self.limits, f"input {k}")
-            total += arr.size
-            self.limits.check_elements(total, "request")
-            out[k] = arr
-        return out
+            if not v.tensor_shape.unknown_rank:
+                shape = [d.size for d in v.tensor_shape.dim]
+                total += self.limits.check_shape(shape, f"input {k}")
+                self.limits.check_elements(total, "request")
+        return {k: codec.proto_to_ndarray(v, self.limits, f"input {k}") for k, v in protos.items()}
+
+    def examples_from_json(self, body: dict) -> list[bytes]:
+        """REST classify/regress: the 'examples' (and 'context') of a JSON body as serialized
+        tf.Examples; the example count is checked before any example is built."""
+        examples = body.get("examples")
+        if not isinstance(examples, list) or not examples:
+            raise invalid_argument("'examples' must be a non-empty JSON list")
+        self.limits.check_elements(len(examples), "'examples'")
+        self.limits.check_json_values(examples, "'examples'")
+        context = codec.json_to_example(body["context"], "'context'") if "context" in body else None
+        parsed = [
+            codec.json_to_example(e, f"Failed to process element: {i} of 'examples' list")
+            for i, e in enumerate(examples)
+        ]
+        return codec.serialize_examples(parsed, context)
+
+    def examples_from_input(self, input_proto) -> list[bytes]:
+        """gRPC Classify/Regress/MultiInference: the Input's tf.Examples, counted before they are
+        serialized, and refused when a float value is not finite in float32."""
+        examples, context = codec.input_examples(input_proto)
+        if not examples:
+            raise invalid_argument("Input is empty.")
+        self.limits.check_elements(len(examples), "examples")
+        for i, example in enumerate([context, *examples] if context is not None else examples):
+            problem = codec.example_float_problem(example)
+            if problem:
+                where = "context" if context is not None and i == 0 else "example"
+                raise invalid_argument(f"{where}: {problem}")
+        return codec.serialize_examples(examples, context)
 
     def _json_tensor(self, value: object, sig: meta_graph_pb2.SignatureDef, key: str, where: str):
         dtype = sig.inputs[key].dtype if key in sig.inputs else codec.DT_STRING
@@ -210,6 +274,7 @@ class DataPlane:
                     f"Failed to process 'instances' list: input {key} is missing from some "
                     "instances"
                 )
+        self.limits.check_json_values(columns.values(), "'instances'")
         return self._checked_total(
             {k: self._json_tensor(v, sig, k, f"'instances' input {k}") for k, v in columns.items()}
         )
@@ -217,6 +282,7 @@ class DataPlane:
     def _columns_to_tensors(self, inputs: object, sig) -> Tensors:
         input_names = sorted(sig.inputs)
         if _is_named(inputs):
+            self.limits.check_json_values(inputs.values(), "'inputs'")
             return self._checked_total(
                 {k: self._json_tensor(v, sig, k, f"'inputs' input {k}") for k, v in inputs.items()}
             )
@@ -252,6 +318,10 @@ class DataPlane:
                     f"Expects arg[{i}] ({name}) to be {codec.dtype_name(want)} but "
                     f"{codec.dtype_name(have)} is provided"
                 )
+            if want == codec.DT_FLOAT:
+                problem = array_problem(arr, FLOAT)
+                if problem:
+                    raise invalid_argument(f"Input {name}: {problem}")
             shape = info.tensor_shape
             if shape.unknown_rank:
                 continue
@@ -265,12 +335,12 @@ class DataPlane:
                 )
 
     def _run_for(self, servable: Servable, signature_name: str):
-        key = (servable, signature_name)
-        fn = self._run_fns.get(key)
+        fns = self._run_fns.get(servable)
+        if fns is None:
+            fns = self._run_fns[servable] = {}
+        fn = fns.get(signature_name)
         if fn is None:
-            if len(self._run_fns) > 256:
-                self._run_fns.clear()  # drop entries of unloaded versions
-            fn = self._run_fns[key] = _run_fn(servable, signature_name)
+            fn = fns[signature_name] = _run_fn(servable, signature_name)
         return fn
 
     async def run(self, servable: Servable, signature_name: str, inputs: Tensors) -> Tensors:
@@ -336,6 +406,8 @@ class DataPlane:
         servable = servable or self.servable(ref)
         name, sig = self.signature(servable, body.get("signature_name", ""))
         has_rows, has_cols = "instances" in body, "inputs" in body
+        if not body.get("signature_name"):
+            self._check_input_names(servable, name, sig, body)
         if has_rows == has_cols:
             raise invalid_argument(
                 "Missing 'inputs' or 'instances' key"
@@ -363,6 +435,30 @@ class DataPlane:
             )
         cols = {k: codec.ndarray_to_json(outputs[k], k) for k in names}
         return servable, {"predictions": [{k: cols[k][i] for k in names} for i in range(n.pop())]}
+
+    @staticmethod
+    def _check_input_names(servable: Servable, name: str, sig, body: dict) -> None:
+        """A request naming inputs of another signature (raw feature rows sent to the default
+        signature) is told which signature takes them, before its values are converted."""
+        rows, cols = body.get("instances"), body.get("inputs")
+        named = cols if _is_named(cols) else None
+        if isinstance(rows, list) and rows and _is_named(rows[0]):
+            named = rows[0]
+        if named is None or set(named) == set(sig.inputs):
+            return
+        keys = set(named)
+        best = max(
+            (k for k in servable.signature_defs if k != name),
+            key=lambda k: len(keys & set(servable.signature_defs[k].inputs)),
+            default=None,
+        )
+        if best is None or not keys & set(servable.signature_defs[best].inputs):
+            return
+        raise invalid_argument(
+            f"The inputs {', '.join(sorted(keys)[:5])}{', ...' if len(keys) > 5 else ''} are not "
+            f'the inputs of signature "{name}" ({", ".join(sorted(sig.inputs))}); they belong to '
+            f'signature "{best}": add "signature_name": "{best}" to the request'
+        )
 
     def _example_signature(
         self, servable: Servable, signature_name: object, method: str, kind: str
@@ -448,6 +544,36 @@ class DataPlane:
             )
         self._log_examples(examples)
         return RegressResult(servable, name, values.reshape(n).tolist())
+
+    # ---- MultiInference: TF Serving's rules, then one classify/regress per task ----------------
+    @staticmethod
+    def multi_inference_ref(tasks: list[tuple[ModelRef, str]]) -> ModelRef:
+        """The model every task runs on: all tasks name one model and version or label (TF
+        Serving's rule), no signature twice, and only classify/regress methods."""
+        if not tasks:
+            raise invalid_argument("Tasks is empty")
+        if len({(r.name, r.version or 0, r.label or "") for r, _ in tasks}) != 1:
+            raise invalid_argument(
+                "All ModelSpecs in a MultiInferenceRequest must access the same model name"
+            )
+        if len({r.signature_name or DEFAULT_SIGNATURE for r, _ in tasks}) != len(tasks):
+            raise invalid_argument("Duplicate evaluation of signature")
+        for _, method in tasks:
+            if method not in (CLASSIFY_METHOD, REGRESS_METHOD):
+                raise invalid_argument(f"Unsupported signature method_name: {method}")
+        return tasks[0][0]
+
+    async def multi_inference(
+        self, tasks: list[tuple[ModelRef, str]], examples: list[bytes], servable: Servable
+    ) -> list[ClassifyResult | RegressResult]:
+        """Every task on the same examples and the same (routed) version, in task order."""
+        self.multi_inference_ref(tasks)
+        return [
+            await (self.classify if method == CLASSIFY_METHOD else self.regress)(
+                ref, examples, servable
+            )
+            for ref, method in tasks
+        ]
 
 
 def _is_named(value: object) -> bool:

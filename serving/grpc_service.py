@@ -16,6 +16,7 @@ import time
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -31,7 +32,7 @@ from tensorflow_serving.apis import (
 
 from serving import codec
 from serving.canary import ROUTING_KEY_HEADER
-from serving.dataplane import CLASSIFY_METHOD, REGRESS_METHOD, DataPlane, ModelRef
+from serving.dataplane import ClassifyResult, DataPlane, ModelRef, RegressResult
 from serving.errors import ServingError, invalid_argument
 from serving.metrics import Metrics
 from serving.repository import Servable
@@ -106,6 +107,24 @@ class _Call:
         return out + ((("x-model-version-label", self.label),) if self.label else ())
 
 
+class _Undecodable:
+    """A request whose bytes are not the method's protobuf: answered INVALID_ARGUMENT by `_rpc`
+    (grpc's own deserializer failure would be UNKNOWN)."""
+
+    def __init__(self, message_type: str, error: Exception) -> None:
+        self.message = f"Could not parse the request as a {message_type}: {error}"
+
+
+def _lenient(message_class):
+    def parse(data: bytes):
+        try:
+            return message_class.FromString(data)
+        except (DecodeError, RuntimeWarning, ValueError) as e:
+            return _Undecodable(message_class.DESCRIPTOR.full_name, e)
+
+    return parse
+
+
 def _rpc(method: str, model_of=lambda request: request.model_spec.name):
     """Times the RPC, counts it by status, and turns ServingErrors into gRPC status codes. A
     client that goes away mid-call is CANCELLED; only unexpected exceptions log a traceback."""
@@ -114,6 +133,9 @@ def _rpc(method: str, model_of=lambda request: request.model_spec.name):
         @functools.wraps(fn)
         async def handler(self, request, context):
             call, started = _Call(), time.perf_counter()
+            if isinstance(request, _Undecodable):
+                self.metrics.observe("grpc", method, "", None, "INVALID_ARGUMENT", started)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
             model = model_of(request)
             try:
                 response = await fn(self, request, context, call)
@@ -179,13 +201,16 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata["signature_def"].CopyFrom(packed)
         return response
 
-    async def _classify(self, servable: Servable, spec, input_proto, out) -> None:
-        result = await self.dp.classify(
-            _ref(spec), codec.examples_from_input(input_proto), servable
-        )
-        _fill_spec(out.model_spec, servable, result.signature_name)
+    @staticmethod
+    def _encode(result: ClassifyResult | RegressResult, spec, out) -> None:
+        """A data-plane result into a ClassificationResult / RegressionResult (+ its spec)."""
+        _fill_spec(spec, result.servable, result.signature_name)
+        if isinstance(result, RegressResult):
+            for v in result.values:
+                out.regressions.add().value = v
+            return
         for row in result.results:
-            c = out.result.classifications.add()
+            c = out.classifications.add()
             for label, score in row:
                 cls = c.classes.add()
                 if label is not None:
@@ -193,53 +218,43 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 if score is not None:
                     cls.score = score
 
-    async def _regress(self, servable: Servable, spec, input_proto, out) -> None:
-        result = await self.dp.regress(_ref(spec), codec.examples_from_input(input_proto), servable)
-        _fill_spec(out.model_spec, servable, result.signature_name)
-        for v in result.values:
-            out.result.regressions.add().value = v
-
     @_rpc("classify")
     async def Classify(self, request, context, call) -> classification_pb2.ClassificationResponse:  # noqa: N802
-        servable = call.routed(self.dp.route(_ref(request.model_spec, context=context)))
+        ref = _ref(request.model_spec, context=context)
+        servable = call.routed(self.dp.route(ref))
+        examples = self.dp.examples_from_input(request.input)
         response = classification_pb2.ClassificationResponse()
-        await self._classify(servable, request.model_spec, request.input, response)
+        result = await self.dp.classify(ref, examples, servable)
+        self._encode(result, response.model_spec, response.result)
         return response
 
     @_rpc("regress")
     async def Regress(self, request, context, call) -> regression_pb2.RegressionResponse:  # noqa: N802
-        servable = call.routed(self.dp.route(_ref(request.model_spec, context=context)))
+        ref = _ref(request.model_spec, context=context)
+        servable = call.routed(self.dp.route(ref))
+        examples = self.dp.examples_from_input(request.input)
         response = regression_pb2.RegressionResponse()
-        await self._regress(servable, request.model_spec, request.input, response)
+        result = await self.dp.regress(ref, examples, servable)
+        self._encode(result, response.model_spec, response.result)
         return response
 
     @_rpc("multi_inference", lambda r: r.tasks[0].model_spec.name if r.tasks else "")
     async def MultiInference(self, request, context, call) -> inference_pb2.MultiInferenceResponse:  # noqa: N802
-        """All tasks share one model version (TF Serving's rule) and one set of examples."""
-        if not request.tasks:
-            raise invalid_argument("Tasks is empty")
-        specs = [t.model_spec for t in request.tasks]
-        if len({(s.name, s.version.value, s.version_label) for s in specs}) != 1:
-            raise invalid_argument(
-                "All ModelSpecs in a MultiInferenceRequest must access the same model name"
-            )
-        if len({s.signature_name or "serving_default" for s in specs}) != len(specs):
-            raise invalid_argument("Duplicate evaluation of signature")
-        servable = call.routed(self.dp.route(_ref(specs[0], context=context)))
+        tasks = [
+            (_ref(t.model_spec, context=context if i == 0 else None), t.method_name)
+            for i, t in enumerate(request.tasks)
+        ]
+        servable = call.routed(self.dp.route(self.dp.multi_inference_ref(tasks)))
+        examples = self.dp.examples_from_input(request.input)
         response = inference_pb2.MultiInferenceResponse()
-        for task in request.tasks:
-            result = response.results.add()
-            if task.method_name == CLASSIFY_METHOD:
-                out = classification_pb2.ClassificationResponse()
-                await self._classify(servable, task.model_spec, request.input, out)
-                result.classification_result.CopyFrom(out.result)
-            elif task.method_name == REGRESS_METHOD:
-                out = regression_pb2.RegressionResponse()
-                await self._regress(servable, task.model_spec, request.input, out)
-                result.regression_result.CopyFrom(out.result)
-            else:
-                raise invalid_argument(f"Unsupported signature method_name: {task.method_name}")
-            result.model_spec.CopyFrom(out.model_spec)
+        for result in await self.dp.multi_inference(tasks, examples, servable):
+            out = response.results.add()
+            target = (
+                out.regression_result
+                if isinstance(result, RegressResult)
+                else out.classification_result
+            )
+            self._encode(result, out.model_spec, target)
         return response
 
 
@@ -283,15 +298,65 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
+# What the generated add_*Servicer_to_server functions register (tensorflow_serving/apis/
+# prediction_service.proto, model_service.proto): service -> method -> (request, response).
+_SERVICES = {
+    "tensorflow.serving.PredictionService": {
+        "Classify": (
+            classification_pb2.ClassificationRequest,
+            classification_pb2.ClassificationResponse,
+        ),
+        "Regress": (regression_pb2.RegressionRequest, regression_pb2.RegressionResponse),
+        "Predict": (predict_pb2.PredictRequest, predict_pb2.PredictResponse),
+        "MultiInference": (
+            inference_pb2.MultiInferenceRequest,
+            inference_pb2.MultiInferenceResponse,
+        ),
+        "GetModelMetadata": (
+            get_model_metadata_pb2.GetModelMetadataRequest,
+            get_model_metadata_pb2.GetModelMetadataResponse,
+        ),
+    },
+    "tensorflow.serving.ModelService": {
+        "GetModelStatus": (
+            get_model_status_pb2.GetModelStatusRequest,
+            get_model_status_pb2.GetModelStatusResponse,
+        ),
+        "HandleReloadConfigRequest": (
+            model_management_pb2.ReloadConfigRequest,
+            model_management_pb2.ReloadConfigResponse,
+        ),
+    },
+}
+
+
+def _handler(servicer, service: str) -> grpc.GenericRpcHandler:
+    """The generated registration, with request bytes parsed by `_lenient`."""
+    handlers = {
+        method: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method),
+            request_deserializer=_lenient(request),
+            response_serializer=response.SerializeToString,
+        )
+        for method, (request, response) in _SERVICES[service].items()
+    }
+    return grpc.method_handlers_generic_handler(service, handlers)
+
+
 def add_services(
     server: grpc.aio.Server,
     dataplane: DataPlane,
     metrics: Metrics,
     model_management: str = "loopback",
 ) -> None:
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(dataplane, metrics), server
-    )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelServicer(dataplane, metrics, model_management), server
+    server.add_generic_rpc_handlers(
+        (
+            _handler(
+                PredictionServicer(dataplane, metrics), "tensorflow.serving.PredictionService"
+            ),
+            _handler(
+                ModelServicer(dataplane, metrics, model_management),
+                "tensorflow.serving.ModelService",
+            ),
+        )
     )

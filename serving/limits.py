@@ -8,6 +8,7 @@ declared shape and the JSON structure, before arrays are built, and fail with IN
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from serving.errors import invalid_argument
@@ -57,7 +58,12 @@ class RequestLimits:
 
     def check_json_value(self, value: object, where: str) -> None:
         """Nesting depth and leaf count of a JSON tensor value, iteratively (no recursion)."""
-        stack = [(value, 0)]
+        self.check_json_values([value], where)
+
+    def check_json_values(self, values: Iterable[object], where: str) -> None:
+        """Nesting depth of each JSON value and their leaves together: a request's inputs are
+        counted as a whole before any of them becomes an array."""
+        stack = [(value, 0) for value in values]
         leaves = 0
         budget = self.max_elements or math.inf
         while stack:

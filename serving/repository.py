@@ -22,7 +22,8 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from model_layout import list_versions
-from serving.errors import ServingError, invalid_argument, not_found
+from model_layout.config_rules import config_problem
+from serving.errors import ServingError, failed_precondition, invalid_argument, not_found
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,25 @@ class VersionStatus:
         return State.Name(self.state)
 
 
+class InvalidSavedModel(ValueError):
+    """A version directory whose saved_model.pb cannot be served (empty, truncated, no 'serve')."""
+
+
 def load_servable(name: str, version: int, path: str) -> Servable:
     """Load a TF2 SavedModel version; signature defs come from the proto, as TF Serving reads it."""
     import tensorflow as tf
 
     sm = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+    pb_path = os.path.join(path, "saved_model.pb")
+    with open(pb_path, "rb") as f:
         sm.ParseFromString(f.read())
-    meta = next((m for m in sm.meta_graphs if "serve" in m.meta_info_def.tags), sm.meta_graphs[0])
+    # A 0-byte (or truncated) file parses as an empty SavedModel: say so, not IndexError.
+    meta = next((m for m in sm.meta_graphs if "serve" in m.meta_info_def.tags), None)
+    if meta is None:
+        raise InvalidSavedModel(
+            f"{pb_path} holds no MetaGraph tagged 'serve' "
+            f"({os.path.getsize(pb_path)} bytes; empty or not a SavedModel)"
+        )
     handle = tf.saved_model.load(path, tags=["serve"])
     signature_defs = {k: v for k, v in meta.signature_def.items() if k in handle.signatures}
     functions = {k: handle.signatures[k] for k in signature_defs}
@@ -144,7 +156,8 @@ class ModelRepository:
 
     # ---- config & polling -------------------------------------------------------------------
     def reload_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
-        """Replace the model set (HandleReloadConfigRequest); new models load before returning."""
+        """Replace the model set (HandleReloadConfigRequest, the config file watcher, start-up);
+        new models load before returning. A config that breaks a rule changes nothing."""
         if config.HasField("custom_model_config"):
             raise invalid_argument("custom_model_config is not supported")
         names = [m.name for m in config.model_config_list.config]
@@ -153,6 +166,7 @@ class ModelRepository:
                 f"Illegal to list model names multiple times in config list: {names}"
             )
         with self._lock:
+            self.check_config(config)
             models = {}
             for mc in config.model_config_list.config:
                 if mc.model_platform and mc.model_platform != "tensorflow":
@@ -169,6 +183,25 @@ class ModelRepository:
                         self._set_status(name, old, v, VersionStatus(State.END))
             self._models = models
             self.poll_once()
+
+    def check_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """model_layout.config_rules against what serves now: a label of a model already served
+        from the same base path may only name an AVAILABLE version; a label of a model the config
+        adds may name a version on disk (it loads during the reload, as TF Serving allows)."""
+
+        def available(name: str) -> set[int]:
+            model = self._models.get(name)
+            new = next(m for m in config.model_config_list.config if m.name == name)
+            if model is None or model.config.base_path != new.base_path:
+                return set(list_versions(new.base_path))
+            return {v for v, st in model.status.items() if st.state == State.AVAILABLE}
+
+        broken = config_problem(
+            ((m.name, m.version_labels) for m in config.model_config_list.config), available
+        )
+        if broken is not None:
+            kind, message = broken
+            raise (invalid_argument if kind == "invalid" else failed_precondition)(message)
 
     def poll_once(self) -> None:
         with self._lock:

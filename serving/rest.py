@@ -1,9 +1,12 @@
 """REST adapter: TF Serving's /v1 API (api_rest) over aiohttp, translating JSON <-> data plane.
 
-Routing is one regex over the path, as TF Serving's http_rest_api_handler does, so URL edge
-cases (labels, versions, verbs after ':') behave the same. Every failure is `{"error": msg}` with
-the HTTP status TF Serving maps the canonical code to — including HTTP-parser errors, which
-aiohttp would otherwise answer in plain text (see `_JsonErrorHandler`).
+As in KServe's REST server, a route table maps each endpoint (status, metadata, predict,
+classify, regress; by model, version or label) to one short handler that only decodes the
+request and encodes the data plane's answer; every rule lives in serving/dataplane.py. Two
+middlewares do the rest: metrics (one count and latency per request, named by the version that
+answered) and errors: every failure is `{"error": msg}` with the HTTP status TF Serving maps the
+canonical code to, including unknown paths (404) and HTTP-parser errors, which aiohttp would
+otherwise answer in plain text (see `_JsonErrorHandler`).
 
 Connection hygiene: the keep-alive timeout closes connections that are idle or have not sent a
 whole request head in time (slowloris); a body that does not arrive within `body_timeout`
@@ -33,9 +36,14 @@ from serving.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
 
+# TF Serving's URL grammar: /v1/models/NAME[/versions/N|/labels/L][/metadata|:VERB]. The route
+# table below is built from these segments; _MODEL_RE is the same grammar as one regex, for
+# checking paths written elsewhere (e.g. the canary HTTPRoute in deploy/).
+_SEGMENT = "[^/:]+"
+_SELECTORS = ("", f"/versions/{{version:{_SEGMENT}}}", f"/labels/{{label:{_SEGMENT}}}")
 _MODEL_RE = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)"
-    r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+    rf"^/v1/models/(?P<name>{_SEGMENT})"
+    rf"(?:/versions/(?P<version>{_SEGMENT})|/labels/(?P<label>{_SEGMENT}))?"
     r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?/?$"
 )
 _JSON = "application/json"
@@ -47,6 +55,18 @@ _OFF_LOOP_BYTES = 256 * 1024  # bodies larger than this are decoded in a worker 
 
 class _ClientGone(Exception):
     """The client closed the connection before its request was read."""
+
+
+class _Call:
+    """What one request resolved to: its API method and the version (and label) that answered,
+    for the metrics line and the X-Model-Version headers."""
+
+    __slots__ = ("method", "model", "version", "label", "status")
+
+    def __init__(self, model: str) -> None:
+        self.method, self.model, self.status = "malformed", model, "OK"
+        self.version: int | None = None
+        self.label: str | None = None
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -100,9 +120,28 @@ class RestApi:
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
 
+    def routes(self) -> list[web.RouteDef]:
+        """Every endpoint, by model, version or label, with and without a trailing slash."""
+        table = []
+        for selector in _SELECTORS:
+            base = f"/v1/models/{{name:{_SEGMENT}}}{selector}"
+            for path, method, handler in (
+                (base, "GET", self.status),
+                (f"{base}/metadata", "GET", self.metadata),
+                (f"{base}:predict", "POST", self.predict),
+                (f"{base}:classify", "POST", self.classify),
+                (f"{base}:regress", "POST", self.regress),
+            ):
+                table += [web.route(method, path, handler), web.route(method, path + "/", handler)]
+        if self.metrics_path:
+            table.append(web.get(self.metrics_path, self.prometheus))
+        return [*table, web.route("*", "/v1/{tail:.*}", self.malformed)]
+
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body_bytes)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        app = web.Application(
+            client_max_size=self.max_body_bytes, middlewares=[self._metrics, self._errors]
+        )
+        app.router.add_routes(self.routes())
         return app
 
     def runner(self, keepalive_timeout: float) -> web.AppRunner:
@@ -111,89 +150,120 @@ class RestApi:
             self.app(), access_log=None, handle_signals=False, keepalive_timeout=keepalive_timeout
         )
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        answered: list = []  # [(version, label)] once an inference request is routed
-        response = await self._handle(request, answered)
-        if answered:
-            version, label = answered[0]
-            response.headers[VERSION_HEADER] = str(version)
-            if label:
-                response.headers[LABEL_HEADER] = label
+    # ---- middlewares: metrics outside, errors inside -------------------------------------------
+    @web.middleware
+    async def _metrics(self, request: web.Request, handler) -> web.StreamResponse:
+        if not request.path.startswith("/v1/"):
+            return await handler(request)
+        call = request["call"] = _Call(request.match_info.get("name", ""))
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except (_ClientGone, asyncio.CancelledError):
+            call.status = "CANCELLED"
+            raise
+        finally:
+            self.metrics.observe(
+                "rest", call.method, call.model, call.version, call.status, started, request.path
+            )
+        if call.method in _INFERENCE and call.version is not None:
+            response.headers[VERSION_HEADER] = str(call.version)
+            if call.label:
+                response.headers[LABEL_HEADER] = call.label
         return response
 
-    async def _handle(self, request: web.Request, answered: list) -> web.StreamResponse:
-        path = request.path
-        if self.metrics_path and path == self.metrics_path and request.method == "GET":
-            return web.Response(
-                body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE}
-            )
-        if not path.startswith("/v1/"):
-            return _error(404, f"Not found: {request.method} {path}")
-        started = time.perf_counter()
-        m = _MODEL_RE.match(path)
-        name = m.group("name") if m else ""
-        method = "malformed"
-        version_used: int | None = None
-        status = "OK"
+    @web.middleware
+    async def _errors(self, request: web.Request, handler) -> web.StreamResponse:
+        call = request.get("call") or _Call("")
         try:
-            if m is None:
-                raise invalid_argument(f"Malformed request: {request.method} {path}")
-            version = m.group("version")
-            if version is not None:
-                parsed = parse_version(version)
-                if parsed is None:
-                    raise invalid_argument(f"Failed to convert version: {version} to numeric.")
-                version = parsed
-            label = m.group("label")
-            verb = m.group("verb")
-            ref = ModelRef(name, version, label)
-            # An error before the servable answers is still counted under the version asked for.
-            version_used = version
-            if request.method == "GET" and verb is None:
-                method = "metadata" if m.group("metadata") else "status"
-                if method == "status":
-                    return _ok(self._status(ref))
-                servable, sigmap = self.dp.metadata(ref)
-                version_used = servable.version
-                return _ok(self._metadata(servable, sigmap))
-            if request.method == "POST" and verb in ("predict", "classify", "regress"):
-                method = verb
-                body, large = await self._json_body(request)
-                key = request.headers.get(ROUTING_KEY_HEADER)
-                routed, label = self.dp.route(ModelRef(name, version, label, routing_key=key))
-                # From here on, metrics and headers name the version that answers, even an error.
-                version_used = routed.version
-                answered.append((routed.version, label))
-                if verb == "predict":
-                    servable, out = await self.dp.predict_json(ref, body, large, routed)
-                else:
-                    servable, out = await self._classify_regress(ref, verb, body, large, routed)
-                if large:  # a large request usually has a large answer: encode it off the loop too
-                    return web.Response(
-                        body=await asyncio.to_thread(codec.dumps, out), content_type=_JSON
-                    )
-                return _ok(out)
-            raise invalid_argument(f"Malformed request: {request.method} {path}")
+            return await handler(request)
         except ServingError as e:
-            status = e.code.name
+            call.status = e.code.name
             return _error(e.http_status, e.message)
         except web.HTTPRequestEntityTooLarge as e:
-            status = "RESOURCE_EXHAUSTED"
+            call.status = "RESOURCE_EXHAUSTED"
             return _error(413, f"Request body too large: {e.text}")
+        except web.HTTPException as e:  # no route: TF Serving's shape, not aiohttp's text
+            call.status = "NOT_FOUND" if e.status == 404 else "INVALID_ARGUMENT"
+            what = "Not found" if e.status == 404 else e.reason
+            return _error(e.status, f"{what}: {request.method} {request.path}")
         except TimeoutError:
-            status = "DEADLINE_EXCEEDED"
+            call.status = "DEADLINE_EXCEEDED"
             resp = _error(408, f"Request body not received within {self.body_timeout:g} s")
             resp.force_close()
             return resp
         except (_ClientGone, asyncio.CancelledError):
-            status = "CANCELLED"
             raise
         except Exception as e:  # noqa: BLE001 - a bug must still answer in TF Serving's shape
-            status = "INTERNAL"
-            log.exception("REST request failed: %s %s", request.method, path)
+            call.status = "INTERNAL"
+            log.exception("REST request failed: %s %s", request.method, request.path)
             return _error(500, f"Internal error: {type(e).__name__}: {e}")
-        finally:
-            self.metrics.observe("rest", method, name, version_used, status, started, path)
+
+    # ---- one handler per endpoint --------------------------------------------------------------
+    async def status(self, request: web.Request) -> web.Response:
+        return _ok(_status_json(self.dp.status(self._ref(request, "status"))))
+
+    async def metadata(self, request: web.Request) -> web.Response:
+        servable, sigmap = self.dp.metadata(self._ref(request, "metadata"))
+        request["call"].version = servable.version
+        return _ok(_metadata_json(servable, sigmap))
+
+    async def predict(self, request: web.Request) -> web.Response:
+        ref, servable, body, large = await self._inference(request, "predict")
+        _, out = await self.dp.predict_json(ref, body, large, servable)
+        return await self._answer(out, large)
+
+    async def classify(self, request: web.Request) -> web.Response:
+        ref, servable, body, large = await self._inference(request, "classify")
+        examples = await self._off_loop(large, self.dp.examples_from_json, body)
+        result = await self.dp.classify(ref, examples, servable)
+        return await self._answer({"results": _classify_json(result)}, large)
+
+    async def regress(self, request: web.Request) -> web.Response:
+        ref, servable, body, large = await self._inference(request, "regress")
+        examples = await self._off_loop(large, self.dp.examples_from_json, body)
+        result = await self.dp.regress(ref, examples, servable)
+        return await self._answer({"results": result.values}, large)
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def malformed(self, request: web.Request) -> web.Response:
+        raise invalid_argument(f"Malformed request: {request.method} {request.path}")
+
+    # ---- decoding and encoding -----------------------------------------------------------------
+    def _ref(self, request: web.Request, method: str, signature_name: str = "") -> ModelRef:
+        """The model, version or label the URL names (a version must be a decimal number)."""
+        call = request["call"]
+        call.method = method
+        info = request.match_info
+        version = info.get("version")
+        if version is not None:
+            call.version = parsed = parse_version(version)
+            if parsed is None:
+                raise invalid_argument(f"Failed to convert version: {version} to numeric.")
+            version = parsed
+        key = request.headers.get(ROUTING_KEY_HEADER)
+        return ModelRef(info["name"], version, info.get("label"), signature_name, key)
+
+    async def _inference(self, request: web.Request, method: str):
+        """(ref, the version it is routed to, JSON body, whether the body is large)."""
+        request["call"].method = method  # a body that never arrives is still counted as `method`
+        body, large = await self._json_body(request)
+        ref = self._ref(request, method, body.get("signature_name", ""))
+        servable, label = self.dp.route(ref)
+        call = request["call"]
+        call.version, call.label = servable.version, label
+        return ref, servable, body, large
+
+    @staticmethod
+    async def _off_loop(large: bool, fn, *args):
+        """Run a decoding step in a worker thread for a large body, so the loop keeps serving."""
+        return await asyncio.to_thread(fn, *args) if large else fn(*args)
+
+    async def _answer(self, out: object, large: bool) -> web.Response:
+        """A large request usually has a large answer: encode it off the loop too."""
+        return web.Response(body=await self._off_loop(large, codec.dumps, out), content_type=_JSON)
 
     async def _json_body(self, request: web.Request) -> tuple[dict, bool]:
         """(body, whether it is large enough to decode off the event loop)."""
@@ -207,70 +277,50 @@ class RestApi:
             raise _ClientGone(str(e)) from None
         large = len(raw) > _OFF_LOOP_BYTES
         try:
-            body = await asyncio.to_thread(orjson.loads, raw) if large else orjson.loads(raw)
+            body = await self._off_loop(large, orjson.loads, raw)
         except orjson.JSONDecodeError as e:
             raise invalid_argument(f"JSON Parse error: {e}") from None
         if not isinstance(body, dict):
             raise invalid_argument("JSON Parse error: request body must be a JSON object")
         return body, large
 
-    # ---- status / metadata ---------------------------------------------------------------------
-    def _status(self, ref: ModelRef) -> dict:
-        return {
-            "model_version_status": [
-                {
-                    "version": str(v),
-                    "state": st.state_name,
-                    "status": {"error_code": st.error_code.name, "error_message": st.error_message},
-                }
-                for v, st in self.dp.status(ref)
-            ]
-        }
 
-    @staticmethod
-    def _metadata(servable, sigmap) -> dict:
-        sigmap = json_format.MessageToDict(
-            sigmap, preserving_proto_field_name=True, including_default_value_fields=True
-        )
-        return {
-            "model_spec": {
-                "name": servable.name,
-                "signature_name": "",
-                "version": str(servable.version),
-            },
-            "metadata": {"signature_def": sigmap},
-        }
+_INFERENCE = ("predict", "classify", "regress")
 
-    # ---- classify / regress: JSON examples -> serialized tf.Examples -> data plane -------------
-    async def _classify_regress(
-        self, ref: ModelRef, verb: str, body: dict, large: bool, servable=None
-    ):
-        if large:
-            serialized = await asyncio.to_thread(_examples_from_json, body)
-        else:
-            serialized = _examples_from_json(body)
-        ref = ModelRef(ref.name, ref.version, ref.label, body.get("signature_name", ""))
-        if verb == "regress":
-            result = await self.dp.regress(ref, serialized, servable)
-            return result.servable, {"results": result.values}
-        result = await self.dp.classify(ref, serialized, servable)
-        rows = [
-            [
-                [label if label is not None else str(j), score if score is not None else 0.0]
-                for j, (label, score) in enumerate(row)
-            ]
-            for row in result.results
+
+def _status_json(statuses) -> dict:
+    return {
+        "model_version_status": [
+            {
+                "version": str(v),
+                "state": st.state_name,
+                "status": {"error_code": st.error_code.name, "error_message": st.error_message},
+            }
+            for v, st in statuses
         ]
-        return result.servable, {"results": rows}
+    }
 
 
-def _examples_from_json(body: dict) -> list[bytes]:
-    examples = body.get("examples")
-    if not isinstance(examples, list) or not examples:
-        raise invalid_argument("'examples' must be a non-empty JSON list")
-    context = codec.json_to_example(body["context"], "'context'") if "context" in body else None
-    parsed = [
-        codec.json_to_example(e, f"Failed to process element: {i} of 'examples' list")
-        for i, e in enumerate(examples)
+def _metadata_json(servable, sigmap) -> dict:
+    sigmap = json_format.MessageToDict(
+        sigmap, preserving_proto_field_name=True, including_default_value_fields=True
+    )
+    return {
+        "model_spec": {
+            "name": servable.name,
+            "signature_name": "",
+            "version": str(servable.version),
+        },
+        "metadata": {"signature_def": sigmap},
+    }
+
+
+def _classify_json(result) -> list:
+    """TF Serving's REST classify results: per example, [[label, score], ...] per class."""
+    return [
+        [
+            [label if label is not None else str(j), score if score is not None else 0.0]
+            for j, (label, score) in enumerate(row)
+        ]
+        for row in result.results
     ]
-    return codec.serialize_examples(parsed, context)

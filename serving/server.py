@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 
 import grpc
 from aiohttp.web import TCPSite
@@ -24,6 +25,29 @@ from serving.rest import RestApi
 from serving.warmup import warmup_hook
 
 log = logging.getLogger(__name__)
+
+
+def grpc_address(host: str, port: int) -> str:
+    """gRPC's host:port, with an IPv6 literal in brackets ('::1' -> '[::1]:8500')."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def check_bindable(host: str, port: int, what: str) -> None:
+    """Bind (and release) host:port the way the server will, or raise one clear OSError."""
+    if not port:
+        return
+    plain = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(plain or None, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as e:
+        reason = e.strerror or str(e)
+        raise OSError(f"cannot bind the {what} address {host}:{port}: {reason}") from None
 
 
 class ModelServer:
@@ -41,6 +65,10 @@ class ModelServer:
     async def start(self) -> None:
         opts = self.options
         config = opts.model_server_config()
+        # Loading can take minutes: an address that cannot be bound fails first, in one line.
+        check_bindable(opts.grpc_host, opts.port, "gRPC")
+        if opts.rest_api_port:
+            check_bindable(opts.rest_api_host, opts.rest_api_port, "REST")
         # Metrics exist before the first load so that the initial versions' warmup is counted.
         metrics = self.metrics = Metrics(
             lambda: self.repository.model_names() if self.repository else (),
@@ -102,11 +130,11 @@ class ModelServer:
         host = opts.grpc_host
         credentials = opts.grpc_credentials()
         if credentials is None:
-            self.grpc_port = self._grpc.add_insecure_port(f"{host}:{opts.port}")
+            self.grpc_port = self._grpc.add_insecure_port(grpc_address(host, opts.port))
         else:
-            self.grpc_port = self._grpc.add_secure_port(f"{host}:{opts.port}", credentials)
+            self.grpc_port = self._grpc.add_secure_port(grpc_address(host, opts.port), credentials)
         if self.grpc_port == 0:
-            raise OSError(f"Could not bind gRPC port {host}:{opts.port}")
+            raise OSError(f"Could not bind gRPC port {grpc_address(host, opts.port)}")
         await self._grpc.start()
         log.info(
             "Running gRPC ModelServer at %s:%d (%s) ...",

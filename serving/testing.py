@@ -233,8 +233,11 @@ class ServerProcess:
         raise RuntimeError("no VmRSS")
 
     def log(self) -> str:
+        return self.log_all()[-5000:]
+
+    def log_all(self) -> str:
         with open(self.log_path, errors="replace") as f:
-            return f.read()[-5000:]
+            return f.read()
 
     def stop(self) -> None:
         import subprocess

@@ -1,7 +1,9 @@
 """Fuzz the model server's input boundary (issue 10 part 5) against a real `mlops serve` process.
 
 Hypothesis generates REST JSON bodies and URLs, and gRPC PredictRequests with arbitrary dtypes,
-declared shapes and values. Whatever arrives: no 5xx, no INTERNAL/UNKNOWN status, a good request
+declared shapes and values; and hostile values (issue 23): numbers that are not finite in float32
+(NaN, infinities, overflow, literals beyond double) in every method, and labels of any text and
+length in ReloadConfig. Whatever arrives: no 5xx, no INTERNAL/UNKNOWN status, a good request
 still answers after each case, and the server's memory (VmRSS from /proc) stays bounded.
 Derandomized (fixed seed per test), so CI runs the same cases every time.
 """
@@ -11,14 +13,25 @@ from __future__ import annotations
 import base64
 
 import grpc
+import orjson
 import pytest
 import requests
+import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tensorflow.core.example import example_pb2
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    classification_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
+from model_layout.config_rules import LABEL_PATTERN
 from modules import features
+from modules.values import FLOAT32_MAX
 from serving import testing as sm
 
 EXAMPLE = sm.make_example(sm.SAMPLE_ROW)
@@ -49,7 +62,10 @@ def server(tmp_path_factory):
         session.post(proc.rest_url + "/v1/models/taxi:predict", json=GOOD, timeout=30)
     proc.session = session
     proc.rss_start = proc.rss_bytes()
+    proc.base_path = str(root / "taxi")
+    proc.channel = grpc.insecure_channel(proc.grpc_target)
     yield proc
+    proc.channel.close()
     proc.stop()
 
 
@@ -191,6 +207,103 @@ def test_grpc_fuzz_never_internal(server, stub, inputs, signature, version, outp
         stub.Predict(req, timeout=30)
     except grpc.RpcError as e:
         assert e.code() not in SERVER_ERROR_CODES, (e.code(), e.details(), req)
+    _good_request_answers(server)
+
+
+# ---- hostile values (issue 23): non-finite, float32 overflow, beyond double, huge labels ---------
+_NUMBER_SLOT = "-12345.5"  # replaced by a JSON number literal Python cannot write
+_hostile_number = (
+    st.floats(min_value=FLOAT32_MAX * 1.0001, max_value=1.7e308).map(repr)
+    | st.floats(min_value=FLOAT32_MAX * 1.0001, max_value=1.7e308).map(lambda v: repr(-v))
+    | st.integers(39, 9999).map(lambda e: f"1e{e}")
+    | st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
+)
+_fine_number = st.floats(-FLOAT32_MAX, FLOAT32_MAX, width=32).map(repr)
+
+
+def _body_with(verb: str, feature: str) -> dict:
+    if verb == "predict":
+        cols = {k: [sm.SAMPLE_ROW[k]] for k in features.RAW_FEATURE_KEYS}
+        return {"signature_name": "serving_raw", "inputs": {**cols, feature: [-12345.5]}}
+    signature = {"classify": "classification", "regress": "regression"}[verb]
+    return {"signature_name": signature, "examples": [{**sm.SAMPLE_ROW, feature: -12345.5}]}
+
+
+@FUZZ
+@given(
+    verb=st.sampled_from(["predict", "classify", "regress"]),
+    feature=st.sampled_from(
+        [k for k in features.RAW_FEATURE_KEYS if features.raw_dtype(k) == "float"]
+    ),
+    number=_hostile_number | _fine_number,
+)
+def test_rest_hostile_numbers_are_refused_by_every_method(server, verb, feature, number):
+    """A float feature value that is not finite in float32 is a 400 in every method; any finite
+    float32 is answered (modules/values.py is the one rule)."""
+    text = orjson.dumps(_body_with(verb, feature)).decode().replace(_NUMBER_SLOT, number, 1)
+    r = server.session.post(
+        server.rest_url + f"/v1/models/taxi:{verb}",
+        data=text,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    value = float(number)
+    finite = abs(value) <= FLOAT32_MAX  # NaN compares False
+    assert r.status_code == (200 if finite else 400), (verb, number, r.text[:300])
+    _good_request_answers(server)
+
+
+@FUZZ
+@given(
+    value=st.sampled_from([float("nan"), float("inf"), float("-inf")])
+    | st.floats(width=32, allow_nan=False, allow_infinity=False),
+    kind=st.sampled_from(["predict", "classify"]),
+)
+def test_grpc_non_finite_floats_are_invalid_argument(server, stub, value, kind):
+    finite = value == value and abs(value) <= FLOAT32_MAX
+    try:
+        if kind == "predict":
+            req = predict_pb2.PredictRequest()
+            req.model_spec.name, req.model_spec.signature_name = "taxi", "serving_raw"
+            for k in features.RAW_FEATURE_KEYS:
+                v = value if k == "fare" else sm.SAMPLE_ROW[k]
+                dtype = {"int64": tf.int64, "float": tf.float32, "bytes": tf.string}[
+                    features.raw_dtype(k)
+                ]
+                req.inputs[k].CopyFrom(tf.make_tensor_proto([v], dtype=dtype))
+            stub.Predict(req, timeout=30)
+        else:
+            req = classification_pb2.ClassificationRequest()
+            req.model_spec.name, req.model_spec.signature_name = "taxi", "classification"
+            ex = example_pb2.Example.FromString(EXAMPLE)
+            ex.features.feature["fare"].float_list.value[:] = [value]
+            req.input.example_list.examples.add().CopyFrom(ex)
+            stub.Classify(req, timeout=30)
+        assert finite, f"{kind} accepted {value!r}"
+    except grpc.RpcError as e:
+        assert not finite and e.code() == grpc.StatusCode.INVALID_ARGUMENT, (e.code(), e.details())
+
+
+@FUZZ
+@given(label=st.text(max_size=80) | st.text(alphabet="ab-_9", min_size=60, max_size=5000))
+def test_reload_config_takes_a_label_only_when_it_follows_the_rule(server, label):
+    """ReloadConfig with one label on version 1: accepted exactly when the label matches
+    [A-Za-z0-9_-]{1,64} (model_layout/config_rules.py); a refused one changes nothing."""
+    req = model_management_pb2.ReloadConfigRequest()
+    entry = req.config.model_config_list.config.add(
+        name="taxi", base_path=server.base_path, model_platform="tensorflow"
+    )
+    entry.version_labels[label] = 1
+    models = model_service_pb2_grpc.ModelServiceStub(server.channel)
+    try:
+        models.HandleReloadConfigRequest(req, timeout=60)
+        accepted = True
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.details()
+        accepted = False
+    assert accepted == bool(LABEL_PATTERN.fullmatch(label)), label
+    r = server.session.get(server.rest_url + "/v1/models/taxi", timeout=30)
+    assert r.status_code == 200
     _good_request_answers(server)
 
 
