@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from modules import features
+from pipeline.ingest.sql_query import QueryRefused, read_only_select
 
 if TYPE_CHECKING:
     from pipeline.config import PipelineConfig
@@ -164,6 +165,11 @@ def _postgresql_problem(s: SourceSpec) -> str | None:
         return "postgresql source needs exactly one of table or query"
     if s.table and not all(_IDENTIFIER.fullmatch(p) for p in s.table.split(".")):
         return f"postgresql table {s.table!r} is not a [schema.]name identifier"
+    if s.query.strip():
+        try:
+            read_only_select(s.query)
+        except QueryRefused as e:
+            return f"postgresql {e}"
     for field in ("span_column", "partition_column"):
         value = getattr(s, field)
         if value and not _IDENTIFIER.fullmatch(value):
