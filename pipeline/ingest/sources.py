@@ -299,6 +299,14 @@ def resolve_file_source(spec: SourceSpec) -> tuple[int, str, str]:
     highest span whose folder matches the pattern), with a one-line error when nothing does."""
     if "://" not in spec.path and not os.path.isdir(spec.path):
         raise SourceError(f"{spec.kind} source path {spec.path} is not a directory")
+    head, _, file_glob = spec.file_pattern.partition("/")
+    if head == "span-{SPAN}" and "/" not in file_glob:
+        from pipeline.ingest.spans import unusable_span_folder
+
+        # TFX reads span-1_0 as span 10 and fails on span-abc: name the folder first.
+        unusable = unusable_span_folder(spec.path, file_glob)
+        if unusable:
+            raise SourceError(f"{spec.kind} source: {unusable}")
     from tfx.components.example_gen import input_processor
     from tfx.proto import example_gen_pb2
 
@@ -313,6 +321,10 @@ def resolve_file_source(spec: SourceSpec) -> tuple[int, str, str]:
         raise SourceError(
             f"{spec.kind} source {os.path.join(spec.path, spec.file_pattern)}: {first}"
         ) from None
+    from pipeline.ingest.spans import span_problem
+
+    if span is not None and (problem := span_problem(span)):
+        raise SourceError(f"{spec.kind} source {os.path.join(spec.path, pattern)}: {problem}")
     from tfx.dsl.io import fileio
 
     if not fileio.glob(os.path.join(spec.path, pattern)):
