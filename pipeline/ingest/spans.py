@@ -129,6 +129,12 @@ def schema_columns(schema_path: str) -> dict[str, str]:
 _VALUE_DTYPES = {"INT": values.INT64, "FLOAT": values.FLOAT}
 
 
+def _shown(name: str) -> str:
+    """A column name as a report shows it: quoted and escaped when it holds an invisible or
+    control character (a stray byte order mark, a tab), so the reader sees why it differs."""
+    return name if name.isprintable() else ascii(name)
+
+
 def validate_csv(path: str | os.PathLike, columns: dict[str, str]) -> int:
     """Raise SpanRejected listing what is wrong; return the number of data rows otherwise."""
     errors: list[str] = []
@@ -148,9 +154,9 @@ def validate_csv(path: str | os.PathLike, columns: dict[str, str]) -> int:
         if missing:
             errors.append(f"header: missing column(s) {', '.join(missing)}")
         if unexpected:
-            errors.append(f"header: unexpected column(s) {', '.join(unexpected)}")
+            errors.append(f"header: unexpected column(s) {', '.join(map(_shown, unexpected))}")
         if duplicated:
-            errors.append(f"header: duplicated column(s) {', '.join(duplicated)}")
+            errors.append(f"header: duplicated column(s) {', '.join(map(_shown, duplicated))}")
         if errors:
             raise SpanRejected(f"{path} does not match the schema:\n  " + "\n  ".join(errors))
         rows = 0

@@ -214,3 +214,13 @@ def test_fuzz_add_span_never_writes_an_invalid_number(tmp_path_factory, bom, inv
 
 def _dtype(column: str) -> str:
     return values.INT64 if COLUMNS[column] == "INT" else values.FLOAT
+
+
+def test_an_invisible_character_in_a_column_name_is_shown_escaped(tmp_path):
+    root, header, rows = _sample(tmp_path)
+    header[1] = "\ufeff" + header[1]  # a BOM that is not at the start of the file
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(_csv_bytes(header, rows))
+    result = _add(bad, root)
+    assert result.exit_code == data_cli.EXIT_REJECTED
+    assert f"'\\ufeff{header[1][1:]}'" in result.output
