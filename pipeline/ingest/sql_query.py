@@ -137,7 +137,9 @@ def read_only_select(text: str) -> str:
             raise QueryRefused("query has a backslash in a string literal: spell it without one")
         elif token.ttype is T.Literal and token.value.startswith("$"):
             raise QueryRefused("query has a dollar-quoted string: use a '...' literal")
-        elif token.ttype in T.Name and token.value.lower() in _REFUSED_FUNCTIONS:
+        elif (
+            token.ttype in T.Name or token.ttype in T.Literal.String.Symbol
+        ) and token.value.strip('"').lower() in _REFUSED_FUNCTIONS:  # set_config( and "set_config"(
             following = code[i + 1] if i + 1 < len(code) else None
             if following is not None and following.match(T.Punctuation, "("):
                 raise QueryRefused(
@@ -146,8 +148,7 @@ def read_only_select(text: str) -> str:
     if depth:
         raise QueryRefused("query leaves a parenthesis open")
     last = tokens.index(code[-1])
-    kept = [t for t in tokens[: last + 1]]
-    return "".join(" " if t.ttype in T.Comment else t.value for t in kept).strip()
+    return "".join(" " if t.ttype in T.Comment else t.value for t in tokens[: last + 1]).strip()
 
 
 def _word(token) -> str:

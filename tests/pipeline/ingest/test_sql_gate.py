@@ -32,6 +32,7 @@ HOSTILE = [
     "SELECT 1) AS x; COMMIT; SET default_transaction_read_only = off; DROP TABLE victim; --",
     "SELECT set_config('default_transaction_read_only', 'off', false)",
     "SELECT pg_catalog.set_config('transaction_read_only', 'off', true)",
+    "SELECT \"set_config\" ('default_transaction_read_only', 'off', false)",
     "WITH gone AS (DELETE FROM victim RETURNING *) SELECT * FROM gone",
     "WITH t AS (UPDATE victim SET x = 0 RETURNING *) SELECT * FROM t",
     "WITH t AS (INSERT INTO victim VALUES (99) RETURNING *) SELECT * FROM t",
