@@ -50,6 +50,7 @@ setup(
         "markdown",  # model cards' HTML (model_card/)
         "streamlit==1.60.0",  # the web app (apps/ui, `mlops ui`)
         "psycopg2-binary",  # PostgreSQL data source (pipeline/ingest/postgres_source.py)
+        "sqlparse",  # parses a PostgreSQL query source before it is sent (ingest/sql_query.py)
         "pyyaml>=6",  # dataset specs (modules/dataset_spec.py)
     ],
     extras_require={

@@ -19,6 +19,25 @@ from registry.errors import RegistryError
 from serving_api import DEFAULT_METRICS_PATH
 
 _DEFAULTS = locations(DEFAULT_DATASET)
+SERVER_ENV = "MLOPS_SERVER"
+DEFAULT_SERVER = "127.0.0.1:8501"
+
+
+def server_address(flag: str | None, environ: dict[str, str] | None = None) -> str | None:
+    """The model server to ask, or None for none. One rule for flag and environment: the flag
+    wins, then MLOPS_SERVER when it is set at all, then the default; an empty value from either
+    means no server (click's envvar would treat MLOPS_SERVER='' as unset and ask the default)."""
+    env = os.environ if environ is None else environ
+    value = flag if flag is not None else env.get(SERVER_ENV, DEFAULT_SERVER)
+    return value.strip() or None
+
+
+def one_line(text: object) -> str:
+    """`text` on one line: newlines and other control characters escaped, as a reason recorded
+    with them should print in `history` (one line per action)."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text)
+    )
 
 
 def _fail_cleanly(f):
@@ -66,10 +85,9 @@ def _fail_cleanly(f):
 @click.option("--model-name", default=_DEFAULTS.model_name, show_default=True)
 @click.option(
     "--server",
-    envvar="MLOPS_SERVER",
-    default="127.0.0.1:8501",
-    show_default=True,
-    help="REST address of the running model server ('' for none).",
+    default=None,
+    help=f"REST address of the running model server ('' for none). [default: ${SERVER_ENV} "
+    f"when set, where empty also means none; else {DEFAULT_SERVER}]",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
@@ -81,7 +99,7 @@ def models(ctx, base_path, config_path, metadata, model_name, server, debug) -> 
     config_path = config_path or os.path.join(os.path.dirname(base_path), "models.config")
     ctx.obj = {
         "debug": debug,
-        "registry": Registry(base_path, config_path, metadata, model_name, server or None),
+        "registry": Registry(base_path, config_path, metadata, model_name, server_address(server)),
     }
 
 
@@ -174,7 +192,7 @@ def history(as_json: bool) -> None:
         label = f" {a.label}" if a.label else ""
         click.echo(
             f"{a.when}  {a.action}{label:<10} {a.from_version or '-':>12} -> "
-            f"{a.to_version or '(archive)':<12} by {a.who}: {a.reason}"
+            f"{a.to_version or '(archive)':<12} by {one_line(a.who)}: {one_line(a.reason)}"
         )
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 
 import pandas as pd
 import requests
 
-from modules import features
+from modules import features, values
 from modules.dataset_spec import MULTICLASS, DatasetSpec
 from serving_api.client import (
     GrpcClient,
@@ -205,21 +206,38 @@ def check_rows(
 
 
 def _bad_value(key: str, value: object, spec: DatasetSpec | None = None) -> str | None:
+    """Why a cell cannot be scored: modules/values.py's rule (finite in float32, whole and within
+    int64), so a row the pipeline would quarantine is never sent to the model."""
     kind = (spec or features.SPEC).raw_dtype(key)
     if kind == "bytes":
         return None
-    text = str(value).strip()
-    try:
-        number = float(text)
-    except ValueError:
-        return f"{key}={text!r} is not a number"
-    if not math.isfinite(number):
-        return f"{key}={text!r} is not a finite number"
-    if kind == "int64" and number != int(number):
-        return f"{key}={text!r} is not an integer"
-    if kind == "int64" and abs(number) >= 2**63:
-        return f"{key}={text!r} is out of the int64 range"
-    return None
+    problem = values.text_problem(str(value), kind)
+    return f"{key}: {problem}" if problem else None
+
+
+# ---- the scored CSV people download ----------------------------------------------------------
+# OWASP's CSV-injection rule: a cell starting with one of these is a formula to a spreadsheet.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def neutralise_cell(value: object) -> object:
+    """`value` as a spreadsheet shows it without evaluating it: text that starts like a formula
+    gets a leading single quote; numbers, and text that is a plain number (-87.6), stay as they
+    are."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    if _PLAIN_NUMBER.fullmatch(value):
+        return value
+    return "'" + value
+
+
+def scored_csv(frame: pd.DataFrame) -> bytes:
+    """The scored rows as the CSV the web app offers for download, every cell (and column name)
+    neutralised: the upload's text goes back to whoever opens the file in a spreadsheet."""
+    safe = frame.applymap(neutralise_cell)
+    safe.columns = [neutralise_cell(str(c)) for c in frame.columns]
+    return safe.to_csv(index=False).encode()
 
 
 def score_frame(

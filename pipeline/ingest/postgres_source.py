@@ -26,6 +26,7 @@ import apache_beam as beam
 
 from metadata.connection import MASK
 from pipeline.ingest.sources import SourceError, SourceSpec
+from pipeline.ingest.sql_query import QueryRefused, read_only_select
 
 METRICS_NAMESPACE = "postgresql_source"
 FETCH_ROWS = 5000
@@ -33,6 +34,8 @@ CONNECT_TIMEOUT_SECONDS = 10
 # PostgreSQL type OIDs (pg_type.oid) of the columns that become int64 / float features.
 INT_OIDS = frozenset({16, 20, 21, 23, 26})  # bool, int8, int2, int4, oid
 FLOAT_OIDS = frozenset({700, 701, 1700})  # float4, float8, numeric
+# libpq options of every connection: new transactions start read-only unless one asks otherwise.
+READ_ONLY_OPTIONS = "-c default_transaction_read_only=on"
 
 
 def _scrub(text: str) -> str:
@@ -42,15 +45,28 @@ def _scrub(text: str) -> str:
 
 
 def connect(url: str):
-    """A psycopg2 connection (password from libpq's environment), read-only."""
+    """A psycopg2 connection (password from libpq's environment) whose every transaction is
+    read-only: the session default is set at connect (so a transaction the query might open after
+    ending ours is read-only too), and psycopg2 opens each transaction with BEGIN READ ONLY."""
     import psycopg2
 
     try:
-        conn = psycopg2.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        conn = psycopg2.connect(
+            url, connect_timeout=CONNECT_TIMEOUT_SECONDS, options=READ_ONLY_OPTIONS
+        )
     except psycopg2.Error as e:
         raise SourceError(f"cannot connect to {url}: {_scrub(str(e))}") from None
     conn.set_session(readonly=True)
     return conn
+
+
+def _ensure_read_only(cur) -> None:
+    """Refuse to go on unless the current transaction is read-only (asked of the server, inside the
+    transaction the next query runs in)."""
+    cur.execute("SHOW transaction_read_only")
+    state = cur.fetchone()[0]
+    if state != "on":
+        raise SourceError(f"postgresql source: the transaction is not read-only ({state})")
 
 
 def _quote(identifier: str) -> str:
@@ -58,10 +74,14 @@ def _quote(identifier: str) -> str:
 
 
 def base_query(spec: SourceSpec) -> str:
-    """The source's rows as one SELECT (table, or the user's query as a subquery)."""
+    """The source's rows as one SELECT (table, or the user's query, checked to be one read-only
+    SELECT and ending in a newline, so a comment cannot swallow what is appended to it)."""
     if spec.table:
         return f"SELECT * FROM {_quote(spec.table)}"
-    return spec.query.strip().rstrip(";")
+    try:
+        return read_only_select(spec.query) + "\n"
+    except QueryRefused as e:
+        raise SourceError(f"postgresql source {spec.describe()}: {e}") from None
 
 
 def span_query(spec: SourceSpec, span: int | None) -> str:
@@ -77,6 +97,7 @@ def _scalar(conn, sql: str) -> Any:
 
     try:
         with conn.cursor() as cur:
+            _ensure_read_only(cur)
             cur.execute(sql)
             return cur.fetchone()[0]
     except psycopg2.Error as e:
@@ -84,19 +105,24 @@ def _scalar(conn, sql: str) -> Any:
 
 
 def check(spec: SourceSpec) -> None:
-    """Connect, and check the table/query and its span/partition columns exist."""
+    """Connect, and check the table/query and its span/partition columns exist. Free of side
+    effects: the query is refused before connecting unless it is one read-only SELECT, and runs
+    under LIMIT 0 in a read-only transaction that is rolled back."""
     import psycopg2
 
+    base = base_query(spec)
     conn = connect(spec.url)
     try:
         with conn.cursor() as cur:
             try:
-                cur.execute(f"SELECT * FROM ({base_query(spec)}) AS src LIMIT 0")
+                _ensure_read_only(cur)
+                cur.execute(f"SELECT * FROM ({base}) AS src LIMIT 0")
             except psycopg2.Error as e:
                 raise SourceError(
                     f"postgresql source {spec.describe()}: {_scrub(str(e))}"
                 ) from None
             columns = [d.name for d in cur.description]
+        conn.rollback()
         for field in ("span_column", "partition_column"):
             column = getattr(spec, field)
             if column and column not in columns:
@@ -205,6 +231,8 @@ class _ReadPartition(beam.DoFn):
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "partitions-read").inc()
         conn = connect(self._url)
         try:
+            with conn.cursor() as check:
+                _ensure_read_only(check)
             with conn.cursor(name=f"tfx_source_partition_{index}") as cur:
                 cur.itersize = FETCH_ROWS
                 cur.execute(sql)

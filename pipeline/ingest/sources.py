@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from metadata.node_ids import EXAMPLE_GENS, MULTI_SOURCE_EXAMPLE_GEN
 from modules import features
+from pipeline.ingest.sql_query import QueryRefused, read_only_select
 
 if TYPE_CHECKING:
     from pipeline.config import PipelineConfig
@@ -156,6 +157,11 @@ def _postgresql_problem(s: SourceSpec) -> str | None:
         return "postgresql source needs exactly one of table or query"
     if s.table and not all(_IDENTIFIER.fullmatch(p) for p in s.table.split(".")):
         return f"postgresql table {s.table!r} is not a [schema.]name identifier"
+    if s.query.strip():
+        try:
+            read_only_select(s.query)
+        except QueryRefused as e:
+            return f"postgresql {e}"
     for field in ("span_column", "partition_column"):
         value = getattr(s, field)
         if value and not _IDENTIFIER.fullmatch(value):
@@ -285,6 +291,14 @@ def resolve_file_source(spec: SourceSpec) -> tuple[int, str, str]:
     highest span whose folder matches the pattern), with a one-line error when nothing does."""
     if "://" not in spec.path and not os.path.isdir(spec.path):
         raise SourceError(f"{spec.kind} source path {spec.path} is not a directory")
+    head, _, file_glob = spec.file_pattern.partition("/")
+    if head == "span-{SPAN}" and "/" not in file_glob:
+        from pipeline.ingest.spans import unusable_span_folder
+
+        # TFX reads span-1_0 as span 10 and fails on span-abc: name the folder first.
+        unusable = unusable_span_folder(spec.path, file_glob)
+        if unusable:
+            raise SourceError(f"{spec.kind} source: {unusable}")
     from tfx.components.example_gen import input_processor
     from tfx.proto import example_gen_pb2
 
@@ -299,6 +313,10 @@ def resolve_file_source(spec: SourceSpec) -> tuple[int, str, str]:
         raise SourceError(
             f"{spec.kind} source {os.path.join(spec.path, spec.file_pattern)}: {first}"
         ) from None
+    from pipeline.ingest.spans import span_problem
+
+    if span is not None and (problem := span_problem(span)):
+        raise SourceError(f"{spec.kind} source {os.path.join(spec.path, pattern)}: {problem}")
     from tfx.dsl.io import fileio
 
     if not fileio.glob(os.path.join(spec.path, pattern)):

@@ -11,8 +11,9 @@ with a reason and the rest trained on:
                       or 1e30 for an INT, bytes that are no number for a FLOAT)
     too_many_values   more values than the schema's value_count max / shape allows
     out_of_domain     a string outside the feature's string_domain (or bool_domain)
-    out_of_range      a number outside int_domain / float_domain min..max, or NaN / inf where the
-                      domain has bounds or disallows them
+    out_of_range      a number outside int_domain / float_domain min..max, or a float that is not a
+                      valid value at all (NaN, +-inf, beyond float32: modules/values.py), whatever
+                      the domain says: the model cannot train on it
 
 A clean row is returned with every schema feature in the schema's type (an int-valued cell of a
 column CSV inference made BYTES becomes int64 again), so the column is uniform downstream. Only
@@ -29,6 +30,8 @@ import math
 from tensorflow.core.example import example_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from modules import values as valid_values
+
 MISSING_VALUE = "missing_value"
 WRONG_TYPE = "wrong_type"
 TOO_MANY_VALUES = "too_many_values"
@@ -39,7 +42,6 @@ REASONS = (MISSING_VALUE, WRONG_TYPE, TOO_MANY_VALUES, OUT_OF_DOMAIN, OUT_OF_RAN
 ROW = "<row>"
 TRAINING = "TRAINING"
 
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _KINDS = {
     schema_pb2.INT: "int64_list",
     schema_pb2.FLOAT: "float_list",
@@ -184,17 +186,22 @@ def _convert(values, kind: str, rule: FeatureRule) -> tuple[list | None, str]:
                     n = int(text)
                 except ValueError:
                     return None, f"{_show(v)} is not an integer"
-            if not _INT64_MIN <= n <= _INT64_MAX:
-                return None, f"{n} does not fit int64"
+            problem = valid_values.int_problem(n)
+            if problem:
+                return None, problem
             out.append(n)
         elif rule.kind == "float_list":
             if kind == "int64_list":
                 out.append(float(v))
                 continue
             try:
-                out.append(float(v.decode("utf-8", "replace").strip()))
+                number = float(v.decode("utf-8", "replace").strip())
             except ValueError:
                 return None, f"{_show(v)} is not a number"
+            problem = valid_values.float_problem(number)
+            if problem:  # 1e50 as text would become inf in the float_list
+                return None, problem
+            out.append(number)
         else:  # bytes from numbers: their text
             out.append(str(v).encode())
     return out, ""
@@ -332,17 +339,10 @@ def _value_problem(rule: FeatureRule, values) -> Violation | None:
         return None
     lo, hi = rule.minimum, rule.maximum
     for v in values:
-        if rule.kind == "float_list" and not math.isfinite(v):
-            if math.isnan(v):
-                if rule.disallow_nan or lo is not None or hi is not None:
-                    return Violation(rule.name, OUT_OF_RANGE, "NaN")
-            elif rule.disallow_inf:
-                return Violation(rule.name, OUT_OF_RANGE, str(v))
-            elif v > 0 and hi is not None:
-                return Violation(rule.name, OUT_OF_RANGE, f"{v} > max {hi:g}")
-            elif v < 0 and lo is not None:
-                return Violation(rule.name, OUT_OF_RANGE, f"{v} < min {lo:g}")
-            continue
+        if rule.kind == "float_list":
+            problem = valid_values.float_problem(v)
+            if problem:  # NaN, +-inf: never a value to train on, domain or not
+                return Violation(rule.name, OUT_OF_RANGE, problem)
         if lo is not None and v < lo:
             return Violation(rule.name, OUT_OF_RANGE, f"{_show(v)} < min {lo:g}")
         if hi is not None and v > hi:

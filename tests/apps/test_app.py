@@ -180,9 +180,9 @@ def test_batch_scores_good_rows_and_lists_bad_ones(settings, monkeypatch):
     bad = frame(at, "line", "reason")
     assert len(scored) == 22
     assert list(bad["line"]) == [5, 12, 19]
-    assert "trip_miles='three' is not a number" in bad["reason"][0]
+    assert "trip_miles: 'three' is not a number" in bad["reason"][0]
     assert "not an integer" in bad["reason"][1]
-    assert "not a finite number" in bad["reason"][2]
+    assert "fare: inf is not finite in float32" in bad["reason"][2]
     good = [r for i, r in enumerate(rows) if i not in (3, 10, 17)]
     expected = predict_rows(RestClient("127.0.0.1", settings.rest_port), "taxi", good)
     assert list(scored["probability"]) == pytest.approx(

@@ -9,6 +9,8 @@ import random
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from apps.ui import server
@@ -26,13 +28,15 @@ def _row(**values: str) -> str:
 @pytest.mark.parametrize(
     "value, reason",
     [
-        ("abc", "is not a number"),
-        ("nan", "is not a finite number"),
-        ("-inf", "is not a finite number"),
-        ("1e400", "is not a finite number"),
+        ("abc", "is not an integer"),
+        ("nan", "is not an integer"),
+        ("-inf", "is not an integer"),
+        ("1e400", "is not an integer"),
         ("2.5", "is not an integer"),
-        ("99999999999999999999", "out of the int64 range"),
-        ("１２", None),  # full-width digits: Python's float() reads them, so does the encoder
+        ("99999999999999999999", "does not fit int64"),
+        ("-9223372036854775809", "does not fit int64"),
+        ("１２", "is not an integer"),  # full-width digits: modules/values.py takes ASCII only
+        ("9223372036854775807", None),
     ],
 )
 def test_hostile_values_are_reported_with_their_line(value, reason):
@@ -129,3 +133,118 @@ def test_mlops_ui_help_lists_the_store_and_server_flags():
     ):
         assert flag in result.output
     assert "127.0.0.1" in result.output  # binds to localhost unless told otherwise
+
+
+# ---- numbers the model must never see (modules/values.py) ----------------------------------------
+_FLOAT_KEYS = [k for k in features.RAW_FEATURE_KEYS if features.SPEC.raw_dtype(k) == "float"]
+_INT_KEYS = [k for k in features.RAW_FEATURE_KEYS if features.SPEC.raw_dtype(k) == "int64"]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity", "1e50", "-1e39", "1e400"])
+def test_float_cells_that_float32_cannot_hold_are_refused_per_row(value):
+    key = _FLOAT_KEYS[0]
+    text = "\n".join([HEADER, _row(), _row(**{key: value})]) + "\n"
+    good, bad = server.check_rows(server.read_upload(text.encode()))
+    assert good == [0] and [b.line for b in bad] == [3]
+    assert key in bad[0].reason and ("finite" in bad[0].reason or "NaN" in bad[0].reason)
+
+
+_INVALID = st.one_of(
+    st.tuples(
+        st.sampled_from(_FLOAT_KEYS),
+        st.one_of(
+            st.sampled_from(["nan", "-nan", "inf", "+inf", "-Infinity", "1e39", "1e400"]),
+            st.floats(min_value=3.41e38, allow_infinity=False).map(repr),
+        ),
+    ),
+    st.tuples(
+        st.sampled_from(_INT_KEYS),
+        st.one_of(
+            st.integers(min_value=2**63, max_value=2**90).map(str),
+            st.integers(min_value=-(2**90), max_value=-(2**63) - 1).map(str),
+            st.sampled_from(["nan", "inf", "1.5", "1e3"]),
+        ),
+    ),
+)
+_BOUNDARY = st.one_of(
+    st.tuples(
+        st.sampled_from(_FLOAT_KEYS),
+        st.sampled_from(["3.4028234e38", "-3.4028234e38", "1e-45", "-0", "0"]),
+    ),
+    st.tuples(st.sampled_from(_INT_KEYS), st.sampled_from(["9223372036854775807", "-0", "0"])),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.lists(_INVALID, max_size=2), st.lists(_BOUNDARY, max_size=2)),
+        min_size=1,
+        max_size=6,
+    ),
+    bom=st.booleans(),
+)
+def test_fuzz_rows_with_invalid_numbers_are_never_scored(rows, bom):
+    """check_rows decides which rows score_frame sends: a row holding a non-finite or
+    overflowing value never is (with a reason on its line), a row of boundary values always is."""
+    lines = [HEADER]
+    for invalid, boundary in rows:
+        cells = dict(boundary)
+        cells.update(dict(invalid))
+        lines.append(_row(**cells))
+    content = ("\n".join(lines) + "\n").encode()
+    frame = server.read_upload((b"\xef\xbb\xbf" if bom else b"") + content)
+    assert list(frame.columns) == list(features.RAW_FEATURE_KEYS)
+    good, bad = server.check_rows(frame)
+    for i, (invalid, _) in enumerate(rows):
+        if invalid:
+            assert i not in good
+            assert any(b.line == i + 2 and invalid[-1][0] in b.reason for b in bad)
+        else:
+            assert i in good
+
+
+# ---- the downloaded CSV --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "cell, shown",
+    [
+        ('=HYPERLINK("http://x","y")', '\'=HYPERLINK("http://x","y")'),
+        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "'\r=1"),
+        ("-87.6", "-87.6"),  # a number stays a number
+        ("+1e5", "+1e5"),
+        ("-inf", "'-inf"),
+        ("Cash", "Cash"),
+        (0.25, 0.25),
+    ],
+)
+def test_cells_a_spreadsheet_would_evaluate_are_neutralised(cell, shown):
+    assert server.neutralise_cell(cell) == shown
+
+
+def test_the_scored_csv_download_carries_no_formula():
+    import csv
+    import io
+
+    frame = pd.DataFrame(
+        {"company": ["=1+1", "@x", "Flash Cab"], "fare": ["-3.5", "-1+2", "12"], "=evil": "a"}
+    )
+    frame["probability"] = [0.1, 0.2, 0.9]
+    rows = list(csv.reader(io.StringIO(server.scored_csv(frame).decode())))
+    assert rows[0] == ["company", "fare", "'=evil", "probability"]
+    assert [r[0] for r in rows[1:]] == ["'=1+1", "'@x", "Flash Cab"]
+    assert [r[1] for r in rows[1:]] == ["-3.5", "'-1+2", "12"]
+    assert [float(r[3]) for r in rows[1:]] == [0.1, 0.2, 0.9]
+    for row in rows:
+        for cell in row:
+            assert not cell.startswith(server.FORMULA_STARTS) or float(cell) == float(cell)
+
+
+def test_a_bom_in_the_upload_is_not_part_of_a_column_name():
+    content = b"\xef\xbb\xbf" + f"{HEADER}\n{_row()}\n".encode()
+    frame = server.read_upload(content)
+    assert list(frame.columns)[0] == features.RAW_FEATURE_KEYS[0]
+    assert server.check_rows(frame) == ([0], [])

@@ -163,6 +163,9 @@ def test_refusals_are_one_line_exit_1_and_write_nothing(tmp_path):
 _cells = st.one_of(
     st.text(max_size=12),
     st.sampled_from(["", "NA", "nan", "inf", "1e309", "-0", "007", "9223372036854775808", '"']),
+    # the gates' value classes: non-finite, float32/int64 overflow, formula-like text
+    st.sampled_from(["NaN", "-inf", "Infinity", "1e50", "1e400", "3.5e38", "-9223372036854775809"]),
+    st.sampled_from(["=1+1", "+cmd", "@SUM(A1)", "\t=1"]),
     st.integers(-(2**70), 2**70).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(str),
 )
@@ -186,7 +189,8 @@ def hostile_csv(draw) -> tuple[str, str]:
     writer = csv.writer(buf, quoting=draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL])))
     writer.writerow(header)
     writer.writerows(rows)
-    return buf.getvalue(), label
+    bom = "\ufeff" if draw(st.booleans()) else ""  # a UTF-8 byte order mark before the header
+    return bom + buf.getvalue(), label
 
 
 @settings(
@@ -210,6 +214,7 @@ def test_hostile_csvs_give_a_loadable_draft_or_one_line(tmp_path, case):
         return
     spec = dataset_spec.load(path)
     assert spec.raw_feature_keys and spec.label in spec.kinds
+    assert not any("\ufeff" in key for key in spec.kinds)  # the BOM is no part of a name
     written = yaml.safe_load(path.read_text())
     assert written["task"] == spec.task
     with open(Path(spec.data_root) / "span-1" / "data.csv", newline="", encoding="utf-8") as f:

@@ -70,7 +70,7 @@ def test_add_span_writes_the_next_span(tmp_path):
     "writer, needles",
     [
         (ds.write_broken_header, ["missing column(s) fare", "unexpected column(s) fare_usd"]),
-        (ds.write_bad_types, ["line 4: trip_start_hour='seven pm' is not INT"]),
+        (ds.write_bad_types, ["line 4: trip_start_hour: 'seven pm' is not an integer"]),
     ],
 )
 def test_add_span_rejects_a_csv_that_does_not_match_the_schema(tmp_path, writer, needles):

@@ -132,7 +132,7 @@ with batch:
         st.dataframe(scored, key="scored")
         st.download_button(
             "Download scored CSV",
-            scored.to_csv(index=False).encode(),
+            server.scored_csv(scored),
             file_name=upload.name.removesuffix(".csv") + "-scored.csv",
             mime="text/csv",
         )

@@ -409,7 +409,7 @@ def test_example_gen_reruns_on_new_rows_and_is_cached_otherwise(pg, tmp_path):
 # ---- docs/sources.md, run as written; the full pipeline on Parquet + PostgreSQL ------------------
 DOC = PROJECT_ROOT / "docs" / "sources.md"
 _BLOCK = re.compile(
-    r"^<!-- test: (sources-[a-z]+) -->\n```(?:bash|python)\n(.*?)\n```$", re.M | re.S
+    r"^<!-- test: (sources-[a-z]+) -->\n```(?:bash|python|sql)\n(.*?)\n```$", re.M | re.S
 )
 
 
@@ -419,8 +419,14 @@ def doc_blocks() -> dict[str, str]:
 
 def test_docs_mark_every_command_block():
     blocks = doc_blocks()
-    assert set(blocks) == {"sources-python", "sources-kubeflow", "sources-run", "sources-errors"}
-    fences = re.findall(r"^```(bash|python)$", DOC.read_text(), re.M)
+    assert set(blocks) == {
+        "sources-python",
+        "sources-kubeflow",
+        "sources-run",
+        "sources-errors",
+        "sources-role",  # run by tests/pipeline/ingest/test_sql_gate.py
+    }
+    fences = re.findall(r"^```(bash|python|sql)$", DOC.read_text(), re.M)
     assert len(fences) == len(blocks)
 
 

@@ -12,6 +12,7 @@ import tensorflow_data_validation as tfdv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modules import values as valid_values
 from pipeline.config import PipelineConfig
 from pipeline.validation import row_checks
 from pipeline.validation.row_checks import RowChecker
@@ -250,7 +251,11 @@ def test_hostile_rows_are_clean_or_have_a_reason_never_an_exception(case):
             if rule.name in parsed.features.feature:
                 assert parsed.features.feature[rule.name].WhichOneof("kind") == rule.kind
         assert CHECKER.check_serialized(clean) == (clean, [])
-        # And its values are what a row of the schema may hold.
+        # And its values are what a row of the schema may hold: every float a valid number.
+        for rule in CHECKER.rules:
+            if rule.kind == "float_list" and rule.name in parsed.features.feature:
+                for v in parsed.features.feature[rule.name].float_list.value:
+                    assert valid_values.float_problem(v) is None
         as_json = row_checks.example_to_json(parsed)
         for rule in CHECKER.rules:
             if rule.required:
@@ -263,3 +268,72 @@ def test_arbitrary_bytes_never_raise(record):
     clean, violations = CHECKER.check_serialized(record)
     assert (clean is None) != (not violations)
     assert CHECKER.check_batch([record]) == [(clean, violations)]
+
+
+# ---- values that are no valid number (modules/values.py): quarantined whatever the domain -------
+@pytest.mark.parametrize(
+    "row, kinds",
+    [
+        ({"fare": [math.inf]}, None),  # fare has a min but no max: +inf used to count as clean
+        ({"tips": [math.inf]}, None),
+        ({"trip_miles": [math.nan]}, None),
+        ({"fare": [b"1e50"]}, {"fare": "bytes_list"}),  # inf once in float32
+        ({"fare": [b"1e400"]}, {"fare": "bytes_list"}),
+        ({"tips": [b"inf"]}, {"tips": "bytes_list"}),
+        ({"tips": [b"NaN"]}, {"tips": "bytes_list"}),
+        ({"trip_seconds": [b"9223372036854775808"]}, {"trip_seconds": "bytes_list"}),
+        ({"trip_start_timestamp": [float(2**64)]}, {"trip_start_timestamp": "float_list"}),
+    ],
+)
+def test_non_finite_and_overflowing_values_are_quarantined_with_the_reason(row, kinds):
+    record = example({**GOOD, **row}, kinds).SerializeToString()
+    (name,) = row
+    for clean, violations in (CHECKER.check_serialized(record), CHECKER.check_batch([record])[0]):
+        assert clean is None
+        assert [v.feature for v in violations] == [name]
+        assert violations[0].reason in (row_checks.OUT_OF_RANGE, row_checks.WRONG_TYPE)
+        assert any(w in violations[0].detail for w in ("finite", "NaN", "int64", "integer"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"3.4028234e38", b"0", b"-0", b"1e-45", b"123.5"],  # float32 max and small values
+)
+def test_boundary_values_that_float32_holds_stay_clean(text):
+    record = example({**GOOD, "tips": [text]}, {"tips": "bytes_list"}).SerializeToString()
+    clean, violations = CHECKER.check_serialized(record)
+    assert violations == [] and clean is not None
+
+
+_INVALID_FLOATS = st.one_of(
+    st.sampled_from([math.nan, math.inf, -math.inf]).map(lambda v: ("float_list", v)),
+    st.sampled_from(
+        [b"nan", b"NaN", b"inf", b"-Infinity", b"1e39", b"-1e39", b"1e50", b"1e400", b"3.5e38"]
+    ).map(lambda v: ("bytes_list", v)),
+    st.floats(min_value=3.41e38, allow_infinity=True).map(
+        lambda v: ("bytes_list", repr(v).encode())
+    ),
+)
+_FLOAT_FEATURES = [r.name for r in CHECKER.rules if r.kind == "float_list"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    hostile_rows(),
+    st.sampled_from(_FLOAT_FEATURES),
+    _INVALID_FLOATS,
+)
+def test_rows_with_an_invalid_number_are_never_clean(case, feature, invalid):
+    """Whatever else the row holds, one non-finite or float32-overflowing value in a float
+    feature keeps it out of the cleaned examples, on the row path and the batched path."""
+    row, kinds = case
+    kind, value = invalid
+    row, kinds = {**row, feature: [value]}, {**kinds, feature: kind}
+    record = example(row, kinds).SerializeToString()
+    good = example(GOOD).SerializeToString(deterministic=True)
+    assert CHECKER.check_serialized(record)[0] is None
+    assert [c is None for c, _ in CHECKER.check_batch([good, record, good])] == [
+        False,
+        True,
+        False,
+    ]
