@@ -14,6 +14,7 @@ import datetime as dt
 import html
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,19 @@ def build(
     evaluation = card.get("evaluation") or {}
     if evaluation.get("evaluation_uri"):
         evaluation["slices"] = slice_metrics(evaluation["evaluation_uri"])
-    card["template"] = Path(template).read_text() if Path(template).is_file() else ""
+    card["template"] = template_text(template)
     return card
+
+
+_COMMENT = re.compile(r"<!--.*?-->\s*", re.S)
+
+
+def template_text(template: str | os.PathLike[str] = TEMPLATE) -> str:
+    """The template's prose without its HTML comments: the `<!-- Edit me ... -->` note is for
+    whoever edits template.md, not for the card's readers (`mlops models card` prints the card
+    as written)."""
+    path = Path(template)
+    return _COMMENT.sub("", path.read_text()).strip() + "\n" if path.is_file() else ""
 
 
 def statistics_summary(uri: str) -> dict[str, Any]:
