@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import model_layout as layout
+from data_stats.missing import presence
 from metadata import model_facts, payloads
 from metadata.store import MetadataError, MetadataStore, open_store
 from modules import dataset_spec, features
@@ -98,11 +99,11 @@ def statistics_summary(uri: str) -> dict[str, Any]:
                         "std": n.std_dev,
                         "min": n.min,
                         "max": n.max,
-                        "missing": n.common_stats.num_missing,
+                        "missing": presence(n.common_stats).missing,
                     }
                 elif f.HasField("string_stats"):
                     s = f.string_stats
-                    feats[name] = {"unique": s.unique, "missing": s.common_stats.num_missing}
+                    feats[name] = {"unique": s.unique, "missing": presence(s.common_stats).missing}
             out[split_dir.name[len("Split-") :]] = {
                 "num_examples": dataset.num_examples,
                 "features": feats,
