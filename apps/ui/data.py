@@ -562,8 +562,9 @@ def versions_on_disk(serving_dir: str) -> pd.DataFrame:
 
 
 @_cache
-def version_lineage(metadata: str, version: str) -> tuple[dict, str]:
-    """(lineage summary, Graphviz DOT of the upstream graph) of a served version."""
+def version_lineage(metadata: str, version: str, collapse: bool = True) -> tuple[dict, str]:
+    """(lineage summary, Graphviz DOT of the upstream graph) of a served version; collapse:
+    the artifacts passed between components as edge labels (lineage/graph.py)."""
     from lineage import graph
     from lineage.queries import trace
     from metadata import MetadataError
@@ -573,7 +574,7 @@ def version_lineage(metadata: str, version: str) -> tuple[dict, str]:
         t = trace(ls, str(version))
     except MetadataError as e:
         raise DataUnavailable(str(e)) from None
-    return t.summary, graph.to_dot(t)
+    return t.summary, graph.to_dot(t, collapse)
 
 
 # ---- serving skew --------------------------------------------------------------------------
