@@ -213,7 +213,7 @@ def test_mlops_ui_starts_server_and_predicts_in_a_real_browser(small_pipeline, t
         row = {f.name: f.default for f in fields} | {"trip_miles": 3.5}
         expected = predict_rows(RestClient("127.0.0.1", rest_port), "taxi", [row])[0]
         assert float(shown) == pytest.approx(expected["probabilities"][0], abs=1e-4)
-        nav = browser.js("document.querySelector('[data-testid=\"stSidebar\"]').innerText")
+        nav = browser.js("document.querySelector('[data-testid=\"stSidebarNav\"]').innerText")
         assert nav.split() == ["Predict", "Runs", "Models", "Data", "Serving"], nav
         answered = browser.js("document.body.innerText")
         assert "answered by version" in answered and "REST" in answered
@@ -262,8 +262,9 @@ def _every_page_by_url_and_dataset_switch(browser: Browser, url: str, small_pipe
     browser.wait_for("document.body.innerText.includes('Pushed version')")
     assert browser.metrics()["Pushed version"] == version
     assert small_pipeline.serving_model_dir in browser.js("document.body.innerText")
-    browser.wait_for("!!document.querySelector('svg .node')")  # the lineage graph, drawn
-    assert browser.js("document.querySelector('svg').textContent.includes('Pusher')")
+    graph_svg = "[...document.querySelectorAll('svg')].find(s => s.querySelector('.node'))"
+    browser.wait_for(f"!!{graph_svg}")  # the lineage graph, drawn
+    assert browser.js(f"{graph_svg}.textContent.includes('Pusher')")
 
     text = browser.open(f"{url}/data", "Data")
     text = browser.wait_for(
