@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["predict", "runs", "models", "datasets", "serving"]
+PAGES = ["predict", "runs", "models", "data", "serving"]
 
 
 def _free_port() -> int:

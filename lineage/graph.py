@@ -3,7 +3,7 @@
 Graphviz's ``dot`` binary gives the nicest layout, but it is a system package that a fresh
 machine may lack, and a lineage picture must not depend on it. So DOT text is written by hand
 (no binary needed), ``dot`` renders SVG/PNG when it is on PATH, and otherwise a small layered
-layout (ranks = longest path from the inputs, left to right) is drawn directly as SVG, or as PNG
+layout (ranks = longest path from the inputs, top to bottom) is drawn directly as SVG, or as PNG
 through Pillow, which TensorFlow's stack already installs.
 """
 
@@ -34,25 +34,43 @@ class Node:
     target: bool = False
 
 
-def build(t: Trace) -> tuple[list[Node], list[tuple[str, str, str]]]:
-    """Nodes and labelled edges (data flow direction: input -> execution -> output)."""
+def build(t: Trace, collapse: bool = True) -> tuple[list[Node], list[tuple[str, str, str]]]:
+    """Nodes and labelled edges (data flow direction: input -> execution -> output).
+
+    collapse (the default) summarises the artifacts that pass from one execution to another
+    as the label of one edge between the two ("examples: Examples #3"), so the picture is the
+    pipeline's shape, about one node per component; the target, the input files and artifacts
+    with no producer in the trace stay nodes. collapse=False draws every artifact as a node.
+    """
     nodes: list[Node] = []
     edges: list[tuple[str, str, str]] = []
+    summarised = {
+        a_id
+        for a_id in t.artifacts
+        if collapse and a_id != t.target and t.producer_of(a_id) is not None
+    }
     for a in sorted(t.artifacts.values(), key=lambda a: a["id"]):
-        props = a["properties"]
-        label = [f"{a['type']} #{a['id']}"]
-        for key in ("span", "blessed", "pushed_version"):
-            if key in props:
-                label.append(f"{key}={props[key]}")
-        label.append(_tail(a["uri"]))
-        nodes.append(Node(f"a{a['id']}", label, "artifact", a["id"] == t.target))
+        if a["id"] in summarised:
+            continue
+        nodes.append(Node(f"a{a['id']}", _artifact_label(a), "artifact", a["id"] == t.target))
     for e in sorted(t.executions.values(), key=lambda e: e["id"]):
         nodes.append(Node(f"e{e['id']}", [e["component"], f"#{e['id']} {e['state']}"], "execution"))
+    passed: dict[tuple[str, str], list[str]] = {}
     for exec_id, art_id, key, direction in t.edges:
-        if direction == "input":
+        if art_id in summarised:
+            producer = t.producer_of(art_id)
+            if direction == "input" and producer != exec_id:
+                a = t.artifacts[art_id]
+                text = f"{key}: {a['type']} #{art_id}"
+                passed.setdefault((f"e{producer}", f"e{exec_id}"), []).append(text)
+        elif direction == "input":
             edges.append((f"a{art_id}", f"e{exec_id}", key))
         else:
             edges.append((f"e{exec_id}", f"a{art_id}", key))
+    for (src, dst), texts in sorted(passed.items()):
+        shown = sorted(set(texts))
+        more = f" (+{len(shown) - 2})" if len(shown) > 2 else ""
+        edges.append((src, dst, "\n".join(shown[:2]) + more))
     n_files = 0
     for item in t.summary.get("inputs", []):
         producer = t.producer_of(item["examples_id"])
@@ -69,17 +87,30 @@ def build(t: Trace) -> tuple[list[Node], list[tuple[str, str, str]]]:
     return nodes, edges
 
 
+def _artifact_label(a: dict[str, Any]) -> list[str]:
+    props = a["properties"]
+    label = [f"{a['type']} #{a['id']}"]
+    for key in ("span", "blessed", "pushed_version"):
+        if key in props:
+            label.append(f"{key}={props[key]}")
+    label.append(_tail(a["uri"]))
+    return label
+
+
 def _tail(path: str, keep: int = 3) -> str:
     parts = [p for p in str(path).split(os.sep) if p]
     return ("…/" if len(parts) > keep else "/") + "/".join(parts[-keep:])
 
 
-def to_dot(t: Trace) -> str:
-    nodes, edges = build(t)
+def to_dot(t: Trace, collapse: bool = True) -> str:
+    """Graphviz DOT, layered top-down (inputs at the top, the target at the bottom): a
+    pipeline's lineage is long and narrow, so left-to-right drew a strip too wide to read
+    without zooming (4170x258 px)."""
+    nodes, edges = build(t, collapse)
     lines = [
         "digraph lineage {",
-        "  rankdir=LR;",
-        '  node [fontname="Helvetica", fontsize=10, style="filled,rounded"];',
+        "  rankdir=TB; nodesep=0.25; ranksep=0.35;",
+        '  node [fontname="Helvetica", fontsize=10, style="filled,rounded", margin="0.1,0.04"];',
         '  edge [fontname="Helvetica", fontsize=8, color="#555555"];',
     ]
     for n in nodes:
@@ -94,7 +125,8 @@ def to_dot(t: Trace) -> str:
         label = "\\n".join(_dot_escape(x) for x in n.label)
         lines.append(f'  {n.id} [label="{label}", shape={shape}, fillcolor="{color}"];')
     for src, dst, key in edges:
-        lines.append(f'  {src} -> {dst} [label="{_dot_escape(key)}"];')
+        label = "\\n".join(_dot_escape(x) for x in key.split("\n"))
+        lines.append(f'  {src} -> {dst} [label="{label}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -103,7 +135,9 @@ def _dot_escape(text: str) -> str:
     return str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
 
 
-def write(t: Trace, output: str, fmt: str | None = None, engine: str = "auto") -> str:
+def write(
+    t: Trace, output: str, fmt: str | None = None, engine: str = "auto", collapse: bool = True
+) -> str:
     """Write the picture; the format comes from the extension unless given.
 
     Returns the renderer used.
@@ -116,7 +150,7 @@ def write(t: Trace, output: str, fmt: str | None = None, engine: str = "auto") -
     parent = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(parent):
         raise MetadataError(f"output directory does not exist: {parent}")
-    dot_text = to_dot(t)
+    dot_text = to_dot(t, collapse)
     if fmt == "dot":
         with open(output, "w") as f:
             f.write(dot_text)
@@ -138,7 +172,7 @@ def write(t: Trace, output: str, fmt: str | None = None, engine: str = "auto") -
                 f"graphviz failed: {proc.stderr.decode(errors='replace').strip()[:500]}"
             )
         return "graphviz"
-    nodes, edges = build(t)
+    nodes, edges = build(t, collapse)
     layout = _layout(nodes, edges)
     if fmt == "svg":
         with open(output, "w") as f:
@@ -149,7 +183,7 @@ def write(t: Trace, output: str, fmt: str | None = None, engine: str = "auto") -
 
 
 # ---- built-in layered layout -------------------------------------------------------------------
-_W, _H, _GAP_X, _GAP_Y, _MARGIN = 210, 58, 70, 22, 20
+_W, _H, _GAP_X, _GAP_Y, _MARGIN = 210, 58, 24, 46, 20
 
 
 def _layout(nodes: list[Node], edges: list[tuple[str, str, str]]) -> dict[str, tuple[float, float]]:
@@ -169,19 +203,19 @@ def _layout(nodes: list[Node], edges: list[tuple[str, str, str]]) -> dict[str, t
 
     for n in nodes:
         rank_of(n.id)
-    columns: dict[int, list[str]] = {}
+    rows: dict[int, list[str]] = {}
     for n in nodes:
-        columns.setdefault(rank[n.id], []).append(n.id)
+        rows.setdefault(rank[n.id], []).append(n.id)
     pos: dict[str, tuple[float, float]] = {}
-    for r in sorted(columns):
-        col = columns[r]
+    for r in sorted(rows):
+        row = rows[r]
         if r > 0:
-            # Barycenter of predecessors keeps edges short and mostly horizontal.
-            col.sort(
-                key=lambda n: sum(pos[p][1] for p in preds[n] if p in pos) / max(1, len(preds[n]))
+            # Barycenter of predecessors keeps edges short and mostly vertical.
+            row.sort(
+                key=lambda n: sum(pos[p][0] for p in preds[n] if p in pos) / max(1, len(preds[n]))
             )
-        for i, node in enumerate(col):
-            pos[node] = (_MARGIN + r * (_W + _GAP_X), _MARGIN + i * (_H + _GAP_Y))
+        for i, node in enumerate(row):
+            pos[node] = (_MARGIN + i * (_W + _GAP_X), _MARGIN + r * (_H + _GAP_Y))
     return pos
 
 
@@ -211,17 +245,17 @@ def _svg(nodes: list[Node], edges: list[tuple[str, str, str]], pos: dict[str, An
         f'<rect width="{width}" height="{height}" fill="white"/>',
     ]
     for src, dst, key in edges:
-        x1, y1 = pos[src][0] + _W, pos[src][1] + _H / 2
-        x2, y2 = pos[dst][0], pos[dst][1] + _H / 2
-        mid = (x1 + x2) / 2
+        x1, y1 = pos[src][0] + _W / 2, pos[src][1] + _H
+        x2, y2 = pos[dst][0] + _W / 2, pos[dst][1]
+        mid = (y1 + y2) / 2
         out.append(
-            f'<path d="M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} '
-            f'{mid:.0f},{y2:.0f} {x2:.0f},{y2:.0f}" '
+            f'<path d="M{x1:.0f},{y1:.0f} C{x1:.0f},{mid:.0f} '
+            f'{x2:.0f},{mid:.0f} {x2:.0f},{y2:.0f}" '
             'fill="none" stroke="#555" stroke-width="1" marker-end="url(#arrow)"/>'
         )
         out.append(
-            f'<text x="{mid:.0f}" y="{(y1 + y2) / 2 - 3:.0f}" font-size="8" fill="#333" '
-            f'text-anchor="middle">{html.escape(key)}</text>'
+            f'<text x="{(x1 + x2) / 2 + 4:.0f}" y="{mid:.0f}" font-size="8" fill="#333">'
+            f"{html.escape(key.splitlines()[0] if key else '')}</text>"
         )
     for n in nodes:
         x, y = pos[n.id]
@@ -254,10 +288,10 @@ def _png(
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     for src, dst, _key in edges:
-        x1, y1 = pos[src][0] + _W, pos[src][1] + _H / 2
-        x2, y2 = pos[dst][0], pos[dst][1] + _H / 2
+        x1, y1 = pos[src][0] + _W / 2, pos[src][1] + _H
+        x2, y2 = pos[dst][0] + _W / 2, pos[dst][1]
         draw.line([(x1, y1), (x2, y2)], fill="#555555", width=1)
-        draw.polygon([(x2, y2), (x2 - 7, y2 - 4), (x2 - 7, y2 + 4)], fill="#555555")
+        draw.polygon([(x2, y2), (x2 - 4, y2 - 7), (x2 + 4, y2 - 7)], fill="#555555")
     for n in nodes:
         x, y = pos[n.id]
         draw.rounded_rectangle([x, y, x + _W, y + _H], radius=8, fill=_fill(n), outline="#333333")

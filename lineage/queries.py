@@ -17,7 +17,7 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb2
 
 from metadata import payloads
 from metadata.evaluation import read_evaluation
-from metadata.records import ExecutionRecord, run_status
+from metadata.records import ExecutionRecord
 from metadata.store import (
     MetadataError,
     MetadataStore,
@@ -84,7 +84,8 @@ def list_runs(ls: MetadataStore, limit: int | None = None) -> list[dict[str, Any
                 "pipeline": run.pipeline,
                 "start": iso_time(run.started_ms),
                 "duration_s": run.duration_s,
-                "status": run_status(c["state"] for c in components),
+                "status": run.status,
+                "status_reason": run.status_reason,
                 "components": components,
                 "pushed": pushed is not None,
                 "pushed_version": pushed.get("pushed_version") if pushed else None,

@@ -45,7 +45,7 @@ def runs(data: list[dict[str, Any]]) -> str:
                 run["run_id"],
                 run["start"],
                 f"{run['duration_s']:.1f}s",
-                run["status"],
+                run["status"] + (" (process gone)" if run.get("status_reason") else ""),
                 pushed,
                 "; ".join(parts),
             ]

@@ -7,6 +7,8 @@
     evaluation   TFMA metrics overall and per slice, failed thresholds
     payloads     hyperparameters, schema summary, input files of an ExampleGen
     model_facts  what MLMD knows about one (pushed) model: run, span, evaluation, lineage ids
+    run_process  the local runner's process per run (pid, host, start, end): a killed run's
+                 "running" executions read as failed
 
 It sits at the bottom: it imports nothing from pipeline/, lineage/, serving/ or runners/
 (tests/test_import_direction.py keeps it so).

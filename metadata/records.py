@@ -39,6 +39,9 @@ class RunRecord:
     status: str  # 'complete', 'failed' or 'running'
     executions: list[ExecutionRecord]
     context_id: int = 0
+    # Why the status is not what the executions' states say (a "running" run whose process is
+    # gone is failed: metadata/run_process.py); '' when it is.
+    status_reason: str = ""
 
     def execution(self, node_id: str) -> ExecutionRecord | None:
         """The run's (last) execution of one component, or None."""

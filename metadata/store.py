@@ -64,6 +64,7 @@ from metadata.records import (
     SpanRecord,
     run_status,
 )
+from metadata.run_process import RunProcess, checked_status, processes
 
 PIPELINE_CONTEXT = "pipeline"
 RUN_CONTEXT = "pipeline_run"
@@ -198,6 +199,7 @@ class MetadataStore:
             "node_of_execution",
             "run_contexts",
             "run_of_execution",
+            "run_processes",
         ):
             self.__dict__.pop(name, None)
 
@@ -422,15 +424,32 @@ class MetadataStore:
         executions = self.executions(context)
         starts = [e.started_ms for e in executions] or [context.create_time_since_epoch]
         ends = [e.ended_ms for e in executions] or [context.last_update_time_since_epoch]
+        pipeline = self.pipeline_of_run(context)
+        status, why = self.checked_status(
+            [e.state for e in executions], pipeline, context.create_time_since_epoch
+        )
         return RunRecord(
             run_id=context.name,
-            pipeline=self.pipeline_of_run(context),
+            pipeline=pipeline,
             started_ms=min(starts),
             duration_s=round(max(0, max(ends) - min(starts)) / 1000, 1),
-            status=run_status([e.state for e in executions]),
+            status=status,
             executions=executions,
             context_id=context.id,
+            status_reason=why,
         )
+
+    @functools.cached_property
+    def run_processes(self) -> list[RunProcess]:
+        """The local runner's process records (metadata/run_process.py)."""
+        return processes(self.mlmd)
+
+    def checked_status(
+        self, states: Iterable[str], pipeline: str, run_created_ms: int
+    ) -> tuple[str, str]:
+        """(status, why) of a run from its executions' states, "failed" for a "running" run
+        whose recorded process is gone (metadata/run_process.py)."""
+        return checked_status(run_status(states), self.run_processes, pipeline, run_created_ms)
 
     def latest_run(self, pipeline_name: str | None = None) -> RunRecord | None:
         """The newest run of `pipeline_name` (else of any pipeline in the store), or None."""

@@ -14,11 +14,13 @@ import datetime as dt
 import html
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import model_layout as layout
+from data_stats.missing import presence
 from metadata import model_facts, payloads
 from metadata.store import MetadataError, MetadataStore, open_store
 from modules import dataset_spec, features
@@ -61,8 +63,19 @@ def build(
     evaluation = card.get("evaluation") or {}
     if evaluation.get("evaluation_uri"):
         evaluation["slices"] = slice_metrics(evaluation["evaluation_uri"])
-    card["template"] = Path(template).read_text() if Path(template).is_file() else ""
+    card["template"] = template_text(template)
     return card
+
+
+_COMMENT = re.compile(r"<!--.*?-->\s*", re.S)
+
+
+def template_text(template: str | os.PathLike[str] = TEMPLATE) -> str:
+    """The template's prose without its HTML comments: the `<!-- Edit me ... -->` note is for
+    whoever edits template.md, not for the card's readers (`mlops models card` prints the card
+    as written)."""
+    path = Path(template)
+    return _COMMENT.sub("", path.read_text()).strip() + "\n" if path.is_file() else ""
 
 
 def statistics_summary(uri: str) -> dict[str, Any]:
@@ -86,11 +99,11 @@ def statistics_summary(uri: str) -> dict[str, Any]:
                         "std": n.std_dev,
                         "min": n.min,
                         "max": n.max,
-                        "missing": n.common_stats.num_missing,
+                        "missing": presence(n.common_stats).missing,
                     }
                 elif f.HasField("string_stats"):
                     s = f.string_stats
-                    feats[name] = {"unique": s.unique, "missing": s.common_stats.num_missing}
+                    feats[name] = {"unique": s.unique, "missing": presence(s.common_stats).missing}
             out[split_dir.name[len("Split-") :]] = {
                 "num_examples": dataset.num_examples,
                 "features": feats,

@@ -226,10 +226,21 @@ class GrpcClient:
 
 
 class ServingClientError(Exception):
+    """The server answered with an error. `message` is the server's text as sent; str() is one
+    line (the first non-blank one): a TF runtime error carries a multi-line graph dump
+    (`[[{{node ...}}]]`) after the sentence that says what is wrong, and callers that print the
+    error (`mlops predict`, the web app) promise one line."""
+
     def __init__(self, code: object, message: str) -> None:
-        super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.summary = one_line(message)
+        super().__init__(f"{code}: {self.summary}")
+
+
+def one_line(text: str) -> str:
+    """The first non-blank line of `text`, stripped ('' for none)."""
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
 
 
 class ServerUnreachable(Exception):

@@ -102,8 +102,8 @@ class FieldSpec:
 class FeatureStatistics:
     name: str
     kind: str  # "numeric" | "categorical"
-    count: int
-    missing: int
+    count: int  # examples with a value
+    missing: int  # examples without one: absent or blank (data_stats/missing.py)
     summary: dict[str, float]
     chart: pd.DataFrame  # numeric: low, high, count; categorical: value, frequency
 
@@ -220,9 +220,9 @@ def _detail(ls, run, metadata: str) -> RunDetail:
             by_key = ls.inputs(e.id)
             report.candidate_model_id = next((a.id for a in by_key.get("model", [])), None)
             report.baseline_model_id = next((a.id for a in by_key.get("baseline_model", [])), None)
-    states = {c.state for c in components}
-    status = (
-        "failed" if "failed" in states else "running" if states & {"running", "new"} else "complete"
+    pipeline = ls.pipeline_of_run(run)
+    status, why = ls.checked_status(
+        [c.state for c in components], pipeline, run.create_time_since_epoch
     )
     starts = [c.start for c in components]
     ends = [c.end for c in components]
@@ -231,7 +231,7 @@ def _detail(ls, run, metadata: str) -> RunDetail:
     )
     return RunDetail(
         run_id=run.name,
-        pipeline=ls.pipeline_of_run(run),
+        pipeline=pipeline,
         start=min(starts) if starts else None,
         duration_s=round((max(ends) - min(starts)).total_seconds(), 1) if starts else 0.0,
         status=status,
@@ -242,7 +242,7 @@ def _detail(ls, run, metadata: str) -> RunDetail:
         pushed_version=pushed_version,
         decision=report.push_decision
         if status != "failed" or report.pushed_path
-        else ("not pushed: " + _failure(report, components)),
+        else ("not pushed: " + (why or _failure(report, components))),
         components=components,
         anomalies=pd.DataFrame(
             [dataclasses.asdict(a) for a in report.anomalies],
@@ -359,6 +359,15 @@ def _slice_value(key) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def comparison_defaults(runs: pd.DataFrame) -> tuple[str, str]:
+    """(run A, run B) the comparison opens with: the two newest completed runs, older first
+    (a failed or killed run has no evaluation or push to compare); the two newest runs when
+    fewer than two completed. `runs` is runs_table's frame, newest first."""
+    complete = list(runs.loc[runs["status"] == "complete", "run"])
+    pair = complete[:2] if len(complete) >= 2 else list(runs["run"])[:2]
+    return pair[1], pair[0]
+
+
 @_cache
 def run_comparison(metadata: str, run_a: str, run_b: str) -> dict[str, pd.DataFrame]:
     """Two runs side by side per section (input data, schema, hyperparameters, metrics, ...)."""
@@ -410,6 +419,7 @@ def feature_statistics(statistics_uri: str, split: str) -> list[FeatureStatistic
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
     from data_stats.compare import load_statistics_file
+    from data_stats.missing import presence
 
     path = os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
     if not os.path.exists(path):
@@ -440,10 +450,9 @@ def feature_statistics(statistics_uri: str, split: str) -> list[FeatureStatistic
                     "std_dev": ns.std_dev,
                     "zeros": ns.num_zeros,
                 }
+                seen = presence(common)
                 out.append(
-                    FeatureStatistics(
-                        name, "numeric", common.num_non_missing, common.num_missing, summary, chart
-                    )
+                    FeatureStatistics(name, "numeric", seen.present, seen.missing, summary, chart)
                 )
             elif feature.HasField("string_stats"):
                 ss = feature.string_stats
@@ -452,12 +461,13 @@ def feature_statistics(statistics_uri: str, split: str) -> list[FeatureStatistic
                     (b.label, b.sample_count) for b in ss.rank_histogram.buckets
                 ]
                 chart = pd.DataFrame(values, columns=["value", "frequency"])
+                seen = presence(common)
                 out.append(
                     FeatureStatistics(
                         name,
                         "categorical",
-                        common.num_non_missing,
-                        common.num_missing,
+                        seen.present,
+                        seen.missing,
                         {"unique": ss.unique},
                         chart,
                     )
@@ -552,8 +562,9 @@ def versions_on_disk(serving_dir: str) -> pd.DataFrame:
 
 
 @_cache
-def version_lineage(metadata: str, version: str) -> tuple[dict, str]:
-    """(lineage summary, Graphviz DOT of the upstream graph) of a served version."""
+def version_lineage(metadata: str, version: str, collapse: bool = True) -> tuple[dict, str]:
+    """(lineage summary, Graphviz DOT of the upstream graph) of a served version; collapse:
+    the artifacts passed between components as edge labels (lineage/graph.py)."""
     from lineage import graph
     from lineage.queries import trace
     from metadata import MetadataError
@@ -563,7 +574,7 @@ def version_lineage(metadata: str, version: str) -> tuple[dict, str]:
         t = trace(ls, str(version))
     except MetadataError as e:
         raise DataUnavailable(str(e)) from None
-    return t.summary, graph.to_dot(t)
+    return t.summary, graph.to_dot(t, collapse)
 
 
 # ---- serving skew --------------------------------------------------------------------------

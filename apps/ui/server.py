@@ -62,7 +62,7 @@ def _client(
 
 def _explain(exc: Exception, host: str, port: int) -> ServerUnavailable:
     if isinstance(exc, ServingClientError):
-        return ServerUnavailable(f"the model server refused the request: {exc.message}")
+        return ServerUnavailable(f"the model server refused the request: {exc.summary}")
     if isinstance(exc, ServerUnreachable | requests.RequestException) or "UNAVAILABLE" in str(exc):
         return ServerUnavailable(
             f"no model server answers at {host}:{port}: start one with `make serve` "

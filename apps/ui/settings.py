@@ -55,6 +55,30 @@ class Settings:
                 values[field.name] = raw
         return cls(**values)
 
+    def for_dataset(self, dataset: str) -> Settings:
+        """These settings for another dataset (the web app's dataset switcher): that dataset's
+        pipeline, model, schema and serving dir (a sibling of this one: one serving root holds
+        every model), the same store and server. The dataset the app started with keeps its
+        settings as given (flags may have overridden its defaults)."""
+        if dataset in ("", self.dataset):
+            return self
+        other = locations(dataset)
+        return dataclasses.replace(
+            self,
+            dataset=other.dataset,
+            pipeline_name=other.pipeline_name,
+            model_name=other.model_name,
+            serving_dir=os.path.join(os.path.dirname(self.serving_dir), other.model_name),
+            schema_path=other.schema_path,
+        )
+
+    def datasets(self) -> list[str]:
+        """What the switcher offers: every dataset under datasets/, and this one."""
+        from modules import dataset_spec
+
+        names = dataset_spec.available()
+        return names if self.dataset in names else [self.dataset, *names]
+
     def spec(self):
         """The dataset spec these settings name (modules/dataset_spec.DatasetSpec)."""
         from modules import dataset_spec

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, TextIO
 from ml_metadata.proto import metadata_store_pb2
 
 from cli_support import Exit
+from metadata import run_process
 from pipeline.config import PipelineConfig
 from pipeline.ingest.sources import preflight_problem
 from pipeline.ingest.spans import layout_error
@@ -235,11 +236,16 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
         print(f"Logs: {log_path}")
     started = time.monotonic()
     error: BaseException | None = None
-    with output_to_log(log_path) as progress, progress_logging(verbose, progress):
-        try:
-            tfx.orchestration.LocalDagRunner().run(pipeline)
-        except Exception as e:  # noqa: BLE001 - reported below with the run's state from MLMD
-            error = e
+    # Who runs it, so readers can tell a killed run from a running one (metadata/run_process.py).
+    process = run_process.record_start(connection_config, config.pipeline_name)
+    try:
+        with output_to_log(log_path) as progress, progress_logging(verbose, progress):
+            try:
+                tfx.orchestration.LocalDagRunner().run(pipeline)
+            except Exception as e:  # noqa: BLE001 - reported below with the run's state from MLMD
+                error = e
+    finally:
+        run_process.record_end(connection_config, process)
     print(f"\nWall time: {time.monotonic() - started:.1f}s")
 
     report = latest_run_report(connection_config, config.pipeline_name)

@@ -15,6 +15,7 @@ from ml_metadata.proto import metadata_store_pb2
 from streamlit.testing.v1 import AppTest
 
 from apps.ui.settings import Settings
+from data_stats.missing import presence
 from modules import features
 from serving_api.client import RestClient, predict_rows
 from tests import serving_models as sm
@@ -290,7 +291,7 @@ def test_models_page_shows_versions_server_state_and_lineage(small_pipeline, set
 def test_data_page_shows_statistics_anomalies_and_drift_state(
     small_pipeline, settings, monkeypatch
 ):
-    at = page("datasets", settings, monkeypatch)
+    at = page("data", settings, monkeypatch)
     no_exception(at)
     assert at.selectbox(key="span").value == 1
     stats = _train_statistics(small_pipeline)
@@ -312,6 +313,18 @@ def test_data_page_shows_statistics_anomalies_and_drift_state(
     row = table[table["feature"] == "fare"].iloc[0]
     assert row["count"] == stats["fare"].num_stats.common_stats.num_non_missing
     assert row["mean"] == pytest.approx(stats["fare"].num_stats.mean)
+    # Missing as TFDV reads it: blank CSV cells (empty value lists) count, not only absent ones.
+    tract = table[table["feature"] == "pickup_census_tract"].iloc[0]
+    tract_feature = stats["pickup_census_tract"]  # int or, all blank, typed by no value
+    tract_stats = getattr(tract_feature, tract_feature.WhichOneof("stats")).common_stats
+    total = tract_stats.num_missing + tract_stats.num_non_missing
+    assert (tract["count"], tract["missing"]) == (
+        presence(tract_stats).present,
+        presence(tract_stats).missing,
+    )
+    assert tract["count"] + tract["missing"] == total
+    assert tract["missing"] >= 0.99 * total  # the column is ~all blank
+    assert row["missing"] == 0
     assert any("no anomalies" in s.value for s in at.success)
     assert any("no earlier span to compare with" in i.value for i in at.info)
     at.selectbox(key="feature").set_value("payment_type").run()
@@ -370,7 +383,7 @@ def test_server_down_gives_a_message(settings, monkeypatch, name):
     assert any("no model server answers" in e.value for e in at.error), [e.value for e in at.error]
 
 
-@pytest.mark.parametrize("name", ["runs", "datasets", "predict"])
+@pytest.mark.parametrize("name", ["runs", "data", "predict"])
 def test_missing_and_empty_store_give_a_message(settings, monkeypatch, tmp_path, name):
     import dataclasses
 

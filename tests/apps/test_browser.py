@@ -1,11 +1,14 @@
 """End to end in a real headless Chromium: `mlops ui` on a free port, the predict form filled and
-submitted, the probability read off the page (driven over the Chrome DevTools Protocol)."""
+submitted, the probability read off the page, then every page opened by its URL and the dataset
+switched in the sidebar, each checked against what this test reads itself (driven over the
+Chrome DevTools Protocol)."""
 
 from __future__ import annotations
 
 import base64
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +20,8 @@ import pytest
 import websocket  # websocket-client (already in the TFX stack via kubernetes)
 
 from apps.ui import data
+from apps.ui.app import PAGES
+from data_stats.missing import presence
 from serving_api.client import RestClient, predict_rows
 from tests import serving_models as sm
 
@@ -97,6 +102,49 @@ class Browser:
             time.sleep(0.5)
         raise TimeoutError(f"page never satisfied: {expression}")
 
+    def click(self, element_js: str) -> None:
+        """A real mouse click (pointer events) in the middle of the element `element_js` finds."""
+        x, y = self.js(
+            f"(function(){{var e = {element_js}; e.scrollIntoView({{block: 'center'}});"
+            " var r = e.getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2];})()"
+        )
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def open(self, url: str, title: str) -> str:
+        """Load `url` as a user typing it; wait for the page's title; return the page's text."""
+        self.send("Page.navigate", url=url)
+        return self.wait_page(title)
+
+    def wait_page(self, title: str) -> str:
+        self.wait_for(
+            f"(document.querySelector('h1') || {{}}).innerText === {json.dumps(title)}"
+            " && !document.querySelector('[data-testid=\"stSkeleton\"]')"
+        )
+        return self.js("document.body.innerText")
+
+    def metrics(self) -> dict[str, str]:
+        return self.js(
+            "Object.fromEntries([...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
+            ".map(m => [m.querySelector('[data-testid=\"stMetricLabel\"]').innerText.trim(),"
+            " m.querySelector('[data-testid=\"stMetricValue\"]').innerText.trim()]))"
+        )
+
+    def choose_dataset(self, name: str) -> None:
+        """Pick `name` in the sidebar's Dataset box, as a user: open it, click the option."""
+        self.click(
+            'document.querySelector(\'[data-testid="stSidebar"] [data-testid="stSelectbox"]'
+            ' button[aria-label="Open"]\')'
+        )
+        option = (
+            "[...document.querySelectorAll('[role=\"option\"]')]"
+            f".find(o => o.innerText.trim() === {json.dumps(name)})"
+        )
+        self.wait_for(f"!!{option}", timeout=30)
+        self.click(option)
+        self.wait_for(f"location.search.includes('dataset={name}')", timeout=60)
+
     def close(self) -> None:
         self.ws.close()
         self.proc.terminate()
@@ -165,12 +213,13 @@ def test_mlops_ui_starts_server_and_predicts_in_a_real_browser(small_pipeline, t
         row = {f.name: f.default for f in fields} | {"trip_miles": 3.5}
         expected = predict_rows(RestClient("127.0.0.1", rest_port), "taxi", [row])[0]
         assert float(shown) == pytest.approx(expected["probabilities"][0], abs=1e-4)
-        nav = browser.js("document.querySelector('[data-testid=\"stSidebar\"]').innerText")
+        nav = browser.js("document.querySelector('[data-testid=\"stSidebarNav\"]').innerText")
         assert nav.split() == ["Predict", "Runs", "Models", "Data", "Serving"], nav
         answered = browser.js("document.body.innerText")
         assert "answered by version" in answered and "REST" in answered
         assert "Page not found" not in answered
         assert shot.stat().st_size > 10_000
+        _every_page_by_url_and_dataset_switch(browser, url, small_pipeline)
     finally:
         if browser is not None:
             browser.close()
@@ -182,3 +231,93 @@ def test_mlops_ui_starts_server_and_predicts_in_a_real_browser(small_pipeline, t
         assert "No model server answers; starting one" in (tmp_path / "app.log").read_text()
         with pytest.raises(OSError):  # the server it started stopped with it
             urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/taxi", timeout=2)
+
+
+def _every_page_by_url_and_dataset_switch(browser: Browser, url: str, small_pipeline) -> None:
+    """Each page opened by its own URL in a fresh load (no "Page not found"), its values checked
+    against ML Metadata and the artifacts; then the sidebar's dataset switch."""
+    from metadata import open_store
+
+    report = small_pipeline.report
+    pipeline = small_pipeline.config.pipeline_name
+    version = os.path.basename(report.pushed_path.rstrip("/"))
+    texts = {}
+    for _script, title, path in PAGES:
+        texts[path] = browser.open(f"{url}/{path}", title)
+        assert "Page not found" not in texts[path], path
+        assert browser.js("location.pathname") == f"/{path}"
+    assert "Model taxi on the model server" in texts["predict"]
+
+    browser.open(f"{url}/runs", "Runs")
+    assert f"Pipeline {pipeline} in the metadata store" in browser.js("document.body.innerText")
+    run = open_store(small_pipeline.metadata_path).runs(pipeline)[0]  # the page's default run
+    shown = browser.wait_for(
+        "(function(){var m = document.querySelectorAll('[data-testid=\"stMetricValue\"]');"
+        " return m.length >= 4 && [...m].map(e => e.innerText.trim());})()"
+    )
+    assert shown[:2] == [run.status, str(report.span)], shown
+    assert run.status == "complete"
+
+    browser.open(f"{url}/models", "Models")
+    browser.wait_for("document.body.innerText.includes('Pushed version')")
+    assert browser.metrics()["Pushed version"] == version
+    assert small_pipeline.serving_model_dir in browser.js("document.body.innerText")
+    graph_svg = "[...document.querySelectorAll('svg')].find(s => s.querySelector('.node'))"
+    browser.wait_for(f"!!{graph_svg}")  # the lineage graph, drawn
+    assert browser.js(f"{graph_svg}.textContent.includes('Pusher')")
+
+    text = browser.open(f"{url}/data", "Data")
+    text = browser.wait_for(
+        "document.body.innerText.includes('Most missing') && document.body.innerText"
+    )
+    assert f"as ingested by run {report.run_id}" in text
+    stats = _train_statistics(small_pipeline)
+    tract = presence(stats["pickup_census_tract"])
+    assert tract.missing > 0.99 * (tract.present + tract.missing)  # ~all blank, not 0
+    assert f"pickup_census_tract {tract.missing:,} of {tract.present + tract.missing:,}" in text, (
+        text
+    )
+
+    browser.open(f"{url}/serving", "Serving")
+    browser.wait_for("document.body.innerText.includes('Requests (since start)')")
+    assert int(browser.metrics()["Requests (since start)"]) >= 1  # the prediction above
+
+    # The switcher: on Runs, pick penguins; the page reads penguins' pipeline, and a sidebar link
+    # keeps the choice; a URL with ?dataset= opens a page on that dataset.
+    browser.open(f"{url}/runs", "Runs")
+    browser.choose_dataset("penguins")
+    browser.wait_for("document.body.innerText.includes('Pipeline penguins_pipeline')", timeout=60)
+    assert "no runs of pipeline 'penguins_pipeline'" in browser.js("document.body.innerText")
+    browser.click(
+        "[...document.querySelectorAll('[data-testid=\"stSidebarNavLink\"]')]"
+        ".find(a => a.innerText.trim() === 'Predict')"
+    )
+    browser.wait_for("document.body.innerText.includes('Model penguins on the model server')")
+    text = browser.open(f"{url}/models?dataset=penguins", "Models")
+    browser.wait_for("document.body.innerText.includes('no model has been pushed')")
+    penguins_dir = os.path.join(os.path.dirname(small_pipeline.serving_model_dir), "penguins")
+    assert penguins_dir in browser.js("document.body.innerText")
+    browser.choose_dataset("taxi")
+    browser.wait_for("document.body.innerText.includes('Pushed version')", timeout=60)
+    assert browser.metrics()["Pushed version"] == version
+
+
+def _train_statistics(small_pipeline) -> dict:
+    """The fixture run's train-split statistics per feature (common statistics)."""
+    from data_stats.compare import load_statistics_file
+    from metadata import open_store
+
+    store = open_store(small_pipeline.metadata_path)
+    [span] = [
+        s
+        for s in store.spans(small_pipeline.config.pipeline_name)
+        if s.run_id == small_pipeline.report.run_id
+    ]
+    proto = load_statistics_file(
+        os.path.join(span.statistics_uri, "Split-train", "FeatureStats.pb")
+    )
+    out = {}
+    for f in proto.datasets[0].features:
+        kind = f.WhichOneof("stats")
+        out[".".join(f.path.step)] = getattr(f, kind).common_stats
+    return out

@@ -46,7 +46,7 @@ def two_spans(tmp_path_factory):
 
 def test_data_page_shows_the_drift_the_store_holds(two_spans, monkeypatch):
     _, report, settings = two_spans
-    at = page("datasets", settings, monkeypatch)
+    at = page("data", settings, monkeypatch)
     no_exception(at)
     assert at.selectbox(key="span").options == ["1", "2"]
     assert at.selectbox(key="span").value == 2

@@ -167,6 +167,10 @@ def test_graph_writes_valid_png(cli, tmp_path, engine):
 
     with Image.open(png) as image:
         assert image.width > 200 and image.height > 50
+        # Readable at normal size (was 4170x258 left to right with every artifact a node).
+        print(f"{engine}: {image.width}x{image.height} px")
+        assert image.width <= 1600 and image.height <= 2000
+        assert 0.3 <= image.width / image.height <= 2.5
 
 
 def test_graph_writes_valid_dot(cli, tmp_path):

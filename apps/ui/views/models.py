@@ -63,7 +63,11 @@ except RegistryError as e:
 st.subheader("Lineage")
 version = st.selectbox("Version", [str(v) for v in on_disk["version"]], key="lineage_version")
 with shown_errors():
-    summary, dot = data.version_lineage(cfg.metadata, version)
+    every_artifact = st.toggle(
+        "Lineage graph: show every artifact (default: artifacts summarised on the edges)",
+        key="every_artifact",
+    )
+    summary, dot = data.version_lineage(cfg.metadata, version, collapse=not every_artifact)
 pushed = summary.get("pushed", {})
 evaluation = next(iter(summary.get("evaluation", [])), {})
 inputs = summary.get("inputs", [])

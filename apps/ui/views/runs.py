@@ -146,9 +146,17 @@ ids = list(runs["run"])
 if len(ids) < 2:
     st.info("Only one run recorded: nothing to compare yet.")
 else:
+    default_a, default_b = data.comparison_defaults(runs)
     left, right = st.columns(2)
-    run_a = left.selectbox("Run A", ids, index=1, key="run_a")
-    run_b = right.selectbox("Run B", ids, index=0, key="run_b")
+    run_a = left.selectbox("Run A", ids, index=ids.index(default_a), key="run_a")
+    run_b = right.selectbox("Run B", ids, index=ids.index(default_b), key="run_b")
+    status = dict(zip(runs["run"], runs["status"], strict=True))
+    for name, chosen in (("A", run_a), ("B", run_b)):
+        if status.get(chosen) != "complete":
+            st.warning(
+                f"Run {name} ({chosen}) is {status.get(chosen)}: what it did not reach "
+                "(training, evaluation, push) shows as empty, not as a change."
+            )
     only_changes = st.checkbox("Only what changed", value=True, key="only_changes")
     with shown_errors(stop=False):
         sections = data.run_comparison(cfg.metadata, run_a, run_b)

@@ -59,6 +59,18 @@ st.dataframe(
     hide_index=True,
     key="statistics",
 )
+blank = sorted(
+    (f for f in stats if f.missing), key=lambda f: f.missing / (f.count + f.missing), reverse=True
+)
+if blank:
+    st.markdown(
+        "Most missing (absent or blank): "
+        + ", ".join(
+            f"{f.name} {f.missing:,} of {f.count + f.missing:,}"
+            f" ({f.missing / (f.count + f.missing):.1%})"
+            for f in blank[:3]
+        )
+    )
 names = [f.name for f in stats]
 feature = st.selectbox("Feature", names, key="feature")
 chosen = next(f for f in stats if f.name == feature)
