@@ -28,6 +28,7 @@ setup(
             "model_card*",
             "data_stats*",
             "serving_api*",
+            "upkeep*",
         ]
     ),
     package_data={

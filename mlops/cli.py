@@ -20,6 +20,8 @@ SUBCOMMANDS: dict[str, str] = {
     "models": "registry.cli:models",
     "ui": "apps.ui.cli:ui",
     "monitor": "monitoring.cli:monitor",
+    "gc": "upkeep.cli:gc",
+    "store": "upkeep.cli:store",
 }
 
 
