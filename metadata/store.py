@@ -397,8 +397,10 @@ class MetadataStore:
     ) -> dict[int, int]:
         """Everything these artifacts were made from: artifact id -> the artifact it was reached
         from (itself for the starting ones), walking OUTPUT events to the executions that made
-        each artifact and their INPUT events back, to the data. Inputs under a key in
-        `skip_inputs` (a comparison baseline, not a source) are not followed."""
+        each artifact and their INPUT events back, to the data. The other outputs of those
+        executions come along (a trace shows them beside each step: the Evaluator's evaluation
+        beside its blessing, the RowCleaner's quarantine beside its examples). Inputs under a key
+        in `skip_inputs` (a comparison baseline, not a source) are not followed."""
         skip = set(skip_inputs)
         reached = {i: i for i in artifact_ids}
         frontier = sorted(reached)
@@ -413,6 +415,9 @@ class MetadataStore:
             frontier = []
             for event in self.events_of_executions(sorted(made_by)):
                 keys = {s.key for s in event.path.steps if s.WhichOneof("value") == "key"}
+                if is_output(event):
+                    reached.setdefault(event.artifact_id, made_by[event.execution_id])
+                    continue
                 if not is_input(event) or (keys and keys <= skip):
                     continue
                 if event.artifact_id not in reached:
@@ -428,11 +433,21 @@ class MetadataStore:
             return []
         return sorted(self.mlmd.get_artifacts_by_context(context.id), key=lambda a: a.id)
 
-    def run_output_ids(self, run: str | mlmd_pb2.Context) -> set[int]:
-        """Ids of the artifacts a run's executions output (cached ones re-publish theirs)."""
+    def run_artifact_ids(
+        self, run: str | mlmd_pb2.Context, skip_inputs: Iterable[str] = ()
+    ) -> set[int]:
+        """Ids of the artifacts a run's executions wrote (cached ones re-publish theirs) or read,
+        except inputs under a key in `skip_inputs`. A running execution's inputs count too: TFX
+        records them when the execution starts."""
         context = self.resolve_run(run) if isinstance(run, str) else run
         ids = [e.id for e in self.mlmd.get_executions_by_context(context.id)]
-        return {e.artifact_id for e in self.events_of_executions(ids) if is_output(e)}
+        skip = set(skip_inputs)
+        found = set()
+        for event in self.events_of_executions(ids):
+            keys = {s.key for s in event.path.steps if s.WhichOneof("value") == "key"}
+            if is_output(event) or (is_input(event) and not (keys and keys <= skip)):
+                found.add(event.artifact_id)
+        return found
 
     # ---- upkeep: the only writes, on a store opened with writable=True --------------------------
     def mark_deleted(self, artifact_ids: Iterable[int]) -> list[int]:

@@ -16,8 +16,8 @@ What is kept, whatever the policy says (each kept artifact carries the first rea
   - the lineage of the most recently blessed model (the Evaluator's next baseline);
   - the lineage of the drift gate's baseline: the accepted statistics of the last accepted span
     and of the highest span below it (what a re-run of the same span compares with);
-  - the outputs, and their lineage, of the newest `keep_last` runs and of runs younger than
-    `keep_days` days.
+  - what the newest `keep_last` runs and the runs younger than `keep_days` days wrote and read
+    (a `--train-spans` window's earlier examples included), and its lineage.
 Lineage is walked upstream through MLMD events (metadata/ MetadataStore.upstream) without
 following comparison inputs (`BASELINE_INPUTS`), which would otherwise chain every model and every
 span to all earlier ones. Only artifacts whose files lie under the pipeline root are ever deleted:
@@ -213,7 +213,7 @@ def plan(
             why = f"run {run.name}: newer than {policy.keep_days:g} days"
         else:
             continue
-        keep(store.run_output_ids(run), why)
+        keep(store.run_artifact_ids(run, BASELINE_INPUTS), why)
 
     kept, deleted = [], []
     for artifact in store.pipeline_artifacts(pipeline_name):

@@ -168,7 +168,10 @@ class History:
                 context,
                 "Evaluator",
                 {"model": [a["model"]], "baseline_model": baseline, "examples": [a["examples"]]},
-                {"blessing": ("ModelBlessing", {"blessed": int(blessed)})},
+                {
+                    "evaluation": ("ModelEvaluation", {}),
+                    "blessing": ("ModelBlessing", {"blessed": int(blessed)}),
+                },
             )
         )
         if blessed:

@@ -79,7 +79,10 @@ def history(tmp_path_factory):
             "",
             "promote",
             served,
+            "--label",
             "stable",
+            "--reason",
+            "first model",
         ],
     )
     assert promoted.exit_code == 0, promoted.output
@@ -95,12 +98,15 @@ def history(tmp_path_factory):
     ]
 
     before = _pipeline_bytes(later.pipeline_root)
-    dry = CliRunner().invoke(mlops_main, _gc_args(later, "--keep-last", "2", "--json"))
+    dry = CliRunner().invoke(
+        mlops_main, _gc_args(later, "--keep-last", "2", "--keep-days", "0", "--json")
+    )
     assert dry.exit_code == 0, dry.output
     assert _pipeline_bytes(later.pipeline_root) == before  # a dry run deletes nothing
     started = time.monotonic()
     applied = CliRunner().invoke(
-        mlops_main, _gc_args(later, "--keep-last", str(KEEP_LAST), "--apply", "--json")
+        mlops_main,
+        _gc_args(later, "--keep-last", str(KEEP_LAST), "--keep-days", "0", "--apply", "--json"),
     )
     seconds = time.monotonic() - started
     assert applied.exit_code == 0, applied.output

@@ -89,6 +89,8 @@ def test_plan_keeps_lineage_of_served_labelled_blessed_and_the_drift_baseline(sq
     assert kept[r1["pushed_model"]] == "lineage of served version 100"
     assert kept[r1["examples"]] == "lineage of served version 100"
     assert kept[r2["model"]] == "lineage of version 200 labelled 'stable'"
+    # A sibling output of a step in the lineage stays with it (the evaluation beside a blessing).
+    assert kept[r1["evaluation"]] == "lineage of served version 100"
     assert kept[r4["model"]] == "lineage of the most recently blessed model"
     assert kept[r4["accepted_statistics"]] == "drift baseline: accepted statistics of span 4"
     assert kept[r5["accepted_statistics"]] == "drift baseline: accepted statistics of span 5"
