@@ -146,6 +146,16 @@ def labelled_versions(config_path: str, model_name: str) -> dict[str, int]:
     return {}
 
 
+def require_pipeline(store: MetadataStore, pipeline_name: str) -> None:
+    """A mistyped pipeline name must not read as "nothing to delete": name the ones there are."""
+    if not store.pipeline_artifacts(pipeline_name):
+        known = sorted(c.name for c in store.contexts("pipeline")) or ["none"]
+        raise UpkeepError(
+            f"no artifacts of pipeline {pipeline_name!r} in {store.where or 'the store'}; "
+            f"pipelines there: {', '.join(known)} (--pipeline-name)"
+        )
+
+
 def protected_versions(serving_dir: str, model_config: str, model_name: str) -> dict[str, str]:
     """Served or labelled version -> why it is protected."""
     out = {str(v): f"served version {v}" for v in model_layout.list_versions(serving_dir)}
@@ -169,6 +179,7 @@ def plan(
 ) -> Plan:
     """Decide what a gc deletes and why everything else stays (reads only)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    require_pipeline(store, pipeline_name)
     model_config = model_config or model_layout.model_config_path(serving_dir)
     reasons: dict[int, str] = {}
 

@@ -15,7 +15,7 @@ import os
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb2
 
 from metadata.store import MetadataStore
-from upkeep.gc import Item, Result, delete_payloads, size_of, under
+from upkeep.gc import Item, Result, delete_payloads, require_pipeline, size_of, under
 
 # TFX writes each output at <pipeline root>/<node id>/<output key>/<execution id>/; hidden
 # directories beside them (.system/, the gc trash) are TFX's or ours, not artifacts.
@@ -55,6 +55,7 @@ def output_dirs(pipeline_root: str) -> list[str]:
 
 def check(store: MetadataStore, *, pipeline_name: str, pipeline_root: str) -> Report:
     """Compare the pipeline's LIVE artifacts with the files under its root (reads only)."""
+    require_pipeline(store, pipeline_name)
     live = [
         a
         for a in store.pipeline_artifacts(pipeline_name)

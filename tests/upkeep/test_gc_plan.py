@@ -183,13 +183,18 @@ def test_gc_cli_dry_run_then_apply(sqlite_history):
         (["--keep-last", "0"], "0 is not in the range x>=1"),
         (["--metadata", "/nonexistent/metadata.db"], "Error: metadata store not found"),
         (["--dataset", "no_such_dataset"], "Error: "),
+        (["--pipeline-name", "nope"], "pipelines there: synthetic_pipeline"),
     ],
 )
-def test_gc_cli_bad_input_is_one_line(sqlite_history, args, message):
-    result = _cli("gc", "--metadata", sqlite_history.path, *args)
+@pytest.mark.parametrize("command", [["gc"], ["store", "check"]])
+def test_upkeep_cli_bad_input_is_one_line(sqlite_history, command, args, message):
+    if command != ["gc"] and args[0] == "--keep-last":
+        message = "No such option '--keep-last'"
+    result = _cli(*command, "--metadata", sqlite_history.path, *args)
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 or "Usage:" in result.output
 
 
 def test_store_check_finds_hand_deleted_and_unnamed_files_and_repairs(sqlite_history):
