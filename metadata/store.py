@@ -426,6 +426,24 @@ class MetadataStore:
             frontier.sort()
         return reached
 
+    def data_checks(self, examples_ids: Iterable[int]) -> set[int]:
+        """What the data checks made of these Examples: the StatisticsGen outputs computed from
+        them, and what the ExampleValidator, DriftValidator and DataGate made of those statistics
+        (anomalies, drift, accepted statistics). A trace shows them beside the examples, and the
+        live skew monitor compares a served version's traffic with its training statistics."""
+        first = self._consumer_outputs(examples_ids, {STATISTICS_GEN})
+        checks = {DRIFT_VALIDATOR, DATA_GATE, EXAMPLE_VALIDATOR}
+        return first | self._consumer_outputs(first, checks)
+
+    def _consumer_outputs(self, artifact_ids: Iterable[int], nodes: set[str]) -> set[int]:
+        """Outputs of the executions of `nodes` that read any of these artifacts."""
+        readers = {
+            e.execution_id
+            for e in self.events_of_artifacts(sorted(set(artifact_ids)))
+            if is_input(e) and self.node_of_execution.get(e.execution_id) in nodes
+        }
+        return {e.artifact_id for e in self.events_of_executions(sorted(readers)) if is_output(e)}
+
     def pipeline_artifacts(self, pipeline_name: str) -> list[mlmd_pb2.Artifact]:
         """Every artifact TFX attributed to one pipeline (its 'pipeline' context), oldest first."""
         context = self.mlmd.get_context_by_type_and_name(PIPELINE_CONTEXT, pipeline_name)

@@ -18,7 +18,9 @@ What is kept, whatever the policy says (each kept artifact carries the first rea
     and of the highest span below it (what a re-run of the same span compares with);
   - what the newest `keep_last` runs and the runs younger than `keep_days` days wrote and read
     (a `--train-spans` window's earlier examples included), and its lineage.
-Lineage is walked upstream through MLMD events (metadata/ MetadataStore.upstream) without
+Lineage is walked upstream through MLMD events (metadata/ MetadataStore.upstream), with the data
+checks of every Examples in it (statistics, anomalies, drift: what a trace and the live skew
+monitor read, MetadataStore.data_checks), without
 following comparison inputs (`BASELINE_INPUTS`), which would otherwise chain every model and every
 span to all earlier ones. Only artifacts whose files lie under the pipeline root are ever deleted:
 imported ones (the committed best hyperparameters) and the serving directory are never touched.
@@ -184,7 +186,8 @@ def plan(
     reasons: dict[int, str] = {}
 
     def keep(seeds: Iterable[int], why: str) -> None:
-        for artifact_id in store.upstream(seeds, BASELINE_INPUTS):
+        lineage = store.upstream(seeds, BASELINE_INPUTS)
+        for artifact_id in [*lineage, *store.data_checks(lineage)]:
             reasons.setdefault(artifact_id, why)
 
     # 1. Served and labelled versions: the PushedModel of each, and everything it came from.
