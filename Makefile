@@ -76,8 +76,14 @@ REQUESTS ?= request_log
 add-span: install
 	$(BIN)/mlops data add-span $(CSV) $(ARGS)
 
+# GC=1: after the run, `mlops gc --apply` with the dataset spec's retention (docs/upkeep.md),
+# GC_ARGS overriding it (e.g. GC_ARGS="--keep-last 5"). A run stopped by the data gate stops
+# make before the gc.
+GC ?=
+GC_ARGS ?=
 retrain: install
 	$(BIN)/python runners/local_runner.py $(ARGS)
+	$(if $(GC),$(BIN)/mlops gc --apply $(GC_ARGS))
 
 check-skew: install
 	$(BIN)/mlops data check-skew --requests $(REQUESTS) $(ARGS)

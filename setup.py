@@ -29,6 +29,7 @@ setup(
             "data_stats*",
             "serving_api*",
             "cli_support*",
+            "upkeep*",
         ]
     ),
     package_data={

@@ -81,6 +81,17 @@ class PushedModelRecord:
     execution_id: int | None = None  # the Pusher execution that output it
 
 
+@dataclasses.dataclass(frozen=True)
+class ActionRecord:
+    """An audit record written by store upkeep (`mlops gc`, `mlops store check --repair`): what
+    was done, by whom, when, and the artifacts it concerned."""
+
+    execution_id: int
+    created_ms: int
+    properties: dict[str, str]
+    artifact_ids: list[int]
+
+
 def run_status(states: Iterable[str]) -> str:
     """A run's status from its executions' states: failed beats running beats complete."""
     states = set(states)

@@ -58,6 +58,7 @@ from metadata.node_ids import (
     is_example_gen,
 )
 from metadata.records import (
+    ActionRecord,
     ExecutionRecord,
     PushedModelRecord,
     RunRecord,
@@ -92,10 +93,14 @@ class MetadataError(Exception):
 
 def open_store(
     url_or_config: str | os.PathLike[str] | mlmd_pb2.ConnectionConfig,
+    *,
+    writable: bool = False,
 ) -> MetadataStore:
     """Open a store for reading: a SQLite path, a database URL, a .pbtxt or a ConnectionConfig.
 
     Connects read-only where the backend allows it, failing clearly instead of creating a store.
+    `writable=True` is for store upkeep (`mark_deleted`, `record_action`): the store must exist
+    all the same.
 
     MLMD happily creates an empty SQLite file for a mistyped path, after which every command would
     report "no runs"; checking first turns that into a clear "no such file".
@@ -115,7 +120,8 @@ def open_store(
             raise MetadataError(
                 f"metadata store not found: {path} (run the pipeline first, or pass --metadata)"
             )
-        config.sqlite.connection_mode = mlmd_pb2.SqliteMetadataSourceConfig.READONLY
+        if not writable:
+            config.sqlite.connection_mode = mlmd_pb2.SqliteMetadataSourceConfig.READONLY
     try:
         store = metadata_store.MetadataStore(config)
         # A corrupt or foreign file can connect fine and only fail on the first query.
@@ -407,6 +413,138 @@ class MetadataStore:
         if node:
             return node
         return self.execution_type(execution).rsplit(".", 1)[-1]
+
+    def upstream(
+        self, artifact_ids: Iterable[int], skip_inputs: Iterable[str] = ()
+    ) -> dict[int, int]:
+        """Everything these artifacts were made from: artifact id -> the artifact it was reached
+        from (itself for the starting ones), walking OUTPUT events to the executions that made
+        each artifact and their INPUT events back, to the data. The other outputs of those
+        executions come along (a trace shows them beside each step: the Evaluator's evaluation
+        beside its blessing, the RowCleaner's quarantine beside its examples). Inputs under a key
+        in `skip_inputs` (a comparison baseline, not a source) are not followed."""
+        skip = set(skip_inputs)
+        reached = {i: i for i in artifact_ids}
+        frontier = sorted(reached)
+        seen_executions: set[int] = set()
+        while frontier:
+            made_by = {
+                e.execution_id: e.artifact_id
+                for e in self.events_of_artifacts(frontier)
+                if is_output(e) and e.execution_id not in seen_executions
+            }
+            seen_executions |= set(made_by)
+            frontier = []
+            for event in self.events_of_executions(sorted(made_by)):
+                keys = {s.key for s in event.path.steps if s.WhichOneof("value") == "key"}
+                if is_output(event):
+                    reached.setdefault(event.artifact_id, made_by[event.execution_id])
+                    continue
+                if not is_input(event) or (keys and keys <= skip):
+                    continue
+                if event.artifact_id not in reached:
+                    reached[event.artifact_id] = made_by[event.execution_id]
+                    frontier.append(event.artifact_id)
+            frontier.sort()
+        return reached
+
+    def data_checks(self, examples_ids: Iterable[int]) -> set[int]:
+        """What the data checks made of these Examples: the StatisticsGen outputs computed from
+        them, and what the ExampleValidator, DriftValidator and DataGate made of those statistics
+        (anomalies, drift, accepted statistics). A trace shows them beside the examples, and the
+        live skew monitor compares a served version's traffic with its training statistics."""
+        first = self._consumer_outputs(examples_ids, {STATISTICS_GEN})
+        checks = {DRIFT_VALIDATOR, DATA_GATE, EXAMPLE_VALIDATOR}
+        return first | self._consumer_outputs(first, checks)
+
+    def _consumer_outputs(self, artifact_ids: Iterable[int], nodes: set[str]) -> set[int]:
+        """Outputs of the executions of `nodes` that read any of these artifacts."""
+        readers = {
+            e.execution_id
+            for e in self.events_of_artifacts(sorted(set(artifact_ids)))
+            if is_input(e) and self.node_of_execution.get(e.execution_id) in nodes
+        }
+        return {e.artifact_id for e in self.events_of_executions(sorted(readers)) if is_output(e)}
+
+    def pipeline_artifacts(self, pipeline_name: str) -> list[mlmd_pb2.Artifact]:
+        """Every artifact TFX attributed to one pipeline (its 'pipeline' context), oldest first."""
+        context = self.mlmd.get_context_by_type_and_name(PIPELINE_CONTEXT, pipeline_name)
+        if context is None:
+            return []
+        return sorted(self.mlmd.get_artifacts_by_context(context.id), key=lambda a: a.id)
+
+    def run_artifact_ids(
+        self, run: str | mlmd_pb2.Context, skip_inputs: Iterable[str] = ()
+    ) -> set[int]:
+        """Ids of the artifacts a run's executions wrote (cached ones re-publish theirs) or read,
+        except inputs under a key in `skip_inputs`. A running execution's inputs count too: TFX
+        records them when the execution starts."""
+        context = self.resolve_run(run) if isinstance(run, str) else run
+        ids = [e.id for e in self.mlmd.get_executions_by_context(context.id)]
+        skip = set(skip_inputs)
+        found = set()
+        for event in self.events_of_executions(ids):
+            keys = {s.key for s in event.path.steps if s.WhichOneof("value") == "key"}
+            if is_output(event) or (is_input(event) and not (keys and keys <= skip)):
+                found.add(event.artifact_id)
+        return found
+
+    # ---- upkeep: the only writes, on a store opened with writable=True --------------------------
+    def mark_deleted(self, artifact_ids: Iterable[int]) -> list[int]:
+        """Mark artifacts DELETED (their payload is gone; metadata, events and lineage stay, as
+        TFX's garbage-collection design intends). TFX's cache and input resolution use LIVE
+        artifacts only, so no later run is handed one. Returns the ids changed."""
+        changed = []
+        for artifact in self.artifacts_by_id(artifact_ids).values():
+            if artifact.state != mlmd_pb2.Artifact.DELETED:
+                artifact.state = mlmd_pb2.Artifact.DELETED
+                changed.append(artifact)
+        if changed:
+            self.mlmd.put_artifacts(changed)
+        return [a.id for a in changed]
+
+    def record_action(
+        self, type_name: str, properties: dict[str, str], artifact_ids: Iterable[int], key: str
+    ) -> int:
+        """An audit record: one COMPLETE execution of `type_name` with these string properties and
+        an INPUT event (path `key`) to each artifact, in no context (no pipeline run sees it), as
+        the registry records its ModelActions. Returns the execution id."""
+        execution_type = mlmd_pb2.ExecutionType(name=type_name)
+        for name in properties:
+            execution_type.properties[name] = mlmd_pb2.STRING
+        type_id = self.mlmd.put_execution_type(execution_type, can_add_fields=True)
+        execution = mlmd_pb2.Execution(type_id=type_id)
+        execution.last_known_state = mlmd_pb2.Execution.COMPLETE
+        for name, value in properties.items():
+            execution.properties[name].string_value = str(value)
+        pairs = []
+        for index, artifact in enumerate(self.artifacts_by_id(artifact_ids).values()):
+            event = mlmd_pb2.Event(type=mlmd_pb2.Event.INPUT, artifact_id=artifact.id)
+            event.path.steps.add().key = key
+            event.path.steps.add().index = index
+            pairs.append((artifact, event))
+        execution_id, _, _ = self.mlmd.put_execution(execution, pairs, contexts=[])
+        return execution_id
+
+    def actions(self, type_name: str) -> list[ActionRecord]:
+        """The audit records of one type, oldest first, with the artifacts each names."""
+        try:
+            executions = self.mlmd.get_executions_by_type(type_name)
+        except Exception:  # no such type yet: nothing recorded
+            return []
+        executions = sorted(executions, key=lambda e: (e.create_time_since_epoch, e.id))
+        events = self.events_of_executions([e.id for e in executions])
+        out = []
+        for e in executions:
+            out.append(
+                ActionRecord(
+                    execution_id=e.id,
+                    created_ms=e.create_time_since_epoch,
+                    properties={k: v.string_value for k, v in e.properties.items()},
+                    artifact_ids=sorted(v.artifact_id for v in events if v.execution_id == e.id),
+                )
+            )
+        return out
 
     # ---- typed queries -------------------------------------------------------------------------
     def runs(self, pipeline_name: str | None = None, limit: int | None = None) -> list[RunRecord]:

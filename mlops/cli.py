@@ -27,6 +27,8 @@ SUBCOMMANDS: dict[str, str] = {
     "models": "registry.cli:models",
     "ui": "apps.ui.cli:ui",
     "monitor": "monitoring.cli:monitor",
+    "gc": "upkeep.cli:gc",
+    "store": "upkeep.cli:store",
 }
 # What quiet mode sets; child processes (`mlops ui`'s app and server) inherit it.
 QUIET_ENV = {

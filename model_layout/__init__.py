@@ -24,6 +24,8 @@ PUSH_MARKER = os.path.join(ASSETS_EXTRA, "tfx_push.json")
 WARMUP_REQUESTS_FILE = os.path.join(ASSETS_EXTRA, "tf_serving_warmup_requests")
 # The model card written at push time (model_card/): <CARD_NAME>.md / .html / .json.
 CARD_NAME = "model_card"
+# TF Serving's --model_config_file (version labels), kept beside the model base paths.
+MODEL_CONFIG_NAME = "models.config"
 
 
 def is_version_name(name: str) -> bool:
@@ -38,6 +40,11 @@ def parse_version(text: str) -> int | None:
 
 def version_dir(base_path: str, version: int) -> str:
     return os.path.join(base_path, str(version))
+
+
+def model_config_path(base_path: str) -> str:
+    """The model config file (`mlops models` labels) that goes with a model base path."""
+    return os.path.join(os.path.dirname(os.path.abspath(base_path)), MODEL_CONFIG_NAME)
 
 
 def card_path(version_path: str, ext: str) -> str:

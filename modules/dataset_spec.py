@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -34,6 +35,9 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 DATASET_ENV = "MLOPS_DATASET"
 # Fields to_config() leaves out.
 LOCAL_PATHS = ("data_root", "schema_path", "spec_path")
+# Fields that are not the executors' business either: editing them must not invalidate TFX's
+# cache (the retention policy is read by `mlops gc`, never by a component).
+NOT_FOR_EXECUTORS = (*LOCAL_PATHS, "retention")
 # custom_config key of the spec in every component that runs user code.
 CONFIG_KEY = "dataset"
 
@@ -75,6 +79,16 @@ class DriftTest:
 
 
 @dataclasses.dataclass(frozen=True)
+class Retention:
+    """What `mlops gc` keeps of past runs (upkeep/gc.py): the newest `keep_last` runs, and every
+    run younger than `keep_days` days (0: no age rule). Whatever the policy, the lineage of the
+    served, labelled and latest blessed models and the drift gate's baseline are always kept."""
+
+    keep_last: int = 10
+    keep_days: float = 14.0
+
+
+@dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     name: str
     task: str
@@ -103,6 +117,7 @@ class DatasetSpec:
     description: str = ""
     # Owned elsewhere (other data sources, row cleaning): carried, not interpreted.
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    retention: Retention = Retention()
 
     # ---- derived views -------------------------------------------------------------------------
     @property
@@ -140,7 +155,7 @@ class DatasetSpec:
         out["categorical"] = [[k, n] for k, n in self.categorical.items()]
         # Where the files are is the pipeline's business, not the executors': leaving the paths
         # out keeps the cache key the same in every checkout.
-        for key in LOCAL_PATHS:
+        for key in NOT_FOR_EXECUTORS:
             out.pop(key)
         return json.loads(json.dumps(out, sort_keys=True))
 
@@ -155,6 +170,7 @@ class DatasetSpec:
         )
         d["derive"] = DerivedLabel(**d["derive"]) if d.get("derive") else None
         d["drift"] = DriftTest(**(d.get("drift") or {}))
+        d["retention"] = Retention(**(d.get("retention") or {}))
         d["drift_features"] = {
             k: DriftTest(**v) for k, v in (d.get("drift_features") or {}).items()
         }
@@ -264,6 +280,7 @@ TOP_KEYS = (
     "slices",
     "evaluation",
     "drift",
+    "retention",
     *PASS_THROUGH_KEYS,
 )
 
@@ -431,7 +448,27 @@ def parse(data: Any, path: Path) -> DatasetSpec:
         spec_path=str(path.resolve()),
         description=str(data.get("description") or ""),
         extra={k: data[k] for k in PASS_THROUGH_KEYS if k in data},
+        retention=_retention(where, data.get("retention")),
     )
+
+
+def _retention(where: str, value: Any) -> Retention:
+    """The `retention:` block; absent keys take Retention's defaults."""
+    block = _mapping(f"{where}: retention", value)
+    _known(f"{where}: retention", block, ("keep_last", "keep_days"))
+    default = Retention()
+    keep_last = block.get("keep_last", default.keep_last)
+    keep_days = block.get("keep_days", default.keep_days)
+    for key, value in (("keep_last", keep_last), ("keep_days", keep_days)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(f"{where}: retention.{key} must be a finite number, not {value!r}")
+    keep_last = int(_number(f"{where}: retention.keep_last", keep_last, integer=True))
+    keep_days = _number(f"{where}: retention.keep_days", keep_days)
+    if keep_last < 1:
+        raise SpecError(f"{where}: retention.keep_last must be at least 1, not {keep_last}")
+    if keep_days < 0:
+        raise SpecError(f"{where}: retention.keep_days must be 0 or more, not {keep_days}")
+    return Retention(keep_last=keep_last, keep_days=keep_days)
 
 
 def from_custom_config(custom_config: Mapping[str, Any] | None) -> DatasetSpec:

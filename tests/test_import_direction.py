@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "registry": 3,
     "monitoring": 3,
     "lineage": 3,
+    "upkeep": 3,
     # entry points: flags -> config -> one call; nothing imports them
     "apps": 4,
     "mlops": 4,
