@@ -25,7 +25,8 @@ _PROPERTIES = {
     "host": mlmd_pb2.STRING,
     "pid": mlmd_pb2.INT,
     "process_started_s": mlmd_pb2.DOUBLE,  # the OS's start time of the pid (reuse check)
-    "ended_ms": mlmd_pb2.INT,
+    # A double: ML Metadata's PostgreSQL schema keeps INT properties in 32 bits.
+    "ended_ms": mlmd_pb2.DOUBLE,
 }
 
 
@@ -98,7 +99,7 @@ def record_end(connection_config: mlmd_pb2.ConnectionConfig, record_id: int) -> 
     """Mark the record's process as ended (the run finished, failed or was interrupted)."""
     store = metadata_store.MetadataStore(connection_config)
     [context] = store.get_contexts_by_id([record_id])
-    context.properties["ended_ms"].int_value = int(time.time() * 1000)
+    context.properties["ended_ms"].double_value = float(int(time.time() * 1000))
     store.put_contexts([context])
 
 
@@ -118,7 +119,7 @@ def processes(store: metadata_store.MetadataStore) -> list[RunProcess]:
                 pid=int(p["pid"].int_value),
                 started_ms=c.create_time_since_epoch,
                 process_started_s=p["process_started_s"].double_value,
-                ended_ms=int(p["ended_ms"].int_value) if "ended_ms" in p else 0,
+                ended_ms=int(p["ended_ms"].double_value) if "ended_ms" in p else 0,
             )
         )
     return sorted(out, key=lambda r: r.started_ms)
