@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
 from modules.dataset_spec import DEFAULT_DATASET
 from pipeline.config import EvalThresholds, PipelineConfig, span_count
 from pipeline.ingest.sources import check_combination, parse_source_flag
+
+
+def finite_float(text: str) -> float:
+    """A threshold flag's value: a finite number (argparse type; its message is the error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,13 +68,21 @@ FLAGS: tuple[Flag, ...] = (
     Flag(("--tuner-trials",), "tuner_trials", "Tuner trials", type=int),
     Flag(("--tuner-train-steps",), "tuner_train_steps", "steps per trial", type=int),
     Flag(("--tuner-eval-steps",), "tuner_eval_steps", "eval steps per trial", type=int),
-    Flag(("--min-auc",), "min_auc", "Evaluator: bless at AUC >= this", float, threshold=True),
-    Flag(("--min-accuracy",), "min_accuracy", "bless at accuracy >= this", float, threshold=True),
+    Flag(
+        ("--min-auc",), "min_auc", "Evaluator: bless at AUC >= this", finite_float, threshold=True
+    ),
+    Flag(
+        ("--min-accuracy",),
+        "min_accuracy",
+        "bless at accuracy >= this",
+        finite_float,
+        threshold=True,
+    ),
     Flag(
         ("--min-auc-gain",),
         "min_auc_gain",
         "AUC gain over the latest blessed model needed to bless",
-        float,
+        finite_float,
         threshold=True,
     ),
     Flag(

@@ -103,3 +103,13 @@ def test_each_runner_stays_thin():
     for runner in ("local_runner.py", "kubeflow_runner.py"):
         lines = (PROJECT_ROOT / "runners" / runner).read_text().splitlines()
         assert len(lines) <= 100, runner
+
+
+def test_a_threshold_that_is_not_a_finite_number_is_refused_before_anything_runs(capsys):
+    import pytest
+
+    for value in ("nan", "inf", "-inf", "1e400", "abc", ""):
+        with pytest.raises(SystemExit) as exit_:
+            local_runner.parse_args([f"--min-auc={value}"])
+        assert exit_.value.code == 2
+        assert "expected a finite number" in capsys.readouterr().err
