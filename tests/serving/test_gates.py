@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import time
@@ -103,6 +104,14 @@ def _serves(server, path="/v1/models/taxi:predict") -> None:
     assert r.status_code == 200 and r.json()["predictions"][0][0] > 0.99, r.text
 
 
+def _replace_config(path, text: str) -> None:
+    """Swap the config file in one rename, as a deploy tool does: write_text truncates first, and a
+    poll between the truncate and the write sees an empty file (rejected for another reason)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _watcher_verdicts(server) -> tuple[int, int]:
     """(applied, rejected) config file changes so far, from the server's log."""
     text = server.log_all()
@@ -136,7 +145,7 @@ BAD_CONFIGS = {
 def test_config_watcher_refuses_a_bad_config_and_keeps_serving(served, root, case):
     text, needle = BAD_CONFIGS[case]
     applied, rejected = _watcher_verdicts(served)
-    served.config.write_text(text(root) if callable(text) else text)
+    _replace_config(served.config, text(root) if callable(text) else text)
     try:
         deadline = time.time() + 30
         while _watcher_verdicts(served) == (applied, rejected) and time.time() < deadline:
@@ -148,7 +157,7 @@ def test_config_watcher_refuses_a_bad_config_and_keeps_serving(served, root, cas
         _serves(served, "/v1/models/taxi/labels/stable:predict")
     finally:
         before = _watcher_verdicts(served)
-        served.config.write_text(_config_text(root, GOOD_MODELS))
+        _replace_config(served.config, _config_text(root, GOOD_MODELS))
         deadline = time.time() + 30
         while _watcher_verdicts(served) == before and time.time() < deadline:
             time.sleep(POLL)
