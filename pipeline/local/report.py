@@ -159,7 +159,8 @@ class RunReport:
         if not self.blessed:
             failed = ", ".join(f"{c.metric} on {c.slice}" for c in self.failed_checks)
             if self.comparison and not self.comparison["blessable"]:
-                failed = ", ".join(filter(None, [self.comparison["decision"], failed]))
+                why = self.comparison["decision"].removeprefix("not blessed: ")
+                failed = ", ".join(filter(None, [why, failed]))
             return f"not pushed: not blessed ({failed or 'thresholds not met'})"
         return "not pushed: blessed, but the Pusher did not run"
 
