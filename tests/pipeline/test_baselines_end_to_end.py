@@ -5,7 +5,11 @@ well as a linear regression on the same eval rows."""
 
 from __future__ import annotations
 
+import csv
 import io
+import json
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
@@ -15,6 +19,7 @@ from pipeline import dataset_draft
 from pipeline.config import dataset_config
 from pipeline.local.run import print_report, run_pipeline
 from pipeline.testing.samples import small_config, write_sample
+from tests import serving_models as sm
 from tests.quality_samples import linear_regression_csv
 
 pytestmark = pytest.mark.slow
@@ -81,3 +86,48 @@ def test_on_a_small_linear_regression_the_pushed_model_is_as_good_as_linear_regr
         "regression",
     }
     assert set(model.signatures["serving_default"].structured_outputs) == {"predictions"}
+
+    _serves_through_mlops_serve(tmp_path, spec_path, source, config.model_serving_dir)
+
+
+def _serves_through_mlops_serve(tmp_path, spec_path, source, base: str) -> None:
+    """The pushed model answers `mlops predict` over REST and gRPC, the same predictions, close
+    to the labels of rows the linear function made (noise sd 20)."""
+    with open(source, newline="") as f:
+        rows = list(csv.reader(f))
+    header, sample = rows[0], rows[1:11]
+    label = header.index("target")
+    inputs = tmp_path / "rows.csv"
+    inputs.write_text(
+        "\n".join(",".join(v for i, v in enumerate(r) if i != label) for r in [header, *sample])
+        + "\n"
+    )
+    server = sm.ServerProcess("--model_name=reg", f"--model_base_path={base}").wait_ready()
+    try:
+        outputs = {}
+        for protocol, port in (("rest", server.rest_port), ("grpc", server.grpc_port)):
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "mlops.cli",
+                    "predict",
+                    "--model_name=reg",
+                    f"--dataset={spec_path}",
+                    f"--input={inputs}",
+                    f"--protocol={protocol}",
+                    f"--port={port}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert out.returncode == 0, out.stderr[-3000:]
+            outputs[protocol] = [
+                json.loads(line)["predictions"][0] for line in out.stdout.splitlines()
+            ]
+        assert outputs["rest"] == pytest.approx(outputs["grpc"], rel=1e-5)
+        errors = [p - float(r[label]) for p, r in zip(outputs["rest"], sample, strict=True)]
+        assert max(abs(e) for e in errors) < 100  # the label's sd is ~48, the noise's 20
+    finally:
+        server.stop()
