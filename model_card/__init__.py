@@ -23,7 +23,7 @@ import model_layout as layout
 from data_stats.missing import presence
 from metadata import model_facts, payloads
 from metadata.store import MetadataError, MetadataStore, open_store
-from modules import dataset_spec, features
+from modules import baselines, dataset_spec, features
 
 TEMPLATE = Path(__file__).with_name("template.md")
 _HEADLINE = ("auc", "binary_accuracy", "accuracy", "example_count")
@@ -63,6 +63,9 @@ def build(
     evaluation = card.get("evaluation") or {}
     if evaluation.get("evaluation_uri"):
         evaluation["slices"] = slice_metrics(evaluation["evaluation_uri"])
+        comparison = baselines.read_comparison(evaluation["evaluation_uri"])
+        if comparison:
+            evaluation["comparison"] = comparison
     card["template"] = template_text(template)
     return card
 
@@ -159,6 +162,29 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines + [""]
 
 
+def comparison_markdown(comparison: dict[str, Any] | None) -> list[str]:
+    """Why this model and not the run's baselines (modules/baselines.py): each model's headline
+    metric on the eval rows and training seconds, the margin and the decision."""
+    if not comparison:
+        return []
+    c = comparison
+    seconds = c.get("train_seconds", {})
+    lines = [f"## Candidate vs the run's baselines ({c['metric']}, {c['eval_rows']} eval rows)", ""]
+    lines += _table(
+        ["model", c["metric"], "train seconds", "exported"],
+        [
+            [name, c["scores"].get(name), seconds.get(name), "yes" if c["exported"] == name else ""]
+            for name in (baselines.CANDIDATE, baselines.LINEAR, baselines.CONSTANT)
+        ],
+    )
+    lines += [
+        f"Margin over the linear baseline: {c['gain_over_linear']:+.4g} (needed more than "
+        f"{c['required_gain']:.4g}: {c['margin_source']}). Decision: {c['decision']}.",
+        "",
+    ]
+    return lines
+
+
 def to_markdown(card: dict[str, Any]) -> str:
     ev = card.get("evaluation") or {}
     lines = [f"# Model card: {card['model_name']} version {card['version']}", ""]
@@ -180,6 +206,7 @@ def to_markdown(card: dict[str, Any]) -> str:
         ["metric", "candidate", "baseline", "change"],
         [[m, metrics.get(m), base.get(m), diff.get(m)] for m in names],
     )
+    lines += comparison_markdown(ev.get("comparison"))
     if ev.get("thresholds"):
         lines += ["### Thresholds (the Evaluator blesses only when all hold)", ""]
         lines += _table(

@@ -23,6 +23,11 @@ autograph_rules.skip_library_internals()
 LEARNING_RATES: list[float] = [1e-3, 3e-3, 1e-2]
 HIDDEN_UNITS: list[int] = [32, 64, 128]
 MAX_HIDDEN_LAYERS: int = 3
+# Model families the Tuner chooses between: a linear model on the transformed features (one-hot
+# ids, z-scores) and the wide-and-deep network. The linear family is also what the run's linear
+# baseline is (modules/baselines.py fits it in closed form or by a short full-data fit).
+WIDE_AND_DEEP, LINEAR = "wide_and_deep", "linear"
+FAMILIES: tuple[str, ...] = (WIDE_AND_DEEP, LINEAR)
 # Training steps per tf.function call: this small network's step is cheaper than Keras's
 # per-step Python overhead, so running many steps per call is most of the training speed-up.
 STEPS_PER_EXECUTION: int = 50
@@ -46,12 +51,20 @@ def tuner_objective(spec: DatasetSpec) -> kt.Objective:
 
 
 def hyperparameter_space() -> kt.HyperParameters:
-    """The search space: learning rate, width of the first hidden layer, and depth."""
+    """The search space: the model family, learning rate, width of the first hidden layer and
+    depth (the last two only shape the wide-and-deep family)."""
     hp = kt.HyperParameters()
+    hp.Choice("model_family", list(FAMILIES), default=WIDE_AND_DEEP)
     hp.Choice("learning_rate", LEARNING_RATES, default=3e-3)
     hp.Choice("first_hidden_units", HIDDEN_UNITS, default=64)
     hp.Int("num_hidden_layers", 1, MAX_HIDDEN_LAYERS, default=2)
     return hp
+
+
+def model_family(hparams: kt.HyperParameters) -> str:
+    """The family a set of hyperparameters asks for (wide-and-deep for sets saved before the
+    family was searched)."""
+    return str(hparams.values.get("model_family", WIDE_AND_DEEP))
 
 
 def _categorical_cardinalities(spec: DatasetSpec) -> dict[str, int]:
@@ -62,36 +75,44 @@ def _categorical_cardinalities(spec: DatasetSpec) -> dict[str, int]:
     return sizes
 
 
-def build_keras_model(
-    hparams: kt.HyperParameters,
-    steps_per_execution: int = STEPS_PER_EXECUTION,
-    spec: DatasetSpec | None = None,
-) -> keras.Model:
-    """Wide part: one-hot categoricals into a linear head. Deep part: numerics plus
-    embeddings through a tower whose layers halve in width. The head follows the task."""
-    spec = spec or dataset_spec.load()
-    numeric_inputs = [
+def _head_width(spec: DatasetSpec) -> int:
+    return spec.num_classes if spec.task == MULTICLASS else 1
+
+
+def _inputs(spec: DatasetSpec) -> tuple[list, list, list]:
+    """The model's Keras inputs (numeric z-scores, then categorical ids, in the spec's order),
+    the numeric inputs and the categorical ones with their cardinalities."""
+    numeric = [
         keras.Input(shape=(1,), name=transformed_name(k), dtype=tf.float32) for k in spec.numeric
     ]
-    wide, deep = [], list(numeric_inputs)
-    categorical_inputs = []
-    for key, cardinality in _categorical_cardinalities(spec).items():
-        ids = keras.Input(shape=(1,), name=transformed_name(key), dtype=tf.int64)
-        categorical_inputs.append(ids)
-        wide.append(keras.layers.CategoryEncoding(cardinality, output_mode="one_hot")(ids))
-        dim = max(2, min(8, int(cardinality**0.25) * 2))
-        deep.append(keras.layers.Flatten()(keras.layers.Embedding(cardinality, dim)(ids)))
+    categorical = [
+        (keras.Input(shape=(1,), name=transformed_name(key), dtype=tf.int64), cardinality)
+        for key, cardinality in _categorical_cardinalities(spec).items()
+    ]
+    return numeric + [i for i, _ in categorical], numeric, categorical
 
-    x = keras.layers.concatenate(deep) if len(deep) > 1 else deep[0]
-    units = int(hparams.get("first_hidden_units"))
-    for _ in range(int(hparams.get("num_hidden_layers"))):
-        x = keras.layers.Dense(units, activation="relu")(x)
-        units = max(8, units // 2)
-    width = spec.num_classes if spec.task == MULTICLASS else 1
-    logits = keras.layers.Dense(width)(x)
-    if wide:
-        wide_in = keras.layers.concatenate(wide) if len(wide) > 1 else wide[0]
-        logits = keras.layers.add([logits, keras.layers.Dense(width)(wide_in)])
+
+def linear_features(spec: DatasetSpec) -> tuple[list, tf.Tensor]:
+    """Inputs and the linear models' design: z-scores beside one-hot encoded ids."""
+    inputs, numeric, categorical = _inputs(spec)
+    columns = list(numeric)
+    columns += [
+        keras.layers.CategoryEncoding(n, output_mode="one_hot")(ids) for ids, n in categorical
+    ]
+    return inputs, keras.layers.concatenate(columns) if len(columns) > 1 else columns[0]
+
+
+def _compile_head(
+    spec: DatasetSpec,
+    inputs: list,
+    logits: tf.Tensor,
+    learning_rate: float,
+    steps_per_execution: int,
+    label_scale: tuple[float, float] | None = None,
+) -> keras.Model:
+    """The task's output activation, loss and metrics on top of `logits`. A regression output is
+    `logits * std + mean` of the training label (`label_scale`): the layers then learn a z-score,
+    which a few hundred steps reach whatever the label's units."""
     if spec.task == BINARY:
         output = keras.layers.Activation("sigmoid", name=PROBABILITIES)(logits)
         loss = keras.losses.BinaryCrossentropy()
@@ -101,13 +122,16 @@ def build_keras_model(
         loss = keras.losses.SparseCategoricalCrossentropy()
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     else:
+        if label_scale is not None:
+            mean, std = label_scale
+            logits = keras.layers.Rescaling(float(std or 1.0), offset=float(mean))(logits)
         output = keras.layers.Activation("linear", name=PREDICTIONS)(logits)
         loss = keras.losses.MeanSquaredError()
         metrics = [keras.metrics.MeanAbsoluteError(name="mae")]
 
-    model = keras.Model(inputs=numeric_inputs + categorical_inputs, outputs=output)
+    model = keras.Model(inputs=inputs, outputs=output)
     model.compile(
-        optimizer=keras.optimizers.Adam(float(hparams.get("learning_rate"))),
+        optimizer=keras.optimizers.Adam(learning_rate),
         loss=loss,
         metrics=metrics,
         steps_per_execution=steps_per_execution,
@@ -116,3 +140,65 @@ def build_keras_model(
     # them while tracing, and tf.function traces the whole training step a second time.
     model.optimizer.build(model.trainable_variables)
     return model
+
+
+def build_linear_model(
+    spec: DatasetSpec,
+    learning_rate: float = 1e-2,
+    steps_per_execution: int = STEPS_PER_EXECUTION,
+    label_scale: tuple[float, float] | None = None,
+) -> keras.Model:
+    """Logistic (softmax) or linear regression on the transformed features: the linear family
+    and the run's linear baseline. Its one Dense layer is named `linear` (baselines set its
+    weights directly)."""
+    inputs, x = linear_features(spec)
+    logits = keras.layers.Dense(_head_width(spec), name="linear")(x)
+    return _compile_head(spec, inputs, logits, learning_rate, steps_per_execution, label_scale)
+
+
+def build_constant_model(spec: DatasetSpec, value: list[float]) -> keras.Model:
+    """The constant baseline: the same inputs, and every row gets the training label's mean,
+    as logits (binary: log-odds of the positive rate, multiclass: log class frequencies,
+    regression: the mean), so it exports and serves like any other model."""
+    inputs, x = linear_features(spec)
+    logits = keras.layers.Dense(
+        _head_width(spec),
+        name="constant",
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant(value),
+        trainable=False,
+    )(x)
+    return _compile_head(spec, inputs, logits, 1e-3, 1)
+
+
+def build_keras_model(
+    hparams: kt.HyperParameters,
+    steps_per_execution: int = STEPS_PER_EXECUTION,
+    spec: DatasetSpec | None = None,
+    label_scale: tuple[float, float] | None = None,
+) -> keras.Model:
+    """The model of the hyperparameters' family. Wide-and-deep: one-hot categoricals into a
+    linear head (wide), numerics plus embeddings through a tower whose layers halve in width
+    (deep). Linear: build_linear_model. The head follows the task."""
+    spec = spec or dataset_spec.load()
+    learning_rate = float(hparams.get("learning_rate"))
+    if model_family(hparams) == LINEAR:
+        return build_linear_model(spec, learning_rate, steps_per_execution, label_scale)
+    inputs, numeric, categorical = _inputs(spec)
+    wide, deep = [], list(numeric)
+    for ids, cardinality in categorical:
+        wide.append(keras.layers.CategoryEncoding(cardinality, output_mode="one_hot")(ids))
+        dim = max(2, min(8, int(cardinality**0.25) * 2))
+        deep.append(keras.layers.Flatten()(keras.layers.Embedding(cardinality, dim)(ids)))
+
+    x = keras.layers.concatenate(deep) if len(deep) > 1 else deep[0]
+    units = int(hparams.get("first_hidden_units"))
+    for _ in range(int(hparams.get("num_hidden_layers"))):
+        x = keras.layers.Dense(units, activation="relu")(x)
+        units = max(8, units // 2)
+    width = _head_width(spec)
+    logits = keras.layers.Dense(width)(x)
+    if wide:
+        wide_in = keras.layers.concatenate(wide) if len(wide) > 1 else wide[0]
+        logits = keras.layers.add([logits, keras.layers.Dense(width)(wide_in)])
+    return _compile_head(spec, inputs, logits, learning_rate, steps_per_execution, label_scale)

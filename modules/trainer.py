@@ -12,9 +12,13 @@ The export carries the Transform graph, so every signature takes raw features:
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
+import time
 
 import keras_tuner as kt
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
@@ -23,12 +27,29 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from modules import dataset_spec
+from modules import baselines, dataset_spec
 from modules.dataset_spec import BINARY, MULTICLASS, REGRESSION, DatasetSpec, transformed_name
-from modules.model import build_keras_model, hyperparameter_space, output_name
+from modules.model import (
+    build_constant_model,
+    build_keras_model,
+    build_linear_model,
+    hyperparameter_space,
+    model_family,
+    output_name,
+)
 
 BATCH_SIZE = 128
 EVAL_BATCH_SIZE = 256
+# Training length follows the data (training_plan): small splits get small batches, so an epoch
+# still has MIN_BATCHES_PER_EPOCH steps; at most MAX_EPOCHS passes, and training stops when the
+# eval loss has not improved for PATIENCE_EPOCHS (the best weights are kept).
+MIN_BATCH_SIZE = 16
+MIN_BATCHES_PER_EPOCH = 16
+MAX_EPOCHS = 30
+PATIENCE_EPOCHS = 3
+# The linear baseline's learning rate (classification; regression is solved in closed form).
+LINEAR_LEARNING_RATE = 0.02
+READ_BATCH_SIZE = 4096
 # Batches kept in memory after the first pass: parsing tf.Examples again for every epoch costs
 # more than the model's own step on this small network. A split whose decoded tensors would take
 # more than this many bytes is streamed from disk each epoch instead, so memory does not grow
@@ -40,6 +61,139 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 # The default (taxi) dataset's class names; DatasetSpec.classes in general.
 CLASS_LABELS = list(dataset_spec.load().classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingPlan:
+    """How long a model trains on a split of `rows` rows: the one place this is decided."""
+
+    rows: int
+    batch_size: int
+    steps_per_epoch: int
+    epochs: int
+    patience: int
+
+    @property
+    def max_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+    def early_stopping(self) -> keras.callbacks.Callback:
+        """Stop when the eval loss has not improved for `patience` epochs; keep the best."""
+        return keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=self.patience, restore_best_weights=True
+        )
+
+
+def training_plan(rows: int, max_steps: int) -> TrainingPlan:
+    """Batch size, epochs and early stopping from the training split's row count, bounded by
+    `max_steps` (the pipeline's train_steps): a few hundred rows train a few hundred small-batch
+    steps (300 rows: batch 18, at most 30 epochs of 17 steps), the taxi sample's 12k rows as
+    before (batch 128, 94 steps an epoch, 2,000 steps at most)."""
+    rows = max(1, int(rows))
+    batch = min(BATCH_SIZE, max(MIN_BATCH_SIZE, rows // MIN_BATCHES_PER_EPOCH))
+    steps_per_epoch = max(1, math.ceil(rows / batch))
+    max_steps = max(1, int(max_steps))
+    if max_steps < steps_per_epoch:
+        return TrainingPlan(rows, batch, max_steps, 1, PATIENCE_EPOCHS)
+    epochs = max(1, min(MAX_EPOCHS, max_steps // steps_per_epoch))
+    return TrainingPlan(rows, batch, steps_per_epoch, epochs, PATIENCE_EPOCHS)
+
+
+@dataclasses.dataclass
+class Split:
+    """A transformed split in memory: model inputs (name -> [n, 1]), labels [n], and how many
+    rows the split has (`features` holds at most the first `max_rows` of them)."""
+
+    features: dict[str, np.ndarray]
+    labels: np.ndarray
+    rows: int
+
+
+def read_split(
+    file_pattern: list[str],
+    data_accessor: tfx.components.DataAccessor,
+    tf_transform_output: tft.TFTransformOutput,
+    spec: DatasetSpec,
+    max_rows: int = baselines.MAX_EVAL_ROWS,
+) -> Split:
+    """One pass over a transformed split, in file order: its row count, and its first
+    `max_rows` rows as numpy arrays (what the baselines fit and are scored on)."""
+    options = tfxio.TensorFlowDatasetOptions(
+        batch_size=READ_BATCH_SIZE,
+        label_key=transformed_name(spec.label),
+        shuffle=False,
+        num_epochs=1,
+    )
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern, options, tf_transform_output.transformed_metadata.schema
+    )
+    columns: dict[str, list] = {}
+    labels, rows = [], 0
+    for features, label in dataset.as_numpy_iterator():
+        n = len(label)
+        take = max(0, min(n, max_rows - rows))
+        rows += n
+        if not take:
+            continue
+        for key, value in features.items():
+            columns.setdefault(key, []).append(np.asarray(value)[:take].reshape(take, 1))
+        labels.append(np.asarray(label).reshape(-1)[:take])
+    inputs = {transformed_name(k) for k in spec.raw_feature_keys}
+    return Split(
+        {k: np.concatenate(v) for k, v in columns.items() if k in inputs},
+        np.concatenate(labels) if labels else np.zeros([0]),
+        rows,
+    )
+
+
+def label_scale(spec: DatasetSpec, labels: np.ndarray) -> tuple[float, float] | None:
+    """Mean and standard deviation of a regression label (None for classification)."""
+    if spec.task != REGRESSION or not len(labels):
+        return None
+    return float(np.mean(labels)), float(np.std(labels)) or 1.0
+
+
+def fit_linear_baseline(
+    spec: DatasetSpec, train: Split, eval_split: Split, plan: TrainingPlan
+) -> keras.Model:
+    """The linear baseline: least squares in closed form (regression, up to
+    baselines.MAX_CLOSED_FORM_COLUMNS one-hot columns), else logistic/softmax (or linear)
+    regression by Adam from the constant's logits, with early stopping on the eval loss."""
+    model = build_linear_model(spec, LINEAR_LEARNING_RATE)
+    dense = model.get_layer("linear")
+    columns = int(dense.kernel.shape[0])
+    if spec.task == REGRESSION and columns <= baselines.MAX_CLOSED_FORM_COLUMNS:
+        design = keras.Model(model.inputs, dense.input)
+        gram = np.zeros([columns + 1, columns + 1])
+        moment = np.zeros([columns + 1])
+        n = len(train.labels)
+        for start in range(0, n, READ_BATCH_SIZE):
+            part = {k: v[start : start + READ_BATCH_SIZE] for k, v in train.features.items()}
+            x = design(part).numpy().astype(np.float64)
+            x = np.hstack([x, np.ones([len(x), 1])])
+            gram += x.T @ x
+            moment += x.T @ train.labels[start : start + READ_BATCH_SIZE].astype(np.float64)
+        gram += baselines.RIDGE * max(1, n) * np.eye(columns + 1)
+        weights = np.linalg.solve(gram, moment)
+        dense.set_weights([weights[:-1].reshape(columns, 1), weights[-1:]])
+        return model
+    scale = label_scale(spec, train.labels)
+    if scale is not None:  # too many columns for the closed form: learn the z-score
+        model = build_linear_model(spec, LINEAR_LEARNING_RATE, label_scale=scale)
+        dense = model.get_layer("linear")
+    else:
+        dense.bias.assign(baselines.constant_logits(spec, train.labels))
+    model.fit(
+        train.features,
+        train.labels,
+        batch_size=plan.batch_size,
+        epochs=plan.epochs,
+        validation_data=(eval_split.features, eval_split.labels),
+        callbacks=[plan.early_stopping()],
+        shuffle=True,
+        verbose=0,
+    )
+    return model
 
 
 def input_fn(
@@ -199,30 +353,67 @@ def export_serving_model(
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """Train with the Tuner's best hyperparameters (or the space's defaults) and export, for
-    the dataset spec in custom_config."""
-    spec = dataset_spec.from_custom_config(fn_args.custom_config)
+    """Train the candidate with the Tuner's best hyperparameters (or the space's defaults) for
+    as long as the data size asks (training_plan), fit the constant and linear baselines on the
+    same split, score all three on the eval split, and export the model the comparison picks
+    (modules/baselines.py), for the dataset spec in custom_config."""
+    custom_config = fn_args.custom_config or {}
+    spec = dataset_spec.from_custom_config(custom_config)
+    push_linear = bool(custom_config.get(baselines.PUSH_LINEAR_KEY, True))
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    train = read_split(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec)
+    eval_split = read_split(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec)
+    plan = training_plan(train.rows, fn_args.train_steps)
+    logging.info("Training plan for %d rows: %s", train.rows, plan)
     cache = fits_in_cache(fn_args.train_files, spec=spec)
     train_ds = input_fn(
-        fn_args.train_files, fn_args.data_accessor, tf_transform_output, BATCH_SIZE, cache, spec
-    )
-    eval_ds = input_fn(
-        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, EVAL_BATCH_SIZE, cache, spec
+        fn_args.train_files,
+        fn_args.data_accessor,
+        tf_transform_output,
+        plan.batch_size,
+        cache,
+        spec,
     )
     if fn_args.hyperparameters:
         hparams = kt.HyperParameters.from_config(fn_args.hyperparameters)
     else:
         hparams = hyperparameter_space()
-    logging.info("Training with hyperparameters %s", hparams.values)
+    logging.info("Training %s with hyperparameters %s", model_family(hparams), hparams.values)
 
-    model = build_keras_model(hparams, spec=spec)
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+    model = build_keras_model(hparams, spec=spec, label_scale=label_scale(spec, train.labels))
     model.fit(
         train_ds,
-        steps_per_epoch=fn_args.train_steps,
-        validation_data=eval_ds,
-        validation_steps=fn_args.eval_steps,
-        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")],
+        steps_per_epoch=plan.steps_per_epoch,
+        epochs=plan.epochs,
+        validation_data=(eval_split.features, eval_split.labels),
+        validation_batch_size=EVAL_BATCH_SIZE,
+        callbacks=[
+            plan.early_stopping(),
+            keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+        ],
         verbose=2,
     )
-    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, spec)
+    seconds[baselines.CANDIDATE] = time.monotonic() - started
+    started = time.monotonic()
+    models = {
+        baselines.CANDIDATE: model,
+        baselines.LINEAR: fit_linear_baseline(spec, train, eval_split, plan),
+    }
+    seconds[baselines.LINEAR] = time.monotonic() - started
+    models[baselines.CONSTANT] = build_constant_model(
+        spec, baselines.constant_logits(spec, train.labels)
+    )
+    predictions = {
+        name: m.predict(eval_split.features, batch_size=READ_BATCH_SIZE, verbose=0)
+        for name, m in models.items()
+    }
+    comparison = baselines.compare(spec, eval_split.labels, predictions, push_linear, seconds)
+    comparison["candidate_family"] = model_family(hparams)
+    comparison["training_plan"] = dataclasses.asdict(plan)
+    logging.info("Model comparison: %s", comparison["decision"])
+    export_serving_model(
+        models[comparison["exported"]], tf_transform_output, fn_args.serving_model_dir, spec
+    )
+    baselines.write_comparison(os.path.dirname(fn_args.serving_model_dir), comparison)

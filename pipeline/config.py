@@ -82,6 +82,10 @@ class PipelineConfig:
     tuner_eval_steps: int = 50
     skip_tuning: bool = False
     best_hyperparameters_dir: str = str(MODULES_DIR / "best_hyperparameters")
+    # When the linear baseline the Trainer fits beside the candidate beats it (by the dataset
+    # spec's evaluation.linear_margin, default the eval noise: modules/baselines.py), export and
+    # push the linear model instead; False: push nothing (the candidate is not blessed).
+    push_linear_when_better: bool = True
     # None: the dataset spec's `evaluation` thresholds.
     thresholds: EvalThresholds | None = dataclasses.field(default_factory=EvalThresholds)
     slice_features: tuple[str, ...] = tuple(features.SLICE_FEATURE_KEYS)

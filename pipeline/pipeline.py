@@ -22,6 +22,7 @@ from tfx.dsl.components.base import executor_spec
 from data_stats import measures as drift_measures
 from data_stats.measures import statistics_options
 from modules import dataset_spec
+from modules.baselines import PUSH_LINEAR_KEY
 from modules.dataset_spec import BINARY, MULTICLASS, DatasetSpec, transformed_name
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.executor import SkipSelfEvaluationExecutor
@@ -297,7 +298,7 @@ def create_pipeline(
         hyperparameters=hyperparameters,
         train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
-        custom_config=fingerprint,
+        custom_config={PUSH_LINEAR_KEY: config.push_linear_when_better, **fingerprint},
     )
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

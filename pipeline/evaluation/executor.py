@@ -7,7 +7,10 @@ again and nothing would be pushed. TFMA would still load the model twice and run
 split through Beam. This executor records that outcome directly instead: a not-blessed blessing
 that names the candidate and the baseline (as TFX's own executor does), and an evaluation
 holding only a failed validation result (what the run report and TFMA's readers expect).
-Any other candidate is evaluated by TFX's executor unchanged.
+Any other candidate is evaluated by TFX's executor, and then held to the Trainer's comparison
+with the run's baselines (modules/baselines.py): a model that did not beat them is not blessed,
+whatever TFMA's thresholds said, and the comparison is copied into the evaluation, where the run
+summary and the model card read it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from tfx.components.evaluator import constants
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
+
+from modules import baselines
+
+# The blessing's custom property holding the comparison's one-line decision.
+BASELINE_DECISION_KEY = "baseline_decision"
 
 
 def candidate_is_baseline(input_dict: dict[str, list[types.Artifact]]) -> bool:
@@ -47,6 +55,7 @@ class SkipSelfEvaluationExecutor(evaluator_executor.Executor):
     ) -> None:
         if not candidate_is_baseline(input_dict):
             super().Do(input_dict, output_dict, exec_properties)
+            apply_baseline_comparison(input_dict, output_dict)
             return
         evaluation_uri = artifact_utils.get_single_uri(output_dict[constants.EVALUATION_KEY])
         write_failed_validation_result(evaluation_uri)
@@ -71,6 +80,34 @@ class SkipSelfEvaluationExecutor(evaluator_executor.Executor):
         blessing.set_int_custom_property(
             constants.ARTIFACT_PROPERTY_BLESSED_KEY, constants.NOT_BLESSED_VALUE
         )
+
+
+def apply_baseline_comparison(
+    input_dict: dict[str, list[types.Artifact]], output_dict: dict[str, list[types.Artifact]]
+) -> dict | None:
+    """Copy the Trainer's comparison into the evaluation and withhold the blessing when the
+    exported model did not beat the baselines. None: the model has no comparison."""
+    model_uri = artifact_utils.get_single_uri(input_dict[standard_component_specs.MODEL_KEY])
+    comparison = baselines.read_comparison(model_uri)
+    if comparison is None:
+        return None
+    evaluation_uri = artifact_utils.get_single_uri(output_dict[constants.EVALUATION_KEY])
+    baselines.write_comparison(evaluation_uri, comparison)
+    if standard_component_specs.BLESSING_KEY not in output_dict:
+        return comparison
+    blessing = artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.BLESSING_KEY]
+    )
+    blessing.set_string_custom_property(BASELINE_DECISION_KEY, comparison["decision"])
+    if not comparison["blessable"]:
+        blessed_file = os.path.join(blessing.uri, constants.BLESSED_FILE_NAME)
+        if tf.io.gfile.exists(blessed_file):
+            tf.io.gfile.remove(blessed_file)
+        io_utils.write_string_file(os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME), "")
+        blessing.set_int_custom_property(
+            constants.ARTIFACT_PROPERTY_BLESSED_KEY, constants.NOT_BLESSED_VALUE
+        )
+    return comparison
 
 
 def write_failed_validation_result(evaluation_uri: str) -> None:

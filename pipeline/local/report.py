@@ -21,6 +21,7 @@ from metadata.store import (
     properties_of,
     span_of,
 )
+from modules.baselines import read_comparison
 from pipeline.validation.drift import DRIFT_VALIDATOR, PREVIOUS_SPAN_PROPERTY
 from pipeline.validation.quarantine import (
     MAX_QUARANTINE_FRACTION,
@@ -68,6 +69,36 @@ class RunReport:
     # DataGate's threshold on the quarantined share (None: no cleaning / no gate ran).
     cleaning: CleaningSummary | None = None
     max_quarantine_fraction: float | None = None
+    # The Trainer's comparison of candidate and baselines (modules/baselines.py), as the
+    # Evaluator copied it, and the previously blessed model's value of its headline metric.
+    comparison: dict | None = None
+    previous_metric: float | None = None
+
+    @property
+    def model_comparison(self) -> list[str]:
+        """Candidate vs baselines vs the previous model, the margin and the decision: lines."""
+        c = self.comparison
+        if not c:
+            return []
+        name, scores = c["metric"], c["scores"]
+        better = "higher" if c["higher_is_better"] else "lower"
+        lines = [f"{name} on {c['eval_rows']} eval rows ({better} is better):"]
+        seconds = c.get("train_seconds", {})
+        for model in ("candidate", "linear", "constant"):
+            took = f"  ({seconds[model]:.1f} s to train)" if model in seconds else ""
+            family = f" [{c['candidate_family']}]" if model == "candidate" else ""
+            lines.append(f"  {model}{family}: {scores[model]:.4g}{took}")
+        previous = (
+            "none blessed yet" if self.previous_metric is None else f"{self.previous_metric:.4g}"
+        )
+        lines.append(f"  previous blessed model: {previous}")
+        lines.append(
+            f"  margin over linear: {c['gain_over_linear']:+.4g} "
+            f"(needed > {c['required_gain']:.4g}, {c['margin_source']})"
+        )
+        lines.append(f"  exported: {c['exported']} model")
+        lines.append(f"  decision: {c['decision']}")
+        return lines
 
     @property
     def quarantine_exceeded(self) -> bool:
@@ -109,6 +140,9 @@ class RunReport:
     def push_decision(self) -> str:
         """Why the run did or did not push a model, in one line."""
         if self.pushed_path:
+            if self.comparison and self.comparison["exported"] != "candidate":
+                model = self.comparison["exported"]
+                return f"pushed the {model} baseline (it beat the candidate): {self.pushed_path}"
             return f"pushed {self.pushed_path}"
         if self.blessed is None:
             if self.data_stops:
@@ -123,6 +157,9 @@ class RunReport:
             )
         if not self.blessed:
             failed = ", ".join(f"{c.metric} on {c.slice}" for c in self.failed_checks)
+            if self.comparison and not self.comparison["blessable"]:
+                why = self.comparison["decision"].removeprefix("not blessed: ")
+                failed = ", ".join(filter(None, [why, failed]))
             return f"not pushed: not blessed ({failed or 'thresholds not met'})"
         return "not pushed: blessed, but the Pusher did not run"
 
@@ -183,8 +220,13 @@ def read_artifact(
     elif type_name == "Examples" and is_example_gen(node_id):
         report.span = span_of(artifact)
     elif type_name == "ModelEvaluation":
-        report.metrics.update(read_evaluation(artifact.uri).candidate_metrics())
+        evaluation = read_evaluation(artifact.uri)
+        report.metrics.update(evaluation.candidate_metrics())
         report.failed_checks.extend(read_failed_checks(artifact.uri))
+        report.comparison = read_comparison(artifact.uri)
+        if report.comparison:
+            previous = evaluation.metrics().get(f"baseline:{report.comparison['metric']}")
+            report.previous_metric = previous
     elif type_name == "ModelBlessing" and node_id == EVALUATOR:
         # Only the Evaluator's: LatestBlessedModelResolver re-publishes the baseline's blessing.
         report.blessed = bool(_custom(artifact, "blessed"))

@@ -151,6 +151,10 @@ def print_report(report: RunReport, out: TextIO | None = None) -> None:
             w(f"  {name:<40} {value:.4f}")
     for check in report.failed_checks:
         w(f"  FAILED {check.slice} {check.metric} = {check.value:.4f} ({check.threshold})")
+    if report.model_comparison:
+        w("\nCandidate vs baselines vs previous model:")
+        for line in report.model_comparison:
+            w(f"  {line}")
     if report.blessed is not None:
         w(f"\nBlessed: {'yes' if report.blessed else 'no'}")
     w(f"Push: {report.push_decision}")

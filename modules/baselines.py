@@ -1,0 +1,225 @@
+"""The baselines every run trains beside the candidate, and the decision which model is pushed.
+
+A candidate is only worth serving when it beats what needs no learning (a constant: the training
+label's mean, class frequencies or positive rate) and what a statistician would try first (a
+linear / logistic regression on the same transformed features). run_fn fits both on the training
+split, scores them and the candidate on every row of the eval split (the rows the Evaluator
+reads) with the task's headline metric, and decides:
+
+- the candidate wins when it beats the linear baseline by more than the margin: the dataset
+  spec's `evaluation.linear_margin` (in the headline metric's units), or by default the eval
+  noise: 1.645 standard deviations of the paired bootstrap difference over the eval rows (a
+  one-sided 95% bound: a gain the eval split's sampling alone would produce is not a win);
+- otherwise the linear baseline wins, and (PipelineConfig.push_linear_when_better, on by
+  default) is exported in the candidate's place: same inputs, same signatures, servable;
+- whichever model is exported must also beat the constant by its own eval noise.
+
+The decision is written as `comparison.json` beside the exported model; the Evaluator's executor
+(pipeline/evaluation/executor.py) withholds the blessing when it says so and copies it into the
+evaluation for the run summary. Pure numpy besides the Keras fit: no extra dependency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from modules.dataset_spec import BINARY, LINEAR_MARGIN_KEY, MULTICLASS, DatasetSpec
+
+COMPARISON_FILE = "comparison.json"
+# The Trainer's custom_config key: export the linear baseline when it beats the candidate
+# (PipelineConfig.push_linear_when_better, default on).
+PUSH_LINEAR_KEY = "push_linear_when_better"
+CANDIDATE, LINEAR, CONSTANT = "candidate", "linear", "constant"
+BOOTSTRAP_SAMPLES = 200
+# One-sided 95%: z of the normal quantile the bootstrap's standard deviation is scaled by.
+NOISE_Z = 1.645
+# The eval rows the comparison reads at most (the rest of a huge split adds no decision power).
+MAX_EVAL_ROWS = 200_000
+# The closed-form linear regression solves a features x features system: above this many
+# one-hot columns the linear baseline is trained by gradient steps instead.
+MAX_CLOSED_FORM_COLUMNS = 2_000
+RIDGE = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class Headline:
+    """The task's headline metric: its TFMA metric key, and whether higher is better."""
+
+    name: str
+    higher_is_better: bool
+
+
+def headline(spec: DatasetSpec) -> Headline:
+    """AUC (binary), accuracy (multiclass) or mean squared error (regression), keyed as TFMA's
+    metrics are, so the previous model's value in the evaluation can be looked up by it."""
+    if spec.task == BINARY:
+        return Headline("auc", True)
+    if spec.task == MULTICLASS:
+        return Headline("sparse_categorical_accuracy", True)
+    return Headline("mean_squared_error", False)
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC by the rank-sum formula, ties counted half (0.5 when one class is absent)."""
+    labels = np.asarray(labels).reshape(-1) > 0.5
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    positives = int(labels.sum())
+    negatives = labels.size - positives
+    if positives == 0 or negatives == 0:
+        return 0.5
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(scores.size, dtype=np.float64)
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    average = first + (counts + 1) / 2.0  # 1-based average rank of each tie group
+    ranks[order] = np.repeat(average, counts)
+    rank_sum = ranks[labels].sum()
+    return float((rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def metric_value(spec: DatasetSpec, labels: np.ndarray, predictions: np.ndarray) -> float:
+    """The headline metric of predictions as the model outputs them (probabilities [n, 1] or
+    [n, classes], or values [n, 1])."""
+    labels = np.asarray(labels).reshape(-1)
+    predictions = np.asarray(predictions, dtype=np.float64)
+    if spec.task == BINARY:
+        return auc(labels, predictions.reshape(-1))
+    if spec.task == MULTICLASS:
+        return float(np.mean(np.argmax(predictions, axis=1) == labels.astype(np.int64)))
+    return float(np.mean((predictions.reshape(-1) - labels) ** 2))
+
+
+def constant_logits(spec: DatasetSpec, labels: np.ndarray) -> list[float]:
+    """The constant baseline's logits from the training labels: log-odds of the positive rate,
+    log class frequencies (add-one smoothed), or the mean."""
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if spec.task == BINARY:
+        rate = (labels.sum() + 1.0) / (labels.size + 2.0)
+        return [float(math.log(rate / (1.0 - rate)))]
+    if spec.task == MULTICLASS:
+        counts = np.bincount(labels.astype(np.int64), minlength=spec.num_classes) + 1.0
+        return [float(v) for v in np.log(counts / counts.sum())]
+    return [float(labels.mean()) if labels.size else 0.0]
+
+
+def _gain(spec: DatasetSpec, better: float, worse: float) -> float:
+    """How much `better` beats `worse` on the headline metric, positive when it does."""
+    return better - worse if headline(spec).higher_is_better else worse - better
+
+
+def bootstrap_noise(
+    spec: DatasetSpec,
+    labels: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> float:
+    """The eval noise of the gain of `first` over `second`: NOISE_Z standard deviations of the
+    paired bootstrap gain over the eval rows (the same resampled rows for both models)."""
+    labels = np.asarray(labels).reshape(-1)
+    n = labels.size
+    if n < 2:
+        return float("inf")
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(samples):
+        rows = rng.integers(0, n, n)
+        gains.append(
+            _gain(
+                spec,
+                metric_value(spec, labels[rows], first[rows]),
+                metric_value(spec, labels[rows], second[rows]),
+            )
+        )
+    return float(NOISE_Z * np.std(gains))
+
+
+def compare(
+    spec: DatasetSpec,
+    labels: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    push_linear_when_better: bool = True,
+    seconds: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Score candidate, linear and constant on the eval rows and decide which model is exported
+    and whether it may be blessed; the JSON-able record run_fn writes (see the module doc)."""
+    metric = headline(spec)
+    scores = {name: metric_value(spec, labels, p) for name, p in predictions.items()}
+    spec_margin = spec.thresholds.get(LINEAR_MARGIN_KEY)
+    gain = _gain(spec, scores[CANDIDATE], scores[LINEAR])
+    if spec_margin is None:
+        required = bootstrap_noise(spec, labels, predictions[CANDIDATE], predictions[LINEAR])
+        source = "eval noise (bootstrap, one-sided 95%)"
+    else:
+        required, source = float(spec_margin), f"dataset spec evaluation.{LINEAR_MARGIN_KEY}"
+    candidate_wins = gain > required
+    exported = CANDIDATE if candidate_wins or not push_linear_when_better else LINEAR
+    over_constant = _gain(spec, scores[exported], scores[CONSTANT])
+    constant_noise = bootstrap_noise(spec, labels, predictions[exported], predictions[CONSTANT])
+    beats_constant = over_constant > constant_noise
+    blessable = beats_constant and (candidate_wins or exported == LINEAR)
+    sign = "+" if gain >= 0 else ""
+    versus = (
+        f"candidate {metric.name} {scores[CANDIDATE]:.4g} vs linear {scores[LINEAR]:.4g}: "
+        f"gain {sign}{gain:.4g}, needed > {required:.4g} ({source})"
+    )
+    if candidate_wins:
+        decision = f"candidate beats the linear baseline ({versus})"
+    elif exported == LINEAR:
+        decision = (
+            "the candidate does not beat the linear baseline by the margin: the linear model "
+            f"is exported instead ({versus})"
+        )
+    else:
+        decision = f"not blessed: the candidate does not beat the linear baseline ({versus})"
+    if not beats_constant:
+        decision = (
+            f"not blessed: the {exported} model does not beat the constant baseline "
+            f"({metric.name} {scores[exported]:.4g} vs {scores[CONSTANT]:.4g}, gain "
+            f"{over_constant:.4g}, needed > {constant_noise:.4g}); " + decision
+        )
+    return {
+        "metric": metric.name,
+        "higher_is_better": metric.higher_is_better,
+        "eval_rows": int(np.asarray(labels).size),
+        "scores": scores,
+        "gain_over_linear": gain,
+        "required_gain": required,
+        "margin_source": source,
+        "candidate_wins": candidate_wins,
+        "exported": exported,
+        "gain_over_constant": over_constant,
+        "constant_noise": constant_noise,
+        "blessable": blessable,
+        "decision": decision,
+        "train_seconds": dict(seconds or {}),
+    }
+
+
+def write_comparison(model_dir: str, comparison: dict[str, Any]) -> str:
+    """comparison.json in `model_dir` (the model artifact's directory); returns its path."""
+    import tensorflow as tf
+
+    path = os.path.join(model_dir, COMPARISON_FILE)
+    tf.io.gfile.makedirs(model_dir)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(comparison, indent=1, sort_keys=True))
+    return path
+
+
+def read_comparison(directory: str) -> dict[str, Any] | None:
+    """The comparison.json in a model or evaluation directory (None: there is none)."""
+    import tensorflow as tf
+
+    path = os.path.join(directory, COMPARISON_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.loads(f.read())

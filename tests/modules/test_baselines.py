@@ -1,0 +1,186 @@
+"""The run's baselines and the decision which model is exported (modules/baselines.py), and the
+training length the data size sets (modules/trainer.training_plan)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import modules  # noqa: F401 - the Keras-2 switch before TensorFlow loads
+from modules import baselines
+from modules.dataset_spec import BINARY, MULTICLASS, REGRESSION, DatasetSpec, transformed_name
+from modules.trainer import (
+    BATCH_SIZE,
+    MAX_EPOCHS,
+    Split,
+    fit_linear_baseline,
+    training_plan,
+)
+
+
+def _spec(task: str, **extra) -> DatasetSpec:
+    classes = {BINARY: ("no", "yes"), MULTICLASS: ("a", "b", "c"), REGRESSION: ()}[task]
+    return DatasetSpec(
+        name="toy",
+        task=task,
+        label="y",
+        classes=classes,
+        numeric=("x1", "x2"),
+        bucketized=(),
+        categorical={"c": 3},
+        vocabulary=(),
+        unused=(),
+        kinds={"x1": "float", "x2": "float", "c": "int64", "y": "float"},
+        **extra,
+    )
+
+
+def _pairwise_auc(labels, scores) -> float:
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not pos or not neg:
+        return 0.5
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.sampled_from([0.0, 0.1, 0.5, 0.5, 0.9, 1.0])),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_auc_is_the_pairwise_win_rate_with_ties_counted_half(rows):
+    labels = np.array([y for y, _ in rows], dtype=np.int64)
+    scores = np.array([s for _, s in rows])
+    assert baselines.auc(labels, scores) == pytest.approx(_pairwise_auc(labels, scores))
+
+
+def _eval_rows(n: int = 2000, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    signal = labels + rng.normal(0, 1.0, n)
+    return labels, signal
+
+
+def test_a_clearly_better_candidate_is_exported_and_blessable():
+    labels, signal = _eval_rows()
+    rng = np.random.default_rng(2)
+    predictions = {
+        baselines.CANDIDATE: (labels + rng.normal(0, 0.3, labels.size)).reshape(-1, 1),
+        baselines.LINEAR: signal.reshape(-1, 1),
+        baselines.CONSTANT: np.full([labels.size, 1], 0.5),
+    }
+    c = baselines.compare(_spec(BINARY), labels, predictions)
+    assert c["candidate_wins"] and c["exported"] == baselines.CANDIDATE and c["blessable"]
+    assert c["gain_over_linear"] > c["required_gain"] > 0
+    assert c["scores"][baselines.CONSTANT] == 0.5
+
+
+def test_a_candidate_within_the_eval_noise_loses_to_the_linear_baseline():
+    labels, signal = _eval_rows()
+    predictions = {
+        baselines.CANDIDATE: (signal + 1e-3).reshape(-1, 1),  # the same ranking: no gain
+        baselines.LINEAR: signal.reshape(-1, 1),
+        baselines.CONSTANT: np.full([labels.size, 1], 0.5),
+    }
+    pushed = baselines.compare(_spec(BINARY), labels, predictions)
+    assert pushed["exported"] == baselines.LINEAR and pushed["blessable"]
+    assert "linear model is exported instead" in pushed["decision"]
+    kept = baselines.compare(_spec(BINARY), labels, predictions, push_linear_when_better=False)
+    assert kept["exported"] == baselines.CANDIDATE and not kept["blessable"]
+    assert kept["decision"].startswith("not blessed: the candidate does not beat the linear")
+
+
+def test_the_spec_margin_replaces_the_eval_noise():
+    labels, signal = _eval_rows()
+    rng = np.random.default_rng(3)
+    better = (labels + rng.normal(0, 0.3, labels.size)).reshape(-1, 1)
+    predictions = {
+        baselines.CANDIDATE: better,
+        baselines.LINEAR: signal.reshape(-1, 1),
+        baselines.CONSTANT: np.full([labels.size, 1], 0.5),
+    }
+    spec = _spec(BINARY, thresholds={"linear_margin": 0.5})  # more than AUC can gain here
+    c = baselines.compare(spec, labels, predictions)
+    assert c["required_gain"] == 0.5 and c["exported"] == baselines.LINEAR
+    assert "linear_margin" in c["margin_source"]
+
+
+def test_nothing_is_blessed_when_no_model_beats_the_constant():
+    rng = np.random.default_rng(4)
+    labels = rng.normal(10.0, 1.0, 500)
+    noise = (10.0 + rng.normal(0, 3.0, 500)).reshape(-1, 1)
+    predictions = {
+        baselines.CANDIDATE: noise,
+        baselines.LINEAR: noise + 0.01,
+        baselines.CONSTANT: np.full([500, 1], 10.0),
+    }
+    c = baselines.compare(_spec(REGRESSION), labels, predictions)
+    assert not c["blessable"]
+    assert "does not beat the constant baseline" in c["decision"]
+    assert c["metric"] == "mean_squared_error" and not c["higher_is_better"]
+
+
+def test_constant_logits_reproduce_the_training_labels_mean():
+    assert baselines.constant_logits(_spec(REGRESSION), np.array([1.0, 2.0, 6.0])) == [3.0]
+    (logit,) = baselines.constant_logits(_spec(BINARY), np.array([1, 1, 1, 0, 0, 0, 0, 0]))
+    assert 1 / (1 + np.exp(-logit)) == pytest.approx(4 / 10)  # add-one smoothed 3/8
+    logs = baselines.constant_logits(_spec(MULTICLASS), np.array([0, 0, 2]))
+    assert np.exp(logs) == pytest.approx([3 / 6, 1 / 6, 2 / 6])
+
+
+@pytest.mark.parametrize("rows", [50, 300, 1_000, 12_000, 1_000_000])
+def test_training_length_follows_the_row_count(rows):
+    plan = training_plan(rows, max_steps=2000)
+    assert plan.max_steps <= 2000 and plan.epochs <= MAX_EPOCHS
+    assert plan.batch_size * plan.steps_per_epoch >= rows or plan.epochs == 1
+    if rows <= 300:
+        # A few hundred rows: a few hundred small steps at most, not 2,000.
+        assert plan.max_steps <= 600 and plan.batch_size < BATCH_SIZE
+    if rows >= 12_000:
+        assert plan.batch_size == BATCH_SIZE
+
+
+def test_a_step_budget_below_one_epoch_is_kept():
+    plan = training_plan(12_000, max_steps=1)
+    assert (plan.steps_per_epoch, plan.epochs, plan.max_steps) == (1, 1, 1)
+
+
+def _toy_split(spec: DatasetSpec, n: int, seed: int) -> Split:
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    c = rng.integers(0, 3, n)
+    y = 3.0 * x1 - 2.0 * x2 + np.array([0.0, 4.0, -1.0])[c] + 50.0
+    features = {
+        transformed_name("x1"): x1.reshape(-1, 1).astype(np.float32),
+        transformed_name("x2"): x2.reshape(-1, 1).astype(np.float32),
+        transformed_name("c"): c.reshape(-1, 1).astype(np.int64),
+    }
+    return Split(features, y.astype(np.float32), n)
+
+
+def test_the_linear_regression_baseline_is_least_squares():
+    spec = _spec(REGRESSION)
+    train, evaluation = _toy_split(spec, 400, 5), _toy_split(spec, 100, 6)
+    model = fit_linear_baseline(spec, train, evaluation, training_plan(400, 2000))
+    predicted = model.predict(evaluation.features, verbose=0).reshape(-1)
+    assert np.max(np.abs(predicted - evaluation.labels)) < 1e-2  # noise-free: exact fit
+    kernel, _ = model.get_layer("linear").get_weights()
+    assert kernel[:2, 0] == pytest.approx([3.0, -2.0], abs=1e-3)
+
+
+def test_the_logistic_baseline_learns_a_separable_rule():
+    spec = _spec(BINARY)
+    train, evaluation = _toy_split(spec, 600, 7), _toy_split(spec, 200, 8)
+    train = dataclasses.replace(train, labels=(train.labels > 50).astype(np.int64))
+    evaluation = dataclasses.replace(evaluation, labels=(evaluation.labels > 50).astype(np.int64))
+    model = fit_linear_baseline(spec, train, evaluation, training_plan(600, 2000))
+    scores = model.predict(evaluation.features, verbose=0)
+    assert baselines.auc(evaluation.labels, scores) > 0.97
