@@ -110,11 +110,31 @@ def _json_option(func: F) -> F:
     "ConnectionConfig .pbtxt. Password from $MLMD_DB_PASSWORD. "
     f"Default: ${CONNECTION_ENV} or the local runner's SQLite file.",
 )
+@click.option(
+    "--dataset",
+    default=None,
+    help="Only this dataset's pipeline runs (a name under datasets/ or a dataset.yaml path); "
+    "default: every pipeline in the store.",
+)
 @_json_option
 @click.pass_context
-def lineage(ctx: click.Context, metadata: str | None) -> None:
+def lineage(ctx: click.Context, metadata: str | None, dataset: str | None) -> None:
     """Pipeline runs, artifacts, provenance and diffs from ML Metadata."""
     ctx.find_root().meta["lineage.metadata"] = metadata or _default_metadata()
+    ctx.find_root().meta["lineage.pipeline"] = _pipeline_of(dataset)
+
+
+def _pipeline_of(dataset: str | None) -> str | None:
+    """The pipeline name of --dataset (None: every pipeline); a bad spec is one line, exit 1."""
+    if not dataset:
+        return None
+    from metadata.locations import locations
+    from modules.dataset_spec import SpecError
+
+    try:
+        return locations(dataset).pipeline_name
+    except SpecError as e:
+        _fail(str(e))
 
 
 @lineage.command()
@@ -126,7 +146,7 @@ def runs(ctx: click.Context, limit: int | None) -> None:
     """Pipeline runs, newest first: per-component state and whether a model was pushed."""
     from lineage import queries, render
 
-    data = queries.list_runs(_store(ctx), limit)
+    data = queries.list_runs(_store(ctx), limit, ctx.find_root().meta.get("lineage.pipeline"))
     _emit(ctx, data, lambda: render.runs(data))
 
 
@@ -145,7 +165,9 @@ def artifacts(
     """Artifacts, newest first: type, producing component, key properties and URI."""
     from lineage import queries, render
 
-    data = queries.list_artifacts(_store(ctx), type_name, run, limit)
+    data = queries.list_artifacts(
+        _store(ctx), type_name, run, limit, ctx.find_root().meta.get("lineage.pipeline")
+    )
     _emit(ctx, data, lambda: render.artifacts(data))
 
 
@@ -179,7 +201,9 @@ def diff(ctx: click.Context, run_a: str, run_b: str) -> None:
     """
     from lineage import queries, render
 
-    data = queries.diff_runs(_store(ctx), run_a, run_b)
+    data = queries.diff_runs(
+        _store(ctx), run_a, run_b, ctx.find_root().meta.get("lineage.pipeline")
+    )
     _emit(ctx, data, lambda: render.diff(data))
 
 

@@ -69,10 +69,13 @@ def _producer_names(ls: MetadataStore, artifact_ids: list[int]) -> dict[int, str
 
 
 # ---- runs ------------------------------------------------------------------------------------
-def list_runs(ls: MetadataStore, limit: int | None = None) -> list[dict[str, Any]]:
-    """Pipeline runs, newest first, with each component's state and whether a model was pushed."""
+def list_runs(
+    ls: MetadataStore, limit: int | None = None, pipeline_name: str | None = None
+) -> list[dict[str, Any]]:
+    """Pipeline runs (of one pipeline, when given), newest first, with each component's state
+    and whether a model was pushed."""
     out = []
-    for run in ls.runs(limit=limit):
+    for run in ls.runs(pipeline_name, limit=limit):
         executions = sorted(run.executions, key=lambda e: e.id)
         components = [
             {"component": e.node_id, "state": e.state, "execution_id": e.id} for e in executions
@@ -111,10 +114,12 @@ def list_artifacts(
     type_name: str | None = None,
     run: str | None = None,
     limit: int | None = None,
+    pipeline_name: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Artifacts newest first, optionally of one type and/or attributed to one run."""
+    """Artifacts newest first, optionally of one type and/or attributed to one run (of one
+    pipeline, when given)."""
     if run is not None:
-        ctx = ls.resolve_run(run)
+        ctx = ls.resolve_run(run, pipeline_name)
         # Events rather than attributions: they say which of the run's executions made or used it.
         ids = [
             ev.artifact_id for ev in ls.events_of_executions([e.id for e in ls.run_executions(ctx)])
@@ -488,9 +493,10 @@ def _served_model(t: Trace, by_type: dict[str, list[dict[str, Any]]]) -> dict[st
 
 
 # ---- diff ------------------------------------------------------------------------------------
-def run_facts(ls: MetadataStore, run_ref: str) -> dict[str, Any]:
-    """The comparable facts of one run: inputs, schema, hyperparameters, metrics, outcome."""
-    run = ls.resolve_run(run_ref)
+def run_facts(ls: MetadataStore, run_ref: str, pipeline_name: str | None = None) -> dict[str, Any]:
+    """The comparable facts of one run (of one pipeline, when given): inputs, schema,
+    hyperparameters, metrics, outcome."""
+    run = ls.resolve_run(run_ref, pipeline_name)
     executions = ls.run_executions(run)
     by_component = {ls.component_name(e): e for e in executions}
     events = ls.events_of_executions([e.id for e in executions])
@@ -576,10 +582,12 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 DIFF_SECTIONS = ("input", "schema", "hyperparameters", "metrics", "outcome", "components")
 
 
-def diff_runs(ls: MetadataStore, run_a: str, run_b: str) -> dict[str, Any]:
+def diff_runs(
+    ls: MetadataStore, run_a: str, run_b: str, pipeline_name: str | None = None
+) -> dict[str, Any]:
     """Per-section changes between two runs; unchanged keys are counted, not listed."""
-    a = run_facts(ls, run_a)
-    b = run_facts(ls, run_b)
+    a = run_facts(ls, run_a, pipeline_name)
+    b = run_facts(ls, run_b, pipeline_name)
     sections: dict[str, Any] = {}
     for section in DIFF_SECTIONS:
         left, right = a[section], b[section]

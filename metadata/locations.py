@@ -42,7 +42,18 @@ class DatasetLocations:
     @property
     def serving_dir(self) -> str:
         """TF Serving's model base path: the Pusher writes <this>/<version>/."""
-        return str(model_layout.SERVING_ROOT / self.model_name)
+        return self.serving_dir_in(model_layout.SERVING_ROOT)
+
+    def serving_dir_in(self, serving_root: str | os.PathLike) -> str:
+        """The model's base path under another serving root (<root>/<model name>)."""
+        return os.path.join(os.path.abspath(serving_root), self.model_name)
+
+    @property
+    def model_config(self) -> str:
+        """The serving root's shared TF Serving model config, holding every model's entry."""
+        from model_layout import model_config
+
+        return model_config.beside(self.serving_dir)
 
 
 def pipeline_name(name: str) -> str:

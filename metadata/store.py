@@ -290,9 +290,16 @@ class MetadataStore:
                     return ctx.name
         return ""
 
-    def resolve_run(self, ref: str) -> mlmd_pb2.Context:
-        """A run by exact id, unique prefix, 'latest', 'previous' or 'latest~N' (N runs back)."""
+    def resolve_run(self, ref: str, pipeline_name: str | None = None) -> mlmd_pb2.Context:
+        """A run by exact id, unique prefix, 'latest', 'previous' or 'latest~N' (N runs back),
+        among the runs of `pipeline_name` when given (one store holds every dataset's runs)."""
         runs = self.run_contexts
+        if pipeline_name is not None:
+            runs = [r for r in runs if self.pipeline_of_run(r) == pipeline_name]
+            if not runs:
+                raise MetadataError(
+                    f"no runs of pipeline {pipeline_name!r} recorded in this metadata store"
+                )
         if not runs:
             raise MetadataError("no pipeline runs recorded in this metadata store")
         back = None
@@ -556,9 +563,9 @@ class MetadataStore:
             contexts = contexts[:limit]
         return [self.run(c) for c in contexts]
 
-    def run(self, run: str | mlmd_pb2.Context) -> RunRecord:
-        """One run by reference (see `resolve_run`) or context."""
-        context = self.resolve_run(run) if isinstance(run, str) else run
+    def run(self, run: str | mlmd_pb2.Context, pipeline_name: str | None = None) -> RunRecord:
+        """One run by reference (see `resolve_run`, of `pipeline_name` when given) or context."""
+        context = self.resolve_run(run, pipeline_name) if isinstance(run, str) else run
         executions = self.executions(context)
         starts = [e.started_ms for e in executions] or [context.create_time_since_epoch]
         ends = [e.ended_ms for e in executions] or [context.last_update_time_since_epoch]

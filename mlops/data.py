@@ -138,12 +138,26 @@ def check_skew_command(
 
 @data.command("quarantine")
 @click.argument("run", default="latest")
+@_DATASET_OPTION
 @click.option("--metadata", default=None, help="ML Metadata store (default: the local runner's).")
+@click.option(
+    "--pipeline-name",
+    default=None,
+    help=f"Whose runs RUN names. [default: the dataset's, {_DEFAULTS.pipeline_name}]",
+)
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows shown (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per quarantined row.")
-def quarantine_command(run: str, metadata: str | None, limit: int, as_json: bool) -> None:
+def quarantine_command(
+    run: str,
+    dataset: str | None,
+    metadata: str | None,
+    pipeline_name: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """The rows the RowCleaner set aside in RUN (default latest; an id, prefix, previous,
-    latest~N) and why, with the run's cleaning figures. Exit 1 when it cannot be read."""
+    latest~N) of the dataset's pipeline, and why, with the run's cleaning figures. Exit 1 when
+    it cannot be read."""
     from metadata.store import MetadataError, open_store, properties_of
     from pipeline.validation.quarantine import (
         QUARANTINE,
@@ -152,9 +166,10 @@ def quarantine_command(run: str, metadata: str | None, limit: int, as_json: bool
         read_rows,
     )
 
+    defaults = _dataset_defaults(dataset)
     try:
-        store = open_store(metadata or _DEFAULTS.metadata_connection)
-        record = store.run(run)
+        store = open_store(metadata or defaults.metadata_connection)
+        record = store.run(run, pipeline_name or defaults.pipeline_name)
         outputs = store.run_outputs(record.run_id).get(ROW_CLEANER, {}).get(QUARANTINE)
         if not outputs:
             raise MetadataError(f"run {record.run_id} has no {ROW_CLEANER} output")

@@ -51,7 +51,15 @@ def _fail(message: str) -> None:
 
 @click.command("monitor", cls=_OneLine, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--requests", "requests_dir", required=True, help="mlops serve --request_log_dir.")
-@click.option("--model-name", default=_DEFAULTS.model_name, show_default=True)
+@click.option(
+    "--dataset",
+    default=None,
+    help="Whose model, pipeline, store and schema are the defaults below (a name under "
+    f"datasets/ or a dataset.yaml path). [default: {_DEFAULTS.name}]",
+)
+@click.option(
+    "--model-name", default=None, help=f"[default: the dataset's, {_DEFAULTS.model_name}]"
+)
 @click.option(
     "--server",
     default="http://127.0.0.1:8501",
@@ -70,9 +78,16 @@ def _fail(message: str) -> None:
     help="FeatureStats.pb for every version; default: each version's own training statistics, "
     "found by lineage in ML Metadata.",
 )
-@click.option("--metadata", default=_DEFAULTS.metadata, show_default=True)
-@click.option("--pipeline-name", default=_DEFAULTS.pipeline_name, show_default=True)
-@click.option("--schema", "schema_path", default=_DEFAULTS.schema_path, show_default=True)
+@click.option("--metadata", default=None, help=f"[default: {_DEFAULTS.metadata}]")
+@click.option(
+    "--pipeline-name", default=None, help=f"[default: the dataset's, {_DEFAULTS.pipeline_name}]"
+)
+@click.option(
+    "--schema",
+    "schema_path",
+    default=None,
+    help=f"[default: the dataset's, {_DEFAULTS.schema_path}]",
+)
 @click.option(
     "--window",
     type=int,
@@ -96,13 +111,14 @@ def _fail(message: str) -> None:
 @click.option("--debug", is_flag=True, help="Tracebacks instead of one-line errors.")
 def monitor(
     requests_dir: str,
-    model_name: str,
+    dataset: str | None,
+    model_name: str | None,
     server: str,
     versions: tuple[str, ...],
     statistics: str | None,
-    metadata: str,
-    pipeline_name: str,
-    schema_path: str,
+    metadata: str | None,
+    pipeline_name: str | None,
+    schema_path: str | None,
     window: int,
     min_rows: int,
     interval: float,
@@ -115,6 +131,16 @@ def monitor(
     with the training statistics of each version it serves (the measures of `mlops data
     check-skew`) and export the distances and thresholds on --metrics-port for Prometheus."""
     _log_to_stderr()
+    from modules.dataset_spec import SpecError
+
+    try:
+        where = locations(dataset) if dataset else _DEFAULTS
+    except SpecError as e:
+        _fail(str(e))
+    model_name = model_name or where.model_name
+    metadata = metadata or where.metadata
+    pipeline_name = pipeline_name or where.pipeline_name
+    schema_path = schema_path or where.schema_path
     problem = _check_flags(requests_dir, window, min_rows, interval, metrics_port, versions)
     if problem:
         _fail(problem)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import tensorflow_model_analysis as tfma
@@ -24,6 +25,7 @@ from data_stats.measures import statistics_options
 from modules import dataset_spec
 from modules.baselines import PUSH_LINEAR_KEY
 from modules.dataset_spec import BINARY, MULTICLASS, DatasetSpec, transformed_name
+from pipeline import source_schema
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.executor import SkipSelfEvaluationExecutor
 from pipeline.ingest import sources
@@ -194,7 +196,12 @@ def create_pipeline(
     # downstream reads the clean rows. An inferred schema comes after the statistics, so then
     # the cleaner only drops duplicates (pipeline/validation/row_cleaner.py).
     if not config.infer_schema:
-        schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+        schema_file = config.schema_path
+        if len(config.sources) > 1:  # the ExampleGen adds `source`: declared on this path alone
+            schema_file = source_schema.with_source_feature(
+                schema_file, os.path.join(config.pipeline_root, "ImportedSchemas")
+            )
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
     row_cleaner = RowCleaner(
         examples=example_gen.outputs["examples"],
         schema=None if config.infer_schema else schema_gen.outputs["schema"],

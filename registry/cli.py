@@ -62,27 +62,36 @@ def _fail_cleanly(f):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
+    "--dataset",
+    envvar="MLOPS_DATASET",
+    default=None,
+    help="Whose model: the dataset's model name, serving dir and store are the defaults below "
+    f"(a name under datasets/ or a dataset.yaml path). [default: {_DEFAULTS.name}]",
+)
+@click.option(
     "--base-path",
     envvar="MLOPS_MODEL_BASE_PATH",
-    default=_DEFAULTS.serving_dir,
-    show_default=True,
-    help="The model base path (the Pusher's serving_model/<name>).",
+    default=None,
+    help="The model base path (the Pusher's serving_model/<name>). "
+    f"[default: the dataset's, {_DEFAULTS.serving_dir}]",
 )
 @click.option(
     "--config",
     "config_path",
     envvar="MLOPS_MODEL_CONFIG",
     default=None,
-    help="TF Serving model config file [default: models.config beside the base path].",
+    help="TF Serving model config file, shared by every model of the serving root "
+    "[default: models.config beside the base path].",
 )
 @click.option(
     "--metadata",
     envvar="MLOPS_METADATA",
-    default=_DEFAULTS.metadata,
-    show_default=True,
-    help="ML Metadata store: SQLite path, URL or .pbtxt.",
+    default=None,
+    help=f"ML Metadata store: SQLite path, URL or .pbtxt. [default: {_DEFAULTS.metadata}]",
 )
-@click.option("--model-name", default=_DEFAULTS.model_name, show_default=True)
+@click.option(
+    "--model-name", default=None, help=f"[default: the dataset's, {_DEFAULTS.model_name}]"
+)
 @click.option(
     "--server",
     default=None,
@@ -91,15 +100,28 @@ def _fail_cleanly(f):
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def models(ctx, base_path, config_path, metadata, model_name, server, debug) -> None:
+def models(ctx, dataset, base_path, config_path, metadata, model_name, server, debug) -> None:
     """Operate served model versions: labels, rollback, retire, audit trail, model cards."""
+    from model_layout import model_config
+    from modules.dataset_spec import SpecError
     from registry.operations import Registry
 
-    base_path = os.path.abspath(base_path)
-    config_path = config_path or os.path.join(os.path.dirname(base_path), "models.config")
+    try:
+        where = locations(dataset) if dataset else _DEFAULTS
+    except SpecError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(1)
+    base_path = os.path.abspath(base_path or where.serving_dir)
+    config_path = config_path or model_config.beside(base_path)
     ctx.obj = {
         "debug": debug,
-        "registry": Registry(base_path, config_path, metadata, model_name, server_address(server)),
+        "registry": Registry(
+            base_path,
+            config_path,
+            metadata or where.metadata,
+            model_name or where.model_name,
+            server_address(server),
+        ),
     }
 
 

@@ -77,7 +77,7 @@ class Registry:
         self, label: str, version: int, action: str, reason: str, who: str | None = None
     ) -> Action:
         config = self.config()
-        entry = config_file.model_entry(config, self.model_name, self.config_path)
+        entry = config_file.own_entry(config, self.model_name, self.base_path)
         self._version_on_disk(version)
         self._check_loaded(version)
         previous = entry.version_labels.get(label)

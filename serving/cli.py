@@ -15,7 +15,12 @@ import sys
 
 import click
 
+import model_layout
+
 _BOOL = click.BOOL
+# With no model flags the server re-reads the shared models.config this often, so labels set by
+# `mlops models promote` and models added by a push are served without a restart.
+ALL_MODELS_POLL_SECONDS = 1.0
 
 
 class ExitCode:
@@ -107,14 +112,29 @@ _DEBUG = click.option("--debug", is_flag=True, default=False, help="Show traceba
     "--model_config_file",
     default=None,
     type=click.Path(exists=True, dir_okay=False),
-    help="ModelServerConfig text proto.",
+    help="ModelServerConfig text proto. With none of the model flags: every dataset's pushed "
+    "model, from <serving_root>/models.config.",
 )
 @click.option(
     "--model_config_file_poll_wait_seconds",
     type=float,
     default=0.0,
     show_default=True,
-    help="> 0: re-read --model_config_file when it changes (labels, models).",
+    help="> 0: re-read --model_config_file when it changes (labels, models); "
+    f"{ALL_MODELS_POLL_SECONDS:g} when serving every model.",
+)
+@click.option(
+    "--dataset",
+    default=None,
+    help="Not a TF Serving flag: serve this dataset's model alone (its name and serving dir; a "
+    "name under datasets/ or a dataset.yaml path).",
+)
+@click.option(
+    "--serving_root",
+    default=str(model_layout.SERVING_ROOT),
+    show_default=True,
+    help="Not a TF Serving flag: where the Pusher writes <model>/<version>/ and the shared "
+    "models.config.",
 )
 @click.option(
     "--file_system_poll_wait_seconds",
@@ -211,6 +231,13 @@ def serve(**kw: object) -> None:
         if kw[name] is not None:
             setattr(batching, name, kw[name])
     metrics_path = kw["metrics_path"] or None
+    debug = kw["debug"]
+    try:
+        _select_models(kw)
+    except ValueError as e:
+        if debug:
+            raise
+        raise click.UsageError(str(e)) from None
     if kw["monitoring_config_file"]:
         metrics_path = load_monitoring_path(kw["monitoring_config_file"])
     options = ServerOptions(
@@ -238,7 +265,6 @@ def serve(**kw: object) -> None:
         http_body_timeout=kw["http_body_timeout_seconds"],
         enable_model_warmup=kw["enable_model_warmup"],
     )
-    debug = kw["debug"]
     try:
         config = options.model_server_config()
         options.grpc_credentials()
@@ -259,8 +285,40 @@ def serve(**kw: object) -> None:
         _fail(1, f"mlops serve: {type(e).__name__}: {e}", debug)
 
 
+def _select_models(kw: dict) -> None:
+    """Fill the model flags in place: --dataset names one dataset's model; no model flag at all
+    serves every dataset's pushed model from the serving root's shared models.config."""
+    ctx = click.get_current_context()
+    given = {
+        name
+        for name in ("model_name", "model_base_path", "model_config_file")
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    }
+    if kw["dataset"]:
+        from metadata.locations import locations
+        from modules.dataset_spec import SpecError
+
+        if given:
+            raise ValueError("--dataset names the model itself; leave out the other model flags")
+        try:
+            where = locations(kw["dataset"])
+        except SpecError as e:
+            raise ValueError(str(e)) from None
+        kw["model_name"] = where.model_name
+        kw["model_base_path"] = where.serving_dir_in(kw["serving_root"])
+        return
+    if given:
+        return
+    from serving.all_models import shared_config
+
+    kw["model_config_file"] = shared_config(kw["serving_root"])
+    poll = "model_config_file_poll_wait_seconds"
+    if ctx.get_parameter_source(poll) is click.core.ParameterSource.DEFAULT:
+        kw[poll] = ALL_MODELS_POLL_SECONDS
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model_name", default="taxi", show_default=True)
+@click.option("--model_name", default=None, help="Default: the --dataset's model.")
 @click.option(
     "--input", "input_path", required=True, help="CSV (with header) or JSON rows; '-' for stdin."
 )
@@ -289,12 +347,13 @@ def serve(**kw: object) -> None:
 @click.option(
     "--dataset",
     default=None,
-    help="Dataset spec whose features the rows are encoded with (a name under datasets/ or a "
-    "dataset.yaml path). Default: the active dataset (taxi).",
+    help="Dataset whose model is asked (default --model_name) and whose spec encodes the rows "
+    "(a name under datasets/ or a dataset.yaml path). Default: the active dataset (taxi).",
 )
 @_DEBUG
 def predict(**kw: object) -> None:
     """Encode raw rows per the dataset spec and print one JSON prediction per row."""
+    from metadata.locations import of_spec
     from modules import dataset_spec
     from serving_api.client import (
         GrpcClient,
@@ -309,6 +368,7 @@ def predict(**kw: object) -> None:
     source = kw["input_path"]
     try:
         spec = dataset_spec.load(kw["dataset"]) if kw["dataset"] else None
+        model_name = kw["model_name"] or of_spec(spec or dataset_spec.load()).model_name
     except dataset_spec.SpecError as e:
         _fail(ExitCode.USAGE, f"mlops predict: {e}", False)
     try:
@@ -338,7 +398,7 @@ def predict(**kw: object) -> None:
     try:
         results = predict_rows(
             client,
-            kw["model_name"],
+            model_name,
             rows,
             kw["encoding"],
             kw["signature_name"],

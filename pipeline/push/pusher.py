@@ -33,6 +33,7 @@ from tfx.types import artifact_utils, component_spec, standard_artifacts, standa
 from tfx.utils import json_utils, proto_utils
 
 import model_layout as layout
+from model_layout import model_config
 from pipeline.push import warmup_requests
 
 PUSH_MARKER = layout.PUSH_MARKER
@@ -155,6 +156,12 @@ class AtomicPusherExecutor(pusher_executor.Executor):
         # The PushedModel artifact keeps its own copy, as with the stock Pusher.
         shutil.copytree(model_path, model_push.uri, dirs_exist_ok=True)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
+        # The serving root's one models.config gets this model's entry (others' are kept), so
+        # `mlops serve`, TF Serving and `mlops models` find every pushed model there.
+        model_config.ensure_models(
+            model_config.beside(base_directory),
+            {os.path.basename(os.path.normpath(base_directory)): base_directory},
+        )
         if written:
             _write_model_card(input_dict, exec_properties, serving_path, model.id)
         return None

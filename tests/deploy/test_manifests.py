@@ -17,9 +17,11 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
+from metadata.locations import locations
+from modules import dataset_spec
 from pipeline import kubeflow as kr
 from pipeline.config import PipelineConfig
-from serving.config import ServerOptions, parse_model_config
+from serving.config import ServerOptions, load_model_config_file, parse_model_config
 from tests.paths import PROJECT_ROOT
 
 SERVING = PROJECT_ROOT / "deploy" / "serving"
@@ -27,6 +29,11 @@ K8S = SERVING / "kubernetes.yaml"
 COMPOSE = SERVING / "docker-compose.yml"
 DOCKERFILE = PROJECT_ROOT / "deploy" / "pipeline" / "Dockerfile"
 MODEL_NAME = PipelineConfig().model_name
+# One server for every model: each dataset under datasets/ has its entry, at its serving dir.
+MODELS = {
+    locations(name).model_name: Path(locations(name).serving_dir)
+    for name in dataset_spec.available()
+}
 GRPC_PORT, REST_PORT = ServerOptions.port, ServerOptions.rest_api_port
 K8S_VERSIONS = [kubernetes_validate.latest_version(), "1.29.0"]
 
@@ -108,15 +115,20 @@ def test_deployment_serves_the_pipelines_model_on_the_serving_ports():
 
     files = _config_files(deployment)
     model_config = parse_model_config(files[flags["model_config_file"]])
-    (model,) = model_config.model_config_list.config
-    assert model.name == MODEL_NAME
+    entries = {m.name: m for m in model_config.model_config_list.config}
+    assert set(entries) == set(MODELS) and MODEL_NAME in MODELS
     for flag in ("batching_parameters_file", "monitoring_config_file"):
         if flag in flags:
             assert flags[flag] in files, f"--{flag} names a file no ConfigMap provides"
     # The ConfigMap carries the same model config as the file compose and `mlops serve` use.
     assert model_config == parse_model_config((SERVING / "models.config").read_text())
 
-    # The base path is on a mounted volume (or a bucket TF Serving reads directly).
+    # Every base path is on a mounted volume (or a bucket TF Serving reads directly).
+    for model in entries.values():
+        _assert_on_a_claimed_volume(deployment, container, model)
+
+
+def _assert_on_a_claimed_volume(deployment, container, model) -> None:
     if "://" not in model.base_path:
         volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
         mounts = [
@@ -128,7 +140,7 @@ def test_deployment_serves_the_pipelines_model_on_the_serving_ports():
         assert "persistentVolumeClaim" in volumes[mounts[0]["name"]]
         claims = {d["metadata"]["name"] for d in _docs() if d["kind"] == "PersistentVolumeClaim"}
         assert volumes[mounts[0]["name"]]["persistentVolumeClaim"]["claimName"] in claims
-        assert PurePosixPath(model.base_path).name == MODEL_NAME
+        assert PurePosixPath(model.base_path).name == model.name
 
 
 def test_readiness_probe_asks_tf_serving_for_the_model_status():
@@ -209,10 +221,13 @@ def test_compose_serves_the_pushers_directory_on_the_serving_ports():
 
     model_config_file = host_path(flags["model_config_file"])
     assert model_config_file.is_file()
-    (model,) = parse_model_config(model_config_file.read_text()).model_config_list.config
-    assert model.name == MODEL_NAME
-    # TF Serving reads exactly where the local Pusher writes serving_model/taxi/<version>/.
-    assert host_path(model.base_path) == Path(PipelineConfig().model_serving_dir).resolve()
+    models = parse_model_config(model_config_file.read_text()).model_config_list.config
+    # TF Serving reads exactly where the local Pusher writes serving_model/<model>/<version>/,
+    # every dataset's model from one server.
+    assert {m.name: host_path(m.base_path) for m in models} == {
+        name: path.resolve() for name, path in MODELS.items()
+    }
+    assert MODELS[MODEL_NAME] == Path(PipelineConfig().model_serving_dir)
     for flag in ("batching_parameters_file", "monitoring_config_file"):
         if flag in flags:
             assert host_path(flags[flag]).is_file()
@@ -302,3 +317,12 @@ def test_make_image_builds_the_default_image():
     assert re.search(rf"^IMAGE \?= {re.escape(kr.DEFAULT_IMAGE)}$", makefile, re.M)
     assert "docker build -f deploy/pipeline/Dockerfile" in makefile
     assert dataclasses.replace(kr.KubeflowConfig()).image == kr.DEFAULT_IMAGE
+
+
+def test_local_model_config_serves_every_model_where_the_pusher_writes():
+    path = SERVING / "models.local.config"
+
+    models = load_model_config_file(str(path)).model_config_list.config
+    assert {m.name: Path(m.base_path).resolve() for m in models} == {
+        name: p.resolve() for name, p in MODELS.items()
+    }

@@ -165,13 +165,20 @@ def test_empty_sources_keep_todays_csv_example_gen():
     assert "span-{SPAN}/*.csv" in eg.exec_properties["input_config"]
 
 
-def test_source_feature_is_declared_but_not_a_model_input():
+def test_source_feature_is_declared_but_not_a_model_input(tmp_path):
     import tensorflow_data_validation as tfdv
 
     from modules import features
     from pipeline.config import PipelineConfig
+    from pipeline.source_schema import with_source_feature
 
-    schema = tfdv.load_schema_text(PipelineConfig().schema_path)
+    curated = tfdv.load_schema_text(PipelineConfig().schema_path)
+    # The curated schema describes the raw CSV; only the multi-source path adds `source`.
+    assert sources.SOURCE_FEATURE not in {f.name for f in curated.feature}
+    derived = with_source_feature(PipelineConfig().schema_path, str(tmp_path))
+    assert with_source_feature(PipelineConfig().schema_path, str(tmp_path)) == derived
+    schema = tfdv.load_schema_text(derived)
+    assert [f for f in schema.feature if f.name != sources.SOURCE_FEATURE] == list(curated.feature)
     source = tfdv.get_feature(schema, sources.SOURCE_FEATURE)
     assert "SERVING" in source.not_in_environment
     assert source.presence.min_count == 0 and source.presence.min_fraction == 0
