@@ -356,11 +356,13 @@ def test_postgresql_partitions_are_read_separately(pg, partition_column):
 def test_several_sources_make_one_artifact_with_each_rows_source(data, pg, csv_baseline, tmp_path):
     """History in Parquet (span 1) plus the database's newest rows (span 2): one Examples
     artifact, every row tagged with its source, span 2, the sources listed on the artifact;
-    the rows without their tag are the CSV's; the statistics pass the curated schema."""
+    the rows without their tag are the CSV's; the statistics pass the curated schema with the
+    `source` column the multi-source path adds (pipeline/source_schema.py)."""
     import tensorflow_data_validation as tfdv
 
     from data_stats.measures import statistics_of_examples, statistics_options
     from pipeline.config import PipelineConfig
+    from pipeline.source_schema import with_source_feature
 
     root, _, _ = data
     _, url = pg
@@ -385,7 +387,8 @@ def test_several_sources_make_one_artifact_with_each_rows_source(data, pg, csv_b
     from_db = as_rows(by_source[b"db"], drop=drop)
     assert sum(from_db.values()) == 100 and not from_db - csv_baseline
     stats = statistics_of_examples([e.SerializeToString() for e in examples], statistics_options())
-    schema = tfdv.load_schema_text(PipelineConfig().schema_path)
+    schema_path = with_source_feature(PipelineConfig().schema_path, str(tmp_path / "schema"))
+    schema = tfdv.load_schema_text(schema_path)
     anomalies = tfdv.validate_statistics(stats, schema)
     assert not anomalies.anomaly_info, anomalies
 
