@@ -169,7 +169,10 @@ def test_cli_edits_the_deploy_config_in_place_keeping_its_base_path(tmp_path, ba
 
     result = models("promote", "2", "--label", "stable", "--reason", "first")
     assert result.exit_code == 0, result.output
-    (entry,) = config_file.read(str(config)).model_config_list.config
+    entries = {c.name: c for c in config_file.read(str(config)).model_config_list.config}
+    assert set(entries) == {"taxi", "penguins"}  # the other model's entry is kept as written
+    assert not entries["penguins"].version_labels
+    entry = entries["taxi"]
     assert entry.base_path == "/models/taxi"  # the container's view, kept as written
     assert dict(entry.version_labels) == {"stable": 2} and entry.model_version_policy.HasField(
         "all"
