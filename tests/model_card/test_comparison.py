@@ -32,3 +32,31 @@ def test_the_card_shows_candidate_baselines_margin_and_decision():
     assert "Decision: candidate beats the linear baseline." in text
     card["evaluation"].pop("comparison")
     assert "baselines" not in model_card.to_markdown(card)
+
+
+def test_the_card_shows_what_the_model_looks_at():
+    measured = {
+        "metric": "mean_squared_error",
+        "higher_is_better": False,
+        "score": 2990.5,
+        "eval_rows": 89,
+        "repeats": 3,
+        "seed": 0,
+        "features": [
+            {"feature": "bmi", "importance": 1234.5, "std": 80.25},
+            {"feature": "noise", "importance": -0.5, "std": 1.0},
+        ],
+    }
+    card = {
+        "model_name": "diabetes",
+        "version": "7",
+        "lineage": {},
+        "evaluation": {"metrics": {}, "feature_importance": measured},
+    }
+    text = model_card.to_markdown(card)
+    assert "## Feature importance (permutation, mean_squared_error, 89 eval rows)" in text
+    assert "How much mean_squared_error rises (from 2990) when one feature's values" in text
+    rows = [line for line in text.splitlines() if line.startswith("| bmi ") or "noise" in line]
+    assert rows == ["| bmi | 1234.5000 | 80.2500 |", "| noise | -0.5000 | 1.0000 |"]
+    card["evaluation"].pop("feature_importance")
+    assert "Feature importance" not in model_card.to_markdown(card)
