@@ -103,6 +103,16 @@ class FieldSpec:
     default: object = None
     choices: tuple[str, ...] = ()
 
+    @property
+    def initial(self) -> object:
+        """What the form shows before anyone edits it: the default, or for a choice without
+        vocabulary the empty string, for a number without statistics 0."""
+        if self.kind == "choice":
+            return self.default if self.default is not None else ""
+        if self.default is None:
+            return 0 if self.kind == "int" else 0.0
+        return float(self.default) if self.kind == "float" else self.default
+
 
 @dataclasses.dataclass(frozen=True)
 class FeatureStatistics:
@@ -583,10 +593,10 @@ def form_fields(metadata: str, pipeline: str, dataset: str = "") -> list[FieldSp
 
 
 def baseline_row(fields: list[FieldSpec]) -> dict[str, object]:
-    """The row attributions are measured from: the form's defaults, i.e. each feature's typical
+    """The row attributions are measured from: the form's initial values, each feature's typical
     training value (numeric: the train split's median; categorical: the most frequent value,
     first in Transform's vocabulary; identity categoricals: the median id)."""
-    return {f.name: f.default for f in fields}
+    return {f.name: f.initial for f in fields}
 
 
 def _vocabulary(transform_uri: str, key: str) -> list[str]:

@@ -85,3 +85,24 @@ def test_a_server_that_does_not_answer_is_a_message(served):
         server.explain_one(row, row, "rest", "127.0.0.1", sm.free_port(), "taxi")
     with pytest.raises(server.ServerUnavailable, match="refused the request"):
         server.explain_one(row, row, "rest", "127.0.0.1", served.rest_port, "taxi", version=99)
+
+
+def test_the_baseline_row_is_what_the_form_opens_with():
+    from apps.ui.data import FieldSpec, baseline_row
+
+    fields = [
+        FieldSpec("fare", "float", "float", 0.0, 100.0, 7),
+        FieldSpec("trip_start_hour", "int", "int64", 0, 23, 14),
+        FieldSpec("payment_type", "choice", "bytes", default="Cash", choices=("Cash", "Card")),
+        FieldSpec("pickup_census_tract", "choice", "bytes", default=None, choices=()),
+        FieldSpec("tips_seen", "float", "float"),
+    ]
+    row = baseline_row(fields)
+    assert row == {
+        "fare": 7.0,
+        "trip_start_hour": 14,
+        "payment_type": "Cash",
+        "pickup_census_tract": "",  # the form's one empty option
+        "tips_seen": 0.0,
+    }
+    assert isinstance(row["fare"], float)

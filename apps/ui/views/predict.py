@@ -56,7 +56,7 @@ with single:
                         f.name,
                         min_value=f.minimum,
                         max_value=f.maximum,
-                        value=f.default,
+                        value=f.initial,
                         step=1,
                         key=f"f_{f.name}",
                     )
@@ -65,7 +65,7 @@ with single:
                         f.name,
                         min_value=_float(f.minimum),
                         max_value=_float(f.maximum),
-                        value=_float(f.default) or 0.0,
+                        value=f.initial,
                         key=f"f_{f.name}",
                         format="%.6f",
                     )
