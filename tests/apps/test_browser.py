@@ -214,7 +214,7 @@ def test_mlops_ui_starts_server_and_predicts_in_a_real_browser(small_pipeline, t
         fields = data.form_fields.__wrapped__(
             small_pipeline.metadata_path, small_pipeline.config.pipeline_name
         )
-        baseline = {f.name: f.default for f in fields}
+        baseline = data.baseline_row(fields)
         row = baseline | {"trip_miles": 3.5}
         expected = predict_rows(RestClient("127.0.0.1", rest_port), "taxi", [row])[0]
         assert float(shown) == pytest.approx(expected["probabilities"][0], abs=1e-4)
