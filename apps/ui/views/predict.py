@@ -136,7 +136,11 @@ with single:
                 int(permutations),
             )
         if why is not None:
-            what = f"P({spec.label} = {p.predicted_class})" if class_index is not None else "it"
+            what = (
+                f"P({spec.label} = {p.predicted_class})"
+                if class_index is not None
+                else "the prediction"
+            )
             st.subheader("Why: attributions")
             st.caption(
                 f"Sampled Shapley values of {what} over {why.permutations} feature orderings"
