@@ -106,3 +106,43 @@ def test_the_baseline_row_is_what_the_form_opens_with():
         "tips_seen": 0.0,
     }
     assert isinstance(row["fare"], float)
+
+
+def test_a_multiclass_prediction_explains_the_chosen_classs_probability(tmp_path):
+    """Penguins' stand-in model (tests/spec_models.py): logits s * (1, 2, 3) with s = 0.001 x
+    the sum of the numeric inputs, so the last class's probability rises with every numeric
+    input and the text inputs are ignored."""
+    from modules import dataset_spec
+    from tests.spec_models import build_spec_model
+
+    spec = dataset_spec.load("penguins")
+    build_spec_model(tmp_path / "penguins" / "1", spec)
+    process = sm.ServerProcess(
+        "--model_name=penguins", f"--model_base_path={tmp_path / 'penguins'}"
+    ).wait_ready()
+    try:
+        baseline = {
+            "bill_length_mm": 44.0,
+            "bill_depth_mm": 17.0,
+            "flipper_length_mm": 197,
+            "body_mass_g": 4050,
+            "island": "Biscoe",
+            "sex": "male",
+        }
+        row = {**baseline, "body_mass_g": 5500, "bill_depth_mm": 14.0, "island": "Dream"}
+        why = server.explain_one(
+            row, baseline, "grpc", "127.0.0.1", process.grpc_port, "penguins", 1, None, spec, 2
+        )
+        a = why.as_dict()
+        assert a["body_mass_g"] > 0 > a["bill_depth_mm"]
+        assert a["island"] == a["sex"] == a["bill_length_mm"] == a["flipper_length_mm"] == 0.0
+        direct = predict_rows(
+            RestClient("127.0.0.1", process.rest_port), "penguins", [row, baseline], spec=spec
+        )
+        p_row, p_baseline = (d["probabilities"][2] for d in direct)
+        assert why.prediction == pytest.approx(p_row, abs=1e-6)
+        assert why.total == pytest.approx(p_row - p_baseline, abs=1e-6)
+        # 6 features, 16 permutations asked: all 720 orderings would be more, so sampled.
+        assert not why.exact and why.permutations == shapley.DEFAULT_PERMUTATIONS
+    finally:
+        process.stop()
