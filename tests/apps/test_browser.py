@@ -301,7 +301,11 @@ def _every_page_by_url_and_dataset_switch(browser: Browser, url: str, small_pipe
     browser.open(f"{url}/runs", "Runs")
     browser.choose_dataset("penguins")
     browser.wait_for("document.body.innerText.includes('Pipeline penguins_pipeline')", timeout=60)
-    assert "no runs of pipeline 'penguins_pipeline'" in browser.js("document.body.innerText")
+    # The caption comes first; the error box replaces the taxi run's stale elements after it.
+    browser.wait_for(
+        "document.body.innerText.includes(\"no runs of pipeline 'penguins_pipeline'\")",
+        timeout=60,
+    )
     browser.click(
         "[...document.querySelectorAll('[data-testid=\"stSidebarNavLink\"]')]"
         ".find(a => a.innerText.trim() === 'Predict')"
