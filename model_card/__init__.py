@@ -23,7 +23,7 @@ import model_layout as layout
 from data_stats.missing import presence
 from metadata import model_facts, payloads
 from metadata.store import MetadataError, MetadataStore, open_store
-from modules import baselines, dataset_spec, features
+from modules import baselines, dataset_spec, features, importance
 
 TEMPLATE = Path(__file__).with_name("template.md")
 _HEADLINE = ("auc", "binary_accuracy", "accuracy", "example_count")
@@ -66,6 +66,9 @@ def build(
         comparison = baselines.read_comparison(evaluation["evaluation_uri"])
         if comparison:
             evaluation["comparison"] = comparison
+        measured = importance.read_importance(evaluation["evaluation_uri"])
+        if measured:
+            evaluation["feature_importance"] = measured
     card["template"] = template_text(template)
     return card
 
@@ -185,6 +188,28 @@ def comparison_markdown(comparison: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def importance_markdown(measured: dict[str, Any] | None) -> list[str]:
+    """What the model looks at (modules/importance.py): per raw feature, how much the headline
+    metric drops on the eval rows when that feature's column is shuffled, most important first."""
+    if not measured:
+        return []
+    m = measured
+    worse = "falls" if m["higher_is_better"] else "rises"
+    lines = [
+        f"## Feature importance (permutation, {m['metric']}, {m['eval_rows']} eval rows)",
+        "",
+        f"How much {m['metric']} {worse} (from {m['score']:.4g}) when one feature's values are "
+        f"shuffled across the eval rows; mean and standard deviation over {m['repeats']} "
+        "seeded shuffles. About 0: the model does not use the feature.",
+        "",
+    ]
+    lines += _table(
+        ["feature", f"{m['metric']} drop", "std"],
+        [[f["feature"], f["importance"], f["std"]] for f in m["features"]],
+    )
+    return lines
+
+
 def to_markdown(card: dict[str, Any]) -> str:
     ev = card.get("evaluation") or {}
     lines = [f"# Model card: {card['model_name']} version {card['version']}", ""]
@@ -207,6 +232,7 @@ def to_markdown(card: dict[str, Any]) -> str:
         [[m, metrics.get(m), base.get(m), diff.get(m)] for m in names],
     )
     lines += comparison_markdown(ev.get("comparison"))
+    lines += importance_markdown(ev.get("feature_importance"))
     if ev.get("thresholds"):
         lines += ["### Thresholds (the Evaluator blesses only when all hold)", ""]
         lines += _table(

@@ -27,7 +27,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from modules import baselines, dataset_spec
+from modules import baselines, dataset_spec, importance
 from modules.dataset_spec import BINARY, MULTICLASS, REGRESSION, DatasetSpec, transformed_name
 from modules.model import (
     build_constant_model,
@@ -356,7 +356,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Train the candidate with the Tuner's best hyperparameters (or the space's defaults) for
     as long as the data size asks (training_plan), fit the constant and linear baselines on the
     same split, score all three on the eval split, and export the model the comparison picks
-    (modules/baselines.py), for the dataset spec in custom_config."""
+    (modules/baselines.py) with its permutation importance on the eval rows
+    (modules/importance.py), for the dataset spec in custom_config."""
     custom_config = fn_args.custom_config or {}
     spec = dataset_spec.from_custom_config(custom_config)
     push_linear = bool(custom_config.get(baselines.PUSH_LINEAR_KEY, True))
@@ -417,3 +418,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         models[comparison["exported"]], tf_transform_output, fn_args.serving_model_dir, spec
     )
     baselines.write_comparison(os.path.dirname(fn_args.serving_model_dir), comparison)
+    importance.write_importance(
+        os.path.dirname(fn_args.serving_model_dir),
+        importance.of_model(
+            spec, models[comparison["exported"]], eval_split.features, eval_split.labels
+        ),
+    )

@@ -24,6 +24,8 @@ LAYERS: dict[str, int] = {
     "model_layout": 0,
     "modules": 0,
     "data_stats": 1,
+    # per-prediction attributions through any predict callable (the web app's Predict page)
+    "explain": 1,
     "metadata": 1,
     "serving_api": 1,
     "model_card": 2,

@@ -79,6 +79,12 @@ class RunDetail:
     transform_uri: str | None
     candidate_model_id: int | None
     baseline_model_id: int | None
+    # The Trainer's comparison with the run's baselines (modules/baselines.py) and the previous
+    # blessed model's value of its metric; the exported model's permutation importance
+    # (modules/importance.py). None: the run has no evaluation, or predates them.
+    comparison: dict | None = None
+    previous_metric: float | None = None
+    importance: dict | None = None
 
     @property
     def pushed(self) -> bool:
@@ -96,6 +102,16 @@ class FieldSpec:
     maximum: float | None = None
     default: object = None
     choices: tuple[str, ...] = ()
+
+    @property
+    def initial(self) -> object:
+        """What the form shows before anyone edits it: the default, or for a choice without
+        vocabulary the empty string, for a number without statistics 0."""
+        if self.kind == "choice":
+            return self.default if self.default is not None else ""
+        if self.default is None:
+            return 0 if self.kind == "int" else 0.0
+        return float(self.default) if self.kind == "float" else self.default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,6 +280,53 @@ def _detail(ls, run, metadata: str) -> RunDetail:
         transform_uri=transform_uri,
         candidate_model_id=report.candidate_model_id,
         baseline_model_id=report.baseline_model_id,
+        comparison=report.comparison,
+        previous_metric=report.previous_metric,
+        importance=_importance(evaluation_uri),
+    )
+
+
+def _importance(evaluation_uri: str | None) -> dict | None:
+    from modules.importance import read_importance
+
+    return read_importance(evaluation_uri) if evaluation_uri else None
+
+
+# The models the Runs page sets side by side, in this order (modules/baselines.py's names).
+PREVIOUS_MODEL = "previous blessed model"
+
+
+def model_comparison(detail: RunDetail) -> pd.DataFrame:
+    """Candidate vs the run's baselines vs the previous blessed model on the headline metric
+    (columns model, value, train seconds, exported), from the comparison the Trainer wrote; the
+    previous model's value is the Evaluator's (empty when none was blessed before)."""
+    from modules import baselines
+
+    columns = ["model", "value", "train seconds", "exported"]
+    c = detail.comparison
+    if not c:
+        return pd.DataFrame([], columns=columns)
+    seconds = c.get("train_seconds", {})
+    rows = [
+        [
+            f"{name} ({c['candidate_family']})" if name == baselines.CANDIDATE else name,
+            c["scores"].get(name),
+            seconds.get(name),
+            c["exported"] == name,
+        ]
+        for name in (baselines.CANDIDATE, baselines.LINEAR, baselines.CONSTANT)
+    ]
+    rows.append([PREVIOUS_MODEL, detail.previous_metric, None, False])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def feature_importance(detail: RunDetail) -> pd.DataFrame:
+    """The exported model's permutation importance, most important first (columns feature,
+    drop, std: the headline metric's drop when the feature is shuffled)."""
+    rows = (detail.importance or {}).get("features", [])
+    return pd.DataFrame(
+        [[r["feature"], r["importance"], r["std"]] for r in rows],
+        columns=["feature", "drop", "std"],
     )
 
 
@@ -527,6 +590,13 @@ def form_fields(metadata: str, pipeline: str, dataset: str = "") -> list[FieldSp
                 )
             fields.append(FieldSpec(key, kind, dtype, lo, hi, median))
     return fields
+
+
+def baseline_row(fields: list[FieldSpec]) -> dict[str, object]:
+    """The row attributions are measured from: the form's initial values, each feature's typical
+    training value (numeric: the train split's median; categorical: the most frequent value,
+    first in Transform's vocabulary; identity categoricals: the median id)."""
+    return {f.name: f.initial for f in fields}
 
 
 def _vocabulary(transform_uri: str, key: str) -> list[str]:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 import pandas as pd
 import requests
 
+from explain import shapley
 from modules import features, values
 from modules.dataset_spec import MULTICLASS, DatasetSpec
 from serving_api.client import (
@@ -128,6 +129,80 @@ def _scores(output: Mapping[str, object], spec: DatasetSpec) -> dict[str, float]
     while isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
         value = value[0]
     return {name: float(p) for name, p in zip(spec.classes, value, strict=False)}
+
+
+# ---- why: per-prediction attributions -------------------------------------------------------
+def _score_of(output: Mapping[str, object], class_index: int | None) -> float:
+    """The number an explanation attributes: the positive class's probability (binary), the
+    value (regression), or class `class_index`'s probability (multiclass)."""
+    value = output.get("probabilities", next(iter(output.values())))
+    while isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+        value = value[0]
+    if isinstance(value, list):
+        return float(value[class_index or 0])
+    return float(value)
+
+
+def explain_one(
+    row: Mapping[str, object],
+    baseline: Mapping[str, object],
+    protocol: str,
+    host: str,
+    port: int,
+    model: str,
+    version: int | None = None,
+    label: str | None = None,
+    spec: DatasetSpec | None = None,
+    class_index: int | None = None,
+    permutations: int = shapley.DEFAULT_PERMUTATIONS,
+) -> shapley.Attributions:
+    """Sampled Shapley attributions of the served model's prediction for `row`, relative to
+    `baseline` (explain/shapley.py): every path row goes to the server in ONE predict request,
+    through the chosen protocol, to the version given (pass the one that answered the
+    prediction, so a version change in between cannot mix two models)."""
+    spec = spec or features.SPEC
+    client = _client(protocol, host, port, spec)
+
+    def predict(rows: list[dict[str, object]]) -> list[float]:
+        try:
+            result = predict_rows(
+                client,
+                model,
+                rows,
+                version=version,
+                label=label or None,
+                batch_size=len(rows),
+                spec=spec,
+            )
+        except Exception as e:  # noqa: BLE001 - any transport failure is shown, not raised
+            raise _explain(e, host, port) from None
+        return [_score_of(r, class_index) for r in result]
+
+    try:
+        return shapley.sampled_shapley(
+            predict, row, baseline, spec.raw_feature_keys, permutations=permutations
+        )
+    except ValueError as e:
+        raise ServerUnavailable(f"cannot explain this prediction: {e}") from None
+    finally:
+        if isinstance(client, GrpcClient):
+            client.close()
+
+
+def attribution_frame(
+    attributions: shapley.Attributions, row: Mapping[str, object], baseline: Mapping[str, object]
+) -> pd.DataFrame:
+    """One line per feature, largest effect first: its value, the baseline's, its attribution."""
+    frame = pd.DataFrame(
+        {
+            "feature": list(attributions.features),
+            "value": [str(row[k]) for k in attributions.features],
+            "baseline": [str(baseline[k]) for k in attributions.features],
+            "attribution": list(attributions.values),
+        }
+    )
+    order = frame["attribution"].abs().sort_values(ascending=False, kind="mergesort").index
+    return frame.loc[order].reset_index(drop=True)
 
 
 # ---- batch scoring -------------------------------------------------------------------------

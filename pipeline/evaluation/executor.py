@@ -26,7 +26,7 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 
-from modules import baselines
+from modules import baselines, importance
 
 # The blessing's custom property holding the comparison's one-line decision.
 BASELINE_DECISION_KEY = "baseline_decision"
@@ -85,14 +85,18 @@ class SkipSelfEvaluationExecutor(evaluator_executor.Executor):
 def apply_baseline_comparison(
     input_dict: dict[str, list[types.Artifact]], output_dict: dict[str, list[types.Artifact]]
 ) -> dict | None:
-    """Copy the Trainer's comparison into the evaluation and withhold the blessing when the
-    exported model did not beat the baselines. None: the model has no comparison."""
+    """Copy the Trainer's comparison (and feature importance) into the evaluation and withhold
+    the blessing when the exported model did not beat the baselines. None: the model has no
+    comparison."""
     model_uri = artifact_utils.get_single_uri(input_dict[standard_component_specs.MODEL_KEY])
     comparison = baselines.read_comparison(model_uri)
     if comparison is None:
         return None
     evaluation_uri = artifact_utils.get_single_uri(output_dict[constants.EVALUATION_KEY])
     baselines.write_comparison(evaluation_uri, comparison)
+    measured = importance.read_importance(model_uri)
+    if measured is not None:
+        importance.write_importance(evaluation_uri, measured)
     if standard_component_specs.BLESSING_KEY not in output_dict:
         return comparison
     blessing = artifact_utils.get_single_instance(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 import os
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from apps.ui.settings import Settings
 from data_stats.missing import presence
-from modules import features
+from modules import baselines, features, importance
 from serving_api.client import RestClient, predict_rows
 from tests import serving_models as sm
 from tests.paths import PROJECT_ROOT
@@ -159,6 +161,45 @@ def test_predict_form_is_bounded_by_training_data_and_predicts(
     assert protocol.upper() in at.success[0].value
 
 
+def test_predict_page_explains_the_prediction_with_attributions_that_add_up(
+    small_pipeline, settings, monkeypatch
+):
+    at = page("predict", settings, monkeypatch)
+    no_exception(at)
+    # The form opens on the baseline row: each feature's typical training value (train split
+    # median; the most frequent category, first in Transform's vocabulary).
+    stats = _train_statistics(small_pipeline)
+    transform = _artifact(small_pipeline, "TransformGraph")
+    vocab = (Path(transform.uri) / "transform_fn" / "assets" / "payment_type").read_text()
+    baseline = {
+        f: w.value
+        for f in features.RAW_FEATURE_KEYS
+        for w in at.get("number_input") + at.get("selectbox")
+        if getattr(w, "key", None) == f"f_{f}"
+    }
+    assert baseline["fare"] == pytest.approx(stats["fare"].num_stats.median)
+    assert baseline["payment_type"] == vocab.splitlines()[0]
+    by_key(at, "number_input", "f_trip_miles").set_value(9.5)
+    by_key(at, "selectbox", "f_payment_type").set_value(vocab.splitlines()[1])
+    at.button[0].click()
+    at.run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    table = frame(at, "feature", "value", "baseline", "attribution")
+    assert sorted(table["feature"]) == sorted(features.RAW_FEATURE_KEYS)
+    row = {**baseline, "trip_miles": 9.5, "payment_type": vocab.splitlines()[1]}
+    expected = predict_rows(RestClient("127.0.0.1", settings.rest_port), "taxi", [row, baseline])
+    p_row, p_baseline = (e["probabilities"][0] for e in expected)
+    attribution = dict(zip(table["feature"], table["attribution"], strict=True))
+    # Only the two changed inputs can have moved the prediction; together they moved it
+    # exactly from the baseline row's probability to this row's (the sum rule).
+    changed = {"trip_miles", "payment_type"}
+    assert all(attribution[k] == 0.0 for k in attribution if k not in changed)
+    assert sum(attribution.values()) == pytest.approx(p_row - p_baseline, abs=1e-5)
+    assert list(table["feature"][:2]) == sorted(changed, key=lambda k: -abs(attribution[k]))
+    assert [m.value for m in at.metric][1:3] == [f"{p_row:.4f}", f"{p_baseline:.4f}"]
+
+
 def _train_statistics(small_pipeline) -> dict:
     from data_stats.compare import load_statistics_file
 
@@ -267,7 +308,30 @@ def test_runs_page_shows_the_stored_run_evaluation_and_slices(
     assert expected, "no per-hour AUC in the evaluation"
     shown = dict(zip(slices["slice"], slices["candidate"], strict=True))
     assert shown == pytest.approx(expected, nan_ok=True)
-    assert len(at.get("vega_lite_chart")) == 2, "timeline and per-slice charts expected"
+    assert len(at.get("vega_lite_chart")) == 3, "timeline, importance and per-slice charts"
+
+    # Candidate vs the run's baselines vs the previous blessed model, as the Trainer wrote it.
+    comparison = json.loads((Path(evaluation.uri) / baselines.COMPARISON_FILE).read_text())
+    models = frame(at, "model", "value", "train seconds", "exported")
+    shown = dict(zip(models["model"], models["value"], strict=True))
+    family = comparison["candidate_family"]
+    assert shown[f"candidate ({family})"] == pytest.approx(comparison["scores"]["candidate"])
+    assert shown["linear"] == pytest.approx(comparison["scores"]["linear"])
+    assert shown["constant"] == pytest.approx(comparison["scores"]["constant"])
+    previous = shown["previous blessed model"]
+    assert previous is None or math.isnan(previous)  # the store's first blessed model
+    exported = models.loc[models["exported"].astype(bool), "model"].tolist()
+    assert [m.split(" ")[0] for m in exported] == [comparison["exported"]]
+    margin = next(m.value for m in at.markdown if m.value.startswith("Margin over the linear"))
+    assert f"{comparison['gain_over_linear']:+.4g}" in margin
+    assert comparison["decision"] in margin
+
+    # The exported model's permutation importance, as the Trainer measured it.
+    measured = json.loads((Path(evaluation.uri) / importance.IMPORTANCE_FILE).read_text())
+    table = frame(at, "feature", "drop", "std")
+    assert list(table["feature"]) == [f["feature"] for f in measured["features"]]
+    assert list(table["drop"]) == pytest.approx([f["importance"] for f in measured["features"]])
+    assert sorted(table["feature"]) == sorted(features.RAW_FEATURE_KEYS)
 
 
 # ---- models ------------------------------------------------------------------------------------

@@ -51,6 +51,14 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None
     raise TimeoutError(f"{url} not up after {timeout}s")
 
 
+# Label -> value of every st.metric on the page.
+_METRICS_JS = (
+    "Object.fromEntries([...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
+    ".map(m => [m.querySelector('[data-testid=\"stMetricLabel\"]').innerText.trim(),"
+    " m.querySelector('[data-testid=\"stMetricValue\"]').innerText.trim()]))"
+)
+
+
 class Browser:
     """A headless Chromium and one page target, spoken to over CDP."""
 
@@ -125,11 +133,7 @@ class Browser:
         return self.js("document.body.innerText")
 
     def metrics(self) -> dict[str, str]:
-        return self.js(
-            "Object.fromEntries([...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
-            ".map(m => [m.querySelector('[data-testid=\"stMetricLabel\"]').innerText.trim(),"
-            " m.querySelector('[data-testid=\"stMetricValue\"]').innerText.trim()]))"
-        )
+        return self.js(_METRICS_JS)
 
     def choose_dataset(self, name: str) -> None:
         """Pick `name` in the sidebar's Dataset box, as a user: open it, click the option."""
@@ -210,9 +214,19 @@ def test_mlops_ui_starts_server_and_predicts_in_a_real_browser(small_pipeline, t
         fields = data.form_fields.__wrapped__(
             small_pipeline.metadata_path, small_pipeline.config.pipeline_name
         )
-        row = {f.name: f.default for f in fields} | {"trip_miles": 3.5}
+        baseline = data.baseline_row(fields)
+        row = baseline | {"trip_miles": 3.5}
         expected = predict_rows(RestClient("127.0.0.1", rest_port), "taxi", [row])[0]
         assert float(shown) == pytest.approx(expected["probabilities"][0], abs=1e-4)
+        # The attributions below it: from the baseline row (the form's defaults) to this row,
+        # adding up to the change of the probability.
+        browser.wait_for("document.body.innerText.includes('Why: attributions')")
+        browser.wait_for("Object.keys(" + _METRICS_JS + ").includes('Sum of attributions')")
+        explained = browser.metrics()
+        at_baseline = predict_rows(RestClient("127.0.0.1", rest_port), "taxi", [baseline])[0]
+        change = expected["probabilities"][0] - at_baseline["probabilities"][0]
+        assert float(explained["Prediction"]) == pytest.approx(float(shown), abs=1e-4)
+        assert float(explained["Sum of attributions"]) == pytest.approx(change, abs=2e-4)
         nav = browser.js("document.querySelector('[data-testid=\"stSidebarNav\"]').innerText")
         assert nav.split() == ["Predict", "Runs", "Models", "Data", "Serving"], nav
         answered = browser.js("document.body.innerText")
@@ -287,7 +301,11 @@ def _every_page_by_url_and_dataset_switch(browser: Browser, url: str, small_pipe
     browser.open(f"{url}/runs", "Runs")
     browser.choose_dataset("penguins")
     browser.wait_for("document.body.innerText.includes('Pipeline penguins_pipeline')", timeout=60)
-    assert "no runs of pipeline 'penguins_pipeline'" in browser.js("document.body.innerText")
+    # The caption comes first; the error box replaces the taxi run's stale elements after it.
+    browser.wait_for(
+        "document.body.innerText.includes(\"no runs of pipeline 'penguins_pipeline'\")",
+        timeout=60,
+    )
     browser.click(
         "[...document.querySelectorAll('[data-testid=\"stSidebarNavLink\"]')]"
         ".find(a => a.innerText.trim() === 'Predict')"

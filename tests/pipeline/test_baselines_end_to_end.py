@@ -10,11 +10,12 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
 
-from modules import baselines
+from modules import baselines, importance
 from pipeline import dataset_draft
 from pipeline.config import dataset_config
 from pipeline.local.run import print_report, run_pipeline
@@ -77,6 +78,14 @@ def test_on_a_small_linear_regression_the_pushed_model_is_as_good_as_linear_regr
     pushed_mse = report.metrics["mean_squared_error"]
     assert pushed_mse <= c["scores"]["linear"] * (1 + 1e-4)
     assert pushed_mse < 0.5 * c["scores"]["constant"]
+    # What the pushed model looks at: target = 150 + 2 x1 - 30 x2 + 0.5 x3 + zone + noise, so
+    # shuffling x2 (sd 1: 30^2 of variance) costs more MSE than x1 (sd 10: 20^2), both a lot.
+    evaluation = next(p for p in Path(config.pipeline_root, "Evaluator", "evaluation").iterdir())
+    measured = importance.read_importance(str(evaluation))
+    assert measured["metric"] == "mean_squared_error" and not measured["higher_is_better"]
+    drop = {f["feature"]: f["importance"] for f in measured["features"]}
+    assert set(drop) == {"x1", "x2", "x3", "zone"}
+    assert drop["x2"] > drop["x1"] > 100
     # Whichever model won, it serves with the regression signatures run_fn exports.
     model = tf.saved_model.load(report.pushed_path)
     assert set(model.signatures) == {

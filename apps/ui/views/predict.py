@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
 from apps.ui import data, server
 from apps.ui.common import settings, shown_errors
+from explain import shapley
 
 
 def _float(value: object) -> float | None:
@@ -54,7 +56,7 @@ with single:
                         f.name,
                         min_value=f.minimum,
                         max_value=f.maximum,
-                        value=f.default,
+                        value=f.initial,
                         step=1,
                         key=f"f_{f.name}",
                     )
@@ -63,10 +65,22 @@ with single:
                         f.name,
                         min_value=_float(f.minimum),
                         max_value=_float(f.maximum),
-                        value=_float(f.default) or 0.0,
+                        value=f.initial,
                         key=f"f_{f.name}",
                         format="%.6f",
                     )
+            explain_col, permutations_col = st.columns(2)
+            explain = explain_col.checkbox(
+                "Explain: which inputs drove it", value=True, key="explain"
+            )
+            permutations = permutations_col.number_input(
+                "Permutations (sampled Shapley)",
+                min_value=1,
+                max_value=64,
+                value=shapley.DEFAULT_PERMUTATIONS,
+                step=1,
+                key="permutations",
+            )
             submitted = st.form_submit_button("Predict")
     if submitted:
         p = None
@@ -101,6 +115,60 @@ with single:
             + (f" (label {p.label})" if p.label else "")
             + f" over {p.protocol.upper()} in {p.latency_ms:.1f} ms"
         )
+    if submitted and p is not None and explain:
+        baseline = data.baseline_row(fields)
+        class_index = (
+            list(p.scores).index(p.predicted_class) if p.predicted_class is not None else None
+        )
+        why = None
+        with shown_errors(stop=False):
+            why = server.explain_one(
+                row,
+                baseline,
+                protocol,
+                cfg.server_host,
+                port,
+                cfg.model_name,
+                int(p.version),
+                None,
+                spec,
+                class_index,
+                int(permutations),
+            )
+        if why is not None:
+            what = (
+                f"P({spec.label} = {p.predicted_class})"
+                if class_index is not None
+                else "the prediction"
+            )
+            st.subheader("Why: attributions")
+            st.caption(
+                f"Sampled Shapley values of {what} over {why.permutations} feature orderings"
+                + (" (all of them: exact)" if why.exact else "")
+                + f", {why.rows_scored} rows scored by version {p.version} in one request. "
+                "Each is the feature's share of the difference from the baseline row (every "
+                "feature at its typical training value: median, or most frequent); they add up "
+                "to it."
+            )
+            cols = st.columns(3)
+            cols[0].metric("Prediction", f"{why.prediction:.4f}")
+            cols[1].metric("Baseline row", f"{why.baseline_prediction:.4f}")
+            cols[2].metric("Sum of attributions", f"{why.total:+.4f}")
+            table = server.attribution_frame(why, row, baseline)
+            st.altair_chart(
+                alt.Chart(table)
+                .mark_bar()
+                .encode(
+                    x=alt.X("attribution:Q"),
+                    y=alt.Y("feature:N", sort=list(table["feature"])),
+                    color=alt.condition(
+                        alt.datum.attribution > 0, alt.value("#2b8a3e"), alt.value("#c92a2a")
+                    ),
+                    tooltip=["feature", "value", "baseline", "attribution"],
+                ),
+                width="stretch",
+            )
+            st.dataframe(table, hide_index=True, key="attributions")
 
 with batch:
     upload = st.file_uploader("CSV with a header row of raw features", type=["csv"])

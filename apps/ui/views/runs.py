@@ -92,12 +92,44 @@ else:
         hide_index=True,
         key="thresholds",
     )
+    c = detail.comparison
+    if c:
+        better = "higher" if c["higher_is_better"] else "lower"
+        st.markdown(
+            f"Candidate vs baselines vs previous model: `{c['metric']}` on {c['eval_rows']} "
+            f"eval rows ({better} is better)"
+        )
+        st.dataframe(data.model_comparison(detail), hide_index=True, key="model_comparison")
+        st.markdown(
+            f"Margin over the linear baseline: **{c['gain_over_linear']:+.4g}** (needed more "
+            f"than {c['required_gain']:.4g}: {c['margin_source']}). Exported: the "
+            f"{c['exported']} model. Decision: {c['decision']}."
+        )
+    importance = data.feature_importance(detail)
+    if not importance.empty:
+        m = detail.importance
+        st.markdown(
+            f"Feature importance: how much `{m['metric']}` gets worse when one feature is "
+            f"shuffled across {m['eval_rows']} eval rows (permutation, {m['repeats']} seeded "
+            "shuffles; about 0: the model does not use it)"
+        )
+        st.altair_chart(
+            alt.Chart(importance)
+            .mark_bar()
+            .encode(
+                x=alt.X("drop:Q", title=f"{m['metric']} drop"),
+                y=alt.Y("feature:N", sort=list(importance["feature"])),
+                tooltip=["feature", "drop", "std"],
+            ),
+            width="stretch",
+        )
+        st.dataframe(importance, hide_index=True, key="feature_importance")
     with shown_errors(stop=False):
         slices = data.slice_metrics(detail.evaluation_uri)
         plain = slices[~slices["is_diff"]]
         overall = plain[plain["feature"] == "overall"]
         if not overall.empty:
-            st.markdown("Candidate vs baseline (overall)")
+            st.markdown("Candidate vs the previous blessed model, every metric (TFMA, overall)")
             side = overall.pivot_table(
                 index="metric", columns="model", values="value"
             ).reset_index()
