@@ -19,7 +19,7 @@ import numpy as np
 
 CHUNK = 1 << 20
 _WS = b" \t\r\n"
-_Q, _BS, _COLON, _COMMA = ord('"'), ord("\\"), ord(":"), ord(",")
+_Q, _BS, _COLON, _COMMA, _CLOSE = ord('"'), ord("\\"), ord(":"), ord(","), ord("]")
 _DELTA = np.zeros(256, dtype=np.int8)
 _DELTA[[ord("["), ord("{")]] = 1
 _DELTA[[ord("]"), ord("}")]] = -1
@@ -41,23 +41,31 @@ def _key_before(raw: bytes, colon: int) -> bytes | None:
     return raw[start + 1 : end - 1]
 
 
-def _opens_array(raw: bytes, colon: int) -> bool:
+def _array_open(raw: bytes, colon: int) -> int:
+    """Where the value after a top-level colon opens its array (-1: the value is no array)."""
     i = colon + 1
     while i < len(raw) and raw[i] in _WS:
         i += 1
-    return i < len(raw) and raw[i] == ord("[")
+    return i if i < len(raw) and raw[i] == ord("[") else -1
 
 
-def top_level_counts(raw: bytes, keys: tuple[bytes, ...], stop_above: int = 0) -> dict[bytes, int]:
-    """Items of each top-level key's array value (an upper bound for an empty one: 1).
+class _Value:
+    """One top-level key's array value: where it opens and closes, its depth-2 commas."""
 
-    With `stop_above` > 0 the scan ends at the first chunk where a count exceeds it (counts are
-    then partial, but already above the limit)."""
-    counts: dict[bytes, int] = {}
+    __slots__ = ("key", "open", "close", "commas", "count")
+
+    def __init__(self, key: bytes, open_at: int) -> None:
+        self.key, self.open, self.close = key, open_at, -1
+        self.commas: list[np.ndarray] = []
+        self.count = 1
+
+
+def _scan(raw: bytes, keys: tuple[bytes, ...], stop_above: int, keep: bool) -> list[_Value]:
+    values: list[_Value] = []
     in_string = False  # state carried from one chunk to the next
     backslashes = 0  # backslashes that end the previous chunk
     depth = 0
-    current: bytes | None = None  # the tracked key whose value the scan is in
+    current: _Value | None = None  # the tracked value the scan is in
     for start in range(0, len(raw), CHUNK):
         c = np.frombuffer(raw, dtype=np.uint8, count=min(CHUNK, len(raw) - start), offset=start)
         n = len(c)
@@ -80,16 +88,26 @@ def top_level_counts(raw: bytes, keys: tuple[bytes, ...], stop_above: int = 0) -
         depth_after = depth + np.cumsum(_DELTA[kinds], dtype=np.int32)
         colons = marks[(kinds == _COLON) & (depth_after == 1)] + start
         commas = marks[(kinds == _COMMA) & (depth_after == 2)] + start
-        # Each depth-2 comma belongs to the value of the last depth-1 colon before it.
-        owner = np.searchsorted(colons, commas) - 1
+        closes = marks[(kinds == _CLOSE) & (depth_after == 1)] + start
+        # Each depth-2 comma (and depth-1 close) belongs to the last depth-1 colon before it.
         owners = [current]
         for colon in colons.tolist():
             key = _key_before(raw, colon)
-            owners.append(key if key in keys and _opens_array(raw, colon) else None)
-        per_owner = np.bincount(owner + 1, minlength=len(owners))
-        for key, k in zip(owners, per_owner.tolist(), strict=True):
-            if key is not None:
-                counts[key] = counts.get(key, 1) + k
+            at = _array_open(raw, colon) if key in keys else -1
+            owners.append(_Value(key, at) if at >= 0 else None)
+        owner = np.searchsorted(colons, commas)
+        per_owner = np.bincount(owner, minlength=len(owners)).tolist()
+        close_owner = np.searchsorted(colons, closes).tolist()
+        for i, value in enumerate(owners):
+            if value is None:
+                continue
+            if i:
+                values.append(value)
+            value.count += per_owner[i]
+            if keep and per_owner[i]:
+                value.commas.append(commas[owner == i])
+            if value.close < 0 and i in close_owner:
+                value.close = int(closes[close_owner.index(i)])
         current = owners[-1]
         in_string = bool((len(quotes) + in_string) & 1)
         if has_bs:
@@ -97,6 +115,48 @@ def top_level_counts(raw: bytes, keys: tuple[bytes, ...], stop_above: int = 0) -
             tail = n - 1 - (int(plain[-1]) if len(plain) else -1)
             backslashes = tail + (backslashes if tail == n else 0)
         depth = int(depth_after[-1]) if len(depth_after) else depth
-        if stop_above and any(v > stop_above for v in counts.values()):
+        if stop_above and any(v.count > stop_above for v in values):
             break
+    return values
+
+
+def top_level_counts(raw: bytes, keys: tuple[bytes, ...], stop_above: int = 0) -> dict[bytes, int]:
+    """Items of each top-level key's array value (an upper bound for an empty one: 1).
+
+    With `stop_above` > 0 the scan ends at the first chunk where a count exceeds it (counts are
+    then partial, but already above the limit)."""
+    counts: dict[bytes, int] = {}
+    for value in _scan(raw, keys, stop_above, keep=False):
+        counts[value.key] = counts.get(value.key, 0) + value.count
     return counts
+
+
+def loads_in_slices(raw: bytes, key: bytes, slice_bytes: int = CHUNK, pause=None) -> object:
+    """orjson.loads(raw), with the top-level `key` array parsed a slice of items at a time.
+
+    orjson holds the GIL for a whole call: one 64 MiB body would stall every other request for
+    the whole parse. Parsed in ~1 MiB slices, with `pause()` between them (time.sleep(0) in a
+    worker thread hands the GIL to the event loop), the loop waits one slice at most. A body
+    whose key is missing, not an array, or given twice is parsed in one call."""
+    import orjson
+
+    found = _scan(raw, (key,), 0, keep=True)
+    if len(found) != 1 or found[0].close < 0:
+        return orjson.loads(raw)
+    value = found[0]
+    body = orjson.loads(raw[: value.open] + b"[]" + raw[value.close + 1 :])
+    if not isinstance(body, dict):
+        return body
+    bounds = np.concatenate([[value.open], *value.commas, [value.close]])
+    # Cut at the item boundary at or after every slice_bytes; each slice is whole items.
+    cuts = np.unique(
+        bounds[np.searchsorted(bounds, np.arange(value.open, value.close, slice_bytes))]
+    )
+    cuts = np.append(cuts[cuts < value.close], value.close)
+    items: list = []
+    for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+        items += orjson.loads(b"[" + raw[a + 1 : b] + b"]")
+        if pause is not None:
+            pause()
+    body[key.decode()] = items
+    return body

@@ -28,7 +28,7 @@ from aiohttp import web, web_protocol, web_server
 from google.protobuf import json_format
 
 from model_layout import parse_version
-from serving import codec
+from serving import codec, json_count
 from serving.canary import ROUTING_KEY_HEADER
 from serving.dataplane import DataPlane, ModelRef
 from serving.errors import ServingError, invalid_argument
@@ -286,7 +286,12 @@ class RestApi:
         if large and counted:
             await asyncio.to_thread(self.dp.limits.check_json_body, raw, counted)
         try:
-            body = await self._off_loop(large, orjson.loads, raw)
+            if large and counted:  # a slice of items per orjson call: the loop is never held long
+                body = await asyncio.to_thread(
+                    json_count.loads_in_slices, raw, counted[0].encode(), pause=_yield_gil
+                )
+            else:
+                body = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             raise invalid_argument(f"JSON Parse error: {e}") from None
         if not isinstance(body, dict):
@@ -295,6 +300,11 @@ class RestApi:
 
 
 _INFERENCE = ("predict", "classify", "regress")
+
+
+def _yield_gil() -> None:
+    """Between slices of a large body: release the GIL so the event loop runs (sleep(0) does)."""
+    time.sleep(0)
 
 
 def _status_json(statuses) -> dict:

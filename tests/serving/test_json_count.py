@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +18,7 @@ from serving.limits import RequestLimits
 KEYS = (b"examples", b"instances")
 _TEXT = st.text(alphabet=st.sampled_from('ab"\\[]{},: \n\t\u00e9'), max_size=8)
 _VALUES = st.recursive(
-    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | _TEXT,
+    st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | st.integers() | _TEXT,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=3),
     max_leaves=12,
 )
@@ -54,3 +55,14 @@ def test_an_over_limit_body_is_refused_after_the_first_chunk(monkeypatch):
     with pytest.raises(ServingError, match=r"'examples': at least \d+ elements exceed the limit"):
         RequestLimits(max_elements=100).check_json_body(raw, ("examples",))
     RequestLimits(max_elements=50_000).check_json_body(raw, ("examples",))  # at the limit: fine
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=_BODIES, chunk=st.integers(1, 40), slice_bytes=st.integers(1, 30))
+def test_sliced_parse_equals_one_parse(monkeypatch_module, body, chunk, slice_bytes):
+    raw = json.dumps(body, ensure_ascii=bool(chunk % 2)).encode()
+    monkeypatch_module.setattr(json_count, "CHUNK", chunk)
+    pauses = []
+    for key in KEYS:
+        got = json_count.loads_in_slices(raw, key, slice_bytes, pause=lambda: pauses.append(1))
+        assert got == orjson.loads(raw)
