@@ -18,7 +18,11 @@ from serving.limits import RequestLimits
 KEYS = (b"examples", b"instances")
 _TEXT = st.text(alphabet=st.sampled_from('ab"\\[]{},: \n\t\u00e9'), max_size=8)
 _VALUES = st.recursive(
-    st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | st.integers() | _TEXT,
+    st.none()
+    | st.booleans()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers()
+    | _TEXT,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=3),
     max_leaves=12,
 )
