@@ -19,10 +19,16 @@ import numpy as np
 
 CHUNK = 1 << 20
 _WS = b" \t\r\n"
-_Q, _BS, _COLON, _COMMA, _CLOSE = ord('"'), ord("\\"), ord(":"), ord(","), ord("]")
+_Q, _BS, _COLON, _COMMA = ord('"'), ord("\\"), ord(":"), ord(",")
+_CLOSE, _CLOSE_OBJECT = ord("]"), ord("}")
 _DELTA = np.zeros(256, dtype=np.int8)
 _DELTA[[ord("["), ord("{")]] = 1
 _DELTA[[ord("]"), ord("}")]] = -1
+# A number or literal starts with one of these, after a byte that cannot be inside one.
+_SCALAR_START = np.zeros(256, dtype=bool)
+_SCALAR_START[list(b"-0123456789tfn")] = True
+_SCALAR_BODY = np.zeros(256, dtype=bool)
+_SCALAR_BODY[list(b"+-.0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")] = True
 _STRUCTURAL = np.zeros(256, dtype=bool)
 _STRUCTURAL[list(b"[]{},:")] = True
 
@@ -41,27 +47,36 @@ def _key_before(raw: bytes, colon: int) -> bytes | None:
     return raw[start + 1 : end - 1]
 
 
-def _array_open(raw: bytes, colon: int) -> int:
+def _array_open(raw: bytes, colon: int, opens: bytes = b"[") -> int:
     """Where the value after a top-level colon opens its array (-1: the value is no array)."""
     i = colon + 1
     while i < len(raw) and raw[i] in _WS:
         i += 1
-    return i if i < len(raw) and raw[i] == ord("[") else -1
+    return i if i < len(raw) and raw[i] in opens else -1
 
 
 class _Value:
     """One top-level key's array value: where it opens and closes, its depth-2 commas."""
 
-    __slots__ = ("key", "open", "close", "commas", "count")
+    __slots__ = ("key", "open", "close", "commas", "count", "leaves")
 
-    def __init__(self, key: bytes, open_at: int) -> None:
+    def __init__(self, key: bytes, open_at: int, leaves: bool = False) -> None:
         self.key, self.open, self.close = key, open_at, -1
         self.commas: list[np.ndarray] = []
-        self.count = 1
+        # leaves: count the scalar values inside (columnar 'inputs'), not the array's items
+        self.leaves = leaves
+        self.count = 0 if leaves else 1
 
 
-def _scan(raw: bytes, keys: tuple[bytes, ...], stop_above: int, keep: bool) -> list[_Value]:
+def _scan(
+    raw: bytes,
+    keys: tuple[bytes, ...],
+    stop_above: int,
+    keep: bool,
+    leaf_keys: tuple[bytes, ...] = (),
+) -> list[_Value]:
     values: list[_Value] = []
+    last_byte = ord(" ")  # the byte before the chunk
     in_string = False  # state carried from one chunk to the next
     backslashes = 0  # backslashes that end the previous chunk
     depth = 0
@@ -88,15 +103,38 @@ def _scan(raw: bytes, keys: tuple[bytes, ...], stop_above: int, keep: bool) -> l
         depth_after = depth + np.cumsum(_DELTA[kinds], dtype=np.int32)
         colons = marks[(kinds == _COLON) & (depth_after == 1)] + start
         commas = marks[(kinds == _COMMA) & (depth_after == 2)] + start
-        closes = marks[(kinds == _CLOSE) & (depth_after == 1)] + start
+        closes = marks[((kinds == _CLOSE) | (kinds == _CLOSE_OBJECT)) & (depth_after == 1)] + start
         # Each depth-2 comma (and depth-1 close) belongs to the last depth-1 colon before it.
         owners = [current]
         for colon in colons.tolist():
             key = _key_before(raw, colon)
-            at = _array_open(raw, colon) if key in keys else -1
-            owners.append(_Value(key, at) if at >= 0 else None)
+            if key in keys:
+                at = _array_open(raw, colon)
+                owners.append(_Value(key, at) if at >= 0 else None)
+            elif key in leaf_keys:
+                at = _array_open(raw, colon, b"[{")
+                owners.append(_Value(key, at, leaves=True) if at >= 0 else None)
+            else:
+                owners.append(None)
         owner = np.searchsorted(colons, commas)
         per_owner = np.bincount(owner, minlength=len(owners)).tolist()
+        if any(v is not None and v.leaves for v in owners):
+            # Scalar values: numbers and literals, plus strings that are not keys (every key
+            # has its colon, so value strings = opening quotes - colons). A {"b64": ...} leaf
+            # counts one, its string; the value's own keys cancel against their colons.
+            prev = np.empty(n, dtype=np.uint8)
+            prev[0], prev[1:] = last_byte, c[:-1]
+            starts = np.flatnonzero(_SCALAR_START[c] & ~_SCALAR_BODY[prev])
+            starts = starts[(np.searchsorted(quotes, starts) & 1) == int(in_string)]
+            opening = quotes[(np.arange(len(quotes)) + int(in_string)) % 2 == 0]
+            all_colons = marks[kinds == _COLON]
+            leaves = np.bincount(
+                np.searchsorted(colons, np.concatenate([starts, opening]) + start),
+                minlength=len(owners),
+            ) - np.bincount(np.searchsorted(colons, all_colons + start), minlength=len(owners))
+            for i, value in enumerate(owners):
+                if value is not None and value.leaves:
+                    per_owner[i] = int(leaves[i])
         close_owner = np.searchsorted(colons, closes).tolist()
         for i, value in enumerate(owners):
             if value is None:
@@ -110,6 +148,7 @@ def _scan(raw: bytes, keys: tuple[bytes, ...], stop_above: int, keep: bool) -> l
                 value.close = int(closes[close_owner.index(i)])
         current = owners[-1]
         in_string = bool((len(quotes) + in_string) & 1)
+        last_byte = int(c[-1]) if n else last_byte
         if has_bs:
             plain = np.flatnonzero(~is_bs)
             tail = n - 1 - (int(plain[-1]) if len(plain) else -1)
@@ -120,13 +159,17 @@ def _scan(raw: bytes, keys: tuple[bytes, ...], stop_above: int, keep: bool) -> l
     return values
 
 
-def top_level_counts(raw: bytes, keys: tuple[bytes, ...], stop_above: int = 0) -> dict[bytes, int]:
-    """Items of each top-level key's array value (an upper bound for an empty one: 1).
+def top_level_counts(
+    raw: bytes, keys: tuple[bytes, ...], stop_above: int = 0, leaf_keys: tuple[bytes, ...] = ()
+) -> dict[bytes, int]:
+    """Items of each top-level key's array value (an upper bound for an empty one: 1), and for
+    `leaf_keys` the scalar values anywhere inside the key's array or object (a lower bound of
+    the leaves the request limits count: a {"b64": ...} object is one).
 
     With `stop_above` > 0 the scan ends at the first chunk where a count exceeds it (counts are
     then partial, but already above the limit)."""
     counts: dict[bytes, int] = {}
-    for value in _scan(raw, keys, stop_above, keep=False):
+    for value in _scan(raw, keys, stop_above, keep=False, leaf_keys=leaf_keys):
         counts[value.key] = counts.get(value.key, 0) + value.count
     return counts
 

@@ -57,12 +57,20 @@ class RequestLimits:
                 "request (--max_string_bytes)"
             )
 
-    def check_json_body(self, raw: bytes, keys: tuple[str, ...]) -> None:
-        """Count the items of the body's top-level `keys` arrays from the bytes, before the body
-        is parsed: an over-limit body is refused without building its objects."""
+    def check_json_body(
+        self, raw: bytes, keys: tuple[str, ...], leaf_keys: tuple[str, ...] = ()
+    ) -> None:
+        """Count the items of the body's top-level `keys` arrays (and the scalar values inside
+        `leaf_keys`) from the bytes, before the body is parsed: an over-limit body is refused
+        without building its objects."""
         if not self.max_elements:
             return
-        counts = top_level_counts(raw, tuple(k.encode() for k in keys), self.max_elements)
+        counts = top_level_counts(
+            raw,
+            tuple(k.encode() for k in keys),
+            self.max_elements,
+            tuple(k.encode() for k in leaf_keys),
+        )
         for key, n in counts.items():
             if n > self.max_elements:
                 raise invalid_argument(

@@ -54,6 +54,7 @@ _OFF_LOOP_BYTES = 256 * 1024  # bodies larger than this are counted and decoded 
 # The top-level arrays each method's limits count, checked from the bytes of a large body
 # before it is parsed (serving/json_count.py).
 _COUNTED_KEYS = {"predict": ("instances",), "classify": ("examples",), "regress": ("examples",)}
+_LEAF_COUNTED_KEYS = ("inputs",)  # predict's columnar format: its values are counted
 
 
 class _ClientGone(Exception):
@@ -284,7 +285,8 @@ class RestApi:
             raise _ClientGone(str(e)) from None
         large = len(raw) > _OFF_LOOP_BYTES
         if large and counted:
-            await asyncio.to_thread(self.dp.limits.check_json_body, raw, counted)
+            leaves = _LEAF_COUNTED_KEYS if counted == _COUNTED_KEYS["predict"] else ()
+            await asyncio.to_thread(self.dp.limits.check_json_body, raw, counted, leaves)
         try:
             if large and counted:  # a slice of items per orjson call: the loop is never held long
                 body = await asyncio.to_thread(

@@ -270,13 +270,23 @@ REFUSED_BODY_GROWTH_MIB = 50
 
 
 @pytest.mark.parametrize(
-    "method,key,item",
-    [("classify", "examples", {"fare": 7.25}), ("predict", "instances", {"b64": "AAAA"})],
+    "method,key,body",
+    [
+        (
+            "classify",
+            "examples",
+            {"signature_name": "classification", "examples": [{"fare": 7.25}]},
+        ),
+        ("predict", "instances", {"instances": [{"b64": "AAAA"}]}),
+        ("predict", "inputs", {"signature_name": "serving_raw", "inputs": {"fare": [7.25]}}),
+    ],
 )
-def test_over_limit_body_is_refused_before_it_is_parsed(served, method, key, item):
-    body = {key: [item] * 300 * MAX_ELEMENTS}
-    if method == "classify":
-        body["signature_name"] = "classification"
+def test_over_limit_body_is_refused_before_it_is_parsed(served, method, key, body):
+    n = 300 * MAX_ELEMENTS
+    if key == "inputs":
+        body = {**body, "inputs": {"fare": [7.25] * n, "trip_miles": [1.5] * n}}
+    else:
+        body = {**body, key: body[key] * n}
     data = json.dumps(body).encode()
     _serves(served)
     before = _rss_mib(served)

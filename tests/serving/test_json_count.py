@@ -70,3 +70,35 @@ def test_sliced_parse_equals_one_parse(monkeypatch_module, body, chunk, slice_by
     for key in KEYS:
         got = json_count.loads_in_slices(raw, key, slice_bytes, pause=lambda: pauses.append(1))
         assert got == orjson.loads(raw)
+
+
+_LEAF = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _TEXT
+    | st.builds(lambda t: {"b64": t}, _TEXT)
+)
+_TENSOR = st.recursive(_LEAF, lambda inner: st.lists(inner, max_size=4), max_leaves=20)
+_INPUTS = st.dictionaries(_TEXT, _TENSOR, max_size=4) | st.lists(_TENSOR, max_size=4)
+
+
+def _leaves(value) -> int:
+    """What RequestLimits.check_json_values counts: a list's leaves, anything else is one."""
+    if isinstance(value, list):
+        return sum(map(_leaves, value))
+    return 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(inputs=_INPUTS, other=_VALUES, chunk=st.integers(1, 40), indent=st.sampled_from([None, 1]))
+def test_columnar_inputs_are_counted_as_the_limits_count_them(
+    monkeypatch_module, inputs, other, chunk, indent
+):
+    body = {"signature_name": 'a,:"inputs', "inputs": inputs, "context": other}
+    raw = json.dumps(body, indent=indent, ensure_ascii=bool(chunk % 2)).encode()
+    monkeypatch_module.setattr(json_count, "CHUNK", chunk)
+    want = sum(map(_leaves, inputs.values())) if isinstance(inputs, dict) else _leaves(inputs)
+    counts = json_count.top_level_counts(raw, (), leaf_keys=(b"inputs",))
+    assert counts.get(b"inputs", 0) == want
