@@ -183,33 +183,42 @@ def _server(code_root: Path, base: str, extra: list[str]):
             os.environ["PYTHONPATH"] = saved
 
 
-def _measure(server, args, examples, batch_sizes, concurrency, workdir, baseline, name):
+def _measure(servers, args, examples, batch_sizes, concurrency, workdir, baseline):
+    """Every cell, each server in turn within a round, `--rounds` rounds; per cell the median
+    round (by p99) is kept. On a shared machine load shifts over minutes: alternating the
+    servers cell by cell compares them under the same load."""
     import base64
 
     results = []
     for protocol in args.protocols.split(","):
         for b in batch_sizes:
             batch = examples[:b]
+            body = json.dumps(
+                {"instances": [{"b64": base64.b64encode(e).decode()} for e in batch]}
+            ).encode()
             for c in concurrency:
-                if protocol == "grpc":
-                    r = grpc_load(server.grpc_target, "taxi", batch, c, args.duration)
-                else:
-                    body = json.dumps(
-                        {"instances": [{"b64": base64.b64encode(e).decode()} for e in batch]}
-                    ).encode()
-                    r = rest_load(
-                        server.rest_url + "/v1/models/taxi:predict", body, c, args.duration, workdir
+                rounds: dict[str, list[dict]] = {name: [] for name, _ in servers}
+                for _ in range(args.rounds):
+                    for name, server in servers:
+                        if protocol == "grpc":
+                            r = grpc_load(server.grpc_target, "taxi", batch, c, args.duration)
+                        else:
+                            url = server.rest_url + "/v1/models/taxi:predict"
+                            r = rest_load(url, body, c, args.duration, workdir)
+                        rounds[name].append(r)
+                for name, _ in servers:
+                    r = sorted(rounds[name], key=lambda x: x["p99_ms"])[len(rounds[name]) // 2]
+                    r.update(server=name, protocol=protocol, examples=b, in_flight=c)
+                    r["ratio"] = r["rps"] / baseline[b]  # provisional: re-measured after
+                    results.append(r)
+                    print(
+                        f"{name:>8} {protocol:>4} {b:>2} ex/req {c:>3} in flight: "
+                        f"{r['rps']:8.0f} req/s "
+                        f"{r['rps'] * b:8.0f} ex/s  p50 {r['p50_ms']:7.2f} ms  p99 "
+                        f"{r['p99_ms']:7.2f} ms  errors {r['errors']} "
+                        f"{r.get('socket_errors', '')}",
+                        flush=True,
                     )
-                r.update(server=name, protocol=protocol, examples=b, in_flight=c)
-                r["ratio"] = r["rps"] / baseline[b]  # provisional: the baseline is re-measured
-                results.append(r)
-                print(
-                    f"{name:>8} {protocol:>4} {b:>2} ex/req {c:>3} in flight: "
-                    f"{r['rps']:8.0f} req/s "
-                    f"{r['rps'] * b:8.0f} ex/s  p50 {r['p50_ms']:7.2f} ms  p99 "
-                    f"{r['p99_ms']:7.2f} ms  errors {r['errors']} {r.get('socket_errors', '')}",
-                    flush=True,
-                )
     return results
 
 
@@ -253,6 +262,7 @@ def main() -> None:
         "--server_args", default="", help="extra `mlops serve` flags, e.g. --enable_batching=false"
     )
     p.add_argument("--baseline_root", default=None, help="also measure a server from this checkout")
+    p.add_argument("--rounds", type=int, default=1, help="per cell; the median round is kept")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
 
@@ -292,14 +302,14 @@ def main() -> None:
     if args.baseline_root:
         trees.append(("baseline", Path(args.baseline_root).resolve()))
     results = []
-    for name, code_root in trees:
-        print(f"{name}: code from {code_root}", flush=True)
-        server = _server(code_root, base, extra)
-        try:
-            results += _measure(
-                server, args, examples, batch_sizes, concurrency, workdir, baseline, name
-            )
-        finally:
+    servers = []
+    try:
+        for name, code_root in trees:
+            print(f"{name}: code from {code_root}", flush=True)
+            servers.append((name, _server(code_root, base, extra)))
+        results += _measure(servers, args, examples, batch_sizes, concurrency, workdir, baseline)
+    finally:
+        for _, server in servers:
             server.stop()
     measure_baseline("after")
     shutil.rmtree(workdir, ignore_errors=True)
