@@ -208,6 +208,7 @@ def _measure(servers, args, examples, batch_sizes, concurrency, workdir, baselin
                         rounds[name].append(r)
                 for name, _ in servers:
                     r = sorted(rounds[name], key=lambda x: x["p99_ms"])[len(rounds[name]) // 2]
+                    r["p99_worst_ms"] = max(x["p99_ms"] for x in rounds[name])
                     r.update(server=name, protocol=protocol, examples=b, in_flight=c)
                     r["ratio"] = r["rps"] / baseline[b]  # provisional: re-measured after
                     results.append(r)
@@ -215,7 +216,8 @@ def _measure(servers, args, examples, batch_sizes, concurrency, workdir, baselin
                         f"{name:>8} {protocol:>4} {b:>2} ex/req {c:>3} in flight: "
                         f"{r['rps']:8.0f} req/s "
                         f"{r['rps'] * b:8.0f} ex/s  p50 {r['p50_ms']:7.2f} ms  p99 "
-                        f"{r['p99_ms']:7.2f} ms  errors {r['errors']} "
+                        f"{r['p99_ms']:7.2f} ms (worst round {r['p99_worst_ms']:.1f})  "
+                        f"errors {r['errors']} "
                         f"{r.get('socket_errors', '')}",
                         flush=True,
                     )
@@ -263,6 +265,7 @@ def main() -> None:
     )
     p.add_argument("--baseline_root", default=None, help="also measure a server from this checkout")
     p.add_argument("--rounds", type=int, default=1, help="per cell; the median round is kept")
+    p.add_argument("--baseline_args", default="", help="extra flags for the baseline server only")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
 
@@ -306,7 +309,8 @@ def main() -> None:
     try:
         for name, code_root in trees:
             print(f"{name}: code from {code_root}", flush=True)
-            servers.append((name, _server(code_root, base, extra)))
+            flags = extra + (args.baseline_args.split() if name == "baseline" else [])
+            servers.append((name, _server(code_root, base, flags)))
         results += _measure(servers, args, examples, batch_sizes, concurrency, workdir, baseline)
     finally:
         for _, server in servers:
