@@ -4,8 +4,9 @@ For each code tree (this one, and optionally a baseline checkout such as the las
 starts `mlops serve` on the same stand-in model and measures, in one invocation:
   - server RSS (VmRSS) before and after a ~450-byte gRPC PredictRequest declaring 200,000 rows
     with one broadcast string (the amplification case of issue 10);
+  - time, RSS and peak RSS of a REST classify of 300,000 examples (over the 100,000 limit);
   - the latency of a small good REST request while idle and while a 64 MiB JSON body is being
-    parsed, and the ratio between the two.
+    handled (one over the element limit, one within it), and the ratio between the two.
 
     python bench/serving_hostile_bench.py [--baseline_root /path/to/other/checkout]
 """
@@ -13,6 +14,7 @@ starts `mlops serve` on the same stand-in model and measures, in one invocation:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -88,7 +90,42 @@ def amplification(grpc_port: int, pid: int) -> tuple[int, int, str, float]:
     return before, _rss(pid), f"{outcome}, {req.ByteSize()} bytes", elapsed
 
 
-def latency_under_big_body(rest_port: int, good: dict) -> tuple[list[float], list[float], float]:
+def _hwm(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
+def over_limit_classify(rest_port: int, pid: int) -> str:
+    """Time, RSS and peak RSS of a REST classify of 300,000 examples (limit 100,000)."""
+    url = f"http://127.0.0.1:{rest_port}/v1/models/taxi:classify"
+    row = {k: testing.SAMPLE_ROW[k] for k in ("fare", "trip_miles", "company")}
+    body = json.dumps({"signature_name": "classification", "examples": [row] * 300_000}).encode()
+    rss, hwm = _rss(pid), _hwm(pid)
+    started = time.perf_counter()
+    r = requests.post(url, data=body, timeout=600)
+    took = time.perf_counter() - started
+    return (
+        f"{len(body) / 2**20:.0f} MiB classify of 300,000 examples: {r.status_code} in "
+        f"{took:.2f}s, RSS +{(_rss(pid) - rss) / 2**20:.0f} MiB, peak RSS "
+        f"+{(_hwm(pid) - hwm) / 2**20:.0f} MiB"
+    )
+
+
+# Two 64 MiB predict bodies: 5.6M tiny strings (over --max_request_elements: refused) and 60,000
+# strings of 1 KiB (within the limits: parsed, then refused by the model as bad tf.Examples).
+BIG_BODIES = {
+    "over the element limit": b'{"instances": ['
+    + b",".join([b'"abcdefghij"'] * ((64 << 20) // 12))
+    + b"]}",
+    "within the limits": b'{"instances": ['
+    + b",".join([b'"' + b"a" * 1100 + b'"'] * 60_000)
+    + b"]}",
+}
+
+
+def latency_under_big_body(
+    rest_port: int, good: dict, big: bytes
+) -> tuple[list[float], list[float], float]:
     url = f"http://127.0.0.1:{rest_port}/v1/models/taxi:predict"
     session = requests.Session()
 
@@ -98,8 +135,6 @@ def latency_under_big_body(rest_port: int, good: dict) -> tuple[list[float], lis
         return time.perf_counter() - t
 
     idle = [one() for _ in range(50)]
-    n = (64 << 20) // 12
-    big = b'{"instances": [' + b",".join([b'"abcdefghij"'] * n) + b"]}"
     done, took = threading.Event(), {}
 
     def send() -> None:
@@ -142,19 +177,20 @@ def main() -> None:
                 f"[{label}] amplification: {outcome} in {secs:.2f}s; server RSS "
                 f"{before / 2**20:.0f} MiB -> {after / 2**20:.0f} MiB"
             )
-            idle, busy, big_s = latency_under_big_body(rest_port, good)
-            med_idle, med_busy = (
-                statistics.median(idle),
-                statistics.median(busy) if busy else float("nan"),
-            )
-            print(
-                f"[{label}] good request latency: idle median {med_idle * 1000:.1f} ms; while a "
-                "64 MiB "
-                f"body is handled ({big_s:.1f}s, {len(busy)} requests) median "
-                f"{med_busy * 1000:.1f} ms, "
-                f"max {max(busy, default=float('nan')) * 1000:.0f} ms, ratio of medians "
-                f"{med_busy / med_idle:.1f}x"
-            )
+            print(f"[{label}] over-limit {over_limit_classify(rest_port, proc.pid)}")
+            for what, big in BIG_BODIES.items():
+                idle, busy, big_s = latency_under_big_body(rest_port, good, big)
+                med_idle, med_busy = (
+                    statistics.median(idle),
+                    statistics.median(busy) if busy else float("nan"),
+                )
+                print(
+                    f"[{label}] good request latency: idle median {med_idle * 1000:.1f} ms; "
+                    f"while a {len(big) / 2**20:.0f} MiB body {what} is handled ({big_s:.1f}s, "
+                    f"{len(busy)} requests) median {med_busy * 1000:.1f} ms, "
+                    f"max {max(busy, default=float('nan')) * 1000:.0f} ms, ratio of medians "
+                    f"{med_busy / med_idle:.1f}x"
+                )
         finally:
             proc.terminate()
             proc.wait(30)

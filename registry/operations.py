@@ -48,12 +48,12 @@ class Registry:
         return path
 
     def _check_loaded(self, version: int) -> None:
-        status = server_state.model_status(self.server, self.model_name)
-        if status is not None and status.get(version) != "AVAILABLE":
-            state = status.get(version, "not loaded")
+        status = server_state.model_status(self.server, self.model_name, versions=(version,))
+        if status is not None and status.states.get(version) != "AVAILABLE":
+            why = "" if status.ready else f" (the model is not ready: {status.reason})"
             raise RegistryError(
-                f"version {version} is {state} on the server at {self.server}; "
-                "a label may only point at a loaded version"
+                f"version {version} is {status.state(version)} on the server at "
+                f"{self.server}{why}; a label may only point at a loaded version"
             )
 
     def _artifact_for(
@@ -185,13 +185,14 @@ class Registry:
         from metadata.model_facts import pushed_facts
 
         labels = self.labels()
-        status = server_state.model_status(self.server, self.model_name)
+        on_disk = versions.on_disk(self.base_path)
+        status = server_state.model_status(self.server, self.model_name, versions=on_disk)
         try:
             rs = self.store()
         except RegistryError:
             rs = None
         rows = []
-        for version, path in sorted(versions.on_disk(self.base_path).items(), reverse=True):
+        for version, path in sorted(on_disk.items(), reverse=True):
             marker = versions.push_marker(path)
             row: dict[str, Any] = {
                 "version": version,
@@ -200,7 +201,7 @@ class Registry:
                 if "pushed_at" in marker
                 else "",
                 "labels": sorted(k for k, v in labels.items() if v == version),
-                "server_state": None if status is None else status.get(version, "not loaded"),
+                "server_state": None if status is None else status.state(version),
             }
             artifact_id = self._artifact_for(rs, version) if rs else None
             if artifact_id is not None:

@@ -148,8 +148,9 @@ _DEBUG = click.option("--debug", is_flag=True, default=False, help="Show traceba
     type=_BOOL,
     is_flag=False,
     flag_value=True,
-    default=False,
+    default=True,
     show_default=True,
+    help="Dynamic batching; on by default, unlike TF Serving (docs/serving.md#batching).",
 )
 @click.option(
     "--batching_parameters_file",

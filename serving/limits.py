@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from serving.errors import invalid_argument
+from serving.json_count import top_level_counts
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,27 @@ class RequestLimits:
                 f"{where}: {n} string bytes exceed the limit of {self.max_string_bytes} per "
                 "request (--max_string_bytes)"
             )
+
+    def check_json_body(
+        self, raw: bytes, keys: tuple[str, ...], leaf_keys: tuple[str, ...] = ()
+    ) -> None:
+        """Count the items of the body's top-level `keys` arrays (and the scalar values inside
+        `leaf_keys`) from the bytes, before the body is parsed: an over-limit body is refused
+        without building its objects."""
+        if not self.max_elements:
+            return
+        counts = top_level_counts(
+            raw,
+            tuple(k.encode() for k in keys),
+            self.max_elements,
+            tuple(k.encode() for k in leaf_keys),
+        )
+        for key, n in counts.items():
+            if n > self.max_elements:
+                raise invalid_argument(
+                    f"'{key.decode()}': at least {n} elements exceed the limit of "
+                    f"{self.max_elements} per request (--max_request_elements)"
+                )
 
     def check_json_value(self, value: object, where: str) -> None:
         """Nesting depth and leaf count of a JSON tensor value, iteratively (no recursion)."""

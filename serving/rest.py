@@ -28,7 +28,7 @@ from aiohttp import web, web_protocol, web_server
 from google.protobuf import json_format
 
 from model_layout import parse_version
-from serving import codec
+from serving import codec, json_count
 from serving.canary import ROUTING_KEY_HEADER
 from serving.dataplane import DataPlane, ModelRef
 from serving.errors import ServingError, invalid_argument
@@ -50,7 +50,11 @@ _JSON = "application/json"
 # Which version answered an inference request, and the label that routed it there (if any).
 VERSION_HEADER = "X-Model-Version"
 LABEL_HEADER = "X-Model-Version-Label"
-_OFF_LOOP_BYTES = 256 * 1024  # bodies larger than this are decoded in a worker thread
+_OFF_LOOP_BYTES = 256 * 1024  # bodies larger than this are counted and decoded in a thread
+# The top-level arrays each method's limits count, checked from the bytes of a large body
+# before it is parsed (serving/json_count.py).
+_COUNTED_KEYS = {"predict": ("instances",), "classify": ("examples",), "regress": ("examples",)}
+_LEAF_COUNTED_KEYS = ("inputs",)  # predict's columnar format: its values are counted
 
 
 class _ClientGone(Exception):
@@ -249,7 +253,7 @@ class RestApi:
     async def _inference(self, request: web.Request, method: str):
         """(ref, the version it is routed to, JSON body, whether the body is large)."""
         request["call"].method = method  # a body that never arrives is still counted as `method`
-        body, large = await self._json_body(request)
+        body, large = await self._json_body(request, _COUNTED_KEYS[method])
         ref = self._ref(request, method, body.get("signature_name", ""))
         servable, label = self.dp.route(ref)
         call = request["call"]
@@ -265,8 +269,12 @@ class RestApi:
         """A large request usually has a large answer: encode it off the loop too."""
         return web.Response(body=await self._off_loop(large, codec.dumps, out), content_type=_JSON)
 
-    async def _json_body(self, request: web.Request) -> tuple[dict, bool]:
-        """(body, whether it is large enough to decode off the event loop)."""
+    async def _json_body(
+        self, request: web.Request, counted: tuple[str, ...] = ()
+    ) -> tuple[dict, bool]:
+        """(body, whether it is large enough to decode off the event loop). A large body's
+        `counted` arrays are counted from its bytes first, so an over-limit one is never
+        parsed."""
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             raise web.HTTPRequestEntityTooLarge(
                 max_size=self.max_body_bytes, actual_size=request.content_length
@@ -276,8 +284,16 @@ class RestApi:
         except (ConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
             raise _ClientGone(str(e)) from None
         large = len(raw) > _OFF_LOOP_BYTES
+        if large and counted:
+            leaves = _LEAF_COUNTED_KEYS if counted == _COUNTED_KEYS["predict"] else ()
+            await asyncio.to_thread(self.dp.limits.check_json_body, raw, counted, leaves)
         try:
-            body = await self._off_loop(large, orjson.loads, raw)
+            if large and counted:  # a slice of items per orjson call: the loop is never held long
+                body = await asyncio.to_thread(
+                    json_count.loads_in_slices, raw, counted[0].encode(), pause=_yield_gil
+                )
+            else:
+                body = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             raise invalid_argument(f"JSON Parse error: {e}") from None
         if not isinstance(body, dict):
@@ -286,6 +302,11 @@ class RestApi:
 
 
 _INFERENCE = ("predict", "classify", "regress")
+
+
+def _yield_gil() -> None:
+    """Between slices of a large body: release the GIL so the event loop runs (sleep(0) does)."""
+    time.sleep(0)
 
 
 def _status_json(statuses) -> dict:

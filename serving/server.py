@@ -8,6 +8,7 @@ ports open only after the initial versions have loaded, so "port open" means "re
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -20,7 +21,7 @@ from serving.dataplane import DataPlane
 from serving.errors import ServingError
 from serving.grpc_service import add_services
 from serving.metrics import Metrics
-from serving.repository import ModelRepository
+from serving.repository import ModelRepository, State
 from serving.rest import RestApi
 from serving.warmup import warmup_hook
 
@@ -48,6 +49,29 @@ def check_bindable(host: str, port: int, what: str) -> None:
     except OSError as e:
         reason = e.strerror or str(e)
         raise OSError(f"cannot bind the {what} address {host}:{port}: {reason}") from None
+
+
+def settle_heap() -> None:
+    """Take what is alive now (mostly the loaded models' objects) out of the collector's reach.
+
+    A loaded SavedModel is hundreds of thousands of Python objects. Requests in flight survive
+    young collections, so every few seconds under load the collector runs a full collection over
+    all of them, holding the GIL for tens to hundreds of milliseconds: the serving tail (issue 26).
+    Frozen objects are never scanned; refcounting still frees them. Called after every version
+    state change, so the cycles of an unloaded version are collected before the rest is frozen
+    again (no growth over load/unload cycles)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+def _settle_on_load_or_unload(on_change):
+    def changed(model: str, version: int, state: int) -> None:
+        on_change(model, version, state)
+        if state in (State.AVAILABLE, State.END):
+            settle_heap()
+
+    return changed
 
 
 class ModelServer:
@@ -78,7 +102,8 @@ class ModelServer:
         repo = self.repository = await asyncio.to_thread(
             ModelRepository, config, opts.file_system_poll_wait_seconds, warmup=warmup
         )
-        repo.on_change = metrics.on_version_state
+        repo.on_change = _settle_on_load_or_unload(metrics.on_version_state)
+        settle_heap()  # the initial versions, loaded before on_change was set
         for name in repo.model_names():
             try:
                 for version, st in repo.status(name):

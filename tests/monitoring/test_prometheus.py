@@ -417,9 +417,8 @@ def _grafana_to_promql(expr: str) -> str:
     return expr.replace("$__rate_interval", "1m").replace('=~"$model"', f'=~"{MODEL}"')
 
 
-# No data in this stack: the skew exporter's panel, warmup (the versions have no warmup file) and
-# batch sizes (this server runs without --enable_batching).
-NO_DATA_HERE = {"Live feature skew vs schema threshold", "Warmup time per version", "Batch size"}
+# No data in this stack: the skew exporter's panel and warmup (the versions have no warmup file).
+NO_DATA_HERE = {"Live feature skew vs schema threshold", "Warmup time per version"}
 
 
 def test_every_dashboard_query_runs_on_prometheus(stack):

@@ -253,22 +253,59 @@ def test_no_rss_growth_over_load_unload_cycles(served, root, channel):
 
 
 # ---- 4. limits before work -----------------------------------------------------------------------
-def _peak_rss_mib(server) -> int:
+def _rss_mib(server) -> dict[str, int]:
+    """The server's resident memory now (VmRSS) and at its peak so far (VmHWM), in MiB."""
+    out = {}
     with open(f"/proc/{server.proc.pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) // 1024
-    raise RuntimeError("no VmHWM")
+            key = line.split(":")[0]
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(line.split()[1]) // 1024
+    return out
 
 
-def test_over_limit_classify_is_refused_before_examples_are_built(served):
-    many = {"signature_name": "classification", "examples": [{"fare": 7.25}] * 300 * MAX_ELEMENTS}
-    before = _peak_rss_mib(served)
-    r = requests.post(served.rest_url + "/v1/models/taxi:classify", json=many, timeout=120)
-    assert r.status_code == 400 and "--max_request_elements" in r.json()["error"]
-    # 300k examples as tf.Example protos cost hundreds of MiB; the parsed JSON alone ~100.
-    assert _peak_rss_mib(served) - before < 200
+# A refused body may cost its own bytes and the scan's chunks, not the objects it describes
+# (parsing the 300k examples below whole cost ~+100 MiB; as tf.Examples, hundreds more).
+REFUSED_BODY_GROWTH_MIB = 50
+
+
+@pytest.mark.parametrize(
+    "method,key,body",
+    [
+        (
+            "classify",
+            "examples",
+            {"signature_name": "classification", "examples": [{"fare": 7.25}]},
+        ),
+        ("predict", "instances", {"instances": [{"b64": "AAAA"}]}),
+        ("predict", "inputs", {"signature_name": "serving_raw", "inputs": {"fare": [7.25]}}),
+    ],
+)
+def test_over_limit_body_is_refused_before_it_is_parsed(served, method, key, body):
+    n = 300 * MAX_ELEMENTS
+    if key == "inputs":
+        body = {**body, "inputs": {"fare": [7.25] * n, "trip_miles": [1.5] * n}}
+    else:
+        body = {**body, key: body[key] * n}
+    data = json.dumps(body).encode()
     _serves(served)
+    before = _rss_mib(served)
+    r = requests.post(f"{served.rest_url}/v1/models/taxi:{method}", data=data, timeout=120)
+    after = _rss_mib(served)
+    assert r.status_code == 400 and "--max_request_elements" in r.json()["error"], r.text
+    assert r.json()["error"].startswith(f"'{key}': at least "), r.text
+    print(f"\n{method} over the limit: RSS {before} -> {after} MiB")
+    assert after["VmRSS"] - before["VmRSS"] < REFUSED_BODY_GROWTH_MIB
+    assert after["VmHWM"] - before["VmHWM"] < REFUSED_BODY_GROWTH_MIB
+    _serves(served)
+
+
+def test_a_large_body_within_the_limit_is_still_served(served):
+    """The byte-level count lets a large body under the limit through to the real parser."""
+    pad = " " * (512 * 1024)  # over the size from which bodies are counted before parsing
+    data = json.dumps(GOOD).encode().replace(b"[", b"[" + pad.encode(), 1)
+    r = requests.post(served.rest_url + "/v1/models/taxi:predict", data=data, timeout=30)
+    assert r.status_code == 200 and r.json()["predictions"][0][0] > 0.99, r.text
 
 
 def test_inputs_are_counted_together_before_any_is_converted(served):
