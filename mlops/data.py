@@ -18,7 +18,12 @@ import sys
 import click
 
 from cli_support import CommandError, Exit, debug_option, handle_errors
+from metadata.store import MetadataError, open_store, properties_of
+from modules.dataset_spec import SpecError
+from monitoring.skew_check import check_skew, latest_training_statistics
 from pipeline.config import PipelineConfig, dataset_config
+from pipeline.ingest.spans import SpanRejected, add_span
+from pipeline.validation.quarantine import QUARANTINE, ROW_CLEANER, CleaningSummary, read_rows
 
 _DEFAULTS = PipelineConfig()
 
@@ -41,7 +46,6 @@ def _dataset_defaults(dataset: str | None) -> PipelineConfig:
     """The PipelineConfig whose paths fill the options left out; a bad spec: one line, FAILED."""
     if not dataset:
         return _DEFAULTS
-    from modules.dataset_spec import SpecError
 
     try:
         return dataset_config(dataset)
@@ -65,7 +69,6 @@ def add_span_command(
     span: int | None,
 ) -> None:
     """Validate CSV_FILE against the curated schema and add it as the next span."""
-    from pipeline.ingest.spans import SpanRejected, add_span
 
     defaults = _dataset_defaults(dataset)
     if not os.path.isfile(csv_file):
@@ -104,7 +107,6 @@ def check_skew_command(
     """Training/serving skew of logged requests. Exit 0: no skew; 1: skew or request anomalies
     found; 2: could not run (no readable requests, no training statistics); 3: a missing file
     or store."""
-    from monitoring.skew_check import check_skew, latest_training_statistics
 
     defaults = _dataset_defaults(dataset)
     metadata = metadata or defaults.metadata_connection
@@ -174,13 +176,6 @@ def quarantine_command(
     """The rows the RowCleaner set aside in RUN (default latest; an id, prefix, previous,
     latest~N) of the dataset's pipeline, and why, with the run's cleaning figures. A missing
     store, run or quarantine: INPUT_MISSING (3)."""
-    from metadata.store import MetadataError, open_store, properties_of
-    from pipeline.validation.quarantine import (
-        QUARANTINE,
-        ROW_CLEANER,
-        CleaningSummary,
-        read_rows,
-    )
 
     defaults = _dataset_defaults(dataset)
     store = open_store(metadata or defaults.metadata_connection)

@@ -23,10 +23,16 @@ import sys
 import threading
 
 import click
+from prometheus_client import start_http_server
 
 from cli_support import CommandError, Exit, debug_option, debug_requested, handle_errors
+from data_stats.schema import load_schema, schema_columns
 from metadata.locations import locations
-from modules.dataset_spec import DEFAULT_DATASET
+from modules.dataset_spec import DEFAULT_DATASET, SpecError
+from monitoring.baseline import TrainingStatistics
+from monitoring.request_window import RequestWindow
+from monitoring.skew_check import schema_kinds
+from monitoring.skew_exporter import SkewMonitor
 
 _DEFAULTS = locations(DEFAULT_DATASET)
 DEFAULT_METRICS_PORT = 9108
@@ -118,7 +124,6 @@ def monitor(
     with the training statistics of each version it serves (the measures of `mlops data
     check-skew`) and export the distances and thresholds on --metrics-port for Prometheus."""
     _log_to_stderr()
-    from modules.dataset_spec import SpecError
 
     try:
         where = locations(dataset) if dataset else _DEFAULTS
@@ -179,11 +184,6 @@ def _check_flags(requests_dir, window, min_rows, interval, port, versions) -> No
 
 def _build(requests_dir, model_name, server, versions, statistics, metadata, pipeline_name,
            schema_path, window, min_rows):  # fmt: skip
-    from data_stats.schema import load_schema, schema_columns
-    from monitoring.baseline import TrainingStatistics
-    from monitoring.request_window import RequestWindow
-    from monitoring.skew_check import schema_kinds
-    from monitoring.skew_exporter import SkewMonitor
 
     if not os.path.isfile(schema_path):
         raise FileNotFoundError(f"no schema at {schema_path}")
@@ -237,7 +237,6 @@ def _check_once(skew_monitor) -> Exit:
 
 
 def _serve(skew_monitor, host: str, port: int, interval: float) -> None:
-    from prometheus_client import start_http_server
 
     try:
         httpd, _ = start_http_server(port, addr=host, registry=skew_monitor.registry)

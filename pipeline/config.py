@@ -6,6 +6,7 @@ the production settings measured on the 15,002-row taxi sample (see README).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from pathlib import Path
@@ -188,7 +189,6 @@ def multi_processing_beam_args(workers: int = 0) -> list[str]:
 
 def span_count(text: str) -> int:
     """A `--train-spans` value: a whole number >= 1 (argparse type; its message is the error)."""
-    import argparse
 
     try:
         value = int(text)

@@ -28,7 +28,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from google.protobuf import text_format
+
 from cli_support import CommandError, Exit
+from data_stats.measures import statistics_options
 from modules import dataset_spec
 from modules.dataset_spec import BINARY, MULTICLASS, REGRESSION, TASKS
 
@@ -230,8 +233,6 @@ def _statistics(columns: list[Column]):
     import pyarrow as pa
     from tensorflow_data_validation.statistics import stats_impl
 
-    from data_stats.measures import statistics_options
-
     arrays, names = [], []
     for c in columns:
         kind = c.kind
@@ -249,7 +250,6 @@ def _statistics(columns: list[Column]):
 
 def _schema_text(columns: list[Column], label: Column, task: str) -> str:
     import tensorflow_data_validation as tfdv
-    from google.protobuf import text_format
 
     schema = tfdv.infer_schema(_statistics(columns), infer_feature_shape=False)
     incomplete = {c.name for c in columns if len(c.present) < len(c.values)}

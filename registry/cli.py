@@ -15,8 +15,13 @@ import click
 
 from cli_support import CommandError, Exit, debug_option, handle_errors
 from metadata.locations import locations
-from modules.dataset_spec import DEFAULT_DATASET
+from model_layout import model_config
+from modules.dataset_spec import DEFAULT_DATASET, SpecError
+from registry.compare import CompareError, Thresholds, prometheus_samples, render, server_samples
+from registry.compare import compare as run_compare
 from registry.errors import RegistryError
+from registry.operations import Registry
+from registry.versions import parse_version
 from serving_api import DEFAULT_METRICS_PATH
 
 _DEFAULTS = locations(DEFAULT_DATASET)
@@ -88,9 +93,6 @@ _one_line_errors = handle_errors(known={RegistryError: Exit.REJECTED})
 @_one_line_errors
 def models(ctx, dataset, base_path, config_path, metadata, model_name, server) -> None:
     """Operate served model versions: labels, rollback, retire, audit trail, model cards."""
-    from model_layout import model_config
-    from modules.dataset_spec import SpecError
-    from registry.operations import Registry
 
     try:
         where = locations(dataset) if dataset else _DEFAULTS
@@ -114,7 +116,6 @@ def _registry():
 
 
 def _version(text: str) -> int:
-    from registry.versions import parse_version
 
     return parse_version(text)
 
@@ -215,7 +216,6 @@ def card(version: str, fmt: str) -> None:
 
 
 def _threshold(name: str):
-    from registry.compare import Thresholds
 
     return getattr(Thresholds(), name)
 
@@ -296,14 +296,6 @@ def compare(baseline: str, candidate: str, **kw) -> None:
     Reads per-version requests, failures, latency and predicted scores from the model server's
     metrics (or --prometheus). Exit status: 0 not worse, 1 worse, 2 could not compare.
     """
-    from registry.compare import (
-        CompareError,
-        Thresholds,
-        prometheus_samples,
-        render,
-        server_samples,
-    )
-    from registry.compare import compare as run_compare
 
     registry = _registry()
     try:

@@ -16,6 +16,7 @@ import click
 
 import model_layout
 from cli_support import CommandError, Exit, debug_option, handle_errors
+from serving.canary import CanarySplit
 
 _BOOL = click.BOOL
 # With no model flags the server re-reads the shared models.config this often, so labels set by
@@ -246,8 +247,6 @@ def serve(**kw: object) -> None:
         config = options.model_server_config()
         options.grpc_credentials()
         if kw["canary_percent"] is not None:
-            from serving.canary import CanarySplit
-
             options.canary = CanarySplit.parse(kw["canary_percent"])
             options.canary.check_models({m.name for m in config.model_config_list.config})
     except (ValueError, OSError) as e:  # bad flags or config files

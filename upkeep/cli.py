@@ -8,8 +8,11 @@ not run, INPUT_MISSING no such store, backup or pipeline (one line on stderr).
 
 from __future__ import annotations
 
+import dataclasses
+import getpass
 import json
 import os
+import socket
 import sys
 
 import click
@@ -90,7 +93,6 @@ def gc(
 ) -> None:
     """Delete old runs' artifacts, keeping the served, labelled and latest blessed models'
     lineage and the drift baseline; a dry-run plan unless --apply."""
-    import dataclasses
 
     from metadata.store import open_store
     from upkeep import gc as gc_lib
@@ -147,8 +149,6 @@ def _row(what: str, item, tail: str) -> str:
 
 
 def _who() -> str:
-    import getpass
-    import socket
 
     return os.environ.get("MLOPS_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
 
