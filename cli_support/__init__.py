@@ -20,8 +20,10 @@ import enum
 import functools
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, TypeVar
+
+import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,26 +59,79 @@ def fail(message: object, status: Exit = Exit.FAILED, prefix: str = "Error: ") -
     sys.exit(int(status))
 
 
+DEBUG_KEY = "cli_support.debug"
+
+
+def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.find_root().meta[DEBUG_KEY] = True
+    return value
+
+
+def debug_option(func: F) -> F:
+    """`--debug` on a click command or group: the traceback instead of the one line. Eager and
+    kept on the root context, so `mlops --debug x`, `mlops x --debug` and a group's flag work."""
+    return click.option(
+        "--debug",
+        is_flag=True,
+        is_eager=True,
+        expose_value=False,
+        callback=_remember_debug,
+        help="Show the traceback instead of one line on failure.",
+    )(func)
+
+
+def debug_requested() -> bool:
+    """True when --debug was given: on the running click command line, or in sys.argv."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().meta.get(DEBUG_KEY):
+        return True
+    return "--debug" in sys.argv
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e) or type(e).__name__
+
+
 def handle_errors(
-    debug: Callable[[], bool] = lambda: "--debug" in sys.argv,
+    debug: Callable[[], bool] = debug_requested,
+    known: Mapping[type[BaseException], Exit] | None = None,
 ) -> Callable[[F], F]:
-    """Decorate a command: CommandError -> its status; any other exception -> FAILED with its
-    type and a hint to rerun with --debug; `debug()` true -> the exception propagates."""
+    """Decorate a command: CommandError -> its status; an exception of a `known` type (a
+    package's own error, e.g. RegistryError -> REJECTED) -> that status with its message; a
+    missing file -> INPUT_MISSING; any other exception -> FAILED with its type and a hint to
+    rerun with --debug. With `debug()` true the exception propagates (the full traceback)."""
+    table: dict[type[BaseException], Exit] = {
+        FileNotFoundError: Exit.INPUT_MISSING,
+        OSError: Exit.FAILED,
+    }
+    table.update(known or {})
+
+    def status_of(e: BaseException) -> Exit | None:
+        for kind in type(e).__mro__:
+            if kind in table:
+                return table[kind]
+        return None
 
     def wrap(func: F) -> F:
         @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
                 return func(*args, **kwargs)
-            except CommandError as e:
-                if debug():
-                    raise
-                fail(e, e.status)
-            except (KeyboardInterrupt, SystemExit):
+            except (KeyboardInterrupt, SystemExit, click.exceptions.Exit, click.Abort):
                 raise
+            except click.ClickException:
+                raise  # usage errors: click's status (2), printed by the entry point
             except Exception as e:  # noqa: BLE001 - one line without --debug, still the cause
                 if debug():
                     raise
+                if isinstance(e, CommandError):
+                    fail(e, e.status)
+                status = status_of(e)
+                if status is not None:
+                    fail(_describe(e), status)
                 where = traceback.extract_tb(e.__traceback__)[-1]
                 hint = f"at {where.name}; rerun with --debug for the traceback"
                 fail(f"{type(e).__name__}: {e} ({hint})", Exit.FAILED)
@@ -84,3 +139,20 @@ def handle_errors(
         return run  # type: ignore[return-value]
 
     return wrap
+
+
+def run_click(main: Callable[..., Any], prog_name: str, **kwargs: Any) -> NoReturn:
+    """Run a click command's `main` with usage errors as one line too (`Error: No such option
+    '--x'.`) instead of click's usage block: what `mlops` and every subcommand under it print."""
+    try:
+        result = main(prog_name=prog_name, standalone_mode=False, **kwargs)
+    except click.exceptions.NoArgsIsHelpError as e:
+        e.show()  # a bare group: its help is the answer, not an error line
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        if debug_requested():
+            raise
+        fail(e.format_message(), Exit(e.exit_code) if e.exit_code in set(Exit) else Exit.FAILED)
+    except click.Abort:
+        fail("aborted", Exit.FAILED)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -2,8 +2,8 @@
 
 Every command takes --metadata (a SQLite path, a sqlite:// / postgresql:// / mysql:// URL or a
 ConnectionConfig .pbtxt; default: $MLMD_CONNECTION, else the local runner's SQLite file) and
---json for scripts. Failures print one clear line and exit 1; a traceback would be a bug
-(set LINEAGE_DEBUG=1 to get one for unexpected errors).
+--json for scripts. Failures print one clear line with the project's exit status
+(cli_support.Exit: an unknown run, target or store is INPUT_MISSING); --debug shows the traceback.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+
+from cli_support import CommandError, Exit, debug_option, handle_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONNECTION_ENV = "MLMD_CONNECTION"
@@ -29,35 +30,25 @@ def _default_metadata() -> str:
     return sqlite_store_path()
 
 
-def _fail(message: str) -> None:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(1)
-
-
 def _handle_errors(func: F) -> F:
-    """Turn expected failures into one line on stderr and exit status 1, never a traceback."""
+    """cli_support's one line and exit status (a MetadataError carries its own), and an
+    unexpected MLMD error's text scrubbed of the store's password."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from metadata.store import MetadataError
-
+    def scrubbed(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except MetadataError as exc:
-            _fail(str(exc))
-        except OSError as exc:
-            _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        except (OSError, CommandError, click.ClickException):
+            raise
         except Exception as exc:  # MLMD errors surface here, e.g. a store dropped mid-query
-            if os.environ.get("LINEAGE_DEBUG"):
-                raise
             from metadata.connection import scrub
 
-            ctx = click.get_current_context()
-            config = ctx.find_root().meta.get("lineage.config")
+            config = click.get_current_context().find_root().meta.get("lineage.config")
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            _fail(f"{type(exc).__name__}: {scrub(text, config) if config is not None else text}")
+            text = scrub(text, config) if config is not None else text
+            raise CommandError(f"{type(exc).__name__}: {text}", Exit.FAILED) from exc
 
-    return wrapper  # type: ignore[return-value]
+    return handle_errors()(scrubbed)  # type: ignore[return-value]
 
 
 def _store(ctx: click.Context) -> Any:
@@ -69,7 +60,7 @@ def _store(ctx: click.Context) -> Any:
         try:
             config = connection_config_from_url(obj["lineage.metadata"])
         except ConnectionConfigError as exc:
-            raise MetadataError(str(exc)) from None
+            raise MetadataError(str(exc), Exit.FAILED) from None
         obj["lineage.config"] = config
         obj["lineage.store"] = open_store(config)
     return obj["lineage.store"]
@@ -117,7 +108,9 @@ def _json_option(func: F) -> F:
     "default: every pipeline in the store.",
 )
 @_json_option
+@debug_option
 @click.pass_context
+@_handle_errors
 def lineage(ctx: click.Context, metadata: str | None, dataset: str | None) -> None:
     """Pipeline runs, artifacts, provenance and diffs from ML Metadata."""
     ctx.find_root().meta["lineage.metadata"] = metadata or _default_metadata()
@@ -125,7 +118,7 @@ def lineage(ctx: click.Context, metadata: str | None, dataset: str | None) -> No
 
 
 def _pipeline_of(dataset: str | None) -> str | None:
-    """The pipeline name of --dataset (None: every pipeline); a bad spec is one line, exit 1."""
+    """The pipeline name of --dataset (None: every pipeline); a bad spec is one line, FAILED."""
     if not dataset:
         return None
     from metadata.locations import locations
@@ -134,7 +127,7 @@ def _pipeline_of(dataset: str | None) -> str | None:
     try:
         return locations(dataset).pipeline_name
     except SpecError as e:
-        _fail(str(e))
+        raise CommandError(str(e), Exit.FAILED) from e
 
 
 @lineage.command()

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from typing import Any
 
+from cli_support import Exit
 from lineage.queries import Trace
 from metadata.store import MetadataError
 
@@ -146,7 +147,9 @@ def write(
     """
     fmt = (fmt or os.path.splitext(output)[1].lstrip(".")).lower()
     if fmt not in FORMATS:
-        raise MetadataError(f"unsupported graph format {fmt!r}: use one of {', '.join(FORMATS)}")
+        raise MetadataError(
+            f"unsupported graph format {fmt!r}: use one of {', '.join(FORMATS)}", Exit.FAILED
+        )
     parent = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(parent):
         raise MetadataError(f"output directory does not exist: {parent}")
@@ -158,7 +161,8 @@ def write(
     dot_bin = shutil.which("dot")
     if engine == "graphviz" and not dot_bin:
         raise MetadataError(
-            "Graphviz 'dot' is not installed (apt-get install graphviz); use --engine builtin"
+            "Graphviz 'dot' is not installed (apt-get install graphviz); use --engine builtin",
+            Exit.FAILED,
         )
     if dot_bin and engine in ("auto", "graphviz"):
         proc = subprocess.run(
@@ -169,7 +173,8 @@ def write(
         )
         if proc.returncode != 0:
             raise MetadataError(
-                f"graphviz failed: {proc.stderr.decode(errors='replace').strip()[:500]}"
+                f"graphviz failed: {proc.stderr.decode(errors='replace').strip()[:500]}",
+                Exit.FAILED,
             )
         return "graphviz"
     nodes, edges = build(t, collapse)
@@ -282,7 +287,8 @@ def _png(
         from PIL import Image, ImageDraw
     except ImportError:
         raise MetadataError(
-            "PNG output needs Graphviz (apt-get install graphviz) or Pillow"
+            "PNG output needs Graphviz (apt-get install graphviz) or Pillow",
+            Exit.FAILED,
         ) from None
     width, height = _size(pos)
     image = Image.new("RGB", (width, height), "white")

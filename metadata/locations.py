@@ -14,6 +14,7 @@ from pathlib import Path
 
 import model_layout
 from metadata.connection import LOCAL_OUTPUT_DIR, sqlite_store_path
+from model_layout import model_config
 from modules import dataset_spec
 
 
@@ -51,7 +52,6 @@ class DatasetLocations:
     @property
     def model_config(self) -> str:
         """The serving root's shared TF Serving model config, holding every model's entry."""
-        from model_layout import model_config
 
         return model_config.beside(self.serving_dir)
 

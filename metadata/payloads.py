@@ -13,6 +13,8 @@ import os
 import re
 from typing import Any
 
+from google.protobuf import text_format
+
 
 def read_hyperparameters(uri: str) -> dict[str, Any] | None:
     """The tuned values from a HyperParameters artifact (keras-tuner's get_config() JSON)."""
@@ -36,7 +38,6 @@ def read_schema_summary(uri: str) -> dict[str, str] | None:
     if not os.path.isfile(path):
         return None
     try:
-        from google.protobuf import text_format
         from tensorflow_metadata.proto.v0 import schema_pb2
     except ImportError:
         return None

@@ -19,6 +19,7 @@ from google.protobuf import json_format
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb2
 
+from cli_support import CommandError, Exit
 from metadata.connection import (
     ConnectionConfigError,
     connection_config_from_url,
@@ -87,8 +88,13 @@ PREVIOUS_SPAN_PROPERTY = "previous_span"
 CLEANED_EXAMPLES = "cleaned_examples"
 
 
-class MetadataError(Exception):
-    """A user-facing failure (bad target, unreachable store); CLIs print it without a traceback."""
+class MetadataError(CommandError):
+    """A user-facing failure; CLIs print it as one line (cli_support). Most are a store, run,
+    artifact or target that does not exist (INPUT_MISSING); an unreadable store or a bad URL
+    says FAILED."""
+
+    def __init__(self, message: str, status: Exit = Exit.INPUT_MISSING) -> None:
+        super().__init__(message, status)
 
 
 def open_store(
@@ -112,7 +118,7 @@ def open_store(
         try:
             config = connection_config_from_url(url_or_config)
         except ConnectionConfigError as exc:
-            raise MetadataError(str(exc)) from None
+            raise MetadataError(str(exc), Exit.FAILED) from None
     where = describe_connection(config)
     if config.WhichOneof("config") == "sqlite":
         path = config.sqlite.filename_uri
@@ -130,7 +136,7 @@ def open_store(
         message = scrub(
             str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, config
         )
-        raise MetadataError(f"cannot read metadata store {where}: {message}") from None
+        raise MetadataError(f"cannot read metadata store {where}: {message}", Exit.FAILED) from None
     return MetadataStore(store, where)
 
 

@@ -17,6 +17,8 @@ import warnings
 
 import click
 
+from cli_support import debug_option, run_click
+
 # name -> "module:attribute" of a click command or group.
 SUBCOMMANDS: dict[str, str] = {
     "lineage": "lineage.cli:lineage",
@@ -69,10 +71,13 @@ class LazyGroup(click.Group):
             return getattr(importlib.import_module(module_name), attr)
         return super().get_command(ctx, name)
 
-    def main(self, *args, **kwargs):  # type: ignore[override]
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
         # Before click parses anything: `mlops --help` imports every subcommand's module.
         quiet()
-        return super().main(*args, **kwargs)
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        # Usage errors as one line too (cli_support.run_click), named `mlops ...` however run.
+        run_click(super().main, prog_name or "mlops", args=args, complete_var=complete_var, **extra)
 
 
 def _verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
@@ -82,7 +87,7 @@ def _verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
     return value
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("mlops", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--verbose",
     is_flag=True,
@@ -91,6 +96,7 @@ def _verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
     callback=_verbose,
     help="Show TensorFlow's start-up logging and library warnings (silenced by default).",
 )
+@debug_option
 def main() -> None:
     """End-to-end TFX taxi pipeline: serving, prediction clients and lineage."""
 

@@ -4,26 +4,32 @@ RowCleaner quarantined.
 `add-span` checks a CSV against the curated schema and writes it as span-(N+1)/data.csv
 atomically (pipeline/ingest/spans.py): a rejected file writes nothing. `check-skew` compares the
 requests the model server logged with the training statistics (monitoring/skew_check.py). Exit
-status: add-span 0 added, 1 rejected; check-skew 0 no skew, 1 skew or request anomalies found,
-2 could not run; quarantine 1 when it cannot be read.
+status (cli_support.Exit): add-span OK added, REJECTED rejected; check-skew OK no skew, REJECTED
+skew or request anomalies found, FAILED could not run; a missing store, run or file
+INPUT_MISSING; a bad --dataset FAILED.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
 
+from cli_support import CommandError, Exit, debug_option, handle_errors
+from metadata.store import MetadataError, open_store, properties_of
+from modules.dataset_spec import SpecError
+from monitoring.skew_check import check_skew, latest_training_statistics
 from pipeline.config import PipelineConfig, dataset_config
+from pipeline.ingest.spans import SpanRejected, add_span
+from pipeline.validation.quarantine import QUARANTINE, ROW_CLEANER, CleaningSummary, read_rows
 
-EXIT_REJECTED = 1
-# check-skew's exit status: no skew, skew (or request anomalies) found, could not run.
-EXIT_NO_SKEW, EXIT_SKEW, EXIT_CANNOT_RUN = 0, 1, 2
 _DEFAULTS = PipelineConfig()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@debug_option
 def data() -> None:
     """Data spans: add a validated span; check serving skew; the quarantined rows of a run."""
 
@@ -37,16 +43,14 @@ _DATASET_OPTION = click.option(
 
 
 def _dataset_defaults(dataset: str | None) -> PipelineConfig:
-    """The PipelineConfig whose paths fill the options left out; a bad spec: one line, exit 2."""
+    """The PipelineConfig whose paths fill the options left out; a bad spec: one line, FAILED."""
     if not dataset:
         return _DEFAULTS
-    from modules.dataset_spec import SpecError
 
     try:
         return dataset_config(dataset)
     except SpecError as e:
-        click.echo(f"Not a usable dataset spec: {e}", err=True)
-        sys.exit(EXIT_CANNOT_RUN)
+        raise CommandError(f"not a usable dataset spec: {e}", Exit.FAILED) from e
 
 
 @data.command("add-span")
@@ -55,6 +59,8 @@ def _dataset_defaults(dataset: str | None) -> PipelineConfig:
 @click.option("--data-root", default=None, help=f"Holds span-N/. [default: {_DEFAULTS.data_root}]")
 @click.option("--schema", "schema_path", default=None, help=f"[default: {_DEFAULTS.schema_path}]")
 @click.option("--span", type=int, default=None, help="Span number (default: latest + 1).")
+@debug_option
+@handle_errors()
 def add_span_command(
     csv_file: str,
     dataset: str | None,
@@ -63,17 +69,18 @@ def add_span_command(
     span: int | None,
 ) -> None:
     """Validate CSV_FILE against the curated schema and add it as the next span."""
-    from pipeline.ingest.spans import SpanRejected, add_span
 
     defaults = _dataset_defaults(dataset)
+    if not os.path.isfile(csv_file):
+        raise CommandError(f"no such file: {csv_file}", Exit.INPUT_MISSING)
     try:
         added = add_span(
             csv_file, data_root or defaults.data_root, schema_path or defaults.schema_path, span
         )
         click.echo(f"Added span {added.span}: {added.path} ({added.rows} rows)")
-    except SpanRejected as e:
+    except SpanRejected as e:  # the answer, not an error: every problem, one per line
         click.echo(f"Rejected, nothing written: {e}", err=True)
-        sys.exit(EXIT_REJECTED)
+        sys.exit(Exit.REJECTED)
 
 
 @data.command("check-skew")
@@ -87,6 +94,8 @@ def add_span_command(
 @click.option("--metadata", default=None, help=f"[default: {_DEFAULTS.metadata_connection}]")
 @click.option("--pipeline-name", default=None, help=f"[default: {_DEFAULTS.pipeline_name}]")
 @click.option("--schema", "schema_path", default=None, help=f"[default: {_DEFAULTS.schema_path}]")
+@debug_option
+@handle_errors()
 def check_skew_command(
     requests_dir: str,
     dataset: str | None,
@@ -96,20 +105,27 @@ def check_skew_command(
     schema_path: str | None,
 ) -> None:
     """Training/serving skew of logged requests. Exit 0: no skew; 1: skew or request anomalies
-    found; 2: could not run (no readable requests, no training statistics)."""
-    from monitoring.skew_check import check_skew, latest_training_statistics
+    found; 2: could not run (no readable requests, no training statistics); 3: a missing file
+    or store."""
 
     defaults = _dataset_defaults(dataset)
     metadata = metadata or defaults.metadata_connection
     pipeline_name = pipeline_name or defaults.pipeline_name
     schema_path = schema_path or defaults.schema_path
+    if not os.path.isdir(requests_dir):
+        raise CommandError(
+            f"request log directory {requests_dir} does not exist (mlops serve --request_log_dir)",
+            Exit.INPUT_MISSING,
+        )
     try:
         stats = training_statistics or latest_training_statistics(metadata, pipeline_name)
         result = check_skew(requests_dir, stats, schema_path)
-    except Exception as e:  # noqa: BLE001 - one line and exit 2, whatever stopped the check
+    except Exception as e:  # noqa: BLE001 - one line, whatever stopped the check
         message = getattr(e, "message", None) or str(e) or type(e).__name__
-        click.echo(f"check-skew could not run: {message.splitlines()[0]}", err=True)
-        sys.exit(EXIT_CANNOT_RUN)
+        status = e.status if isinstance(e, CommandError) else Exit.FAILED
+        if isinstance(e, FileNotFoundError):
+            status = Exit.INPUT_MISSING
+        raise CommandError(f"check-skew could not run: {message}", status) from e
     requests = result.requests
     click.echo(
         f"Requests: {len(requests.examples)} read from {requests.files} file(s) in {requests_dir}"
@@ -132,7 +148,7 @@ def check_skew_command(
             f"{len(result.anomalies)} anomalies",
             err=True,
         )
-        sys.exit(EXIT_SKEW)
+        sys.exit(Exit.REJECTED)
     click.echo("No skew beyond the schema's thresholds.")
 
 
@@ -147,6 +163,8 @@ def check_skew_command(
 )
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows shown (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per quarantined row.")
+@debug_option
+@handle_errors()
 def quarantine_command(
     run: str,
     dataset: str | None,
@@ -156,30 +174,18 @@ def quarantine_command(
     as_json: bool,
 ) -> None:
     """The rows the RowCleaner set aside in RUN (default latest; an id, prefix, previous,
-    latest~N) of the dataset's pipeline, and why, with the run's cleaning figures. Exit 1 when
-    it cannot be read."""
-    from metadata.store import MetadataError, open_store, properties_of
-    from pipeline.validation.quarantine import (
-        QUARANTINE,
-        ROW_CLEANER,
-        CleaningSummary,
-        read_rows,
-    )
+    latest~N) of the dataset's pipeline, and why, with the run's cleaning figures. A missing
+    store, run or quarantine: INPUT_MISSING (3)."""
 
     defaults = _dataset_defaults(dataset)
-    try:
-        store = open_store(metadata or defaults.metadata_connection)
-        record = store.run(run, pipeline_name or defaults.pipeline_name)
-        outputs = store.run_outputs(record.run_id).get(ROW_CLEANER, {}).get(QUARANTINE)
-        if not outputs:
-            raise MetadataError(f"run {record.run_id} has no {ROW_CLEANER} output")
-        artifact = outputs[0]
-        summary = CleaningSummary.from_properties(properties_of(artifact), artifact.uri)
-        rows = list(read_rows(artifact.uri))
-    except Exception as e:  # noqa: BLE001 - one line, exit 1, never a traceback
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        click.echo(f"Error: {message}", err=True)
-        sys.exit(1)
+    store = open_store(metadata or defaults.metadata_connection)
+    record = store.run(run, pipeline_name or defaults.pipeline_name)
+    outputs = store.run_outputs(record.run_id).get(ROW_CLEANER, {}).get(QUARANTINE)
+    if not outputs:
+        raise MetadataError(f"run {record.run_id} has no {ROW_CLEANER} output")
+    artifact = outputs[0]
+    summary = CleaningSummary.from_properties(properties_of(artifact), artifact.uri)
+    rows = list(read_rows(artifact.uri))
     shown = rows if limit <= 0 else rows[:limit]
     if as_json:
         for row in shown:

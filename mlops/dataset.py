@@ -1,19 +1,18 @@
 """`mlops dataset init NAME --from data.csv --label COLUMN`: a new dataset from one CSV file
-(pipeline/dataset_draft.py drafts it). Whatever stops it is one line on stderr, exit status 1,
-and nothing is written."""
+(pipeline/dataset_draft.py drafts it). Whatever stops it is one line on stderr with the status of
+its kind (cli_support.Exit: a CSV that cannot be drafted BAD_INPUT, a missing one INPUT_MISSING,
+an existing dataset REJECTED), and nothing is written."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
+from cli_support import Exit, debug_option, handle_errors
 from modules import dataset_spec
 from modules.dataset_spec import TASKS
-from pipeline.dataset_draft import InitError, init
-
-EXIT_REFUSED = 1
+from pipeline.dataset_draft import init
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,7 +43,8 @@ def dataset() -> None:
     help="Where data/NAME/span-1/ is written.",
 )
 @click.option("--force", is_flag=True, help="Replace an existing dataset of that name.")
-@click.option("--debug", is_flag=True, help="Show a traceback on failure.")
+@debug_option
+@handle_errors(known={dataset_spec.SpecError: Exit.BAD_INPUT})
 def init_command(
     name: str,
     csv_path: str,
@@ -53,16 +53,9 @@ def init_command(
     datasets_dir: str,
     data_dir: str,
     force: bool,
-    debug: bool,
 ) -> None:
     """Draft datasets/NAME/dataset.yaml + schema.pbtxt from a CSV and lay it out as span 1."""
-    try:
-        path, d = init(name, csv_path, label, task, datasets_dir, data_dir, force)
-    except (InitError, dataset_spec.SpecError) as e:
-        if debug:
-            raise
-        click.echo(f"mlops dataset init: {e}", err=True)
-        sys.exit(EXIT_REFUSED)
+    path, d = init(name, csv_path, label, task, datasets_dir, data_dir, force)
     for warning in d.warnings:
         click.echo(f"warning: {warning}", err=True)
     spec = d.spec

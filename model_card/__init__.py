@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import markdown
+
 import model_layout as layout
 from data_stats.missing import presence
 from metadata import model_facts, payloads
@@ -312,7 +314,6 @@ def to_markdown(card: dict[str, Any]) -> str:
 
 
 def to_html(markdown_text: str, title: str) -> str:
-    import markdown
 
     body = markdown.markdown(markdown_text, extensions=["tables"])
     return (

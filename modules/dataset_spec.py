@@ -290,30 +290,82 @@ TOP_KEYS = (
 
 
 def parse(data: Any, path: Path) -> DatasetSpec:
-    """Check a loaded YAML document and resolve it against its schema."""
+    """Check a loaded YAML document and resolve it against its schema, one section at a time
+    (in this order, so the first problem reported is the same whatever else is wrong)."""
     where = str(path)
     if not isinstance(data, dict):
         raise SpecError(f"{where}: expected a mapping of spec keys, got {type(data).__name__}")
     _known(where, data, TOP_KEYS)
+    name, schema_path, kinds = _name_and_schema(where, data, path)
+    data_root, input_pattern = _source(where, data, path.parent, name)
+    task = data.get("task")
+    if task not in TASKS:
+        raise SpecError(f"{where}: task must be one of {', '.join(TASKS)}, not {task!r}")
+    label, classes, derive = _label(where, data, task, kinds, schema_path)
+    roles, categorical, bucket, vocab = _features(where, data, kinds, label, derive)
+    slices = _names(f"{where}: slices", data.get("slices"))
+    for key in slices:
+        if key not in kinds:
+            raise SpecError(f"{where}: slices: {key!r} is not in the schema")
+    evaluation = _mapping(f"{where}: evaluation", data.get("evaluation"))
+    _known(f"{where}: evaluation ({task})", evaluation, THRESHOLD_KEYS[task])
+    thresholds = {k: _number(f"{where}: evaluation.{k}", v) for k, v in evaluation.items()}
+    default_test, drift_features = _drift(where, data)
+    bucket_count, vocab_size, oov_size = _sizes(where, bucket, vocab)
+    return DatasetSpec(
+        name=name,
+        task=task,
+        label=label,
+        classes=classes,
+        numeric=roles["numeric"],
+        bucketized=roles["bucketized"],
+        categorical=categorical,
+        vocabulary=roles["vocabulary"],
+        unused=roles["unused"],
+        kinds=kinds,
+        derive=derive,
+        bucket_count=bucket_count,
+        vocab_size=vocab_size,
+        oov_size=oov_size,
+        slices=slices,
+        thresholds=thresholds,
+        drift=default_test,
+        drift_features=drift_features,
+        data_root=data_root,
+        input_pattern=input_pattern,
+        schema_path=str(schema_path),
+        spec_path=str(path.resolve()),
+        description=str(data.get("description") or ""),
+        extra={k: data[k] for k in PASS_THROUGH_KEYS if k in data},
+        retention=_retention(where, data.get("retention")),
+    )
+
+
+def _name_and_schema(where: str, data: dict, path: Path) -> tuple[str, Path, dict[str, str]]:
+    """The dataset's name (default: its directory's) and its schema's path and column kinds."""
     name = data.get("name") or path.parent.name
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise SpecError(f"{where}: name {name!r} must match {NAME_PATTERN.pattern}")
-    base = path.parent
-    schema_path = (base / str(data.get("schema") or SCHEMA_FILE)).resolve()
+    schema_path = (path.parent / str(data.get("schema") or SCHEMA_FILE)).resolve()
     try:
         kinds = schema_kinds(schema_path)
     except SpecError as e:
         raise SpecError(f"{where}: {e}") from None
+    return name, schema_path, kinds
 
+
+def _source(where: str, data: dict, base: Path, name: str) -> tuple[str, str]:
+    """The `source:` block: the data root (default data/<name>) and the span input pattern."""
     source = _mapping(f"{where}: source", data.get("source"))
     _known(f"{where}: source", source, ("data_root", "input_pattern"))
     data_root = str((base / str(source.get("data_root") or f"../../data/{name}")).resolve())
-    input_pattern = str(source.get("input_pattern") or "span-{SPAN}/*.csv")
+    return data_root, str(source.get("input_pattern") or "span-{SPAN}/*.csv")
 
-    task = data.get("task")
-    if task not in TASKS:
-        raise SpecError(f"{where}: task must be one of {', '.join(TASKS)}, not {task!r}")
 
+def _label(
+    where: str, data: dict, task: str, kinds: dict[str, str], schema_path: Path
+) -> tuple[str, tuple[str, ...], DerivedLabel | None]:
+    """The `label:` block (a name, or name / classes / derive): (name, classes, derive)."""
     label_data = data.get("label")
     if isinstance(label_data, str):
         label_data = {"name": label_data}
@@ -324,18 +376,7 @@ def parse(data: Any, path: Path) -> DatasetSpec:
         raise SpecError(f"{where}: label.name is missing")
     derive = None
     if label_data.get("derive") is not None:
-        d = _mapping(f"{where}: label.derive", label_data["derive"])
-        _known(f"{where}: label.derive", d, ("numerator", "denominator", "greater_than"))
-        if task != BINARY:
-            raise SpecError(f"{where}: label.derive makes a binary label, but task is {task}")
-        for key in ("numerator", "denominator"):
-            if d.get(key) not in kinds:
-                raise SpecError(f"{where}: label.derive.{key} {d.get(key)!r} is not in the schema")
-        derive = DerivedLabel(
-            d["numerator"],
-            d["denominator"],
-            _number(f"{where}: label.derive.greater_than", d.get("greater_than")),
-        )
+        derive = _derived_label(where, label_data["derive"], task, kinds)
     elif label not in kinds:
         raise SpecError(f"{where}: label {label!r} is not a column of the schema {schema_path}")
     classes = tuple(str(c) for c in _names(f"{where}: label.classes", label_data.get("classes")))
@@ -349,7 +390,30 @@ def parse(data: Any, path: Path) -> DatasetSpec:
         raise SpecError(f"{where}: label.classes has duplicates")
     if task == REGRESSION and classes:
         raise SpecError(f"{where}: a regression label has no classes")
+    return label, classes, derive
 
+
+def _derived_label(where: str, value: Any, task: str, kinds: dict[str, str]) -> DerivedLabel:
+    d = _mapping(f"{where}: label.derive", value)
+    _known(f"{where}: label.derive", d, ("numerator", "denominator", "greater_than"))
+    if task != BINARY:
+        raise SpecError(f"{where}: label.derive makes a binary label, but task is {task}")
+    for key in ("numerator", "denominator"):
+        if d.get(key) not in kinds:
+            raise SpecError(f"{where}: label.derive.{key} {d.get(key)!r} is not in the schema")
+    return DerivedLabel(
+        d["numerator"],
+        d["denominator"],
+        _number(f"{where}: label.derive.greater_than", d.get("greater_than")),
+    )
+
+
+def _features(
+    where: str, data: dict, kinds: dict[str, str], label: str, derive: DerivedLabel | None
+) -> tuple[dict[str, tuple[str, ...]], dict[str, float], dict, dict]:
+    """The `features:` block: (columns per role, categorical sizes, the bucketized and
+    vocabulary blocks, whose sizes _sizes reads). Every column in one role, in the schema, not
+    the label; strings only by vocabulary."""
     feats = _mapping(f"{where}: features", data.get("features"))
     _known(f"{where}: features", feats, ROLES)
     bucket = _mapping(f"{where}: features.bucketized", feats.get("bucketized"))
@@ -384,16 +448,11 @@ def parse(data: Any, path: Path) -> DatasetSpec:
         for key in roles[role]:
             if kinds[key] == "bytes":
                 raise SpecError(f"{where}: features.{role}: {key!r} is a string column")
+    return roles, categorical, bucket, vocab
 
-    slices = _names(f"{where}: slices", data.get("slices"))
-    for key in slices:
-        if key not in kinds:
-            raise SpecError(f"{where}: slices: {key!r} is not in the schema")
 
-    evaluation = _mapping(f"{where}: evaluation", data.get("evaluation"))
-    _known(f"{where}: evaluation ({task})", evaluation, THRESHOLD_KEYS[task])
-    thresholds = {k: _number(f"{where}: evaluation.{k}", v) for k, v in evaluation.items()}
-
+def _drift(where: str, data: dict) -> tuple[DriftTest, dict[str, DriftTest]]:
+    """The `drift:` block: the default test and the per-feature ones (which inherit it)."""
     drift = _mapping(f"{where}: drift", data.get("drift"))
     _known(f"{where}: drift", drift, ("alpha", "min_distance", "features"))
 
@@ -415,44 +474,16 @@ def parse(data: Any, path: Path) -> DatasetSpec:
         )
         for k, v in _mapping(f"{where}: drift.features", drift.get("features")).items()
     }
+    return default_test, drift_features
 
-    return DatasetSpec(
-        name=name,
-        task=task,
-        label=label,
-        classes=classes,
-        numeric=roles["numeric"],
-        bucketized=roles["bucketized"],
-        categorical=categorical,
-        vocabulary=roles["vocabulary"],
-        unused=roles["unused"],
-        kinds=kinds,
-        derive=derive,
-        bucket_count=int(
-            _number(f"{where}: features.bucketized.buckets", bucket.get("buckets", 10), True, True)
-        ),
-        vocab_size=int(
-            _number(f"{where}: features.vocabulary.top_k", vocab.get("top_k", 1000), True, True)
-        ),
-        oov_size=int(
-            _number(
-                f"{where}: features.vocabulary.oov_buckets",
-                vocab.get("oov_buckets", 10),
-                True,
-                True,
-            )
-        ),
-        slices=slices,
-        thresholds=thresholds,
-        drift=default_test,
-        drift_features=drift_features,
-        data_root=data_root,
-        input_pattern=input_pattern,
-        schema_path=str(schema_path),
-        spec_path=str(path.resolve()),
-        description=str(data.get("description") or ""),
-        extra={k: data[k] for k in PASS_THROUGH_KEYS if k in data},
-        retention=_retention(where, data.get("retention")),
+
+def _sizes(where: str, bucket: dict, vocab: dict) -> tuple[int, int, int]:
+    """(bucket count, vocabulary size, OOV buckets): positive integers, defaults 10, 1000, 10."""
+    at = f"{where}: features"
+    return (
+        int(_number(f"{at}.bucketized.buckets", bucket.get("buckets", 10), True, True)),
+        int(_number(f"{at}.vocabulary.top_k", vocab.get("top_k", 1000), True, True)),
+        int(_number(f"{at}.vocabulary.oov_buckets", vocab.get("oov_buckets", 10), True, True)),
     )
 
 

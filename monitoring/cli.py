@@ -7,8 +7,10 @@ or a slow ML Metadata query here must not touch serving, and it scales (one moni
 log) and restarts on its own. It needs only read access to the request log directory, the model
 server's status API and ML Metadata (or a statistics file).
 
-Exit status: 0 (stopped by SIGTERM/SIGINT; with --once: no skew), 1 (--once: skew or request
-anomalies found), 2 (could not start or, with --once, could not check) — one line on stderr.
+Exit status (cli_support.Exit): OK (stopped by SIGTERM/SIGINT; with --once: no skew), REJECTED
+(--once: skew or request anomalies found), FAILED (could not start or, with --once, could not
+check), INPUT_MISSING (no request log, schema or statistics file), UNREACHABLE (the metrics port
+cannot be bound) — one line on stderr.
 """
 
 from __future__ import annotations
@@ -21,11 +23,17 @@ import sys
 import threading
 
 import click
+from prometheus_client import start_http_server
 
+from cli_support import CommandError, Exit, debug_option, debug_requested, handle_errors
+from data_stats.schema import load_schema, schema_columns
 from metadata.locations import locations
-from modules.dataset_spec import DEFAULT_DATASET
+from modules.dataset_spec import DEFAULT_DATASET, SpecError
+from monitoring.baseline import TrainingStatistics
+from monitoring.request_window import RequestWindow
+from monitoring.skew_check import schema_kinds
+from monitoring.skew_exporter import SkewMonitor
 
-EXIT_OK, EXIT_SKEW, EXIT_CANNOT_RUN = 0, 1, 2
 _DEFAULTS = locations(DEFAULT_DATASET)
 DEFAULT_METRICS_PORT = 9108
 DEFAULT_WINDOW = 5000
@@ -34,22 +42,7 @@ DEFAULT_INTERVAL = 60.0
 LOGGER = "mlops.monitor"
 
 
-class _OneLine(click.Command):
-    """Bad flag values end in one line and exit 2, like every other failure to start."""
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as e:
-            _fail(e.format_message())
-
-
-def _fail(message: str) -> None:
-    click.echo(f"mlops monitor: {message.splitlines()[0] if message else 'failed'}", err=True)
-    sys.exit(EXIT_CANNOT_RUN)
-
-
-@click.command("monitor", cls=_OneLine, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("monitor", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--requests", "requests_dir", required=True, help="mlops serve --request_log_dir.")
 @click.option(
     "--dataset",
@@ -108,7 +101,8 @@ def _fail(message: str) -> None:
 @click.option("--once", is_flag=True, help="Check once, print the result and exit (0/1/2).")
 @click.option("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, show_default=True)
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="0.0.0.0 in a pod.")
-@click.option("--debug", is_flag=True, help="Tracebacks instead of one-line errors.")
+@debug_option
+@handle_errors()
 def monitor(
     requests_dir: str,
     dataset: str | None,
@@ -125,37 +119,33 @@ def monitor(
     once: bool,
     metrics_port: int,
     metrics_host: str,
-    debug: bool,
 ) -> None:
     """Every --interval seconds, compare the last --window requests the model server logged
     with the training statistics of each version it serves (the measures of `mlops data
     check-skew`) and export the distances and thresholds on --metrics-port for Prometheus."""
     _log_to_stderr()
-    from modules.dataset_spec import SpecError
 
     try:
         where = locations(dataset) if dataset else _DEFAULTS
     except SpecError as e:
-        _fail(str(e))
+        raise CommandError(str(e), Exit.FAILED) from e
     model_name = model_name or where.model_name
     metadata = metadata or where.metadata
     pipeline_name = pipeline_name or where.pipeline_name
     schema_path = schema_path or where.schema_path
-    problem = _check_flags(requests_dir, window, min_rows, interval, metrics_port, versions)
-    if problem:
-        _fail(problem)
+    _check_flags(requests_dir, window, min_rows, interval, metrics_port, versions)
     try:
         skew_monitor = _build(
             requests_dir, model_name, server, versions, statistics, metadata, pipeline_name,
             schema_path, window, min_rows,
         )  # fmt: skip
-    except Exception as e:  # noqa: BLE001
-        if debug:
-            raise
-        _fail(f"cannot start: {_message(e)}")
+    except FileNotFoundError as e:
+        raise CommandError(f"cannot start: {e}", Exit.INPUT_MISSING) from e
+    except Exception as e:  # noqa: BLE001 - whatever stops the start, as one line
+        raise CommandError(f"cannot start: {_message(e)}", Exit.FAILED) from e
     if once:
-        sys.exit(_check_once(skew_monitor, debug))
-    _serve(skew_monitor, metrics_host, metrics_port, interval, debug)
+        sys.exit(_check_once(skew_monitor))
+    _serve(skew_monitor, metrics_host, metrics_port, interval)
 
 
 def _log_to_stderr() -> None:
@@ -169,31 +159,31 @@ def _log_to_stderr() -> None:
         logger.propagate = False
 
 
-def _check_flags(requests_dir, window, min_rows, interval, port, versions) -> str | None:
+def _check_flags(requests_dir, window, min_rows, interval, port, versions) -> None:
+    """Raise CommandError for the first flag that cannot work (FAILED; a missing request log
+    directory is INPUT_MISSING)."""
+    problem = None
     if not math.isfinite(interval) or interval <= 0:
-        return f"--interval must be a positive number of seconds, got {interval:g}"
-    if window < 1:
-        return f"--window must be at least 1 request, got {window}"
-    if not 1 <= min_rows <= window:
-        return f"--min-rows must be between 1 and --window ({window}), got {min_rows}"
-    if not 1 <= port <= 65535:
-        return f"--metrics-port must be 1-65535, got {port}"
+        problem = f"--interval must be a positive number of seconds, got {interval:g}"
+    elif window < 1:
+        problem = f"--window must be at least 1 request, got {window}"
+    elif not 1 <= min_rows <= window:
+        problem = f"--min-rows must be between 1 and --window ({window}), got {min_rows}"
+    elif not 1 <= port <= 65535:
+        problem = f"--metrics-port must be 1-65535, got {port}"
+    elif any(not v.isdigit() for v in versions):
+        problem = f"--version takes version numbers, got {', '.join(versions)}"
+    if problem:
+        raise CommandError(problem, Exit.FAILED)
     if not os.path.isdir(requests_dir):
-        return (
-            f"request log directory {requests_dir} does not exist (mlops serve --request_log_dir)"
+        raise CommandError(
+            f"request log directory {requests_dir} does not exist (mlops serve --request_log_dir)",
+            Exit.INPUT_MISSING,
         )
-    if any(not v.isdigit() for v in versions):
-        return f"--version takes version numbers, got {', '.join(versions)}"
-    return None
 
 
 def _build(requests_dir, model_name, server, versions, statistics, metadata, pipeline_name,
            schema_path, window, min_rows):  # fmt: skip
-    from data_stats.schema import load_schema, schema_columns
-    from monitoring.baseline import TrainingStatistics
-    from monitoring.request_window import RequestWindow
-    from monitoring.skew_check import schema_kinds
-    from monitoring.skew_exporter import SkewMonitor
 
     if not os.path.isfile(schema_path):
         raise FileNotFoundError(f"no schema at {schema_path}")
@@ -215,14 +205,11 @@ def _message(e: BaseException) -> str:
     return text.strip().splitlines()[0]
 
 
-def _check_once(skew_monitor, debug: bool) -> int:
+def _check_once(skew_monitor) -> Exit:
     try:
         result = skew_monitor.check()
-    except Exception as e:  # noqa: BLE001
-        if debug:
-            raise
-        click.echo(f"mlops monitor: check could not run: {_message(e)}", err=True)
-        return EXIT_CANNOT_RUN
+    except Exception as e:  # noqa: BLE001 - whatever stops the check, as one line
+        raise CommandError(f"check could not run: {_message(e)}", Exit.FAILED) from e
     window = skew_monitor.window
     click.echo(f"Window: {result.rows} request(s) of {window.size} in {window.directory}")
     if window.skipped:
@@ -231,7 +218,7 @@ def _check_once(skew_monitor, debug: bool) -> int:
             click.echo(f"  {reason}")
     if not result.measured:
         click.echo(f"Not checked: fewer than {skew_monitor.min_rows} requests in the window.")
-        return EXIT_OK
+        return Exit.OK
     found = 0
     for version, measurements in result.skew.items():
         click.echo(f"Version {version} (training statistics {result.statistics[version]}):")
@@ -244,18 +231,19 @@ def _check_once(skew_monitor, debug: bool) -> int:
         found += len(result.skewed[version]) + len(anomalies)
     if found:
         click.echo("Skew found.", err=True)
-        return EXIT_SKEW
+        return Exit.REJECTED
     click.echo("No skew beyond the thresholds.")
-    return EXIT_OK
+    return Exit.OK
 
 
-def _serve(skew_monitor, host: str, port: int, interval: float, debug: bool) -> None:
-    from prometheus_client import start_http_server
+def _serve(skew_monitor, host: str, port: int, interval: float) -> None:
 
     try:
         httpd, _ = start_http_server(port, addr=host, registry=skew_monitor.registry)
     except OSError as e:
-        _fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
+        raise CommandError(
+            f"cannot listen on {host}:{port}: {e.strerror or e}", Exit.UNREACHABLE
+        ) from e
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -268,7 +256,7 @@ def _serve(skew_monitor, host: str, port: int, interval: float, debug: bool) -> 
         try:
             result = skew_monitor.check()
         except Exception as e:  # noqa: BLE001 - counted in check_errors_total; try again later
-            if debug:
+            if debug_requested():
                 log.exception("check failed")
             else:
                 log.warning("check failed: %s", _message(e))
@@ -276,7 +264,6 @@ def _serve(skew_monitor, host: str, port: int, interval: float, debug: bool) -> 
             log.info("%s", _summary(result, skew_monitor.window.skipped))
         stop.wait(interval)
     httpd.shutdown()
-    sys.exit(EXIT_OK)
 
 
 def _summary(result, skipped: int) -> str:

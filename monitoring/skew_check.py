@@ -12,6 +12,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from google.protobuf.message import DecodeError
+
+from data_stats.measures import quantile_resolution, statistics_of_examples, statistics_options
 from data_stats.schema import load_schema, schema_columns
 
 MAX_REPORTED_SKIPS = 5
@@ -71,7 +74,6 @@ def read_request_file(
     (the next `start`). A file still being written (`complete=False`, the server's `.open`
     file) may end in a record half written: that end is left for the next read, not counted."""
     import tensorflow as tf
-    from google.protobuf.message import DecodeError
     from tensorflow.core.example import example_pb2
 
     name = os.path.basename(path)
@@ -162,11 +164,6 @@ def skew_of_examples(examples: list[bytes], training, schema) -> tuple[list, lis
 
     from data_stats.anomalies import records
     from data_stats.compare import compare_statistics
-    from data_stats.measures import (
-        quantile_resolution,
-        statistics_of_examples,
-        statistics_options,
-    )
 
     # The requests' quantiles at the training statistics' resolution: TFDV's Jensen-Shannon on
     # quantiles histograms of different bucket counts measures the bucketing, not the data.

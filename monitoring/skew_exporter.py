@@ -27,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from monitoring.baseline import BaselineError, TrainingStatistics, served_versions
 from monitoring.request_window import RequestWindow
+from monitoring.skew_check import skew_of_examples
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,6 @@ class SkewMonitor:
     def check(self) -> CheckResult:
         """Read the new requests, compare the window with every served version's training
         statistics, publish the result. Raises BaselineError (counted) when it cannot."""
-        from monitoring.skew_check import skew_of_examples
 
         started = time.time()  # the check covers what was logged until now
         try:

@@ -6,6 +6,7 @@ the production settings measured on the 15,002-row taxi sample (see README).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from pathlib import Path
@@ -97,12 +98,8 @@ class PipelineConfig:
     # True: components import the user functions (modules.trainer.run_fn, ...) and carry a
     # fingerprint of modules/ for the cache; False: TFX packages each module_file into a wheel.
     user_code_by_import: bool = True
-    # True: Transform computes no pre/post-transform statistics and writes no analyzer cache:
-    # StatisticsGen and the validators already check the raw data and nothing here reads them.
-    # Measured (Transform's executor alone, 15k rows, same process, two runs each): 26.5 s vs
-    # 35.5 s with them. `--transform-statistics` turns them back on. (It used to be off by
-    # default because TFX 1.16 mis-keyed a cached Transform's outputs on PostgreSQL ML Metadata:
-    # fixed in pipeline/local/tfx_cache_fix.py.)
+    # True: Transform computes no pre/post-transform statistics and writes no analyzer cache;
+    # nothing here reads them (docs/design.md, "A lean Transform"). `--transform-statistics`.
     lean_transform: bool = True
     # Train on the newest span plus the highest earlier spans the data gate accepted, this many
     # spans in all (pipeline/ingest/training_window.py); 1: the newest span alone, the pipeline
@@ -135,8 +132,7 @@ class PipelineConfig:
 
 
 # `--beam-mode auto` (pipeline/local/beam_mode.py) runs Beam multi-processing from this many bytes
-# of CSV in the latest span on, in-memory below. Measured (docs/performance.md): in-memory wins at
-# 15k rows (1.9 MB), multi-processing's data stages win at 100k rows (11 MiB, ~117 B a row).
+# of CSV in the latest span on, in-memory below (the crossover: docs/performance.md).
 MULTI_PROCESSING_FROM_BYTES = 8 * 2**20
 
 
@@ -193,7 +189,6 @@ def multi_processing_beam_args(workers: int = 0) -> list[str]:
 
 def span_count(text: str) -> int:
     """A `--train-spans` value: a whole number >= 1 (argparse type; its message is the error)."""
-    import argparse
 
     try:
         value = int(text)

@@ -28,6 +28,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from google.protobuf import text_format
+
+from cli_support import CommandError, Exit
+from data_stats.measures import statistics_options
 from modules import dataset_spec
 from modules.dataset_spec import BINARY, MULTICLASS, REGRESSION, TASKS
 
@@ -47,8 +51,12 @@ MIN_ROWS_FOR_IDENTIFIER = 20
 MAX_CSV_BYTES = 1 << 30
 
 
-class InitError(ValueError):
-    """Why a dataset cannot be initialised from this CSV; one printable line."""
+class InitError(CommandError, ValueError):
+    """Why a dataset cannot be initialised from this CSV; one printable line. Its status
+    (cli_support.Exit) is the kind: BAD_INPUT (the CSV's content) unless a raise says else."""
+
+    def __init__(self, message: str, status: Exit = Exit.BAD_INPUT) -> None:
+        super().__init__(message, status)
 
 
 @dataclasses.dataclass
@@ -111,7 +119,8 @@ def read_csv(path: str | os.PathLike) -> tuple[list[str], list[list[str]]]:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as e:
-        raise InitError(f"cannot read {path}: {e.strerror or e}") from None
+        missing = Exit.INPUT_MISSING if isinstance(e, FileNotFoundError) else Exit.BAD_INPUT
+        raise InitError(f"cannot read {path}: {e.strerror or e}", missing) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -224,8 +233,6 @@ def _statistics(columns: list[Column]):
     import pyarrow as pa
     from tensorflow_data_validation.statistics import stats_impl
 
-    from data_stats.measures import statistics_options
-
     arrays, names = [], []
     for c in columns:
         kind = c.kind
@@ -243,7 +250,6 @@ def _statistics(columns: list[Column]):
 
 def _schema_text(columns: list[Column], label: Column, task: str) -> str:
     import tensorflow_data_validation as tfdv
-    from google.protobuf import text_format
 
     schema = tfdv.infer_schema(_statistics(columns), infer_feature_shape=False)
     incomplete = {c.name for c in columns if len(c.present) < len(c.values)}
@@ -269,10 +275,11 @@ def draft(name: str, csv_path: str | os.PathLike, label: str, task: str | None =
     if not dataset_spec.NAME_PATTERN.match(name):
         raise InitError(
             f"dataset name {name!r} must be lower-case letters, digits and underscores, "
-            "starting with a letter"
+            "starting with a letter",
+            Exit.FAILED,
         )
     if task is not None and task not in TASKS:
-        raise InitError(f"--task must be one of {', '.join(TASKS)}, not {task!r}")
+        raise InitError(f"--task must be one of {', '.join(TASKS)}, not {task!r}", Exit.FAILED)
     header, rows = read_csv(csv_path)
     columns = _columns(header, rows, csv_path)
     label_column = _label_column(columns, label, csv_path)
@@ -584,7 +591,9 @@ def write(draft_: Draft, datasets_dir: Path, data_dir: Path, force: bool = False
     data_root = data_dir / draft_.name
     for existing in (spec_dir, data_root):
         if existing.exists() and not force:
-            raise InitError(f"{existing} already exists: pick another name or pass --force")
+            raise InitError(
+                f"{existing} already exists: pick another name or pass --force", Exit.REJECTED
+            )
     spec = dict(draft_.spec)
     relative = os.path.relpath(data_root, spec_dir)
     spec["source"] = {**spec["source"], "data_root": relative}

@@ -19,6 +19,7 @@ import tensorflow_model_analysis as tfma
 from google.protobuf import wrappers_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.base.base_node import BaseNode
 
 from data_stats import measures as drift_measures
 from data_stats.measures import statistics_options
@@ -148,18 +149,15 @@ def eval_config(config: PipelineConfig, spec: DatasetSpec | None = None) -> tfma
                 signature_name="serving_default",
                 label_key=transformed_name(spec.label),
                 preprocessing_function_names=["transform_features"],
-                # The Trainer exports a Keras model. Said here, TFMA loads each model once;
-                # left to detect it, it loads each one an extra time just to find its type
-                # (Evaluator alone, same inputs, two runs each: 12.4/13.6 s vs 16.2/19.0 s).
+                # Said, not detected: TFMA then loads each model once (docs/design.md).
                 model_type=tfma.TF_KERAS,
             )
         ],
         slicing_specs=[tfma.SlicingSpec()]
         + [tfma.SlicingSpec(feature_keys=[key]) for key in config.slice_features],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics), *specs],
-        # Not the model's compiled Keras metrics (loss, accuracy, auc) on top: TFMA computes
-        # those by running TensorFlow per slice and model, and the specs above already give the
-        # metrics the gate reads (bench/scale_bench.py, docs/performance.md).
+        # No compiled Keras metrics on top: the specs above are what the gate reads
+        # (docs/design.md, "The Evaluator's configuration").
         options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
     )
 
@@ -183,13 +181,30 @@ def user_code(config: PipelineConfig, module_file: str, fn_name: str) -> dict:
     return {fn_name: f"{path.parent.name}.{path.stem}.{fn_name}"}
 
 
-def create_pipeline(
-    config: PipelineConfig,
-    metadata_connection_config=None,
-) -> tfx.dsl.Pipeline:
-    """The full pipeline. `metadata_connection_config` is the runner's (None on Kubeflow,
-    where the cluster provides ML Metadata)."""
-    spec = dataset_spec.load(config.dataset)
+@dataclasses.dataclass(frozen=True)
+class _Ingest:
+    """The data stages' nodes and what the later stages read from them."""
+
+    example_gen: BaseNode
+    schema_gen: BaseNode
+    row_cleaner: RowCleaner
+    statistics_gen: BaseNode
+
+    @property
+    def examples(self) -> tfx.dsl.Channel:
+        return self.row_cleaner.outputs[CLEANED_EXAMPLES]
+
+    @property
+    def schema(self) -> tfx.dsl.Channel:
+        return self.schema_gen.outputs["schema"]
+
+    @property
+    def statistics(self) -> tfx.dsl.Channel:
+        return self.statistics_gen.outputs["statistics"]
+
+
+def _ingest(config: PipelineConfig) -> _Ingest:
+    """ExampleGen -> RowCleaner -> StatisticsGen, with the curated (or inferred) schema."""
     # CsvExampleGen over data_root unless config.sources lists others (pipeline/ingest/sources.py).
     example_gen = sources.example_gen(config)
     # Rows that break the curated schema are quarantined, exact duplicates dropped; everything
@@ -206,10 +221,9 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=None if config.infer_schema else schema_gen.outputs["schema"],
     ).with_id(ROW_CLEANER)
-    examples = row_cleaner.outputs[CLEANED_EXAMPLES]
     # Percentile quantiles: what the drift/skew tests read (data_stats/measures.py).
     statistics_gen = tfx.components.StatisticsGen(
-        examples=examples, stats_options=statistics_options()
+        examples=row_cleaner.outputs[CLEANED_EXAMPLES], stats_options=statistics_options()
     )
     # Records the span on the statistics (TFX 1.16 ExampleGen keeps it in a custom property).
     statistics_gen.executor_spec = executor_spec.BeamExecutorSpec(SpanStatisticsGenExecutor)
@@ -217,8 +231,13 @@ def create_pipeline(
         schema_gen = tfx.components.SchemaGen(
             statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
         )
+    return _Ingest(example_gen, schema_gen, row_cleaner, statistics_gen)
+
+
+def _validation(config: PipelineConfig, spec: DatasetSpec, data: _Ingest) -> tuple[list, DataGate]:
+    """ExampleValidator (+ DriftValidator) -> DataGate: the validators and the gate."""
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+        statistics=data.statistics, schema=data.schema
     )
     validators = [example_validator]
     drift = {}
@@ -233,8 +252,8 @@ def create_pipeline(
             output_key=ACCEPTED_STATISTICS,
         )
         drift_validator = DriftValidator(
-            statistics=statistics_gen.outputs["statistics"],
-            schema=schema_gen.outputs["schema"],
+            statistics=data.statistics,
+            schema=data.schema,
             history=accepted_statistics,
             feature_tests=drift_measures.tests_config(spec),
         ).with_id(DRIFT_VALIDATOR)
@@ -242,33 +261,42 @@ def create_pipeline(
         drift["drift"] = drift_validator.outputs["drift"]
     data_gate = DataGate(
         anomalies=example_validator.outputs["anomalies"],
-        statistics=statistics_gen.outputs["statistics"],
-        quarantine=row_cleaner.outputs[QUARANTINE],
+        statistics=data.statistics,
+        quarantine=data.row_cleaner.outputs[QUARANTINE],
         max_quarantine_fraction=config.max_quarantine_fraction,
         **drift,
     )
+    return validators, data_gate
 
+
+def _training_window(config: PipelineConfig, examples, data_gate: DataGate) -> tuple[list, object]:
+    """The examples Transform (and so the Tuner and Trainer) learn from: the newest span, or
+    with train_spans > 1 a Resolver's window of the last accepted spans, resolved after the
+    gate. Returns (the window's nodes, the examples channel)."""
+    if config.train_spans < 1:
+        raise ValueError(f"train_spans must be >= 1, got {config.train_spans}")
+    if config.train_spans == 1:
+        return [], examples
+    window = training_window(examples, config.train_spans)
+    window.add_upstream_node(data_gate)
+    return [window], window.outputs["examples"]
+
+
+def _user_code_config(config: PipelineConfig, spec: DatasetSpec) -> dict:
+    """What Transform, Tuner and Trainer carry in custom_config so their cache sees a change:
+    the dataset spec (as data) and, with user code by import, a fingerprint of the code."""
     fingerprint = (
         {"user_code": user_code_fingerprint(config.trainer_module)}
         if config.user_code_by_import
         else {}
     )
-    # The examples Transform (and so the Tuner and Trainer) learn from: the newest span, or with
-    # train_spans > 1 a Resolver's window of the last accepted spans, resolved after the gate.
-    if config.train_spans < 1:
-        raise ValueError(f"train_spans must be >= 1, got {config.train_spans}")
-    window = []
-    training_examples = examples
-    if config.train_spans > 1:
-        window = [training_window(examples, config.train_spans)]
-        window[0].add_upstream_node(data_gate)
-        training_examples = window[0].outputs["examples"]
-    # The dataset spec travels to the user code as data: an edited spec changes these exec
-    # properties, so Transform, Tuner and Trainer re-execute instead of reusing the cache.
-    fingerprint = {dataset_spec.CONFIG_KEY: spec.to_config(), **fingerprint}
+    return {dataset_spec.CONFIG_KEY: spec.to_config(), **fingerprint}
+
+
+def _transform(config: PipelineConfig, data: _Ingest, examples, fingerprint: dict, gate):
     transform = tfx.components.Transform(
-        examples=training_examples,
-        schema=schema_gen.outputs["schema"],
+        examples=examples,
+        schema=data.schema,
         # StatisticsGen + the validators already check the raw data, and nothing feeds an analyzer
         # cache back in; `lean_transform` (the default) skips both (PipelineConfig).
         disable_statistics=config.lean_transform,
@@ -277,36 +305,48 @@ def create_pipeline(
         **user_code(config, config.preprocessing_module, "preprocessing_fn"),
     )
     # Nothing is transformed, trained or pushed from data that failed validation.
-    transform.add_upstream_node(data_gate)
+    transform.add_upstream_node(gate)
+    return transform
 
+
+def _hyperparameters(config: PipelineConfig, data: _Ingest, transform, fingerprint: dict):
+    """The Tuner, or with skip_tuning an Importer of the committed best hyperparameters.
+    Returns (the node, its hyperparameters channel)."""
     if config.skip_tuning:
-        hyperparameters_source = tfx.dsl.Importer(
+        importer = tfx.dsl.Importer(
             source_uri=config.best_hyperparameters_dir,
             artifact_type=tfx.types.standard_artifacts.HyperParameters,
         ).with_id(BEST_HYPERPARAMETERS_IMPORTER)
-        hyperparameters = hyperparameters_source.outputs["result"]
-    else:
-        hyperparameters_source = tfx.components.Tuner(
-            **user_code(config, config.tuner_module, "tuner_fn"),
-            examples=transform.outputs["transformed_examples"],
-            transform_graph=transform.outputs["transform_graph"],
-            schema=schema_gen.outputs["schema"],
-            train_args=tfx.proto.TrainArgs(num_steps=config.tuner_train_steps),
-            eval_args=tfx.proto.EvalArgs(num_steps=config.tuner_eval_steps),
-            custom_config={"max_trials": config.tuner_trials, **fingerprint},
-        )
-        hyperparameters = hyperparameters_source.outputs["best_hyperparameters"]
+        return importer, importer.outputs["result"]
+    tuner = tfx.components.Tuner(
+        **user_code(config, config.tuner_module, "tuner_fn"),
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=data.schema,
+        train_args=tfx.proto.TrainArgs(num_steps=config.tuner_train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.tuner_eval_steps),
+        custom_config={"max_trials": config.tuner_trials, **fingerprint},
+    )
+    return tuner, tuner.outputs["best_hyperparameters"]
 
-    trainer = tfx.components.Trainer(
+
+def _trainer(config: PipelineConfig, data: _Ingest, transform, hyperparameters, fingerprint: dict):
+    return tfx.components.Trainer(
         **user_code(config, config.trainer_module, "run_fn"),
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
+        schema=data.schema,
         hyperparameters=hyperparameters,
         train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
         custom_config={PUSH_LINEAR_KEY: config.push_linear_when_better, **fingerprint},
     )
+
+
+def _evaluate_and_push(
+    config: PipelineConfig, spec: DatasetSpec, examples, trainer, local: bool
+) -> list:
+    """Resolver(latest blessed model) -> Evaluator -> Pusher."""
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -331,29 +371,41 @@ def create_pipeline(
         ),
         examples=examples,
         # Where the push-time model card reads ML Metadata from (model_card/); local runs only.
-        custom_config=(
-            {MODEL_CARD_METADATA_KEY: config.metadata_connection}
-            if metadata_connection_config is not None
-            else None
-        ),
+        custom_config={MODEL_CARD_METADATA_KEY: config.metadata_connection} if local else None,
     )
+    return [model_resolver, evaluator, pusher]
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    metadata_connection_config=None,
+) -> tfx.dsl.Pipeline:
+    """The full pipeline, one builder per stage. `metadata_connection_config` is the runner's
+    (None on Kubeflow, where the cluster provides ML Metadata)."""
+    spec = dataset_spec.load(config.dataset)
+    data = _ingest(config)
+    validators, data_gate = _validation(config, spec, data)
+    window, training_examples = _training_window(config, data.examples, data_gate)
+    fingerprint = _user_code_config(config, spec)
+    transform = _transform(config, data, training_examples, fingerprint, data_gate)
+    hyperparameters_source, hyperparameters = _hyperparameters(config, data, transform, fingerprint)
+    trainer = _trainer(config, data, transform, hyperparameters, fingerprint)
+    local = metadata_connection_config is not None
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[
-            example_gen,
-            schema_gen,
-            row_cleaner,
-            statistics_gen,
+            data.example_gen,
+            data.schema_gen,
+            data.row_cleaner,
+            data.statistics_gen,
             *validators,
             data_gate,
             *window,
             transform,
             hyperparameters_source,
             trainer,
-            model_resolver,
-            evaluator,
-            pusher,
+            *_evaluate_and_push(config, spec, data.examples, trainer, local),
         ],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,

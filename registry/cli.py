@@ -1,21 +1,27 @@
 """`mlops models`: list versions, promote / roll back labels, retire, history, model cards.
 
-Every failure is one line on stderr and exit status 1 (a traceback only with --debug), and a
-refused command leaves the config file and the served versions as they were.
+Every failure is one line on stderr (a traceback only with --debug) with the project's exit
+status (cli_support.Exit: a refused action is REJECTED, 1), and a refused command leaves the
+config file and the served versions as they were.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
 
 import click
 
+from cli_support import CommandError, Exit, debug_option, handle_errors
 from metadata.locations import locations
-from modules.dataset_spec import DEFAULT_DATASET
+from model_layout import model_config
+from modules.dataset_spec import DEFAULT_DATASET, SpecError
+from registry.compare import CompareError, Thresholds, prometheus_samples, render, server_samples
+from registry.compare import compare as run_compare
 from registry.errors import RegistryError
+from registry.operations import Registry
+from registry.versions import parse_version
 from serving_api import DEFAULT_METRICS_PATH
 
 _DEFAULTS = locations(DEFAULT_DATASET)
@@ -40,24 +46,8 @@ def one_line(text: object) -> str:
     )
 
 
-def _fail_cleanly(f):
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        ctx = click.get_current_context()
-        try:
-            return f(*args, **kwargs)
-        except RegistryError as e:
-            if ctx.obj.get("debug"):
-                raise
-            click.echo(f"Error: {e}", err=True)
-            sys.exit(1)
-        except Exception as e:  # noqa: BLE001 - unexpected, but still one line without --debug
-            if ctx.obj.get("debug"):
-                raise
-            click.echo(f"Error: {type(e).__name__}: {e} (rerun with --debug for details)", err=True)
-            sys.exit(1)
-
-    return wrapper
+# The registry's own refusals are REJECTED; everything else follows cli_support's rules.
+_one_line_errors = handle_errors(known={RegistryError: Exit.REJECTED})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -98,23 +88,19 @@ def _fail_cleanly(f):
     help=f"REST address of the running model server ('' for none). [default: ${SERVER_ENV} "
     f"when set, where empty also means none; else {DEFAULT_SERVER}]",
 )
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@debug_option
 @click.pass_context
-def models(ctx, dataset, base_path, config_path, metadata, model_name, server, debug) -> None:
+@_one_line_errors
+def models(ctx, dataset, base_path, config_path, metadata, model_name, server) -> None:
     """Operate served model versions: labels, rollback, retire, audit trail, model cards."""
-    from model_layout import model_config
-    from modules.dataset_spec import SpecError
-    from registry.operations import Registry
 
     try:
         where = locations(dataset) if dataset else _DEFAULTS
     except SpecError as e:
-        click.echo(f"Error: {e}", err=True)
-        sys.exit(1)
+        raise CommandError(str(e), Exit.FAILED) from e
     base_path = os.path.abspath(base_path or where.serving_dir)
     config_path = config_path or model_config.beside(base_path)
     ctx.obj = {
-        "debug": debug,
         "registry": Registry(
             base_path,
             config_path,
@@ -130,14 +116,13 @@ def _registry():
 
 
 def _version(text: str) -> int:
-    from registry.versions import parse_version
 
     return parse_version(text)
 
 
 @models.command("list")
 @click.option("--json", "as_json", is_flag=True)
-@_fail_cleanly
+@_one_line_errors
 def list_cmd(as_json: bool) -> None:
     """Every version under the base path: pushed at, run, span, evaluation, labels, server state."""
     rows = _registry().list()
@@ -177,7 +162,7 @@ def _print_action(action) -> None:
 @click.argument("version")
 @click.option("--label", required=True, help="stable, canary or any name.")
 @click.option("--reason", required=True, help="Why; kept in the audit trail.")
-@_fail_cleanly
+@_one_line_errors
 def promote(version: str, label: str, reason: str) -> None:
     """Point LABEL at VERSION in the model config file (the server picks it up by polling)."""
     _print_action(_registry().promote(_version(version), label, reason))
@@ -186,7 +171,7 @@ def promote(version: str, label: str, reason: str) -> None:
 @models.command()
 @click.option("--label", default="stable", show_default=True)
 @click.option("--reason", default="", help="Why; kept in the audit trail.")
-@_fail_cleanly
+@_one_line_errors
 def rollback(label: str, reason: str) -> None:
     """Point LABEL back at the version that held it before (from the audit trail)."""
     _print_action(_registry().rollback(label, reason))
@@ -195,7 +180,7 @@ def rollback(label: str, reason: str) -> None:
 @models.command()
 @click.argument("version")
 @click.option("--reason", default="", help="Why; kept in the audit trail.")
-@_fail_cleanly
+@_one_line_errors
 def retire(version: str, reason: str) -> None:
     """Move VERSION to the archive beside the base path (never deleted; refused while labelled)."""
     _print_action(_registry().retire(_version(version), reason))
@@ -203,7 +188,7 @@ def retire(version: str, reason: str) -> None:
 
 @models.command()
 @click.option("--json", "as_json", is_flag=True)
-@_fail_cleanly
+@_one_line_errors
 def history(as_json: bool) -> None:
     """Every push, promote, rollback and retire of the model, oldest first."""
     actions = _registry().history()
@@ -223,7 +208,7 @@ def history(as_json: bool) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md", show_default=True
 )
-@_fail_cleanly
+@_one_line_errors
 def card(version: str, fmt: str) -> None:
     """Print the model card written at push time (the .html file opens in any browser)."""
     with open(_registry().card_path(_version(version), fmt)) as f:
@@ -231,7 +216,6 @@ def card(version: str, fmt: str) -> None:
 
 
 def _threshold(name: str):
-    from registry.compare import Thresholds
 
     return getattr(Thresholds(), name)
 
@@ -305,22 +289,14 @@ def _threshold(name: str):
     help="Fewer inference requests on either side: exit 2 (not enough traffic).",
 )
 @click.option("--json", "as_json", is_flag=True)
+@_one_line_errors
 def compare(baseline: str, candidate: str, **kw) -> None:
     """Is CANDIDATE (default: the canary label) worse than BASELINE (default: stable)?
 
     Reads per-version requests, failures, latency and predicted scores from the model server's
     metrics (or --prometheus). Exit status: 0 not worse, 1 worse, 2 could not compare.
     """
-    from registry.compare import (
-        CompareError,
-        Thresholds,
-        prometheus_samples,
-        render,
-        server_samples,
-    )
-    from registry.compare import compare as run_compare
 
-    ctx = click.get_current_context()
     registry = _registry()
     try:
         names = (
@@ -351,15 +327,7 @@ def compare(baseline: str, candidate: str, **kw) -> None:
         if os.path.exists(registry.config_path):  # for servers that export no label metric
             labels = {k: str(v) for k, v in registry.labels().items()}
         result = run_compare(samples, registry.model_name, baseline, candidate, thresholds, labels)
-    except (CompareError, RegistryError) as e:
-        if ctx.obj.get("debug"):
-            raise
-        click.echo(f"Error: could not compare: {e}", err=True)
-        sys.exit(2)
-    except Exception as e:  # noqa: BLE001 - one line without --debug
-        if ctx.obj.get("debug"):
-            raise
-        click.echo(f"Error: could not compare: {type(e).__name__}: {e}", err=True)
-        sys.exit(2)
+    except (CompareError, RegistryError) as e:  # could not compare: not a "worse" answer
+        raise CommandError(f"could not compare: {e}", Exit.FAILED) from e
     click.echo(json.dumps(result.to_json(), indent=1) if kw["as_json"] else render(result))
-    sys.exit(1 if result.worse else 0)
+    sys.exit(Exit.REJECTED if result.worse else Exit.OK)

@@ -24,6 +24,8 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from data_stats.measures import ks_critical
 
 # Inference methods: the alert rules' `method=~"predict|classify|regress|multi_inference"`.
@@ -184,7 +186,6 @@ def _get(url: str, timeout: float) -> bytes:
 
 def server_samples(server: str, metrics_path: str, timeout: float = 10.0) -> list[Sample]:
     """Everything the model server's Prometheus endpoint exports now."""
-    from prometheus_client.parser import text_string_to_metric_families
 
     base = server if "://" in server else f"http://{server}"
     url = base.rstrip("/") + metrics_path

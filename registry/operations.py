@@ -9,6 +9,7 @@ the file never holds a change the history does not.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,7 +238,6 @@ class Registry:
 
 
 def _now_millis() -> int:
-    import time
 
     return int(time.time() * 1000)
 

@@ -3,45 +3,25 @@
 `serve` takes tensorflow_model_server's flag names (and `--flag=value` booleans), so commands
 and manifests written for TF Serving carry over by swapping the binary name.
 
-Failures print one line on stderr (a traceback only with `--debug`) and exit with a code per
-kind of failure, so scripts can tell them apart (see `ExitCode`).
+Failures print one line on stderr (a traceback only with `--debug`) and exit with the project's
+status for that kind of failure (cli_support.Exit, docs/cli.md).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 
 import click
 
 import model_layout
+from cli_support import CommandError, Exit, debug_option, handle_errors
+from serving.canary import CanarySplit
 
 _BOOL = click.BOOL
 # With no model flags the server re-reads the shared models.config this often, so labels set by
 # `mlops models promote` and models added by a push are served without a restart.
 ALL_MODELS_POLL_SECONDS = 1.0
-
-
-class ExitCode:
-    """`mlops predict` / `mlops serve` exit statuses (2 is click's usage error)."""
-
-    OK = 0
-    SERVER_REJECTED = 1  # the server answered with an error (e.g. 400/404)
-    USAGE = 2  # bad flags or config files (click.UsageError)
-    INPUT_MISSING = 3  # the --input file does not exist or cannot be read
-    BAD_INPUT = 4  # the input cannot be parsed, or holds no rows
-    UNREACHABLE = 5  # no server answers at --host/--port (serve: the port cannot be bound)
-
-
-def _fail(code: int, message: str, debug: bool) -> None:
-    if debug:
-        raise
-    click.echo(message, err=True)
-    sys.exit(code)
-
-
-_DEBUG = click.option("--debug", is_flag=True, default=False, help="Show tracebacks on failure.")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -213,7 +193,8 @@ _DEBUG = click.option("--debug", is_flag=True, default=False, help="Show traceba
     ),
 )
 @click.option("--log_level", default="INFO", show_default=True)
-@_DEBUG
+@debug_option
+@handle_errors()
 def serve(**kw: object) -> None:
     """Serve SavedModels over TF Serving's gRPC and REST APIs."""
     from serving.config import BatchingOptions, ServerOptions, load_monitoring_path
@@ -232,13 +213,10 @@ def serve(**kw: object) -> None:
         if kw[name] is not None:
             setattr(batching, name, kw[name])
     metrics_path = kw["metrics_path"] or None
-    debug = kw["debug"]
     try:
         _select_models(kw)
     except ValueError as e:
-        if debug:
-            raise
-        raise click.UsageError(str(e)) from None
+        raise CommandError(str(e), Exit.FAILED) from e
     if kw["monitoring_config_file"]:
         metrics_path = load_monitoring_path(kw["monitoring_config_file"])
     options = ServerOptions(
@@ -270,20 +248,14 @@ def serve(**kw: object) -> None:
         config = options.model_server_config()
         options.grpc_credentials()
         if kw["canary_percent"] is not None:
-            from serving.canary import CanarySplit
-
             options.canary = CanarySplit.parse(kw["canary_percent"])
             options.canary.check_models({m.name for m in config.model_config_list.config})
-    except (ValueError, OSError) as e:
-        if debug:
-            raise
-        raise click.UsageError(str(e)) from None
+    except (ValueError, OSError) as e:  # bad flags or config files
+        raise CommandError(str(e), Exit.FAILED) from e
     try:
         run_server(options)
     except OSError as e:  # a port that cannot be bound
-        _fail(ExitCode.UNREACHABLE, f"mlops serve: cannot listen: {e}", debug)
-    except Exception as e:  # noqa: BLE001 - one line, not a traceback (--debug for that)
-        _fail(1, f"mlops serve: {type(e).__name__}: {e}", debug)
+        raise CommandError(f"cannot listen: {e}", Exit.UNREACHABLE) from e
 
 
 def _select_models(kw: dict) -> None:
@@ -351,7 +323,8 @@ def _select_models(kw: dict) -> None:
     help="Dataset whose model is asked (default --model_name) and whose spec encodes the rows "
     "(a name under datasets/ or a dataset.yaml path). Default: the active dataset (taxi).",
 )
-@_DEBUG
+@debug_option
+@handle_errors()
 def predict(**kw: object) -> None:
     """Encode raw rows per the dataset spec and print one JSON prediction per row."""
     from metadata.locations import of_spec
@@ -365,33 +338,22 @@ def predict(**kw: object) -> None:
         read_rows,
     )
 
-    debug = kw["debug"]
     source = kw["input_path"]
     try:
         spec = dataset_spec.load(kw["dataset"]) if kw["dataset"] else None
         model_name = kw["model_name"] or of_spec(spec or dataset_spec.load()).model_name
     except dataset_spec.SpecError as e:
-        _fail(ExitCode.USAGE, f"mlops predict: {e}", False)
+        raise CommandError(str(e), Exit.FAILED) from e
     try:
         rows = read_rows(source, kw["input_format"])
     except OSError as e:
-        _fail(
-            ExitCode.INPUT_MISSING,
-            f"mlops predict: cannot read --input {source}: {e.strerror or e}",
-            debug,
-        )
+        raise CommandError(
+            f"cannot read --input {source}: {e.strerror or e}", Exit.INPUT_MISSING
+        ) from e
     except (ValueError, TypeError, UnicodeDecodeError) as e:
-        _fail(
-            ExitCode.BAD_INPUT,
-            f"mlops predict: --input {source} is not CSV or JSON rows: {e}",
-            debug,
-        )
+        raise CommandError(f"--input {source} is not CSV or JSON rows: {e}", Exit.BAD_INPUT) from e
     if not rows or not all(isinstance(r, dict) for r in rows):
-        _fail(
-            ExitCode.BAD_INPUT,
-            f"mlops predict: --input {source} holds no rows (objects / CSV lines)",
-            False,
-        )
+        raise CommandError(f"--input {source} holds no rows (objects / CSV lines)", Exit.BAD_INPUT)
     if kw["protocol"] == "rest":
         client = RestClient(kw["host"], kw["port"] or 8501)
     else:
@@ -409,10 +371,10 @@ def predict(**kw: object) -> None:
             spec,
         )
     except ServerUnreachable as e:
-        _fail(ExitCode.UNREACHABLE, f"mlops predict: no server at {e}", debug)
+        raise CommandError(f"no server at {e}", Exit.UNREACHABLE) from e
     except ServingClientError as e:
-        _fail(ExitCode.SERVER_REJECTED, f"Prediction failed: {e}", debug)
+        raise CommandError(f"prediction failed: {e}", Exit.REJECTED) from e
     except (ValueError, TypeError) as e:  # rows whose values do not fit the feature kinds
-        _fail(ExitCode.BAD_INPUT, f"mlops predict: bad input row: {e}", debug)
+        raise CommandError(f"bad input row: {e}", Exit.BAD_INPUT) from e
     for i, result in enumerate(results):
         click.echo(json.dumps({"row": i, **result}))

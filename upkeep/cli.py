@@ -1,38 +1,31 @@
 """`mlops gc` and `mlops store backup|restore|check`.
 
 Defaults come from the dataset's locations (metadata/locations.py) and its spec's `retention:`
-block; every flag overrides one. Exit status: 0 done (or nothing to do), 1 `store check` found a
-disagreement (after --repair: unnamed files remain), 2 could not run (one line on stderr).
+block; every flag overrides one. Exit status (cli_support.Exit): OK done (or nothing to do),
+REJECTED `store check` found a disagreement (after --repair: unnamed files remain), FAILED could
+not run, INPUT_MISSING no such store, backup or pipeline (one line on stderr).
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
+import getpass
 import json
 import os
+import socket
 import sys
 
 import click
 
-EXIT_OK, EXIT_FOUND, EXIT_CANNOT_RUN = 0, 1, 2
+from cli_support import Exit, debug_option, handle_errors
 
 
-def _fail_cleanly(f):
-    """User-facing errors end in one line on stderr and exit 2, never a traceback."""
+def _one_line_errors(f):
+    """cli_support's one line: a bad --dataset is FAILED; MetadataError and UpkeepError carry
+    their own status."""
+    from modules.dataset_spec import SpecError
 
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        from metadata.store import MetadataError
-        from modules.dataset_spec import SpecError
-        from upkeep.gc import UpkeepError
-
-        try:
-            return f(*args, **kwargs)
-        except (MetadataError, SpecError, UpkeepError, OSError) as e:
-            click.echo(f"Error: {e}", err=True)
-            sys.exit(EXIT_CANNOT_RUN)
-
-    return wrapper
+    return debug_option(handle_errors(known={SpecError: Exit.FAILED})(f))
 
 
 def _where(dataset, metadata, pipeline_name, pipeline_root, serving_dir):
@@ -83,7 +76,7 @@ def _common(f):
 @click.option("--apply", "do_apply", is_flag=True, help="Delete (default: print the plan only).")
 @click.option("--show-kept", is_flag=True, help="List every kept artifact and why.")
 @click.option("--json", "as_json", is_flag=True)
-@_fail_cleanly
+@_one_line_errors
 def gc(
     dataset,
     metadata,
@@ -100,7 +93,6 @@ def gc(
 ) -> None:
     """Delete old runs' artifacts, keeping the served, labelled and latest blessed models'
     lineage and the drift baseline; a dry-run plan unless --apply."""
-    import dataclasses
 
     from metadata.store import open_store
     from upkeep import gc as gc_lib
@@ -157,8 +149,6 @@ def _row(what: str, item, tail: str) -> str:
 
 
 def _who() -> str:
-    import getpass
-    import socket
 
     return os.environ.get("MLOPS_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
 
@@ -172,7 +162,7 @@ def store() -> None:
 @click.argument("target")
 @click.option("--dataset", default=None, help="Dataset whose store is the default.")
 @click.option("--metadata", envvar="MLOPS_METADATA", default=None, help="SQLite store path.")
-@_fail_cleanly
+@_one_line_errors
 def backup_command(target, dataset, metadata) -> None:
     """Copy the SQLite store to TARGET, consistently, even while a run writes to it."""
     from upkeep import store_backup
@@ -186,7 +176,7 @@ def backup_command(target, dataset, metadata) -> None:
 @click.argument("backup_file")
 @click.option("--dataset", default=None, help="Dataset whose store is the default.")
 @click.option("--metadata", envvar="MLOPS_METADATA", default=None, help="SQLite store path.")
-@_fail_cleanly
+@_one_line_errors
 def restore_command(backup_file, dataset, metadata) -> None:
     """Replace the SQLite store with BACKUP_FILE (while nothing writes to the store)."""
     from upkeep import store_backup
@@ -200,7 +190,7 @@ def restore_command(backup_file, dataset, metadata) -> None:
 @_common
 @click.option("--repair", is_flag=True, help="Mark artifacts whose files are missing DELETED.")
 @click.option("--json", "as_json", is_flag=True)
-@_fail_cleanly
+@_one_line_errors
 def check_command(dataset, metadata, pipeline_name, pipeline_root, repair, as_json) -> None:
     """Artifacts whose files are missing, and output files no artifact names."""
     from metadata.store import open_store
@@ -232,4 +222,4 @@ def check_command(dataset, metadata, pipeline_name, pipeline_root, repair, as_js
                 f"{result.audit_execution_id}."
             )
     if report.unnamed or (report.missing and not repair):
-        sys.exit(EXIT_FOUND)
+        sys.exit(Exit.REJECTED)

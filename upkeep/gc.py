@@ -39,6 +39,7 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 import model_layout
+from cli_support import CommandError, Exit
 from metadata.store import DATA_GATE, MetadataStore, properties_of
 from modules.dataset_spec import Retention
 
@@ -55,8 +56,12 @@ DRIFT_BASELINE_SPANS = 2
 _DAY_MS = 86_400_000
 
 
-class UpkeepError(Exception):
-    """A user-facing failure; the CLI prints it as one line."""
+class UpkeepError(CommandError):
+    """A user-facing failure; the CLI prints it as one line with its status (cli_support.Exit:
+    FAILED unless a raise names the kind)."""
+
+    def __init__(self, message: str, status: Exit = Exit.FAILED) -> None:
+        super().__init__(message, status)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +159,8 @@ def require_pipeline(store: MetadataStore, pipeline_name: str) -> None:
         known = sorted(c.name for c in store.contexts("pipeline")) or ["none"]
         raise UpkeepError(
             f"no artifacts of pipeline {pipeline_name!r} in {store.where or 'the store'}; "
-            f"pipelines there: {', '.join(known)} (--pipeline-name)"
+            f"pipelines there: {', '.join(known)} (--pipeline-name)",
+            Exit.INPUT_MISSING,
         )
 
 
@@ -270,7 +276,9 @@ def delete_payloads(
     try:
         for item in items:
             if not under(item.uri, pipeline_root):
-                raise UpkeepError(f"refusing to delete {item.uri}: outside {pipeline_root}")
+                raise UpkeepError(
+                    f"refusing to delete {item.uri}: outside {pipeline_root}", Exit.REJECTED
+                )
             moved = None
             if os.path.lexists(item.uri):
                 os.makedirs(trash, exist_ok=True)

@@ -15,6 +15,7 @@ import os
 import sqlite3
 import tempfile
 
+from cli_support import Exit
 from metadata.connection import ConnectionConfigError, connection_config_from_url
 from metadata.store import MetadataError, open_store
 from upkeep.gc import UpkeepError
@@ -65,16 +66,16 @@ def _check_store(path: str) -> None:
     try:
         open_store(path)
     except MetadataError as e:
-        raise UpkeepError(str(e)) from None
+        raise UpkeepError(str(e), e.status) from None
 
 
 def backup(url: str, target: str) -> str:
     """Copy the store at `url` to `target` (online: another process may be writing)."""
     source = sqlite_path(url)
     if not os.path.isfile(source):
-        raise UpkeepError(f"metadata store not found: {source}")
+        raise UpkeepError(f"metadata store not found: {source}", Exit.INPUT_MISSING)
     if os.path.exists(target):
-        raise UpkeepError(f"{target} exists; backups are never overwritten")
+        raise UpkeepError(f"{target} exists; backups are never overwritten", Exit.REJECTED)
     try:
         _copy(source, target)
     except sqlite3.Error as e:
@@ -86,7 +87,7 @@ def backup(url: str, target: str) -> str:
 def restore(backup_file: str, url: str) -> str:
     """Replace the store at `url` with `backup_file` (checked first), in one rename."""
     if not os.path.isfile(backup_file):
-        raise UpkeepError(f"backup not found: {backup_file}")
+        raise UpkeepError(f"backup not found: {backup_file}", Exit.INPUT_MISSING)
     _check_store(backup_file)
     target = sqlite_path(url)
     try:

@@ -1,21 +1,8 @@
 """ExampleGen's write step with a shuffle whose memory does not grow with the split.
 
-TFX's ExampleGen writes each split after a `beam.Reshuffle()` (`write_split.WriteSplit`), so the
-records land in random order whatever order the source had (a CSV sorted by time must not give
-the Trainer batches from one week). The Reshuffle is a GroupByKey over every serialized example,
-and Beam's DirectRunner holds a GroupByKey's whole input in memory: ExampleGen's peak RSS grew
-with the split (docs/performance.md: 1,511 MiB at 300k rows, 774 MiB without the Reshuffle).
-
-Here the shuffle spills to disk, as an external shuffle does. Each record goes to one of
-`BUCKETS` temporary files, chosen by a digest of the record; then each bucket is read back on
-its own, put in a seeded random order and written. Memory: one bucket at a time (1/BUCKETS of
-the split) plus small buffers. The order is as random as the Reshuffle's, and within a bucket
-the same records always come out in the same order (the Reshuffle's order changes every run).
-The temporary files live under the output artifact and are deleted when the write is done.
-
-Used by this project's own ExampleGen executors (CSV, Parquet, several sources). TFX's
-ImportExampleGen and BigQueryExampleGen keep TFX's Reshuffle: on Dataflow, Flink or Spark a
-GroupByKey spills to disk already.
+Why: TFX's `beam.Reshuffle()` is a GroupByKey the DirectRunner holds in memory, so ExampleGen's
+peak grew with the split; here each record goes to one of `BUCKETS` temporary files under the
+output artifact and each bucket is shuffled on its own (docs/design.md, "ExampleGen's shuffle").
 """
 
 from __future__ import annotations

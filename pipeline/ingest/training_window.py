@@ -2,35 +2,9 @@
 Tuner and the Trainer read the newest span plus the N-1 highest earlier spans that passed the data
 gate, instead of the newest span alone. N = 1 (the default) adds nothing to the pipeline.
 
-Why input resolution over ML Metadata: TFX 1.16's CsvExampleGen ingests one span per run, but every
-earlier run left its span in ML Metadata as an Examples artifact. Selecting artifacts across runs is
-what TFX's Resolver nodes are for, so the window is a `tfx.dsl.Resolver` (public tfx.v1 API) whose
-ResolverStrategy hands Transform the chosen Examples artifacts; Transform analyses and transforms
-every input artifact (one transformed_examples artifact each), and the Tuner and Trainer read all of
-their splits. Nothing is copied or re-ingested, and caching keys on the chosen artifacts: an
-unchanged window re-uses Transform and Trainer.
-
-Why it resolves from the DataGate's accepted statistics, not from ExampleGen's Examples: a rolling
-span range over all Examples (SpanRangeStrategy, or LatestSpan in a resolver function) would take a
-span the gate rejected. The gate publishes `accepted_statistics` only when it passes (a failed
-execution publishes nothing), and each such artifact traces back through MLMD events to exactly the
-Examples artifact whose statistics it accepted (`MetadataStore.accepted_examples`). Tracing by
-lineage rather than by span number matters when a span was ingested twice (rejected, then fixed in
-place and accepted): only the accepted version can enter. The built-in strategies and ops cannot do
-this: they select by span within one channel (LatestSpan also needs a `version` property that
-ExampleStatistics lacks), and GraphTraversal walks from a single root over every hop, where the
-gate's `drift` input leads back to earlier spans' examples.
-
-The newest span: the Resolver also takes this run's ExampleGen output and runs after the DataGate
-(an explicit edge), so the span enters only because this run's gate accepted it; the strategy checks
-that it too traces back from an accepted statistics artifact and fails the run otherwise.
-
-The Evaluator keeps evaluating on the newest span's eval split (this run's ExampleGen output): the
-candidate and the served baseline are compared on the data the next model will serve, on the same
-examples as with N = 1, so the blessing means the same thing whatever the window.
-
-The Kubeflow runner refuses N > 1: KubeflowV2DagRunner compiles only LatestArtifactStrategy and
-LatestBlessedModelStrategy resolvers (pipeline/kubeflow/validation.py).
+Why a Resolver over ML Metadata, fed from the DataGate's accepted statistics: every earlier run
+left its span there, and tracing by lineage lets only a span the gate accepted enter (the full
+reasoning: docs/design.md, "The training window").
 """
 
 from __future__ import annotations

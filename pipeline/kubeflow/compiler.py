@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import json_format
+
 from pipeline.kubeflow.config import DEFAULT_SPEC_PATH, HEAVY_NODES, KubeflowConfig
 from pipeline.kubeflow.resources import cpu_cores, memory_gb
 from pipeline.kubeflow.validation import KubeflowConfigError, validate
@@ -44,7 +46,6 @@ def build_pipeline(kcfg: KubeflowConfig):
 
 def compile_pipeline_job(kcfg: KubeflowConfig) -> dict[str, Any]:
     """The PipelineJob (pipelineSpec + runtimeConfig) as a JSON-ready dict."""
-    from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
     from tfx import v1 as tfx
 
@@ -82,7 +83,6 @@ def compile_pipeline_job(kcfg: KubeflowConfig) -> dict[str, Any]:
 def apply_resources(spec: Any, kcfg: KubeflowConfig) -> None:
     """Requests = limits per executor (both the numeric and the string fields, which different
     KFP backend versions read), and the configured environment."""
-    from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
 
     container_spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import collections
 import csv
+import glob
+import os
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +126,6 @@ def load_postgres(
 
 def read_examples(uri_glob: str) -> list:
     """Every tf.Example in the gzipped TFRecord files matching `uri_glob`."""
-    import glob
 
     import tensorflow as tf
 
@@ -161,7 +162,6 @@ def run_example_gen(
     """Run one ExampleGen as a one-node pipeline under LocalDagRunner (driver, executor, ML
     Metadata in SQLite under `root`); its examples (when `read`) and its output's custom
     properties (span, sources, ...) plus `uri`."""
-    import os
 
     from tfx import v1 as tfx
 

@@ -16,6 +16,8 @@ artifacts across runs holds exactly the spans that passed the gate: create_pipel
 the DriftValidator as its history, and a rejected span can never become the drift baseline.
 """
 
+import os
+
 from tfx import v1 as tfx
 from tfx.dsl.component.experimental.annotations import OutputDict
 from tfx.dsl.component.experimental.decorators import component
@@ -42,7 +44,6 @@ class DataAnomaliesError(RuntimeError):
 
 def copy_statistics(source, dest) -> None:
     """Copy an ExampleStatistics artifact's split files, span and split names onto `dest`."""
-    import os
 
     import tensorflow as tf
 

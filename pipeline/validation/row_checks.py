@@ -1,10 +1,7 @@
 """Row-level checks of one tf.Example against the curated schema: what the RowCleaner quarantines.
 
-TFDV (StatisticsGen + ExampleValidator) judges a split by its statistics: one negative fare among
-15,000 rows is an anomaly of the whole feature, and the DataGate then stops the run. A typo in one
-CSV cell also turns the whole column into strings (CsvExampleGen infers one type per column), which
-Transform cannot read. These checks look at each row instead, so the few bad rows can be set aside
-with a reason and the rest trained on:
+Why per row: TFDV judges a split by its statistics, so a few bad rows would stop the run
+(docs/design.md, "Row-level checks"); these set them aside with a reason:
 
     missing_value     a required feature (presence min_fraction 1, or a fixed shape) has no value
     wrong_type        a value that does not parse as the schema's type (text in an INT column, 2.5

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from ml_metadata.proto import metadata_store_pb2
 
+from cli_support import Exit
 from lineage.cli import lineage
 from metadata.connection import (
     ConnectionConfigError,
@@ -93,13 +94,13 @@ def test_cli_errors_exit_nonzero_without_traceback(tmp_path):
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"garbage" * 500)
     cases = [
-        (["--metadata", str(tmp_path / "missing.db"), "runs"], "metadata store not found"),
-        (["--metadata", str(corrupt), "trace", "latest"], "cannot read metadata store"),
-        (["--metadata", "redis://x/1", "runs"], "unsupported metadata URL scheme"),
+        (["--metadata", str(tmp_path / "missing.db"), "runs"], "metadata store not found", 3),
+        (["--metadata", str(corrupt), "trace", "latest"], "cannot read metadata store", 2),
+        (["--metadata", "redis://x/1", "runs"], "unsupported metadata URL scheme", 2),
     ]
-    for args, expected in cases:
+    for args, expected, status in cases:
         result = runner.invoke(lineage, args)
-        assert result.exit_code == 1, (args, result.output)
+        assert result.exit_code == status, (args, result.output)
         assert expected in result.output
         assert "Traceback" not in result.output
         assert not isinstance(result.exception, Exception) or isinstance(
@@ -119,6 +120,6 @@ def test_empty_store_has_no_runs_and_no_target(tmp_path):
     result = runner.invoke(lineage, ["--metadata", str(path), "runs"])
     assert result.exit_code == 0 and "no pipeline runs recorded" in result.output
     result = runner.invoke(lineage, ["--metadata", str(path), "trace", "latest"])
-    assert result.exit_code == 1 and "no model has been pushed" in result.output
+    assert result.exit_code == Exit.INPUT_MISSING and "no model has been pushed" in result.output
     result = runner.invoke(lineage, ["--metadata", str(path), "diff", "latest", "previous"])
-    assert result.exit_code == 1 and "no pipeline runs recorded" in result.output
+    assert result.exit_code == Exit.INPUT_MISSING and "no pipeline runs recorded" in result.output

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from click.testing import CliRunner
 
+from cli_support import Exit
 from lineage.cli import lineage
 
 # Reads the shared small_pipeline run.
@@ -99,14 +100,14 @@ def test_unknown_targets_are_clear_errors(cli, small_pipeline):
         "no-such-thing",
     ):
         code, out, err = cli("trace", target)
-        assert code == 1, target
+        assert code == Exit.INPUT_MISSING, target
         assert err.startswith("Error: ") and "Traceback" not in err
     code, _, err = cli("graph", "987654", "-o", "x.svg")
-    assert code == 1 and "987654" in err
+    assert code == Exit.INPUT_MISSING and "987654" in err
     code, _, err = cli("diff", "latest", "no-such-run")
-    assert code == 1 and "unknown run 'no-such-run'" in err
+    assert code == Exit.INPUT_MISSING and "unknown run 'no-such-run'" in err
     code, _, err = cli("artifacts", "--type", "NoSuchType")
-    assert code == 1 and "PushedModel" in err  # lists the types that do exist
+    assert code == Exit.INPUT_MISSING and "PushedModel" in err  # lists the types that do exist
 
 
 def test_runs_and_artifacts(cli, small_pipeline):
@@ -186,4 +187,4 @@ def test_graph_writes_valid_dot(cli, tmp_path):
     assert len(graph.get_edges()) >= 10
 
     code, _, err = cli("graph", "latest", "-o", str(tmp_path / "lineage.gif"))
-    assert code == 1 and "unsupported graph format" in err
+    assert code == Exit.FAILED and "unsupported graph format" in err

@@ -15,6 +15,7 @@ import sys
 
 import pytest
 
+from cli_support import Exit
 from tests.pg_fixture import postgres_server
 
 # Runs the pipeline against a real PostgreSQL server.
@@ -131,7 +132,7 @@ def test_trace_on_postgres_reaches_input_csv(pg_pipeline):
 def test_wrong_password_is_a_clear_error_without_the_password(pg_pipeline):
     url, password, _, _ = pg_pipeline
     result = _mlops(url, "wrong-" + password, "runs")
-    assert result.returncode == 1
+    assert result.returncode == Exit.FAILED
     assert "cannot read metadata store postgresql://" in result.stderr
     assert "Traceback" not in result.stderr
     assert "wrong-" + password not in result.stdout + result.stderr

@@ -65,13 +65,13 @@ def _predict(port: int, tmp_path, *flags: str) -> subprocess.CompletedProcess:
 def test_predict_prints_a_server_error_as_one_line_and_no_library_noise(failing_server, tmp_path):
     out = _predict(failing_server, tmp_path)
     assert out.returncode == 1, out.stderr
-    assert out.stderr.splitlines() == [f"Prediction failed: 400: {SENTENCE}"], out.stderr
+    assert out.stderr.splitlines() == [f"Error: prediction failed: 400: {SENTENCE}"], out.stderr
     assert not any(word in out.stderr for word in NOISE)
 
 
 def test_verbose_keeps_the_library_output(failing_server, tmp_path):
     out = _predict(failing_server, tmp_path, "--verbose")
     assert out.returncode == 1
-    assert out.stderr.splitlines()[-1] == f"Prediction failed: 400: {SENTENCE}"
+    assert out.stderr.splitlines()[-1] == f"Error: prediction failed: 400: {SENTENCE}"
     # TensorFlow's C++ start-up lines (level 0 shows its INFO lines) or a library warning.
     assert "tensorflow/" in out.stderr or "Warning" in out.stderr, out.stderr

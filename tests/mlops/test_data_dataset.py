@@ -8,7 +8,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from mlops import data as data_cli
+from cli_support import Exit
 from mlops.cli import main as mlops_main
 from pipeline.config import dataset_config
 from tests.paths import PROJECT_ROOT
@@ -29,7 +29,7 @@ def test_add_span_checks_the_csv_against_the_datasets_schema(tmp_path):
     # The same file against the default (taxi) schema: refused, nothing written.
     other = tmp_path / "taxi"
     refused = _invoke("add-span", str(PENGUINS), "--data-root", str(other))
-    assert refused.exit_code == data_cli.EXIT_REJECTED
+    assert refused.exit_code == Exit.REJECTED
     assert "Rejected, nothing written" in refused.output and "missing column(s)" in refused.output
     assert not other.exists() or not any(other.iterdir())
 
@@ -71,8 +71,10 @@ def test_check_skew_reads_the_datasets_pipeline(tmp_path):
         "--metadata",
         f"sqlite:///{tmp_path / 'metadata.db'}",
     )
-    assert result.exit_code == data_cli.EXIT_CANNOT_RUN
-    assert result.output.startswith("check-skew could not run: no statistics of penguins_pipeline")
+    assert result.exit_code == Exit.FAILED
+    assert result.output.startswith(
+        "Error: check-skew could not run: no statistics of penguins_pipeline"
+    )
     assert len(result.output.strip().splitlines()) == 1, result.output
 
 
@@ -83,5 +85,5 @@ def test_check_skew_reads_the_datasets_pipeline(tmp_path):
 def test_a_bad_dataset_is_one_line_and_exit_2(command, dataset):
     result = _invoke(*command, "--dataset", dataset)
     assert result.exit_code == 2, result.output
-    assert result.output.startswith("Not a usable dataset spec:")
+    assert result.output.startswith("Error: not a usable dataset spec:")
     assert len(result.output.strip().splitlines()) == 1, result.output

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops import data as data_cli
+from cli_support import Exit
 from mlops.cli import main as mlops_main
 from modules import values
 from pipeline.ingest import sources, spans
@@ -80,7 +80,7 @@ def test_add_span_refuses_invalid_numbers_naming_line_and_column(tmp_path, colum
 
     result = _add(bad, root)
 
-    assert result.exit_code == data_cli.EXIT_REJECTED, result.output
+    assert result.exit_code == Exit.REJECTED, result.output
     assert f"line 4: {column}: " in result.output
     assert _tree(root) == before
     assert _add(tmp_path / "data" / "span-1" / "data.csv", root).exit_code == 0  # still usable
@@ -120,13 +120,13 @@ def test_add_span_refuses_span_numbers_ml_metadata_cannot_store(tmp_path, span):
 
     result = _add(new, root, "--span", span)
 
-    assert result.exit_code == data_cli.EXIT_REJECTED, result.output
+    assert result.exit_code == Exit.REJECTED, result.output
     assert f"span {span} is outside 0..{spans.MAX_SPAN}" in result.output
     assert _tree(root) == before
     assert _add(new, root, "--span", str(spans.MAX_SPAN)).exit_code == 0
     # The highest span taken, there is no next one: refused in one line, not span-2**63.
     result = _add(new, root)
-    assert result.exit_code == data_cli.EXIT_REJECTED and "no next span" in result.output
+    assert result.exit_code == Exit.REJECTED and "no next span" in result.output
 
 
 @pytest.mark.parametrize(
@@ -143,7 +143,7 @@ def test_a_folder_examplegen_cannot_use_is_named_in_one_line(tmp_path, folder):
     ):
         assert problem and "\n" not in problem and folder in problem
     result = _add(tmp_path / "data" / "span-1" / "data.csv", root)
-    assert result.exit_code == data_cli.EXIT_REJECTED and folder in result.output
+    assert result.exit_code == Exit.REJECTED and folder in result.output
     assert spans.list_spans(root) == [1]
     # Moved out of the data root, every command works again.
     (root / folder).rename(tmp_path / "moved")
@@ -202,7 +202,7 @@ def test_fuzz_add_span_never_writes_an_invalid_number(tmp_path_factory, bom, inv
     result = _add(new, root)
 
     if bad:
-        assert result.exit_code == data_cli.EXIT_REJECTED, result.output
+        assert result.exit_code == Exit.REJECTED, result.output
         for column in bad:
             assert f"line {line + 2}: {column}: " in result.output
         assert spans.list_spans(root) == [1]
@@ -222,5 +222,5 @@ def test_an_invisible_character_in_a_column_name_is_shown_escaped(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_bytes(_csv_bytes(header, rows))
     result = _add(bad, root)
-    assert result.exit_code == data_cli.EXIT_REJECTED
+    assert result.exit_code == Exit.REJECTED
     assert f"'\\ufeff{header[1][1:]}'" in result.output

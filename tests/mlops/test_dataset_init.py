@@ -15,6 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cli_support import Exit
 from modules import dataset_spec
 from pipeline import dataset_draft as dataset_init
 from pipeline.dataset_draft import InitError
@@ -132,27 +133,28 @@ def test_refusals_are_one_line_exit_1_and_write_nothing(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00\x01garbage\x00")
     empty_label = tmp_path / "empty_label.csv"
     empty_label.write_text("x,y\n1,\n2,\n")
+    bad, missing, flag = Exit.BAD_INPUT, Exit.INPUT_MISSING, Exit.FAILED
     cases = [
-        (("bad", "--from", str(good), "--label", "nope"), "has no label column 'nope'"),
-        (("bad", "--from", str(one_class), "--label", "y"), "has one value ('a')"),
-        (("bad", "--from", str(empty), "--label", "y"), "is empty"),
-        (("bad", "--from", str(header_only), "--label", "y"), "no data rows"),
-        (("bad", "--from", str(binary), "--label", "y"), "is not UTF-8 text"),
-        (("bad", "--from", str(tmp_path / "absent.csv"), "--label", "y"), "cannot read"),
-        (("bad", "--from", str(empty_label), "--label", "y"), "label column 'y' is empty"),
-        (("Bad Name", "--from", str(good), "--label", "churned"), "dataset name 'Bad Name'"),
+        (("bad", "--from", str(good), "--label", "nope"), "has no label column 'nope'", bad),
+        (("bad", "--from", str(one_class), "--label", "y"), "has one value ('a')", bad),
+        (("bad", "--from", str(empty), "--label", "y"), "is empty", bad),
+        (("bad", "--from", str(header_only), "--label", "y"), "no data rows", bad),
+        (("bad", "--from", str(binary), "--label", "y"), "is not UTF-8 text", bad),
+        (("bad", "--from", str(tmp_path / "absent.csv"), "--label", "y"), "cannot read", missing),
+        (("bad", "--from", str(empty_label), "--label", "y"), "label column 'y' is empty", bad),
+        (("Bad Name", "--from", str(good), "--label", "churned"), "dataset name 'Bad Name'", flag),
     ]
-    for args, message in cases:
+    for args, message, status in cases:
         out = _init(tmp_path, *args)
-        assert out.returncode == 1, (args, out.stderr)
+        assert out.returncode == status, (args, out.stderr)
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, out.stderr)
-        assert lines[0].startswith("mlops dataset init: ")
+        assert lines[0].startswith("Error: ")
         assert not (tmp_path / "ds" / "bad").exists() and not (tmp_path / "data" / "bad").exists()
     # An existing dataset is not overwritten without --force.
     assert _init(tmp_path, "good", "--from", str(good), "--label", "churned").returncode == 0
     again = _init(tmp_path, "good", "--from", str(good), "--label", "churned")
-    assert again.returncode == 1 and "already exists" in again.stderr
+    assert again.returncode == Exit.REJECTED and "already exists" in again.stderr
     assert (
         _init(tmp_path, "good", "--from", str(good), "--label", "churned", "--force").returncode
         == 0

@@ -23,6 +23,7 @@ import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 
+from cli_support import Exit
 from metadata.locations import locations
 from model_layout import model_config
 from modules import dataset_spec
@@ -210,7 +211,7 @@ def test_quarantine_lineage_and_monitor_read_their_own_datasets_pipeline(world):
     assert penguins.returncode == 0, penguins.stderr
     assert "Run penguins-run:" in penguins.stdout and "3 quarantined" in penguins.stdout
     wrong = _mlops("data", "quarantine", "taxi-run", "--dataset", "penguins", "--metadata", db)
-    assert wrong.returncode == 1 and wrong.stderr.count("\n") == 1
+    assert wrong.returncode == Exit.INPUT_MISSING and wrong.stderr.count("\n") == 1
     runs = _mlops("lineage", "--metadata", db, "--dataset", "penguins", "--json", "runs")
     assert runs.returncode == 0, runs.stderr
     assert [r["run_id"] for r in json.loads(runs.stdout)] == ["penguins-run"]

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from bench.drift_calibration import SCHEMA, SHIFTS, read_rows
+from cli_support import Exit
 from data_stats import measures as drift_measures
-from mlops import data as data_cli
 from mlops.cli import main as mlops_main
 from pipeline.ingest import spans
 
@@ -64,7 +64,7 @@ def test_replaying_the_training_rows_reports_no_skew(tmp_path, training):
 
     result = _check(_log(tmp_path / "log", rows), stats)
 
-    assert result.exit_code == data_cli.EXIT_NO_SKEW, result.output
+    assert result.exit_code == Exit.OK, result.output
     assert f"Requests: {len(rows)} read from 3 file(s)" in result.output
     assert "Kolmogorov-Smirnov distance" in result.output  # the calibrated tests ran
     assert "No skew beyond the schema's thresholds." in result.output
@@ -78,7 +78,7 @@ def test_shifted_requests_are_skew_on_the_shifted_feature(tmp_path, training):
 
     result = _check(_log(tmp_path / "log", shift(rows[:1000], random.Random(0))), stats)
 
-    assert result.exit_code == data_cli.EXIT_SKEW, result.output
+    assert result.exit_code == Exit.REJECTED, result.output
     skewed = [ln for ln in result.output.splitlines() if ln.endswith("(SKEW)")]
     assert skewed and all("] fare:" in ln for ln in skewed), skewed
 
@@ -99,7 +99,7 @@ def test_corrupt_records_are_skipped_and_reported_not_fatal(tmp_path, training):
 
     result = _check(log, stats)
 
-    assert result.exit_code == data_cli.EXIT_NO_SKEW, result.output
+    assert result.exit_code == Exit.OK, result.output
     assert "Requests: 1500 read from 3 file(s)" in result.output
     assert "Skipped 4 unreadable record(s):" in result.output
     assert "not a tf.Example" in result.output
@@ -124,7 +124,7 @@ def test_check_skew_that_cannot_run_exits_2_with_one_line(tmp_path, training, ca
 
     result = _check(log, stats)
 
-    assert result.exit_code == data_cli.EXIT_CANNOT_RUN, result.output
+    assert result.exit_code == Exit.FAILED, result.output
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("check-skew could not run: "), lines
+    assert len(lines) == 1 and lines[0].startswith("Error: check-skew could not run: "), lines
     assert "Traceback" not in result.output

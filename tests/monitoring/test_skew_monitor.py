@@ -12,6 +12,7 @@ substituted).
 from __future__ import annotations
 
 # First: the `tests` package before anything that may shadow it (see test_monitoring.py).
+from cli_support import Exit
 from tests.serving_models import ServerProcess, build_model, free_port  # isort: split
 
 import base64
@@ -257,23 +258,31 @@ def busy_port():
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
-    "flags, message",
+    "flags, message, status",
     [
-        (["--interval", "0"], "--interval must be a positive number"),
-        (["--interval", "-5"], "--interval must be a positive number"),
-        (["--interval", "nan"], "--interval must be a positive number"),
-        (["--interval", "soon"], "'soon' is not a valid float"),
-        (["--window", "0"], "--window must be at least 1"),
-        (["--min-rows", "0"], "--min-rows must be between 1 and --window"),
-        (["--metrics-port", "70000"], "--metrics-port must be 1-65535"),
-        (["--version", "latest"], "--version takes version numbers"),
-        (["--requests", "/no/such/log"], "request log directory /no/such/log does not exist"),
-        (["--statistics", "/no/such/FeatureStats.pb"], "no training statistics at /no/such"),
-        (["--no-such-flag"], "No such option '--no-such-flag'"),
-        ("busy port", "cannot listen on 127.0.0.1:"),
+        (["--interval", "0"], "--interval must be a positive number", Exit.FAILED),
+        (["--interval", "-5"], "--interval must be a positive number", Exit.FAILED),
+        (["--interval", "nan"], "--interval must be a positive number", Exit.FAILED),
+        (["--interval", "soon"], "'soon' is not a valid float", Exit.FAILED),
+        (["--window", "0"], "--window must be at least 1", Exit.FAILED),
+        (["--min-rows", "0"], "--min-rows must be between 1 and --window", Exit.FAILED),
+        (["--metrics-port", "70000"], "--metrics-port must be 1-65535", Exit.FAILED),
+        (["--version", "latest"], "--version takes version numbers", Exit.FAILED),
+        (
+            ["--requests", "/no/such/log"],
+            "request log directory /no/such/log does not exist",
+            Exit.INPUT_MISSING,
+        ),
+        (
+            ["--statistics", "/no/such/FeatureStats.pb"],
+            "no training statistics at /no/such",
+            Exit.INPUT_MISSING,
+        ),
+        (["--no-such-flag"], "No such option '--no-such-flag'", Exit.FAILED),
+        ("busy port", "cannot listen on 127.0.0.1:", Exit.UNREACHABLE),
     ],
 )
-def test_hostile_flags_end_in_one_line(tmp_path, flags, message, request):
+def test_hostile_flags_end_in_one_line(tmp_path, flags, message, status, request):
     log = tmp_path / "log"
     log.mkdir()
     training = tmp_path / "FeatureStats.pb"  # read at the first check, which none reaches
@@ -285,9 +294,9 @@ def test_hostile_flags_end_in_one_line(tmp_path, flags, message, request):
 
     result = _monitor(*base, *flags)
 
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == status, result.output
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mlops monitor: "), lines
+    assert len(lines) == 1 and lines[0].startswith("Error: "), lines
     assert message in lines[0] and "Traceback" not in result.output
 
 
@@ -304,7 +313,7 @@ def test_once_that_cannot_check_exits_2_with_one_line(tmp_path):
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert lines == [
-        f"mlops monitor: check could not run: model server http://127.0.0.1:{port} is unreachable"
+        f"Error: check could not run: model server http://127.0.0.1:{port} is unreachable"
     ]
 
 

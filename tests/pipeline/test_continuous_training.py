@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cli_support import Exit
 from metadata import open_store
-from mlops import data as data_cli
 from mlops.cli import main as mlops_main
 from pipeline.ingest import spans
 from pipeline.local.run import EXIT_ANOMALIES, EXIT_OK, run_pipeline
@@ -82,7 +82,7 @@ def test_add_span_rejects_a_csv_that_does_not_match_the_schema(tmp_path, writer,
         mlops_main, ["data", "add-span", str(bad), "--data-root", str(data_root)]
     )
 
-    assert result.exit_code == data_cli.EXIT_REJECTED
+    assert result.exit_code == Exit.REJECTED
     assert "Rejected, nothing written" in result.output
     for needle in needles:
         assert needle in result.output
@@ -240,7 +240,7 @@ def test_check_skew_passes_same_distribution_and_fails_drifted_requests(
     assert same.exit_code == 0, same.output
     assert "No skew beyond the schema's thresholds." in same.output
     assert "Request anomalies (SERVING environment): none" in same.output
-    assert drifted.exit_code == data_cli.EXIT_REJECTED, drifted.output
+    assert drifted.exit_code == Exit.REJECTED, drifted.output
     assert "company: L-infinity distance" in drifted.output and "(SKEW)" in drifted.output
     assert "fare: Jensen-Shannon distance" in drifted.output
 

@@ -95,8 +95,13 @@ def _labels_stable_rest(server: ServerProcess) -> int | None:
     return int(r.json()["model_spec"]["version"]) if r.status_code == 200 else None
 
 
-def test_promote_rollback_retire_history_and_bad_input(env):
+@pytest.fixture(scope="module")
+def session(env):
+    """One served history, shared by the tests below: promote, rollback and retire while REST
+    and gRPC clients loop on the `stable` label, then the bad inputs; what each step answered
+    and what the server served is recorded for the tests to check."""
     models, (v0, v1, v2) = env
+    seen: dict = {"outputs": {}, "bad": [], "grpc_seen": [], "failures": []}
     # First label before any server: written to the config file, checked against the disk.
     models.ok("promote", str(v0), "--label", "stable", "--reason", "first release")
     server = ServerProcess(
@@ -109,9 +114,8 @@ def test_promote_rollback_retire_history_and_bad_input(env):
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     example = make_example(SAMPLE_ROW)
     stop = threading.Event()
-    failures: list[str] = []
-    grpc_seen: list[int] = []
-    counts = {"rest": 0, "grpc": 0}
+    failures, grpc_seen = seen["failures"], seen["grpc_seen"]
+    counts = seen["counts"] = {"rest": 0, "grpc": 0}
 
     def grpc_loop():
         req = predict_pb2.PredictRequest()
@@ -126,10 +130,10 @@ def test_promote_rollback_retire_history_and_bad_input(env):
                 failures.append(f"grpc {e.code()} {e.details()}")
 
     def rest_loop():
-        session = requests.Session()
+        http = requests.Session()
         body = {"instances": [{"b64": base64.b64encode(example).decode()}]}
         while not stop.is_set():
-            r = session.post(
+            r = http.post(
                 f"{server.rest_url}/v1/models/{MODEL}/labels/stable:predict", json=body, timeout=20
             )
             if r.status_code != 200:
@@ -149,6 +153,7 @@ def test_promote_rollback_retire_history_and_bad_input(env):
         )
 
     threads = [threading.Thread(target=grpc_loop), threading.Thread(target=rest_loop)]
+    out = seen["outputs"]
     try:
         # The server loads every version (the registry's config uses the `all` policy).
         deadline = time.time() + 180
@@ -160,77 +165,104 @@ def test_promote_rollback_retire_history_and_bad_input(env):
         for t in threads:
             t.start()
         wait_stable(v0)
-
-        # -- promote and rollback move /labels/stable over REST and gRPC -------------------------
-        out = models.ok("promote", str(v1), "--label", "stable", "--reason", "better AUC on span 1")
-        assert f"{v0} -> {v1}" in out
+        out["promote v1"] = models.ok(
+            "promote", str(v1), "--label", "stable", "--reason", "better AUC on span 1"
+        )
         wait_stable(v1)
         models.ok("promote", str(v2), "--label", "stable", "--reason", "canary looked fine")
         wait_stable(v2)
-        out = models.ok("rollback", "--reason", "latency regression")
-        assert f"{v2} -> {v1}" in out
+        out["rollback"] = models.ok("rollback", "--reason", "latency regression")
         wait_stable(v1)
-
-        config = text_format.Parse(
+        seen["config after rollback"] = text_format.Parse(
             models.config.read_text(), model_server_config_pb2.ModelServerConfig()
         )
-        (entry,) = config.model_config_list.config
-        assert (entry.name, dict(entry.version_labels)) == (MODEL, {"stable": v1})
-        assert entry.base_path == str(models.base) and entry.model_version_policy.HasField("all")
-
-        # -- retire: refused while labelled, then moved to the archive (never deleted) ------------
         models.ok("retire", str(v0), "--reason", "superseded")
-        assert not (models.base / str(v0)).exists()
-        assert (models.base.parent / f"{MODEL}-archive" / str(v0) / "saved_model.pb").is_file()
 
-        # -- bad input: one line, exit != 0, config and served label unchanged -------------------
-        before = models.config.read_bytes()
-        bad = [
-            (("promote", "999", "--label", "stable", "--reason", "x"), "not on disk"),
-            (("promote", "v1", "--label", "stable", "--reason", "x"), "must be a number"),
-            (("promote", str(v0), "--label", "stable", "--reason", "x"), "archived"),
-            (("promote", str(v2), "--label", "bad label!", "--reason", "x"), "invalid label"),
-            (("rollback", "--label", "nope"), "unknown label"),
-            (("retire", str(v1)), "labelled stable"),
-            (("card", "424242"), "not on disk"),
-        ]
-        for args, message in bad:
+        before = seen["config before bad input"] = models.config.read_bytes()
+        for args, message in bad_input(v0, v1, v2):
             result = models(*args)
-            assert result.returncode != 0, args
-            assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
-                result.stderr
-            )
-            assert "Traceback" not in result.stderr
-            assert models.config.read_bytes() == before
+            seen["bad"].append((args, message, result, models.config.read_bytes()))
         # Two promotions at once: the second finds the lock taken and changes nothing.
         with open(str(models.config) + ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             result = models("promote", str(v2), "--label", "stable", "--reason", "race")
-        assert result.returncode != 0 and "holds" in result.stderr
-        assert models.config.read_bytes() == before
+        seen["locked"] = (result, models.config.read_bytes())
         # A config file broken by hand: refused by the CLI, and the server keeps the old one.
         models.config.write_text(before.decode() + "\nmodel_config_list { oops }\n")
         broken = models.config.read_bytes()
         result = models("promote", str(v2), "--label", "stable", "--reason", "x")
-        assert result.returncode != 0 and "not a valid ModelServerConfig" in result.stderr
-        assert models.config.read_bytes() == broken
+        seen["broken"] = (result, broken, models.config.read_bytes())
         time.sleep(1.5)  # several config polls
-        assert _labels_stable_rest(server) == v1 and grpc_seen[-1] == v1
-        assert "Rejected model config file" in server.log()
+        seen["stable while broken"] = (_labels_stable_rest(server), grpc_seen[-1])
+        seen["server log"] = server.log()
         models.config.write_bytes(before)
-        assert versions_on_disk(models.base) == [v1, v2]
-
         stop.set()
         for t in threads:
             t.join(timeout=30)
-        assert not failures, failures[:5]
-        assert counts["rest"] > 10 and counts["grpc"] > 10, counts
-        assert set(grpc_seen) == {v0, v1, v2}
     finally:
         stop.set()
         server.stop()
+    return models, (v0, v1, v2), seen
 
-    # -- history: every action in order with who / when / reason, after the pipeline's push -----
+
+def bad_input(v0: int, v1: int, v2: int) -> list[tuple[tuple[str, ...], str]]:
+    """(arguments, what the one error line says) after v0 is retired and v1 is stable."""
+    return [
+        (("promote", "999", "--label", "stable", "--reason", "x"), "not on disk"),
+        (("promote", "v1", "--label", "stable", "--reason", "x"), "must be a number"),
+        (("promote", str(v0), "--label", "stable", "--reason", "x"), "archived"),
+        (("promote", str(v2), "--label", "bad label!", "--reason", "x"), "invalid label"),
+        (("rollback", "--label", "nope"), "unknown label"),
+        (("retire", str(v1)), "labelled stable"),
+        (("card", "424242"), "not on disk"),
+    ]
+
+
+def test_promote_and_rollback_move_stable_over_rest_and_grpc_without_a_failure(session):
+    models, (v0, v1, v2), seen = session
+    assert f"{v0} -> {v1}" in seen["outputs"]["promote v1"]
+    assert f"{v2} -> {v1}" in seen["outputs"]["rollback"]
+    (entry,) = seen["config after rollback"].model_config_list.config
+    assert (entry.name, dict(entry.version_labels)) == (MODEL, {"stable": v1})
+    assert entry.base_path == str(models.base) and entry.model_version_policy.HasField("all")
+    assert not seen["failures"], seen["failures"][:5]
+    assert seen["counts"]["rest"] > 10 and seen["counts"]["grpc"] > 10, seen["counts"]
+    assert set(seen["grpc_seen"]) == {v0, v1, v2}
+
+
+def test_retire_moves_the_version_to_the_archive(session):
+    models, (v0, v1, v2), _ = session
+    assert not (models.base / str(v0)).exists()
+    assert (models.base.parent / f"{MODEL}-archive" / str(v0) / "saved_model.pb").is_file()
+    assert versions_on_disk(models.base) == [v1, v2]
+
+
+def test_bad_input_is_one_line_and_changes_nothing(session):
+    _, _, seen = session
+    before = seen["config before bad input"]
+    assert len(seen["bad"]) == 7
+    for args, message, result, after in seen["bad"]:
+        assert result.returncode != 0, args
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
+            args,
+            result.stderr,
+        )
+        assert "Traceback" not in result.stderr and after == before, args
+    locked, after = seen["locked"]
+    assert locked.returncode != 0 and "holds" in locked.stderr and after == before
+
+
+def test_a_config_broken_by_hand_is_refused_and_the_server_keeps_the_old_one(session):
+    _, (_, v1, _), seen = session
+    result, broken, after = seen["broken"]
+    assert result.returncode != 0 and "not a valid ModelServerConfig" in result.stderr
+    assert after == broken
+    assert seen["stable while broken"] == (v1, v1)
+    assert "Rejected model config file" in seen["server log"]
+
+
+def test_history_lists_every_action_in_order_with_who_and_why(session):
+    models, (v0, v1, v2), _ = session
     history = json.loads(models.ok("history", "--json"))
     steps = [(h["action"], h["from_version"], h["to_version"]) for h in history]
     assert steps == [
@@ -254,19 +286,20 @@ def test_promote_rollback_retire_history_and_bad_input(env):
     text = models.ok("history")
     assert "latency regression" in text and ACTOR in text
 
-    # -- the actions are in the version's lineage trace too ----------------------------------------
-    ls = open_store(models.metadata)
-    summary = trace(ls, str(v0)).summary
+
+def test_the_actions_are_in_the_versions_lineage_trace(session):
+    models, (v0, _, _), _ = session
+    summary = trace(open_store(models.metadata), str(v0)).summary
     actions = [a["properties"]["action"] for a in summary["later_actions"]]
     assert actions == ["promote", "promote", "promote", "rollback", "retire"]
     result = _mlops(models.env, "lineage", "--metadata", models.metadata, "trace", str(v0))
-    assert (
-        result.returncode == 0
-        and "ModelAction" in result.stdout
-        and "latency regression" in result.stdout
-    )
+    assert result.returncode == 0, result.stderr
+    assert "ModelAction" in result.stdout and "latency regression" in result.stdout
 
-    # -- list: versions on disk with labels and MLMD facts -----------------------------------------
+
+def test_list_shows_the_versions_on_disk_with_labels_and_ml_metadata_facts(session):
+    models, (v0, v1, v2), _ = session
+    summary = trace(open_store(models.metadata), str(v0)).summary
     rows = json.loads(models.ok("list", "--json"))
     assert [r["version"] for r in rows] == [v2, v1]
     assert rows[1]["labels"] == ["stable"] and rows[0]["labels"] == []

@@ -1,5 +1,5 @@
 """`mlops predict` / `mlops serve` failures: one line on stderr, a distinct exit code per kind of
-failure, no traceback unless --debug (serving/cli.py ExitCode)."""
+failure, no traceback unless --debug (cli_support.Exit)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from cli_support import Exit
 from serving import testing as sm
-from serving.cli import ExitCode
 from serving_api import client
 
 
@@ -28,7 +28,7 @@ def _mlops(
 
 
 def _one_clean_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.startswith("mlops ")]
+    lines = [ln for ln in err.splitlines() if ln.startswith("Error: ")]
     assert len(lines) == 1, err[-2000:]
     assert "Traceback" not in err
     return lines[0]
@@ -36,7 +36,7 @@ def _one_clean_line(err: str) -> str:
 
 def test_predict_missing_input_file(tmp_path):
     out = _mlops("predict", f"--input={tmp_path / 'nope.csv'}")
-    assert out.returncode == ExitCode.INPUT_MISSING
+    assert out.returncode == Exit.INPUT_MISSING
     assert "cannot read --input" in _one_clean_line(out.stderr)
 
 
@@ -45,7 +45,7 @@ def test_predict_bad_or_empty_input(tmp_path, text):
     path = tmp_path / "rows.json"
     path.write_text(text)
     out = _mlops("predict", f"--input={path}", "--port=1")
-    assert out.returncode == ExitCode.BAD_INPUT, out.stderr[-1500:]
+    assert out.returncode == Exit.BAD_INPUT, out.stderr[-1500:]
     _one_clean_line(out.stderr)
 
 
@@ -54,7 +54,7 @@ def test_predict_unreachable_server(protocol):
     out = _mlops(
         "predict", "--input=-", f"--protocol={protocol}", "--port=1", stdin='{"fare": 1.0}'
     )
-    assert out.returncode == ExitCode.UNREACHABLE
+    assert out.returncode == Exit.UNREACHABLE
     assert "no server at" in _one_clean_line(out.stderr)
 
 
@@ -74,7 +74,7 @@ def test_serve_bad_config_is_a_usage_error(tmp_path):
     config = tmp_path / "models.config"
     config.write_text("model_config_list { config { name: 'x' } }")
     out = _mlops("serve", f"--model_config_file={config}")
-    assert out.returncode == ExitCode.USAGE and "Traceback" not in out.stderr
+    assert out.returncode == Exit.FAILED and "Traceback" not in out.stderr
     assert "base_path" in out.stderr
 
 
@@ -92,5 +92,5 @@ def test_serve_port_in_use_is_one_line(tmp_path):
             f"--rest_api_port={port}",
             "--log_level=ERROR",
         )
-    assert out.returncode == ExitCode.UNREACHABLE, out.stderr[-2000:]
+    assert out.returncode == Exit.UNREACHABLE, out.stderr[-2000:]
     assert "cannot listen" in _one_clean_line(out.stderr)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cli_support import Exit
 from metadata.store import open_store
 from pipeline.testing.samples import small_config
 from pipeline.validation.quarantine import QUARANTINE_TYPE
@@ -158,7 +159,7 @@ def test_lineage_shows_the_quarantine_as_an_output_of_the_cleaning_execution(cle
 
 def test_quarantine_cli_fails_in_one_line_without_a_store(tmp_path):
     result = _mlops("data", "quarantine", "--metadata", str(tmp_path / "none.db"))
-    assert result.exit_code == 1
+    assert result.exit_code == Exit.INPUT_MISSING
     assert result.output.count("\n") == 1 and "metadata store not found" in result.output
 
 
