@@ -36,6 +36,7 @@ setup(
         "modules": ["best_hyperparameters/*"],
         "apps.ui": ["views/*.py"],
         "model_card": ["template.md"],
+        "pipeline.ingest": ["source_feature.pbtxt"],
     },
     install_requires=[
         "tfx==1.16.0",

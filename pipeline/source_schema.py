@@ -3,7 +3,8 @@
 A dataset's curated schema (schema/schema.pbtxt for taxi) describes the raw data exactly as it
 arrives, so that anything reading it as the data's description, TFX's chicago_taxi_client among
 them, finds every feature in the CSV. The multi-source ExampleGen adds one column of its own,
-`source` (pipeline/ingest/sources.py), declared in schema/multi_source.pbtxt; on that path alone
+`source` (pipeline/ingest/sources.py), declared in pipeline/ingest/source_feature.pbtxt (not in
+schema/, which holds the one curated schema a Schema artifact may point at); on that path alone
 the pipeline imports the curated schema with that feature appended, written under the pipeline
 root with deterministic content so TFX's cache sees the same file for the same inputs.
 """
@@ -18,7 +19,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-MULTI_SOURCE_SCHEMA = Path(__file__).resolve().parent.parent / "schema" / "multi_source.pbtxt"
+MULTI_SOURCE_SCHEMA = Path(__file__).resolve().parent / "ingest" / "source_feature.pbtxt"
 
 
 def _parse(path: str | os.PathLike) -> schema_pb2.Schema:

@@ -42,7 +42,7 @@ KINDS = ("csv", "parquet", "tfrecord", "postgresql", "bigquery")
 FILE_KINDS = {"csv": "*.csv", "parquet": "*.parquet", "tfrecord": "*.tfrecord*"}
 # The feature that holds each row's source when several sources feed one run. The dataset's
 # curated schema leaves it out; on the multi-source path pipeline/source_schema.py adds it
-# (schema/multi_source.pbtxt: optional, not in SERVING), and no model code reads it.
+# (pipeline/ingest/source_feature.pbtxt: optional, not in SERVING), and no model code reads it.
 SOURCE_FEATURE = features.SOURCE_FEATURE_KEY
 # Examples artifact custom property listing the sources (labels and password-free locations).
 SOURCES_PROPERTY = "sources"

@@ -175,6 +175,9 @@ def test_source_feature_is_declared_but_not_a_model_input(tmp_path):
     curated = tfdv.load_schema_text(PipelineConfig().schema_path)
     # The curated schema describes the raw CSV; only the multi-source path adds `source`.
     assert sources.SOURCE_FEATURE not in {f.name for f in curated.feature}
+    # ...and is alone in its folder, so a Schema artifact may point at the folder (TFX reads the
+    # one file a Schema artifact's directory holds).
+    assert os.listdir(Path(PipelineConfig().schema_path).parent) == ["schema.pbtxt"]
     derived = with_source_feature(PipelineConfig().schema_path, str(tmp_path))
     assert with_source_feature(PipelineConfig().schema_path, str(tmp_path)) == derived
     schema = tfdv.load_schema_text(derived)
