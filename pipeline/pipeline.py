@@ -25,6 +25,7 @@ from data_stats.measures import statistics_options
 from modules import dataset_spec
 from modules.baselines import PUSH_LINEAR_KEY
 from modules.dataset_spec import BINARY, MULTICLASS, DatasetSpec, transformed_name
+from modules.families import MODEL_FAMILIES_KEY, check_families
 from pipeline import source_schema
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.executor import SkipSelfEvaluationExecutor
@@ -279,6 +280,13 @@ def create_pipeline(
     # Nothing is transformed, trained or pushed from data that failed validation.
     transform.add_upstream_node(data_gate)
 
+    # Only a run that names families carries them: the default run's exec properties (and so
+    # its cache) stay as they were.
+    families = (
+        {MODEL_FAMILIES_KEY: list(check_families(config.model_families))}
+        if config.model_families
+        else {}
+    )
     if config.skip_tuning:
         hyperparameters_source = tfx.dsl.Importer(
             source_uri=config.best_hyperparameters_dir,
@@ -293,7 +301,7 @@ def create_pipeline(
             schema=schema_gen.outputs["schema"],
             train_args=tfx.proto.TrainArgs(num_steps=config.tuner_train_steps),
             eval_args=tfx.proto.EvalArgs(num_steps=config.tuner_eval_steps),
-            custom_config={"max_trials": config.tuner_trials, **fingerprint},
+            custom_config={"max_trials": config.tuner_trials, **families, **fingerprint},
         )
         hyperparameters = hyperparameters_source.outputs["best_hyperparameters"]
 
@@ -305,7 +313,11 @@ def create_pipeline(
         hyperparameters=hyperparameters,
         train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
-        custom_config={PUSH_LINEAR_KEY: config.push_linear_when_better, **fingerprint},
+        custom_config={
+            PUSH_LINEAR_KEY: config.push_linear_when_better,
+            **families,
+            **fingerprint,
+        },
     )
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
