@@ -31,8 +31,12 @@ def finite_float(text: str) -> float:
 
 
 def model_family_flag(text: str) -> str:
-    """A `--model-family` value: one of modules.model.ALL_FAMILIES (ValueError naming them)."""
-    return check_families([text])[0]
+    """A `--model-family` value: one of modules.families.ALL_FAMILIES (argparse type; its
+    message names them)."""
+    try:
+        return check_families([text])[0]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +111,8 @@ FLAGS: tuple[Flag, ...] = (
         ("--model-family",),
         "model_families",
         "model family to search and train, repeatable: " + ", ".join(ALL_FAMILIES),
+        model_family_flag,
         repeat=True,
-        convert=model_family_flag,
     ),
     Flag(
         ("--infer-schema",), "infer_schema", "SchemaGen instead of the curated schema", switch=True
