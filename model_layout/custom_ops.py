@@ -2,17 +2,16 @@
 
 A gradient-boosted-trees model (TensorFlow Decision Forests, modules/model.py) runs its trees
 through TF-DF's own ops (`SimpleMLInferenceOpWithHandle`, ...), which a Python process only knows
-after TF-DF's op library is loaded; the real TF Serving binary links them in since 2.11. Every
-process that loads a model (the model server, the Evaluator's TFMA, its Beam workers) asks
-`register_ops_for(path)` first: it reads the op names the SavedModel lists and imports TF-DF only
-when they name one of its ops, so a server of Keras models never pays TF-DF's import (~1 s).
+after TF-DF's op library is loaded; the real TF Serving binary links them in since 2.11. The
+model server asks `register_ops_for(path)` before loading a version: it reads the op names the
+SavedModel lists and imports TF-DF only when they name one of its ops, so a server of Keras models
+never pays TF-DF's import (~1 s). The pipeline needs no hook: TFMA (the Evaluator, in every Beam
+worker) and tf.Transform import TF-DF themselves whenever it is installed, to register its ops.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
 
 # Every TF-DF op's name starts with this (SimpleMLCreateModelResource, SimpleMLInference...).
 DECISION_FOREST_OP_PREFIX = "SimpleML"
@@ -54,11 +53,3 @@ def register_ops_for(saved_model_dir: str | os.PathLike) -> bool:
         return False
     register_decision_forest_ops()
     return True
-
-
-def construct_after_ops(saved_model_dir: str, construct: Callable[[], Any]) -> Any:
-    """`construct()` (a model loader, e.g. TFMA's) once the ops `saved_model_dir` needs are
-    registered. Module-level so that a Beam worker unpickling a partial of it imports this
-    module and registers the ops in its own process before loading."""
-    register_ops_for(saved_model_dir)
-    return construct()

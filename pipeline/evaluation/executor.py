@@ -11,20 +11,14 @@ Any other candidate is evaluated by TFX's executor, and then held to the Trainer
 with the run's baselines (modules/baselines.py): a model that did not beat them is not blessed,
 whatever TFMA's thresholds said, and the comparison is copied into the evaluation, where the run
 summary and the model card read it.
-
-Models are loaded through `eval_shared_model`: TFMA's default, with the custom ops a model needs
-(TF-DF's, for gradient-boosted trees: model_layout/custom_ops.py) registered first, in this
-process and in every Beam worker that loads it.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Any
 
 import tensorflow as tf
-import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import validation_result_pb2
 from tfx import types
 from tfx.components.evaluator import constants
@@ -32,25 +26,10 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 
-from model_layout.custom_ops import construct_after_ops, register_ops_for
 from modules import baselines
 
 # The blessing's custom property holding the comparison's one-line decision.
 BASELINE_DECISION_KEY = "baseline_decision"
-# TFX's Evaluator takes the loader of each model from this exec property (an import path).
-EVAL_SHARED_MODEL_FN = "custom_eval_shared_model"
-
-
-def eval_shared_model(eval_saved_model_path: str, **kwargs: Any) -> tfma.types.EvalSharedModel:
-    """tfma.default_eval_shared_model, for a model that needs custom ops (a TF-DF model) with
-    them registered here and, through the loader's construct_fn, in each Beam worker."""
-    model = tfma.default_eval_shared_model(eval_saved_model_path=eval_saved_model_path, **kwargs)
-    if register_ops_for(eval_saved_model_path):
-        loader = model.model_loader
-        loader.construct_fn = functools.partial(
-            construct_after_ops, eval_saved_model_path, loader.construct_fn
-        )
-    return model
 
 
 def candidate_is_baseline(input_dict: dict[str, list[types.Artifact]]) -> bool:
@@ -75,8 +54,7 @@ class SkipSelfEvaluationExecutor(evaluator_executor.Executor):
         exec_properties: dict[str, Any],
     ) -> None:
         if not candidate_is_baseline(input_dict):
-            loader = f"{__name__}.{eval_shared_model.__name__}"
-            super().Do(input_dict, output_dict, {**exec_properties, EVAL_SHARED_MODEL_FN: loader})
+            super().Do(input_dict, output_dict, exec_properties)
             apply_baseline_comparison(input_dict, output_dict)
             return
         evaluation_uri = artifact_utils.get_single_uri(output_dict[constants.EVALUATION_KEY])
