@@ -67,3 +67,36 @@ def test_the_model_server_and_the_default_families_do_not_import_tfdf():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-1] == "False"
+
+
+def test_tree_trials_are_scored_by_the_forest_scorer_and_ranked_by_the_objective(tmp_path):
+    from modules.tuner import FamilySearch
+
+    scored, built = [], []
+
+    def build(hp: kt.HyperParameters):
+        """keras-tuner builds the default model once to see the space; no trial fits it."""
+        import tf_keras as keras
+
+        built.append(hp.values["max_depth"])
+        return keras.Sequential([keras.layers.Dense(1)])
+
+    def score_forest(hp: kt.HyperParameters) -> float:
+        scored.append(hp.values["max_depth"])
+        return 0.9 if hp.values["max_depth"] == 4 else 0.7
+
+    tuner = FamilySearch(
+        build,
+        score_forest=score_forest,
+        hyperparameters=hyperparameter_space((GRADIENT_BOOSTED_TREES,)),
+        objective=kt.Objective("val_auc", direction="max"),
+        max_trials=4,
+        directory=str(tmp_path),
+        project_name="t",
+        seed=0,
+    )
+    tuner.search()
+    assert len(built) <= 1  # the space probe, no trial
+    assert set(scored) == {4, 6}  # both depths tried (random search stops once it repeats)
+    best = tuner.get_best_hyperparameters(1)[0]
+    assert model_family(best) == GRADIENT_BOOSTED_TREES and best.values["max_depth"] == 4
