@@ -147,7 +147,9 @@ def with_model_inputs(forest: keras.Model, spec: DatasetSpec) -> keras.Model:
     transformed feature): what is exported, so the Transform layer's outputs, whose rank TF-DF
     cannot take when it is unknown, reach the trees as the same [n, 1] columns."""
     inputs, _, _ = _inputs(spec)
-    return keras.Model(inputs, forest({i.name: i for i in inputs}))
+    # Reshape: a Keras Input does not fix the rank of what it is fed at serving time.
+    columns = {i.name: keras.layers.Reshape((1,))(i) for i in inputs}
+    return keras.Model(inputs, forest(columns))
 
 
 def _categorical_cardinalities(spec: DatasetSpec) -> dict[str, int]:

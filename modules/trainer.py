@@ -223,9 +223,19 @@ def fit_gradient_boosted_trees(
     model: keras.Model, train: tf.data.Dataset, spec: DatasetSpec
 ) -> keras.Model:
     """Train a TF-DF model on one pass of `train`, its native log captured (debug level).
-    Classification labels go in as int64 class ids (TF-DF's classification label type)."""
-    if spec.task in (BINARY, MULTICLASS):
-        train = train.map(lambda x, y: (x, tf.cast(tf.reshape(y, [-1]), tf.int64)))
+    Every input as an [n, 1] column; classification labels as int64 class ids (TF-DF's
+    classification label type)."""
+    label_type = tf.int64 if spec.task in (BINARY, MULTICLASS) else tf.float32
+
+    def columns(features: dict, label: tf.Tensor) -> tuple[dict, tf.Tensor]:
+        # [n, 1] of known rank: TF-DF keeps the training inputs' shapes, and a transformed
+        # split read through TFXIO can have an unknown rank, which its call then cannot take.
+        return (
+            {k: tf.reshape(v, [-1, 1]) for k, v in features.items()},
+            tf.cast(tf.reshape(label, [-1]), label_type),
+        )
+
+    train = train.map(columns)
     with quiet_native_logs() as log:
         model.fit(train, verbose=0)
     logging.debug("TF-DF training log:\n%s", log.getvalue())
