@@ -42,6 +42,9 @@ setup(
         "tfx==1.16.0",
         "keras-tuner==1.3.5",  # last release on tf.keras (Keras 2); 1.4 requires Keras 3
         "kfp==2.9.0",
+        # gradient-boosted trees (modules/model.py); its C++ log is captured with wurlitzer
+        "tensorflow-decision-forests==1.9.2",
+        "wurlitzer",
         "tensorflow-serving-api==2.16.1",
         "grpcio",
         "click>=8",

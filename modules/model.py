@@ -10,12 +10,23 @@ TensorFlow 2.16's default `tf.keras` is Keras 3.
 
 from __future__ import annotations
 
+import contextlib
+import io
+from collections.abc import Iterator
+
 import keras_tuner as kt
 import tensorflow as tf
 import tf_keras as keras
 
 from modules import autograph_rules, dataset_spec
-from modules.dataset_spec import BINARY, MULTICLASS, DatasetSpec, transformed_name
+from modules.dataset_spec import BINARY, MULTICLASS, REGRESSION, DatasetSpec, transformed_name
+from modules.families import (
+    FAMILIES,
+    GRADIENT_BOOSTED_TREES,
+    LINEAR,
+    WIDE_AND_DEEP,
+    check_families,
+)
 
 # Keras's own training code is traced without AutoGraph conversion (most of each trial's time).
 autograph_rules.skip_library_internals()
@@ -23,11 +34,14 @@ autograph_rules.skip_library_internals()
 LEARNING_RATES: list[float] = [1e-3, 3e-3, 1e-2]
 HIDDEN_UNITS: list[int] = [32, 64, 128]
 MAX_HIDDEN_LAYERS: int = 3
-# Model families the Tuner chooses between: a linear model on the transformed features (one-hot
-# ids, z-scores) and the wide-and-deep network. The linear family is also what the run's linear
-# baseline is (modules/baselines.py fits it in closed form or by a short full-data fit).
-WIDE_AND_DEEP, LINEAR = "wide_and_deep", "linear"
-FAMILIES: tuple[str, ...] = (WIDE_AND_DEEP, LINEAR)
+# Model families (modules/families.py): a linear model on the transformed features (one-hot
+# ids, z-scores), the wide-and-deep network, and gradient-boosted trees through TensorFlow
+# Decision Forests (opt-in; TF-DF is imported only when that family is built). The linear family
+# is also what the run's linear baseline is (modules/baselines.py fits it in closed form or by a
+# short full-data fit).
+# The trees' depths the Tuner tries (only when the family is searched); 6 is TF-DF's default.
+TREE_DEPTHS: list[int] = [4, 6]
+MAX_TREES = 300
 # Training steps per tf.function call: this small network's step is cheaper than Keras's
 # per-step Python overhead, so running many steps per call is most of the training speed-up.
 STEPS_PER_EXECUTION: int = 50
@@ -50,14 +64,31 @@ def tuner_objective(spec: DatasetSpec) -> kt.Objective:
     return kt.Objective("val_loss", direction="min")
 
 
-def hyperparameter_space() -> kt.HyperParameters:
+def hyperparameter_space(families: tuple[str, ...] = FAMILIES) -> kt.HyperParameters:
     """The search space: the model family, learning rate, width of the first hidden layer and
-    depth (the last two only shape the wide-and-deep family)."""
+    depth (the last two only shape the wide-and-deep family), and the trees' depth when
+    gradient-boosted trees are searched (the default space is unchanged without them, so the
+    default search samples the same trials)."""
+    families = check_families(families) or FAMILIES
     hp = kt.HyperParameters()
-    hp.Choice("model_family", list(FAMILIES), default=WIDE_AND_DEEP)
+    default = WIDE_AND_DEEP if WIDE_AND_DEEP in families else families[0]
+    hp.Choice("model_family", list(families), default=default)
     hp.Choice("learning_rate", LEARNING_RATES, default=3e-3)
     hp.Choice("first_hidden_units", HIDDEN_UNITS, default=64)
     hp.Int("num_hidden_layers", 1, MAX_HIDDEN_LAYERS, default=2)
+    if GRADIENT_BOOSTED_TREES in families:
+        hp.Choice("max_depth", TREE_DEPTHS, default=6)
+    return hp
+
+
+def for_families(hparams: kt.HyperParameters, families: tuple[str, ...]) -> kt.HyperParameters:
+    """`hparams` (e.g. the committed best hyperparameters) restricted to `families`: the values
+    the space of `families` shares with them, and the first of `families` when theirs is not
+    one of them (`--skip-tuning --model-family gradient_boosted_trees` trains trees)."""
+    hp = hyperparameter_space(families)
+    hp.values.update({k: v for k, v in hparams.values.items() if k in hp.values})
+    if model_family(hp) not in families:
+        hp.values["model_family"] = families[0]
     return hp
 
 
@@ -65,6 +96,60 @@ def model_family(hparams: kt.HyperParameters) -> str:
     """The family a set of hyperparameters asks for (wide-and-deep for sets saved before the
     family was searched)."""
     return str(hparams.values.get("model_family", WIDE_AND_DEEP))
+
+
+@contextlib.contextmanager
+def quiet_native_logs() -> Iterator[io.StringIO]:
+    """Capture what C++ code writes to stdout/stderr (TF-DF's learner logs each tree and
+    warning there, past Python's logging): into the yielded buffer, which callers log at debug
+    level, so a run's terminal shows the pipeline's own progress only."""
+    import wurlitzer
+
+    buffer = io.StringIO()
+    with wurlitzer.pipes(stdout=buffer, stderr=wurlitzer.STDOUT):
+        yield buffer
+
+
+def build_gradient_boosted_trees(spec: DatasetSpec, hparams: kt.HyperParameters) -> keras.Model:
+    """Gradient-boosted trees (TF-DF, a tf_keras model) on the same transformed features: the
+    z-scores as numerical, the ids as categorical inputs; the label as the task asks. Its
+    output has the other families' shape (binary [n, 1] positive-class probability, multiclass
+    [n, classes], regression [n, 1]), so export, signatures and baselines take it unchanged.
+    The trees stop early on TF-DF's own validation share of the training rows (10%), at most
+    MAX_TREES of them; nothing is printed (verbose=0, and the C++ log is captured:
+    quiet_native_logs)."""
+    import tensorflow_decision_forests as tfdf
+
+    semantic = tfdf.keras.FeatureSemantic
+    features = [
+        tfdf.keras.FeatureUsage(transformed_name(k), semantic.NUMERICAL) for k in spec.numeric
+    ]
+    features += [
+        tfdf.keras.FeatureUsage(transformed_name(k), semantic.CATEGORICAL)
+        for k in _categorical_cardinalities(spec)
+    ]
+    task = tfdf.keras.Task.REGRESSION if spec.task == REGRESSION else tfdf.keras.Task.CLASSIFICATION
+    # Its constructor already logs warnings about unused defaults from C++.
+    with quiet_native_logs():
+        return tfdf.keras.GradientBoostedTreesModel(
+            task=task,
+            features=features,
+            exclude_non_specified_features=True,
+            num_trees=MAX_TREES,
+            max_depth=int(hparams.values.get("max_depth", 6)),
+            random_seed=42,
+            verbose=0,
+        )
+
+
+def with_model_inputs(forest: keras.Model, spec: DatasetSpec) -> keras.Model:
+    """A trained TF-DF model behind the other families' Keras inputs (one [n, 1] tensor per
+    transformed feature): what is exported, so the Transform layer's outputs, whose rank TF-DF
+    cannot take when it is unknown, reach the trees as the same [n, 1] columns."""
+    inputs, _, _ = _inputs(spec)
+    # Reshape: a Keras Input does not fix the rank of what it is fed at serving time.
+    columns = {i.name: keras.layers.Reshape((1,))(i) for i in inputs}
+    return keras.Model(inputs, forest(columns))
 
 
 def _categorical_cardinalities(spec: DatasetSpec) -> dict[str, int]:
@@ -179,8 +264,11 @@ def build_keras_model(
 ) -> keras.Model:
     """The model of the hyperparameters' family. Wide-and-deep: one-hot categoricals into a
     linear head (wide), numerics plus embeddings through a tower whose layers halve in width
-    (deep). Linear: build_linear_model. The head follows the task."""
+    (deep). Linear: build_linear_model. Gradient-boosted trees: build_gradient_boosted_trees.
+    The head follows the task."""
     spec = spec or dataset_spec.load()
+    if model_family(hparams) == GRADIENT_BOOSTED_TREES:
+        return build_gradient_boosted_trees(spec, hparams)
     learning_rate = float(hparams.get("learning_rate"))
     if model_family(hparams) == LINEAR:
         return build_linear_model(spec, learning_rate, steps_per_execution, label_scale)

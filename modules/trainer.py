@@ -29,13 +29,17 @@ from tfx_bsl.public import tfxio
 
 from modules import baselines, dataset_spec, importance
 from modules.dataset_spec import BINARY, MULTICLASS, REGRESSION, DatasetSpec, transformed_name
+from modules.families import GRADIENT_BOOSTED_TREES, configured_families
 from modules.model import (
     build_constant_model,
     build_keras_model,
     build_linear_model,
+    for_families,
     hyperparameter_space,
     model_family,
     output_name,
+    quiet_native_logs,
+    with_model_inputs,
 )
 
 BATCH_SIZE = 128
@@ -193,6 +197,48 @@ def fit_linear_baseline(
         shuffle=True,
         verbose=0,
     )
+    return model
+
+
+def one_pass(
+    file_pattern: list[str],
+    data_accessor: tfx.components.DataAccessor,
+    tf_transform_output: tft.TFTransformOutput,
+    spec: DatasetSpec,
+) -> tf.data.Dataset:
+    """(transformed features, label) batches, every row once, in file order: what decision
+    forests train on (TF-DF reads its whole training set in one pass, then grows the trees)."""
+    options = tfxio.TensorFlowDatasetOptions(
+        batch_size=READ_BATCH_SIZE,
+        label_key=transformed_name(spec.label),
+        shuffle=False,
+        num_epochs=1,
+    )
+    return data_accessor.tf_dataset_factory(
+        file_pattern, options, tf_transform_output.transformed_metadata.schema
+    )
+
+
+def fit_gradient_boosted_trees(
+    model: keras.Model, train: tf.data.Dataset, spec: DatasetSpec
+) -> keras.Model:
+    """Train a TF-DF model on one pass of `train`, its native log captured (debug level).
+    Every input as an [n, 1] column; classification labels as int64 class ids (TF-DF's
+    classification label type)."""
+    label_type = tf.int64 if spec.task in (BINARY, MULTICLASS) else tf.float32
+
+    def columns(features: dict, label: tf.Tensor) -> tuple[dict, tf.Tensor]:
+        # [n, 1] of known rank: TF-DF keeps the training inputs' shapes, and a transformed
+        # split read through TFXIO can have an unknown rank, which its call then cannot take.
+        return (
+            {k: tf.reshape(v, [-1, 1]) for k, v in features.items()},
+            tf.cast(tf.reshape(label, [-1]), label_type),
+        )
+
+    train = train.map(columns)
+    with quiet_native_logs() as log:
+        model.fit(train, verbose=0)
+    logging.debug("TF-DF training log:\n%s", log.getvalue())
     return model
 
 
@@ -366,36 +412,46 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     eval_split = read_split(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec)
     plan = training_plan(train.rows, fn_args.train_steps)
     logging.info("Training plan for %d rows: %s", train.rows, plan)
-    cache = fits_in_cache(fn_args.train_files, spec=spec)
-    train_ds = input_fn(
-        fn_args.train_files,
-        fn_args.data_accessor,
-        tf_transform_output,
-        plan.batch_size,
-        cache,
-        spec,
-    )
+    families = configured_families(custom_config)
     if fn_args.hyperparameters:
         hparams = kt.HyperParameters.from_config(fn_args.hyperparameters)
     else:
-        hparams = hyperparameter_space()
+        hparams = hyperparameter_space(families)
+    hparams = for_families(hparams, families)
     logging.info("Training %s with hyperparameters %s", model_family(hparams), hparams.values)
 
     seconds: dict[str, float] = {}
     started = time.monotonic()
     model = build_keras_model(hparams, spec=spec, label_scale=label_scale(spec, train.labels))
-    model.fit(
-        train_ds,
-        steps_per_epoch=plan.steps_per_epoch,
-        epochs=plan.epochs,
-        validation_data=(eval_split.features, eval_split.labels),
-        validation_batch_size=EVAL_BATCH_SIZE,
-        callbacks=[
-            plan.early_stopping(),
-            keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
-        ],
-        verbose=2,
-    )
+    if model_family(hparams) == GRADIENT_BOOSTED_TREES:
+        forest = fit_gradient_boosted_trees(
+            model,
+            one_pass(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec),
+            spec,
+        )
+        model = with_model_inputs(forest, spec)
+    else:
+        cache = fits_in_cache(fn_args.train_files, spec=spec)
+        train_ds = input_fn(
+            fn_args.train_files,
+            fn_args.data_accessor,
+            tf_transform_output,
+            plan.batch_size,
+            cache,
+            spec,
+        )
+        model.fit(
+            train_ds,
+            steps_per_epoch=plan.steps_per_epoch,
+            epochs=plan.epochs,
+            validation_data=(eval_split.features, eval_split.labels),
+            validation_batch_size=EVAL_BATCH_SIZE,
+            callbacks=[
+                plan.early_stopping(),
+                keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+            ],
+            verbose=2,
+        )
     seconds[baselines.CANDIDATE] = time.monotonic() - started
     started = time.monotonic()
     models = {

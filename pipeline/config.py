@@ -82,6 +82,11 @@ class PipelineConfig:
     tuner_train_steps: int = 300
     tuner_eval_steps: int = 50
     skip_tuning: bool = False
+    # The model families the Tuner searches and the Trainer may train (modules/model.py
+    # ALL_FAMILIES, e.g. ("gradient_boosted_trees",)); empty: the default search's
+    # (modules.model.FAMILIES). With skip_tuning, the committed hyperparameters' family when it
+    # is one of them, else the first.
+    model_families: tuple[str, ...] = ()
     best_hyperparameters_dir: str = str(MODULES_DIR / "best_hyperparameters")
     # When the linear baseline the Trainer fits beside the candidate beats it (by the dataset
     # spec's evaluation.linear_margin, default the eval noise: modules/baselines.py), export and

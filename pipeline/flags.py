@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modules.dataset_spec import DEFAULT_DATASET
+from modules.families import ALL_FAMILIES, check_families
 from pipeline.config import EvalThresholds, PipelineConfig, span_count
 from pipeline.ingest.sources import check_combination, parse_source_flag
 
@@ -27,6 +28,15 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number")
     return value
+
+
+def model_family_flag(text: str) -> str:
+    """A `--model-family` value: one of modules.families.ALL_FAMILIES (argparse type; its
+    message names them)."""
+    try:
+        return check_families([text])[0]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +106,13 @@ FLAGS: tuple[Flag, ...] = (
         "skip_tuning",
         "fast mode: import modules/best_hyperparameters instead of searching",
         switch=True,
+    ),
+    Flag(
+        ("--model-family",),
+        "model_families",
+        "model family to search and train, repeatable: " + ", ".join(ALL_FAMILIES),
+        model_family_flag,
+        repeat=True,
     ),
     Flag(
         ("--infer-schema",), "infer_schema", "SchemaGen instead of the curated schema", switch=True

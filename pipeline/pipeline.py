@@ -26,6 +26,7 @@ from data_stats.measures import statistics_options
 from modules import dataset_spec
 from modules.baselines import PUSH_LINEAR_KEY
 from modules.dataset_spec import BINARY, MULTICLASS, DatasetSpec, transformed_name
+from modules.families import MODEL_FAMILIES_KEY, check_families
 from pipeline import source_schema
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.executor import SkipSelfEvaluationExecutor
@@ -309,6 +310,14 @@ def _transform(config: PipelineConfig, data: _Ingest, examples, fingerprint: dic
     return transform
 
 
+def _families(config: PipelineConfig) -> dict:
+    """Only a run that names model families carries them: the default run's exec properties (and
+    so its cache) stay as they were."""
+    if not config.model_families:
+        return {}
+    return {MODEL_FAMILIES_KEY: list(check_families(config.model_families))}
+
+
 def _hyperparameters(config: PipelineConfig, data: _Ingest, transform, fingerprint: dict):
     """The Tuner, or with skip_tuning an Importer of the committed best hyperparameters.
     Returns (the node, its hyperparameters channel)."""
@@ -325,7 +334,7 @@ def _hyperparameters(config: PipelineConfig, data: _Ingest, transform, fingerpri
         schema=data.schema,
         train_args=tfx.proto.TrainArgs(num_steps=config.tuner_train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.tuner_eval_steps),
-        custom_config={"max_trials": config.tuner_trials, **fingerprint},
+        custom_config={"max_trials": config.tuner_trials, **_families(config), **fingerprint},
     )
     return tuner, tuner.outputs["best_hyperparameters"]
 
@@ -339,7 +348,11 @@ def _trainer(config: PipelineConfig, data: _Ingest, transform, hyperparameters, 
         hyperparameters=hyperparameters,
         train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
-        custom_config={PUSH_LINEAR_KEY: config.push_linear_when_better, **fingerprint},
+        custom_config={
+            PUSH_LINEAR_KEY: config.push_linear_when_better,
+            **_families(config),
+            **fingerprint,
+        },
     )
 
 

@@ -23,6 +23,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from model_layout import list_versions
 from model_layout.config_rules import config_problem
+from model_layout.custom_ops import register_ops_for
 from serving.errors import ServingError, failed_precondition, invalid_argument, not_found
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def load_servable(name: str, version: int, path: str) -> Servable:
             f"{pb_path} holds no MetaGraph tagged 'serve' "
             f"({os.path.getsize(pb_path)} bytes; empty or not a SavedModel)"
         )
+    register_ops_for(path)  # TF-DF's ops, only for a decision-forest model
     handle = tf.saved_model.load(path, tags=["serve"])
     signature_defs = {k: v for k, v in meta.signature_def.items() if k in handle.signatures}
     functions = {k: handle.signatures[k] for k in signature_defs}

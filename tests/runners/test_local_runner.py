@@ -1,5 +1,7 @@
 """The local runner's own flags, parsed in-process into the PipelineConfig it runs."""
 
+import json
+
 from runners import local_runner
 
 
@@ -113,3 +115,30 @@ def test_a_threshold_that_is_not_a_finite_number_is_refused_before_anything_runs
             local_runner.parse_args([f"--min-auc={value}"])
         assert exit_.value.code == 2
         assert "expected a finite number" in capsys.readouterr().err
+
+
+def test_model_family_flag_reaches_the_tuner_and_trainer_and_the_default_run_is_unchanged(
+    capsys,
+):
+    import pytest
+
+    from modules.families import GRADIENT_BOOSTED_TREES, MODEL_FAMILIES_KEY
+    from pipeline.pipeline import create_pipeline
+
+    def custom_configs(config) -> dict:
+        components = {c.id: c for c in create_pipeline(config).components}
+        return {
+            name: json.loads(components[name].exec_properties["custom_config"])
+            for name in ("Tuner", "Trainer")
+        }
+
+    config = _config("--model-family", GRADIENT_BOOSTED_TREES, "--model-family", "linear")
+    assert config.model_families == (GRADIENT_BOOSTED_TREES, "linear")
+    for custom in custom_configs(config).values():
+        assert custom[MODEL_FAMILIES_KEY] == [GRADIENT_BOOSTED_TREES, "linear"]
+    for custom in custom_configs(_config()).values():
+        assert MODEL_FAMILIES_KEY not in custom  # the default run's exec properties as before
+    with pytest.raises(SystemExit) as exit_:
+        local_runner.parse_args(["--model-family", "xgboost"])
+    assert exit_.value.code == 2
+    assert "unknown model family 'xgboost'" in capsys.readouterr().err
