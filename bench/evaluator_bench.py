@@ -130,8 +130,10 @@ def export_ref(ref: str, dest: Path) -> Path:
     """The project's code at git `ref`, as files under dest (nothing in the checkout changes)."""
     dest.mkdir(parents=True)
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True
+        ["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=False
     )
+    if archive.returncode != 0:
+        raise SystemExit(f"error: cannot export git ref {ref!r}: {archive.stderr.decode().strip()}")
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return dest
 

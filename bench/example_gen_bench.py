@@ -147,8 +147,10 @@ def export_ref(ref: str, dest: Path) -> Path:
     """The project's code at git `ref`, as files under dest (the checkout is not touched)."""
     dest.mkdir(parents=True)
     archive = subprocess.run(
-        ["git", "-C", str(PROJECT_ROOT), "archive", ref], capture_output=True, check=True
+        ["git", "-C", str(PROJECT_ROOT), "archive", ref], capture_output=True, check=False
     )
+    if archive.returncode != 0:
+        raise SystemExit(f"error: cannot export git ref {ref!r}: {archive.stderr.decode().strip()}")
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return dest
 
