@@ -1,6 +1,7 @@
 """ExampleGen's time and memory per row: TFX's CsvExampleGen executor against this project's.
 
     .venv/bin/python bench/example_gen_bench.py [--rows 100000,1000000] [--executors tfx,ours]
+        [--against main]
 
 For each size, a taxi-like span (bench/generate_rows.py) is written once; then each executor
 runs alone in its own process (so peak RSS is its own) with the pipeline's default Beam options
@@ -10,6 +11,8 @@ once, buffers the parsed lines for the column-type side input, and writes each s
 (pipeline/ingest/csv_example_gen.py) and shuffles through disk (pipeline/ingest/example_shuffle.py).
 Printed per executor: seconds (the executor, not the imports), rows/s, peak RSS, rows written,
 then ours against TFX's at each size and each executor's 1M/100k-style ratios between sizes.
+With --against REF, this project's executor as it is at git REF (exported with `git archive`)
+runs too, as `ours@REF`, and this checkout's is compared with it.
 """
 
 from __future__ import annotations
@@ -68,14 +71,15 @@ def run_executor(name: str, data_root: str, out: str) -> dict:
     return {"executor": name, "seconds": seconds, "peak_rss_mib": peak_mib, "rows": rows}
 
 
-def _in_subprocess(name: str, data_root: str, out: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
+def _in_subprocess(name: str, data_root: str, out: str, code_root: Path = PROJECT_ROOT) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(code_root))
     proc = subprocess.run(
         [sys.executable, __file__, "--executor", name, data_root, out],
         capture_output=True,
         text=True,
         env=env,
         check=False,
+        cwd=code_root,
     )
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
@@ -98,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=row_counts, default="100000,1000000")
     parser.add_argument("--executors", default=",".join(EXECUTORS))
+    parser.add_argument("--against", default="", help="also run this project's executor at REF")
     parser.add_argument("--executor", choices=EXECUTORS, help=argparse.SUPPRESS)
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -117,18 +122,57 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: dict[tuple[int, str], dict] = {}
     sizes = args.rows
-    for rows in sizes:
-        with tempfile.TemporaryDirectory(prefix="example_gen_bench_") as tmp:
-            write_span(Path(tmp, "data"), rows)
-            for name in names:
-                r = _in_subprocess(name, str(Path(tmp, "data")), str(Path(tmp, name)))
-                results[rows, name] = r
-                print(
-                    f"{rows:>9} {name:<9} {r['seconds']:8.1f} {rows / r['seconds']:8.0f} "
-                    f"{r['peak_rss_mib']:7.0f}Mi {r['rows']:>9}"
-                )
+    against = f"ours@{args.against}" if args.against else ""
+    code_roots = dict.fromkeys(names, PROJECT_ROOT)
+    with tempfile.TemporaryDirectory(prefix="example_gen_bench_code_") as code_tmp:
+        if against:
+            code_roots[against] = export_ref(args.against, Path(code_tmp, "code"))
+            names = [*names, against]
+        for rows in sizes:
+            _run_size(rows, names, code_roots, results)
     print("ratios (same invocation):")
-    if set(names) == set(EXECUTORS):
+    if against and "ours" in names:
+        for rows in sizes:
+            ours, before = results[rows, "ours"], results[rows, against]
+            print(
+                f"  {rows} rows, ours / {against}: time x{ours['seconds'] / before['seconds']:.2f}"
+                f", rows/s x{before['seconds'] / ours['seconds']:.2f}, "
+                f"peak RSS x{ours['peak_rss_mib'] / before['peak_rss_mib']:.2f}"
+            )
+    _print_ratios(names, sizes, results)
+    return 0
+
+
+def export_ref(ref: str, dest: Path) -> Path:
+    """The project's code at git `ref`, as files under dest (the checkout is not touched)."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "archive", ref], capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        raise SystemExit(f"error: cannot export git ref {ref!r}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
+
+
+def _run_size(rows: int, names: list[str], code_roots: dict, results: dict) -> None:
+    """Every executor on one freshly written span of `rows` rows."""
+    with tempfile.TemporaryDirectory(prefix="example_gen_bench_") as tmp:
+        write_span(Path(tmp, "data"), rows)
+        for name in names:
+            executor = name.split("@")[0]
+            r = _in_subprocess(
+                executor, str(Path(tmp, "data")), str(Path(tmp, name)), code_roots[name]
+            )
+            results[rows, name] = r
+            print(
+                f"{rows:>9} {name:<9} {r['seconds']:8.1f} {rows / r['seconds']:8.0f} "
+                f"{r['peak_rss_mib']:7.0f}Mi {r['rows']:>9}"
+            )
+
+
+def _print_ratios(names: list[str], sizes: list[int], results: dict) -> None:
+    if set(EXECUTORS) <= set(names):
         for rows in sizes:
             ours, tfx = results[rows, "ours"], results[rows, "tfx"]
             print(
@@ -141,7 +185,6 @@ def main(argv: list[str] | None = None) -> int:
             memory = b["peak_rss_mib"] / a["peak_rss_mib"]
             speed = (big / b["seconds"]) / (small / a["seconds"])
             print(f"  {name} {big} / {small} rows: peak RSS x{memory:.2f}, rows/s x{speed:.2f}")
-    return 0
 
 
 if __name__ == "__main__":

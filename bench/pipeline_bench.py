@@ -1,6 +1,7 @@
 """Pipeline wall time, peak memory and model quality against the stock TFX taxi template.
 
     .venv/bin/python bench/pipeline_bench.py [--keep DIR] [--multi-processing]
+        [--scale-rows 100000,1000000,5000000]
 
 One invocation runs, each in a fresh subprocess (so peak RSS is that run's own):
   1. the anchor: the stock TFX taxi template (`tfx template copy --model=taxi`, every step
@@ -13,7 +14,10 @@ One invocation runs, each in a fresh subprocess (so peak RSS is that run's own):
   (5. with --multi-processing: this project cold with Beam's multi-processing mode.)
 Then it scores each run's trained model on the same rows -- the eval rows held out by both the
 template's and this project's ExampleGen -- and prints wall, peak RSS, AUC, accuracy and ratios
-against the template's cold run, last.
+against the template's cold run. With --scale-rows, the same invocation then runs the pipeline
+(--skip-tuning, cold, Beam mode auto) on generated spans of those sizes (bench/scale_bench.py):
+wall, peak RSS, per-component seconds and rows/s, the Evaluator's eval rows/s, against issue
+26's targets.
 """
 
 from __future__ import annotations
@@ -143,9 +147,23 @@ def main() -> int:
     p.add_argument("--keep", help="directory for the runs' outputs (default: a temp dir)")
     p.add_argument("--multi-processing", action="store_true", help="also a multi-processing run")
     p.add_argument("--skip-template", action="store_true", help="only this project's runs")
+    p.add_argument("--skip-small", action="store_true", help="only the --scale-rows runs")
+    p.add_argument("--scale-rows", default="", help="then the scale runs at these row counts")
     args = p.parse_args()
     base = Path(args.keep or tempfile.mkdtemp(prefix="pipeline_bench_"))
     base.mkdir(parents=True, exist_ok=True)
+    status = 0 if args.skip_small else small_runs(args, base)
+    if args.scale_rows:
+        # Run as a script, bench/ is first on sys.path: the sibling module imports by name.
+        import scale_bench
+
+        scale_args = ["--rows", args.scale_rows, "--modes", "auto", "--keep", str(base / "scale")]
+        status = max(status, scale_bench.main(scale_args))
+    return status
+
+
+def small_runs(args: argparse.Namespace, base: Path) -> int:
+    """The template and this project on the default data: the cold, re-run and edit ratios."""
     env = dict(os.environ)  # carries the Keras-2 switch `import modules` set
     load_before = os.getloadavg()
     results: list[tuple[str, float, float, int]] = []

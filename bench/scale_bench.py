@@ -38,6 +38,9 @@ RUNNER = ROOT / "runners" / "local_runner.py"
 PIPELINE_NAME = "taxi_scale"
 # Components whose seconds scale with the input (the rest are fixed cost, shown but not rated).
 DATA_STAGES = ("CsvExampleGen", "RowCleaner", "StatisticsGen", "Transform", "Evaluator")
+# Issue 26's targets at 1M rows: every data stage at least this many rows/s, the Evaluator this
+# many eval rows/s (its eval split: EVAL_SHARE of the rows, ExampleGen's 4:1 hash split).
+STAGE_ROWS_PER_S, EVAL_ROWS_PER_S, EVAL_SHARE = 20_000, 10_000, 0.2
 
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -187,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             for name, secs in r["seconds"].items():
                 rate = f"{n / secs:10,.0f} rows/s" if secs > 0 else " " * 17
+                if name == "Evaluator" and secs > 0:
+                    rate += f" (~{n * EVAL_SHARE / secs:,.0f} eval rows/s, target "
+                    rate += f"{EVAL_ROWS_PER_S:,})"
+                elif name in DATA_STAGES and secs > 0:
+                    rate += f" (target {STAGE_ROWS_PER_S:,})"
                 peak = r["peaks"].get(name)
                 tree = f"  tree RSS up to {peak:6.0f} MiB" if peak else ""
                 print(f"    {name:<28} {secs:8.1f} s {rate}{tree}", flush=True)

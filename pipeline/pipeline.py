@@ -29,6 +29,7 @@ from modules.dataset_spec import BINARY, MULTICLASS, DatasetSpec, transformed_na
 from modules.families import MODEL_FAMILIES_KEY, check_families
 from pipeline import source_schema
 from pipeline.config import PipelineConfig
+from pipeline.evaluation import histogram_metrics
 from pipeline.evaluation.executor import SkipSelfEvaluationExecutor
 from pipeline.ingest import sources
 from pipeline.ingest.training_window import training_window
@@ -73,8 +74,10 @@ def _threshold(
     return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]
 
 
-def _metric(class_name: str, thresholds=(), **config) -> tfma.MetricConfig:
-    metric = tfma.MetricConfig(class_name=class_name, per_slice_thresholds=list(thresholds))
+def _metric(class_name: str, thresholds=(), module: str = "", **config) -> tfma.MetricConfig:
+    metric = tfma.MetricConfig(
+        class_name=class_name, module=module, per_slice_thresholds=list(thresholds)
+    )
     if config:
         metric.config = json.dumps(config)
     return metric
@@ -109,9 +112,12 @@ def eval_config(config: PipelineConfig, spec: DatasetSpec | None = None) -> tfma
             _metric("ExampleCount"),
             _metric("AUC", _threshold(t.get("min_auc"), gain=t.get("min_auc_gain"))),
             _metric("BinaryAccuracy", _threshold(t.get("min_accuracy"))),
-            _metric("Calibration"),
-            _metric("MeanLabel"),
-            _metric("MeanPrediction"),
+            # TFMA's Calibration, MeanLabel and MeanPrediction, derived from the histogram AUC
+            # already builds instead of a per-example combiner of their own (same names and
+            # values; pipeline/evaluation/histogram_metrics.py, docs/performance.md).
+            _metric("HistogramCalibration", module=histogram_metrics.MODULE),
+            _metric("HistogramMeanLabel", module=histogram_metrics.MODULE),
+            _metric("HistogramMeanPrediction", module=histogram_metrics.MODULE),
         ]
     elif spec.task == MULTICLASS:
         metrics = [

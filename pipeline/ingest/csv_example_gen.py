@@ -7,8 +7,10 @@ every parsed line until then: the DirectRunner buffers the whole parsed span in 
 (about a fifth of ExampleGen's memory growth with rows, measured in docs/performance.md).
 
 Here the conversion reads and parses the files a second time, from its own file list, and so
-streams: the type inference is the stock one, unchanged (same ColumnTypeInferrer over all
-lines), the examples are the same, and parsing twice costs less than holding the span.
+streams: the type inference follows the stock rule over all lines, the examples are the same,
+and parsing twice costs less than holding the span. Both passes work a column at a time
+(Arrow's CSV reader, tfx_bsl's C++ example encoder: pipeline/ingest/csv_arrow.py) instead of
+building one Python dict of protos per row.
 """
 
 from __future__ import annotations
@@ -17,30 +19,20 @@ import os
 from typing import Any
 
 import apache_beam as beam
-import tensorflow as tf
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 from tfx.dsl.io import fileio
 from tfx.types import standard_component_specs
 from tfx.utils import io_utils
-from tfx_bsl.coders import csv_decoder
 
+from pipeline.ingest import csv_arrow
 from pipeline.ingest.example_shuffle import BoundedShuffleWriteMixin
 
 
-def _parsed_lines(pipeline: beam.Pipeline, csv_files: list[str], label: str):
-    return (
-        pipeline
-        | f"CreateFilenames{label}" >> beam.Create(csv_files)
-        | f"ReadFromText{label}" >> beam.ParDo(csv_executor._ReadCsvRecordsFromTextFile())
-        | f"ParseCSVLine{label}" >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=","))
-        | f"ExtractParsedCSVLines{label}" >> beam.Keys()
-    )
-
-
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
+@beam.typehints.with_output_types(bytes)
 class StreamingCsvToExample(beam.PTransform):
-    """CSV files -> tf.Examples, as TFX's _CsvToExample, without buffering the parsed lines."""
+    """CSV files -> serialized tf.Examples, as TFX's _CsvToExample, without buffering the
+    parsed lines, parsed and encoded column-wise (pipeline/ingest/csv_arrow.py)."""
 
     def __init__(self, exec_properties: dict[str, Any], split_pattern: str) -> None:
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
@@ -56,15 +48,17 @@ class StreamingCsvToExample(beam.PTransform):
                 raise RuntimeError(
                     f"Files in same split {self._csv_pattern} have different header."
                 )
-        column_infos = beam.pvalue.AsSingleton(
-            _parsed_lines(pipeline, csv_files, "")
-            | "InferColumnTypes"
-            >> beam.CombineGlobally(
-                csv_decoder.ColumnTypeInferrer(column_names, skip_blank_lines=True)
-            )
+        column_types = beam.pvalue.AsSingleton(
+            pipeline
+            | "CreateFilenames" >> beam.Create(csv_files)
+            | "InferColumnTypes" >> beam.Map(csv_arrow.infer_column_types, column_names)
+            | "MergeColumnTypes"
+            >> beam.CombineGlobally(lambda per_file: csv_arrow.merge_column_types(list(per_file)))
         )
-        return _parsed_lines(pipeline, csv_files, "Again") | "ToTFExample" >> beam.ParDo(
-            csv_executor._ParsedCsvToTfExample(), column_infos
+        return (
+            pipeline
+            | "CreateFilenamesAgain" >> beam.Create(csv_files)
+            | "ToTFExample" >> beam.FlatMap(csv_arrow.file_to_records, column_names, column_types)
         )
 
 

@@ -166,7 +166,7 @@ def _metrics(config) -> dict[str, dict]:
 def test_eval_config_follows_the_task(tmp_path):
     binary = eval_config(PipelineConfig())
     metrics = _metrics(binary)
-    assert {"AUC", "BinaryAccuracy", "Calibration", "ExampleCount"} <= set(metrics)
+    assert {"AUC", "BinaryAccuracy", "HistogramCalibration", "ExampleCount"} <= set(metrics)
     auc = metrics["AUC"].per_slice_thresholds[0].threshold
     assert auc.value_threshold.lower_bound.value == 0.85
     assert auc.change_threshold.absolute.value == 1e-10

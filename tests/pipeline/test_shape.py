@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import PipelineConfig
+from pipeline.evaluation import histogram_metrics
 from pipeline.pipeline import (
     BEST_HYPERPARAMETERS_IMPORTER,
     LATEST_BLESSED_MODEL_RESOLVER,
@@ -133,7 +134,9 @@ def test_gate_threshold_on_quarantined_rows_comes_from_the_config(config):
 def test_eval_config_gates_on_overall_auc_accuracy_and_baseline(config):
     cfg = eval_config(config)
     by_name = {m.class_name: m for m in cfg.metrics_specs[0].metrics}
-    assert {"AUC", "BinaryAccuracy", "Calibration", "ExampleCount"} <= set(by_name)
+    assert {"AUC", "BinaryAccuracy", "HistogramCalibration", "ExampleCount"} <= set(by_name)
+    # Calibration comes from AUC's histogram (pipeline/evaluation/histogram_metrics.py).
+    assert by_name["HistogramCalibration"].module == histogram_metrics.MODULE
     auc = by_name["AUC"].per_slice_thresholds[0]
     assert auc.threshold.value_threshold.lower_bound.value == config.thresholds.min_auc
     assert auc.threshold.change_threshold.absolute.value == config.thresholds.min_auc_gain

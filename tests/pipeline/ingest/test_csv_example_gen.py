@@ -44,8 +44,11 @@ def _run(executor_cls, data_root, out) -> dict[str, list[bytes]]:
     found = {}
     for split in json.loads(examples.split_names):
         files = glob.glob(os.path.join(str(out), f"Split-{split}", "*"))
+        # Compared as Examples (deterministically serialized): TFX's executor writes its
+        # protos' own serialization, this project's the key-sorted one (csv_arrow.py).
         found[split] = sorted(
-            r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")
+            tf.train.Example.FromString(r.numpy()).SerializeToString(deterministic=True)
+            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")
         )
     return found
 
