@@ -42,6 +42,9 @@ from pipeline.testing.samples import TAXI_CSV
 from serving_api.client import encode_example
 from tests import serving_models as sm
 
+# Trains a Transform and two models (about 3 minutes here): outside `make test-fast`'s budget.
+pytestmark = pytest.mark.slow
+
 TRAIN_ROWS, HELD_OUT_ROWS = 1500, 300
 
 
