@@ -105,10 +105,16 @@ def _newest(pattern: str) -> str | None:
 
 
 def _eval_records(examples_dir: str) -> set[bytes]:
+    """The eval split's examples in one canonical serialization (features in key order): the
+    template's ExampleGen and this project's column-wise one write the same examples with their
+    features in different orders, so raw bytes would never match."""
     import tensorflow as tf
 
     files = glob.glob(os.path.join(examples_dir, "Split-eval", "*"))
-    return {r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")}
+    return {
+        tf.train.Example.FromString(r.numpy()).SerializeToString(deterministic=True)
+        for r in tf.data.TFRecordDataset(files, compression_type="GZIP")
+    }
 
 
 def score(models: dict[str, str], eval_sets: list[str]) -> dict[str, tuple[float, float, int]]:
