@@ -32,6 +32,9 @@ from tests.paths import PROJECT_ROOT
 from tests.serving_models import ServerProcess, build_model
 from tests.spec_models import build_spec_model
 
+# A scenario of several servers and CLI processes (about a minute): outside `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TAXI, PENGUINS = locations("taxi"), locations("penguins")
 ROWS = 3
 

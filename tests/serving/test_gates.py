@@ -232,6 +232,7 @@ CYCLES = 100
 CYCLE_GROWTH_MIB = 60  # before the fix: ~10 MiB per cycle with one request per load
 
 
+@pytest.mark.slow  # a soak: 100 loads and unloads (about a minute)
 def test_no_rss_growth_over_load_unload_cycles(served, root, channel):
     """A model loaded, asked once and unloaded 100 times: after the first cycles (TF's one-off
     set-up) resident memory stays flat; an unloaded version's functions are not kept alive."""

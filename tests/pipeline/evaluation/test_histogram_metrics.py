@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 import tensorflow_model_analysis as tfma
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -65,6 +66,7 @@ def test_edges_of_the_histogram():
     _assert_same(frame)
 
 
+@pytest.mark.slow  # runs TFMA over Beam for every example set (about 20 s)
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
