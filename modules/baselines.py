@@ -203,23 +203,34 @@ def compare(
     }
 
 
-def write_comparison(model_dir: str, comparison: dict[str, Any]) -> str:
-    """comparison.json in `model_dir` (the model artifact's directory); returns its path."""
+def write_json(directory: str, name: str, record: dict[str, Any]) -> str:
+    """`record` as `name` in `directory` (a model or evaluation directory); returns its path. The
+    one writer of the small JSON records a model carries (comparison, feature importance)."""
     import tensorflow as tf
 
-    path = os.path.join(model_dir, COMPARISON_FILE)
-    tf.io.gfile.makedirs(model_dir)
+    path = os.path.join(directory, name)
+    tf.io.gfile.makedirs(directory)
     with tf.io.gfile.GFile(path, "w") as f:
-        f.write(json.dumps(comparison, indent=1, sort_keys=True))
+        f.write(json.dumps(record, indent=1, sort_keys=True))
     return path
 
 
-def read_comparison(directory: str) -> dict[str, Any] | None:
-    """The comparison.json in a model or evaluation directory (None: there is none)."""
+def read_json(directory: str, name: str) -> dict[str, Any] | None:
+    """The record `name` in a model or evaluation directory (None: there is none)."""
     import tensorflow as tf
 
-    path = os.path.join(directory, COMPARISON_FILE)
+    path = os.path.join(directory, name)
     if not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path) as f:
         return json.loads(f.read())
+
+
+def write_comparison(model_dir: str, comparison: dict[str, Any]) -> str:
+    """comparison.json in `model_dir` (the model artifact's directory); returns its path."""
+    return write_json(model_dir, COMPARISON_FILE, comparison)
+
+
+def read_comparison(directory: str) -> dict[str, Any] | None:
+    """The comparison.json in a model or evaluation directory (None: there is none)."""
+    return read_json(directory, COMPARISON_FILE)

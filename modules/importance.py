@@ -17,8 +17,6 @@ both into the evaluation, where the model card and the web app read them.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -118,21 +116,9 @@ def permutation_importance(
 
 def write_importance(directory: str, importance: dict[str, Any]) -> str:
     """IMPORTANCE_FILE in `directory` (a model or evaluation directory); returns its path."""
-    import tensorflow as tf
-
-    path = os.path.join(directory, IMPORTANCE_FILE)
-    tf.io.gfile.makedirs(directory)
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(json.dumps(importance, indent=1, sort_keys=True))
-    return path
+    return baselines.write_json(directory, IMPORTANCE_FILE, importance)
 
 
 def read_importance(directory: str) -> dict[str, Any] | None:
     """The IMPORTANCE_FILE in a model or evaluation directory (None: there is none)."""
-    import tensorflow as tf
-
-    path = os.path.join(directory, IMPORTANCE_FILE)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.loads(f.read())
+    return baselines.read_json(directory, IMPORTANCE_FILE)
