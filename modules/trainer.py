@@ -23,6 +23,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
+from scipy import sparse
 from tensorflow.core.protobuf import saved_model_pb2
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
@@ -36,6 +37,7 @@ from modules.model import (
     build_linear_model,
     for_families,
     hyperparameter_space,
+    linear_design,
     model_family,
     output_name,
     quiet_native_logs,
@@ -160,33 +162,34 @@ def label_scale(spec: DatasetSpec, labels: np.ndarray) -> tuple[float, float] | 
 def fit_linear_baseline(
     spec: DatasetSpec, train: Split, eval_split: Split, plan: TrainingPlan
 ) -> keras.Model:
-    """The linear baseline: least squares in closed form (regression, up to
-    baselines.MAX_CLOSED_FORM_COLUMNS one-hot columns), else logistic/softmax (or linear)
-    regression by Adam from the constant's logits, with early stopping on the eval loss."""
+    """The linear baseline, fitted to convergence on the transformed training rows' sparse
+    design (modules.model.linear_design): logistic/softmax regression by L-BFGS
+    (baselines.fit_linear_classifier), or least squares in closed form up to
+    baselines.MAX_CLOSED_FORM_COLUMNS columns (above that, Adam from the label's mean with early
+    stopping on the eval loss)."""
     model = build_linear_model(spec, LINEAR_LEARNING_RATE)
     dense = model.get_layer("linear")
     columns = int(dense.kernel.shape[0])
-    if spec.task == REGRESSION and columns <= baselines.MAX_CLOSED_FORM_COLUMNS:
-        design = keras.Model(model.inputs, dense.input)
-        gram = np.zeros([columns + 1, columns + 1])
-        moment = np.zeros([columns + 1])
-        n = len(train.labels)
-        for start in range(0, n, READ_BATCH_SIZE):
-            part = {k: v[start : start + READ_BATCH_SIZE] for k, v in train.features.items()}
-            x = design(part).numpy().astype(np.float64)
-            x = np.hstack([x, np.ones([len(x), 1])])
-            gram += x.T @ x
-            moment += x.T @ train.labels[start : start + READ_BATCH_SIZE].astype(np.float64)
-        gram += baselines.RIDGE * max(1, n) * np.eye(columns + 1)
-        weights = np.linalg.solve(gram, moment)
+    if spec.task != REGRESSION:
+        kernel, bias = baselines.fit_linear_classifier(
+            linear_design(spec, train.features),
+            train.labels,
+            spec.num_classes,
+            start_bias=baselines.constant_logits(spec, train.labels),
+        )
+        dense.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+        return model
+    if columns <= baselines.MAX_CLOSED_FORM_COLUMNS:
+        x = linear_design(spec, train.features)
+        x1 = sparse.hstack([x, np.ones([x.shape[0], 1])], format="csr")
+        gram = (x1.T @ x1).toarray() + baselines.RIDGE * max(1, x1.shape[0]) * np.eye(columns + 1)
+        weights = np.linalg.solve(gram, x1.T @ train.labels.astype(np.float64))
         dense.set_weights([weights[:-1].reshape(columns, 1), weights[-1:]])
         return model
-    scale = label_scale(spec, train.labels)
-    if scale is not None:  # too many columns for the closed form: learn the z-score
-        model = build_linear_model(spec, LINEAR_LEARNING_RATE, label_scale=scale)
-        dense = model.get_layer("linear")
-    else:
-        dense.bias.assign(baselines.constant_logits(spec, train.labels))
+    # Too many columns for the closed form: learn the label's z-score by gradient steps.
+    model = build_linear_model(
+        spec, LINEAR_LEARNING_RATE, label_scale=label_scale(spec, train.labels)
+    )
     model.fit(
         train.features,
         train.labels,

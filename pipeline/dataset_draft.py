@@ -371,8 +371,7 @@ NOISE_SDS = 2.0
 MAX_CV_ROWS = 20_000
 # Most one-hot columns a text or categorical column contributes (its most frequent values).
 MAX_ONE_HOT = 50
-LOGISTIC_STEPS = 300
-LOGISTIC_RATE = 0.5
+# The least-squares baseline's ridge (classification: the pipeline's fit, LOGISTIC_RIDGE).
 RIDGE = 1e-3
 
 
@@ -416,27 +415,25 @@ def _design(columns: list[Column], roles: dict[str, str], rows: list[int]):
 
 
 def _fit_predict(task: str, classes: int, x_train, y_train, x_test):
-    """Least squares (regression) or softmax regression by full-batch gradient descent with a
-    small L2 penalty; the predictions on x_test (values, or class probabilities)."""
+    """Least squares (regression) or the pipeline's own logistic/softmax baseline fit
+    (modules.baselines.fit_linear_classifier); the predictions on x_test (values, or class
+    probabilities [n, classes]). Column 0 of the design is the constant 1 (not penalised)."""
     import numpy as np
+    from scipy.special import expit, softmax
 
-    ridge = RIDGE * np.eye(x_train.shape[1])
-    ridge[0, 0] = 0.0
+    from modules.baselines import fit_linear_classifier
+
     if task == REGRESSION:
+        ridge = RIDGE * np.eye(x_train.shape[1])
+        ridge[0, 0] = 0.0
         w = np.linalg.solve(x_train.T @ x_train + len(x_train) * ridge, x_train.T @ y_train)
         return x_test @ w
-    onehot = np.eye(classes)[y_train.astype(int)]
-    w = np.zeros([x_train.shape[1], classes])
-    for _ in range(LOGISTIC_STEPS):
-        logits = x_train @ w
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(axis=1, keepdims=True)
-        w -= LOGISTIC_RATE * (x_train.T @ (p - onehot) / len(x_train) + ridge @ w)
-    logits = x_test @ w
-    logits -= logits.max(axis=1, keepdims=True)
-    p = np.exp(logits)
-    return p / p.sum(axis=1, keepdims=True)
+    kernel, bias = fit_linear_classifier(x_train[:, 1:], y_train, classes)
+    logits = x_test[:, 1:] @ kernel + bias
+    if classes == 2:
+        positive = expit(logits[:, 0])
+        return np.stack([1.0 - positive, positive], axis=1)
+    return softmax(logits, axis=1)
 
 
 def baseline_evidence(

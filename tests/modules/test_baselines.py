@@ -184,3 +184,54 @@ def test_the_logistic_baseline_learns_a_separable_rule():
     model = fit_linear_baseline(spec, train, evaluation, training_plan(600, 2000))
     scores = model.predict(evaluation.features, verbose=0)
     assert baselines.auc(evaluation.labels, scores) > 0.97
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 60), st.integers(0, 2**32 - 1))
+def test_the_sparse_design_is_the_linear_models_keras_design(n, seed):
+    """linear_design (what the baseline is fitted on) holds, column for column, what the linear
+    model's Keras layers compute from the same rows."""
+    import tf_keras as keras
+
+    from modules.model import build_linear_model, linear_design
+
+    spec = _spec(BINARY)
+    features = _toy_split(spec, n, seed % 2**31).features
+    model = build_linear_model(spec)
+    keras_design = keras.Model(model.inputs, model.get_layer("linear").input)(features).numpy()
+    assert linear_design(spec, features).toarray() == pytest.approx(keras_design, abs=1e-6)
+
+
+def test_the_sparse_design_refuses_ids_outside_the_one_hot_range():
+    from modules.model import linear_design
+
+    spec = _spec(BINARY)
+    features = _toy_split(spec, 10, 1).features
+    features[transformed_name("c")][3] = 3  # cardinality 3: ids 0..2
+    with pytest.raises(ValueError, match="outside"):
+        linear_design(spec, features)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_the_logistic_fit_reaches_the_penalised_optimum(classes):
+    """fit_linear_classifier minimises mean log loss + ridge/2 |W|^2: scikit-learn's logistic
+    regression with C = 1 / (ridge * n) minimises the same function, so both find the same
+    weights (on dense and sparse designs alike)."""
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(classes)
+    n, d, ridge = 500, 6, 1e-2
+    x = rng.normal(size=(n, d))
+    logits = x @ rng.normal(size=(d, classes))
+    labels = np.array([rng.choice(classes, p=np.exp(r) / np.exp(r).sum()) for r in logits])
+    reference = LogisticRegression(C=1.0 / (ridge * n), tol=1e-10, max_iter=10_000).fit(x, labels)
+    for design in (x, sparse.csr_matrix(x)):
+        kernel, bias = baselines.fit_linear_classifier(design, labels, classes, ridge=ridge)
+        if classes == 2:
+            assert kernel[:, 0] == pytest.approx(reference.coef_[0], abs=1e-4)
+            assert bias == pytest.approx(reference.intercept_, abs=1e-4)
+        else:  # softmax weights are defined up to a shift shared by every class
+            assert kernel - kernel.mean(axis=1, keepdims=True) == pytest.approx(
+                reference.coef_.T - reference.coef_.T.mean(axis=1, keepdims=True), abs=1e-4
+            )
