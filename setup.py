@@ -57,6 +57,9 @@ setup(
         "psycopg2-binary",  # PostgreSQL data source (pipeline/ingest/postgres_source.py)
         "sqlparse",  # parses a PostgreSQL query source before it is sent (ingest/sql_query.py)
         "pyyaml>=6",  # dataset specs (modules/dataset_spec.py)
+        # the linear baseline's L-BFGS fit (modules/baselines.py), drift tests (data_stats/);
+        # TFX and TFMA require it too, so the pinned resolve does not change
+        "scipy",
     ],
     extras_require={
         "dev": [

@@ -11,6 +11,7 @@ entrypoint loads TensorFlow (tests/test_environment.py checks every path).
 import functools
 import importlib.metadata
 import os
+import sys
 
 # The Trainer, Tuner and Transform code is Keras 2 (tf_keras), which TFX 1.16 and TFMA need: with
 # this set, TensorFlow resolves `tf.keras` to tf_keras instead of Keras 3.
@@ -24,3 +25,9 @@ if not hasattr(importlib.metadata.packages_distributions, "cache_info"):
     importlib.metadata.packages_distributions = functools.lru_cache(maxsize=1)(
         importlib.metadata.packages_distributions
     )
+
+# jsonschema's optional IRI format check imports rfc3987_syntax, which builds a Lark grammar at
+# import: 2.6-3.1 s of every process that imports TFX's components (TFX -> its Kubernetes infra
+# validator -> kubernetes_validate -> jsonschema). Nothing here validates IRIs, so the optional
+# module is marked absent and jsonschema skips that one format (docs/performance.md).
+sys.modules.setdefault("rfc3987_syntax", None)

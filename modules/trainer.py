@@ -25,7 +25,7 @@ import tf_keras as keras
 from absl import logging
 from scipy import sparse
 from tensorflow.core.protobuf import saved_model_pb2
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
 from modules import baselines, dataset_spec, importance
@@ -117,7 +117,7 @@ class Split:
 
 def read_split(
     file_pattern: list[str],
-    data_accessor: tfx.components.DataAccessor,
+    data_accessor: DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
     spec: DatasetSpec,
     max_rows: int = baselines.MAX_EVAL_ROWS,
@@ -205,7 +205,7 @@ def fit_linear_baseline(
 
 def one_pass(
     file_pattern: list[str],
-    data_accessor: tfx.components.DataAccessor,
+    data_accessor: DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
     spec: DatasetSpec,
 ) -> tf.data.Dataset:
@@ -247,7 +247,7 @@ def fit_gradient_boosted_trees(
 
 def input_fn(
     file_pattern: list[str],
-    data_accessor: tfx.components.DataAccessor,
+    data_accessor: DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     cache: bool = True,
@@ -401,7 +401,7 @@ def export_serving_model(
     mark_serving_methods(export_dir)
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
     """Train the candidate with the Tuner's best hyperparameters (or the space's defaults) for
     as long as the data size asks (training_plan), fit the constant and linear baselines on the
     same split, score all three on the eval split, and export the model the comparison picks

@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import keras_tuner as kt
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx.components.tuner.component import TunerFnResult
 
 from modules import baselines, dataset_spec
 from modules.families import GRADIENT_BOOSTED_TREES, configured_families
@@ -55,7 +56,7 @@ class FamilySearch(kt.RandomSearch):
         return super().run_trial(trial, *args, **kwargs)
 
 
-def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     """Random search; the number of trials and the dataset spec come from the pipeline config
     via custom_config."""
     max_trials = int((fn_args.custom_config or {}).get("max_trials", DEFAULT_MAX_TRIALS))
@@ -89,7 +90,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         seed=42,
     )
     cache = fits_in_cache(fn_args.train_files, spec=spec)
-    return tfx.components.TunerFnResult(
+    return TunerFnResult(
         tuner=tuner,
         fit_kwargs={
             "x": input_fn(

@@ -17,9 +17,26 @@ from pathlib import Path
 
 import tensorflow_model_analysis as tfma
 from google.protobuf import wrappers_pb2
-from tfx import v1 as tfx
+from tfx.components import (
+    Evaluator,
+    ExampleValidator,
+    SchemaGen,
+    StatisticsGen,
+    Trainer,
+    Transform,
+    Tuner,
+)
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.base.base_node import BaseNode
+from tfx.dsl.components.common.importer import Importer
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy,
+)
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import pusher_pb2, trainer_pb2
+from tfx.types import Channel, standard_artifacts
 
 from data_stats import measures as drift_measures
 from data_stats.measures import statistics_options
@@ -198,15 +215,15 @@ class _Ingest:
     statistics_gen: BaseNode
 
     @property
-    def examples(self) -> tfx.dsl.Channel:
+    def examples(self) -> Channel:
         return self.row_cleaner.outputs[CLEANED_EXAMPLES]
 
     @property
-    def schema(self) -> tfx.dsl.Channel:
+    def schema(self) -> Channel:
         return self.schema_gen.outputs["schema"]
 
     @property
-    def statistics(self) -> tfx.dsl.Channel:
+    def statistics(self) -> Channel:
         return self.statistics_gen.outputs["statistics"]
 
 
@@ -223,19 +240,19 @@ def _ingest(config: PipelineConfig) -> _Ingest:
             schema_file = source_schema.with_source_feature(
                 schema_file, os.path.join(config.pipeline_root, "ImportedSchemas")
             )
-        schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
+        schema_gen = ImportSchemaGen(schema_file=schema_file)
     row_cleaner = RowCleaner(
         examples=example_gen.outputs["examples"],
         schema=None if config.infer_schema else schema_gen.outputs["schema"],
     ).with_id(ROW_CLEANER)
     # Percentile quantiles: what the drift/skew tests read (data_stats/measures.py).
-    statistics_gen = tfx.components.StatisticsGen(
+    statistics_gen = StatisticsGen(
         examples=row_cleaner.outputs[CLEANED_EXAMPLES], stats_options=statistics_options()
     )
     # Records the span on the statistics (TFX 1.16 ExampleGen keeps it in a custom property).
     statistics_gen.executor_spec = executor_spec.BeamExecutorSpec(SpanStatisticsGenExecutor)
     if config.infer_schema:
-        schema_gen = tfx.components.SchemaGen(
+        schema_gen = SchemaGen(
             statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
         )
     return _Ingest(example_gen, schema_gen, row_cleaner, statistics_gen)
@@ -243,9 +260,7 @@ def _ingest(config: PipelineConfig) -> _Ingest:
 
 def _validation(config: PipelineConfig, spec: DatasetSpec, data: _Ingest) -> tuple[list, DataGate]:
     """ExampleValidator (+ DriftValidator) -> DataGate: the validators and the gate."""
-    example_validator = tfx.components.ExampleValidator(
-        statistics=data.statistics, schema=data.schema
-    )
+    example_validator = ExampleValidator(statistics=data.statistics, schema=data.schema)
     validators = [example_validator]
     drift = {}
     if config.check_drift:
@@ -253,8 +268,8 @@ def _validation(config: PipelineConfig, spec: DatasetSpec, data: _Ingest) -> tup
         # this run; a failed gate publishes nothing, so rejected spans are never in it). The
         # DriftValidator picks the newest one of the highest span below the current span.
         # Empty on the first run: nothing to compare with.
-        accepted_statistics = tfx.dsl.Channel(
-            type=tfx.types.standard_artifacts.ExampleStatistics,
+        accepted_statistics = Channel(
+            type=standard_artifacts.ExampleStatistics,
             producer_component_id=DataGate.__name__,
             output_key=ACCEPTED_STATISTICS,
         )
@@ -301,7 +316,7 @@ def _user_code_config(config: PipelineConfig, spec: DatasetSpec) -> dict:
 
 
 def _transform(config: PipelineConfig, data: _Ingest, examples, fingerprint: dict, gate):
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=examples,
         schema=data.schema,
         # StatisticsGen + the validators already check the raw data, and nothing feeds an analyzer
@@ -328,32 +343,32 @@ def _hyperparameters(config: PipelineConfig, data: _Ingest, transform, fingerpri
     """The Tuner, or with skip_tuning an Importer of the committed best hyperparameters.
     Returns (the node, its hyperparameters channel)."""
     if config.skip_tuning:
-        importer = tfx.dsl.Importer(
+        importer = Importer(
             source_uri=config.best_hyperparameters_dir,
-            artifact_type=tfx.types.standard_artifacts.HyperParameters,
+            artifact_type=standard_artifacts.HyperParameters,
         ).with_id(BEST_HYPERPARAMETERS_IMPORTER)
         return importer, importer.outputs["result"]
-    tuner = tfx.components.Tuner(
+    tuner = Tuner(
         **user_code(config, config.tuner_module, "tuner_fn"),
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=data.schema,
-        train_args=tfx.proto.TrainArgs(num_steps=config.tuner_train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=config.tuner_eval_steps),
+        train_args=trainer_pb2.TrainArgs(num_steps=config.tuner_train_steps),
+        eval_args=trainer_pb2.EvalArgs(num_steps=config.tuner_eval_steps),
         custom_config={"max_trials": config.tuner_trials, **_families(config), **fingerprint},
     )
     return tuner, tuner.outputs["best_hyperparameters"]
 
 
 def _trainer(config: PipelineConfig, data: _Ingest, transform, hyperparameters, fingerprint: dict):
-    return tfx.components.Trainer(
+    return Trainer(
         **user_code(config, config.trainer_module, "run_fn"),
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=data.schema,
         hyperparameters=hyperparameters,
-        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        train_args=trainer_pb2.TrainArgs(num_steps=config.train_steps),
+        eval_args=trainer_pb2.EvalArgs(num_steps=config.eval_steps),
         custom_config={
             PUSH_LINEAR_KEY: config.push_linear_when_better,
             **_families(config),
@@ -366,12 +381,12 @@ def _evaluate_and_push(
     config: PipelineConfig, spec: DatasetSpec, examples, trainer, local: bool
 ) -> list:
     """Resolver(latest blessed model) -> Evaluator -> Pusher."""
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    model_resolver = Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id(LATEST_BLESSED_MODEL_RESOLVER)
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
@@ -385,8 +400,10 @@ def _evaluate_and_push(
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.model_serving_dir)
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(
+                base_directory=config.model_serving_dir
+            )
         ),
         examples=examples,
         # Where the push-time model card reads ML Metadata from (model_card/); local runs only.
@@ -398,7 +415,7 @@ def _evaluate_and_push(
 def create_pipeline(
     config: PipelineConfig,
     metadata_connection_config=None,
-) -> tfx.dsl.Pipeline:
+) -> Pipeline:
     """The full pipeline, one builder per stage. `metadata_connection_config` is the runner's
     (None on Kubeflow, where the cluster provides ML Metadata)."""
     spec = dataset_spec.load(config.dataset)
@@ -410,7 +427,7 @@ def create_pipeline(
     hyperparameters_source, hyperparameters = _hyperparameters(config, data, transform, fingerprint)
     trainer = _trainer(config, data, transform, hyperparameters, fingerprint)
     local = metadata_connection_config is not None
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[

@@ -163,3 +163,36 @@ def test_importing_tfx_scans_the_installed_distributions_once():
     assert out.returncode == 0, out.stderr[-3000:]
     hits, misses = map(int, out.stdout.split()[-2:])
     assert misses == 1 and hits >= 5, out.stdout  # the scans TFX's import asked for, answered once
+
+
+@pytest.mark.slow  # imports TFX's components (~10 s): with the full suite
+def test_the_local_run_imports_neither_google_clouds_ai_platform_nor_an_iri_grammar():
+    """A local run reaches TFX's components through their own modules, not `tfx.v1`, whose
+    extensions import google.cloud.aiplatform (4-7 s), and marks jsonschema's optional IRI
+    grammar absent (2.6-3.1 s); jsonschema still checks the formats it has."""
+    code = (
+        "import sys\n"
+        "import runners.local_runner\n"
+        "from pipeline.config import PipelineConfig\n"
+        "from pipeline.pipeline import create_pipeline\n"
+        "import modules.trainer, modules.tuner\n"
+        "from pipeline.local import run\n"
+        "create_pipeline(PipelineConfig())\n"
+        "import jsonschema\n"
+        "checker = jsonschema.Draft202012Validator.FORMAT_CHECKER\n"
+        "print('LOADED', sorted(m for m in ('google.cloud.aiplatform', 'tfx.v1', "
+        "'rfc3987_syntax') if sys.modules.get(m) is not None))\n"
+        "print('DATE', checker.conforms('2026-12-07', 'date'), "
+        "checker.conforms('2026-13-07', 'date'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(ROOT)},
+        cwd=PROJECT_ROOT / "bench",
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "LOADED []" in out.stdout, out.stdout
+    assert "DATE True False" in out.stdout, out.stdout

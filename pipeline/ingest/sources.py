@@ -367,14 +367,14 @@ def example_gen_for(specs: tuple[SourceSpec, ...]):
         from pipeline.ingest.multi_source import SourcesExampleGen
 
         return SourcesExampleGen(sources=specs).with_id(EXAMPLE_GENS[spec.kind])
-    from tfx import v1 as tfx
+    from tfx.components import ImportExampleGen
     from tfx.proto import example_gen_pb2
 
     input_config = example_gen_pb2.Input(
         splits=[example_gen_pb2.Input.Split(name="single_split", pattern=spec.file_pattern)]
     )
     if spec.kind == "tfrecord":
-        return tfx.components.ImportExampleGen(
+        return ImportExampleGen(
             input_base=spec.path, input_config=input_config, output_config=output_config()
         )
     if spec.kind == "parquet":
@@ -392,13 +392,13 @@ def example_gen_for(specs: tuple[SourceSpec, ...]):
 
 
 def _csv_example_gen(input_base: Any, pattern: str):
-    from tfx import v1 as tfx
+    from tfx.components import CsvExampleGen
     from tfx.dsl.components.base import executor_spec
     from tfx.proto import example_gen_pb2
 
     from pipeline.ingest.csv_example_gen import StreamingCsvExampleGenExecutor
 
-    component = tfx.components.CsvExampleGen(
+    component = CsvExampleGen(
         input_base=input_base,
         input_config=example_gen_pb2.Input(
             splits=[example_gen_pb2.Input.Split(name="single_split", pattern=pattern)]

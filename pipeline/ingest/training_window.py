@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from tfx import v1 as tfx
-from tfx.types import artifact_utils
+from tfx.dsl.components.common.resolver import Resolver, ResolverStrategy
+from tfx.types import Channel, artifact_utils, standard_artifacts
 
 from metadata.store import MetadataStore, span_of
 from pipeline.validation.data_gate import ACCEPTED_STATISTICS, DataGate
@@ -59,7 +59,7 @@ def choose_window(
     return [current[-1], *earlier]
 
 
-class AcceptedSpansStrategy(tfx.dsl.experimental.ResolverStrategy):
+class AcceptedSpansStrategy(ResolverStrategy):
     """The training window: this run's Examples and those of the `num_spans - 1` highest earlier
     spans the DataGate accepted (the newest acceptance of each), with their accepted statistics."""
 
@@ -90,15 +90,15 @@ class AcceptedSpansStrategy(tfx.dsl.experimental.ResolverStrategy):
         return {EXAMPLES: examples, ACCEPTED: [statistics[a.statistics_id] for a in window]}
 
 
-def training_window(examples: tfx.dsl.Channel, num_spans: int) -> tfx.dsl.Resolver:
+def training_window(examples: Channel, num_spans: int) -> Resolver:
     """The Resolver node: this run's `examples` and every accepted statistics of the pipeline in,
     the window's Examples out (`.outputs["examples"]`). The caller makes it run after the gate."""
-    accepted = tfx.dsl.Channel(
-        type=tfx.types.standard_artifacts.ExampleStatistics,
+    accepted = Channel(
+        type=standard_artifacts.ExampleStatistics,
         producer_component_id=DataGate.__name__,
         output_key=ACCEPTED_STATISTICS,
     )
-    return tfx.dsl.Resolver(
+    return Resolver(
         strategy_class=AcceptedSpansStrategy,
         config={"num_spans": num_spans},
         **{EXAMPLES: examples, ACCEPTED: accepted},

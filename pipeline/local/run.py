@@ -220,7 +220,7 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
     up_to_date.forget(config)
     # Google client libraries warn about Python support dates on import; not actionable here.
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from tfx import v1 as tfx
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipeline.local.report import latest_run_report
     from pipeline.local.tfx_cache_fix import install as install_cache_fix
@@ -245,7 +245,7 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
     try:
         with output_to_log(log_path) as progress, progress_logging(verbose, progress):
             try:
-                tfx.orchestration.LocalDagRunner().run(pipeline)
+                LocalDagRunner().run(pipeline)
             except Exception as e:  # noqa: BLE001 - reported below with the run's state from MLMD
                 error = e
     finally:

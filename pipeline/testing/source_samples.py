@@ -163,7 +163,8 @@ def run_example_gen(
     Metadata in SQLite under `root`); its examples (when `read`) and its output's custom
     properties (span, sources, ...) plus `uri`."""
 
-    from tfx import v1 as tfx
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+    from tfx.orchestration.pipeline import Pipeline
 
     from metadata.connection import sqlite_config
     from metadata.store import open_store
@@ -171,7 +172,7 @@ def run_example_gen(
 
     root.mkdir(parents=True, exist_ok=True)
     db = root / "metadata.db"
-    pipeline = tfx.dsl.Pipeline(
+    pipeline = Pipeline(
         pipeline_name="sources_test",
         pipeline_root=str(root / "out"),
         components=[component],
@@ -179,7 +180,7 @@ def run_example_gen(
         beam_pipeline_args=beam_args if beam_args is not None else in_memory_beam_args(),
         enable_cache=True,
     )
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    LocalDagRunner().run(pipeline)
     newest = open_store(str(db)).node_artifacts("sources_test", component.id, "Examples")[0]
     props = {k: v.string_value or v.int_value for k, v in newest.custom_properties.items()}
     props["uri"] = newest.uri

@@ -18,10 +18,14 @@ the DriftValidator as its history, and a rejected span can never become the drif
 
 import os
 
-from tfx import v1 as tfx
-from tfx.dsl.component.experimental.annotations import OutputDict
+from tfx.dsl.component.experimental.annotations import (
+    InputArtifact,
+    OutputArtifact,
+    OutputDict,
+    Parameter,
+)
 from tfx.dsl.component.experimental.decorators import component
-from tfx.types import artifact_utils
+from tfx.types import artifact_utils, standard_artifacts
 
 from data_stats.anomalies import load_anomalies
 from data_stats.compare import load_measurements
@@ -29,8 +33,8 @@ from pipeline.validation.drift import PREVIOUS_SPAN_PROPERTY
 from pipeline.validation.quarantine import CleaningSummary, artifact_properties
 from pipeline.validation.row_cleaner import QuarantinedExamples
 
-_Anomalies = tfx.types.standard_artifacts.ExampleAnomalies
-_Stats = tfx.types.standard_artifacts.ExampleStatistics
+_Anomalies = standard_artifacts.ExampleAnomalies
+_Stats = standard_artifacts.ExampleStatistics
 
 # Output key of the accepted statistics; create_pipeline's history channel names it.
 ACCEPTED_STATISTICS = "accepted_statistics"
@@ -62,12 +66,12 @@ def copy_statistics(source, dest) -> None:
 
 @component
 def DataGate(  # noqa: N802 - TFX components are named like classes
-    anomalies: tfx.dsl.components.InputArtifact[_Anomalies],
-    statistics: tfx.dsl.components.InputArtifact[_Stats],
-    accepted_statistics: tfx.dsl.components.OutputArtifact[_Stats],
-    max_quarantine_fraction: tfx.dsl.components.Parameter[float],
-    drift: tfx.dsl.components.InputArtifact[_Anomalies] = None,
-    quarantine: tfx.dsl.components.InputArtifact[QuarantinedExamples] = None,
+    anomalies: InputArtifact[_Anomalies],
+    statistics: InputArtifact[_Stats],
+    accepted_statistics: OutputArtifact[_Stats],
+    max_quarantine_fraction: Parameter[float],
+    drift: InputArtifact[_Anomalies] = None,
+    quarantine: InputArtifact[QuarantinedExamples] = None,
 ) -> OutputDict(anomaly_count=int, drift_count=int, quarantined_rows=int):
     """Pass when no split has anomalies or drift, publishing the span's statistics as accepted;
     otherwise fail with the list (and publish nothing)."""

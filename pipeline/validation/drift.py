@@ -13,11 +13,15 @@ run on it and the run report prints one line per measured feature.
 
 import os
 
-from tfx import v1 as tfx
 from tfx.components.statistics_gen import executor as statistics_gen_executor
-from tfx.dsl.component.experimental.annotations import OutputDict
+from tfx.dsl.component.experimental.annotations import (
+    InputArtifact,
+    OutputArtifact,
+    OutputDict,
+    Parameter,
+)
 from tfx.dsl.component.experimental.decorators import component
-from tfx.types import artifact_utils
+from tfx.types import artifact_utils, standard_artifacts
 
 from data_stats import measures as drift_measures
 from data_stats.anomalies import ANOMALIES_FILE
@@ -43,7 +47,7 @@ def previous_span_statistics(current, history):
 
 
 # ---- the pipeline components ---------------------------------------------------------------------
-_Stats = tfx.types.standard_artifacts.ExampleStatistics
+_Stats = standard_artifacts.ExampleStatistics
 
 
 def span_of(artifact) -> int:
@@ -67,12 +71,12 @@ class SpanStatisticsGenExecutor(statistics_gen_executor.Executor):
 
 @component
 def DriftValidator(  # noqa: N802 - TFX components are named like classes
-    statistics: tfx.dsl.components.InputArtifact[_Stats],
-    schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
-    drift: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
-    history: tfx.dsl.components.InputArtifact[list[_Stats]] = None,
-    splits: tfx.dsl.components.Parameter[str] = DRIFT_SPLITS,
-    feature_tests: tfx.dsl.components.Parameter[str] = "",
+    statistics: InputArtifact[_Stats],
+    schema: InputArtifact[standard_artifacts.Schema],
+    drift: OutputArtifact[standard_artifacts.ExampleAnomalies],
+    history: InputArtifact[list[_Stats]] = None,
+    splits: Parameter[str] = DRIFT_SPLITS,
+    feature_tests: Parameter[str] = "",
 ) -> OutputDict(drifted_features=int, previous_span=int):
     """Compare the statistics of `splits` (comma-separated) with the previous span's (the
     highest span in `history` below the current one) under the schema's drift comparators and
