@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 
 import modules  # noqa: F401 - the Keras-2 switch before TensorFlow loads
+from cli_support import Exit
 from metadata.store import open_store
 from modules.dataset_spec import Retention
 from pipeline.ingest import spans
-from pipeline.local.run import EXIT_OK, run_pipeline
+from pipeline.local.run import run_pipeline
 from pipeline.testing.samples import TAXI_CSV, small_config, write_sample
 from upkeep import gc
 
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             status, _ = run_pipeline(config)
             run_seconds.append(time.monotonic() - started)
             print(f"run {run}: exit {status}, {run_seconds[-1]:.0f} s", flush=True)
-            if status != EXIT_OK:
+            if status != Exit.OK:
                 return status
         served = len(list(Path(config.model_serving_dir).iterdir()))
         store_file = Path(config.metadata_connection)

@@ -21,10 +21,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from cli_support import Exit
 from pipeline import kubeflow
 from pipeline.ingest.sources import SourceError
 from pipeline.kubeflow import flags
-from pipeline.local.run import EXIT_FAILED, EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,11 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = kubeflow.compile_pipeline(kcfg, args.output)
     except (kubeflow.KubeflowConfigError, SourceError) as e:
         print(e, file=sys.stderr)
-        return EXIT_FAILED
+        return Exit.FAILED
     print(f"Pipeline spec: {path}")
     print(f"  image {kcfg.image}, pipeline root {kcfg.pipeline_root}/{kcfg.pipeline_name}")
     if not args.submit:
-        return EXIT_OK
+        return Exit.OK
     try:
         run = kubeflow.submit(
             path,
@@ -57,9 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except kubeflow.SubmissionError as e:
         print(f"Error: {e}", file=sys.stderr)
-        return EXIT_FAILED
+        return Exit.FAILED
     print(f"Submitted run {run.run_id} to {args.endpoint} (experiment {args.experiment})")
-    return EXIT_OK
+    return Exit.OK
 
 
 if __name__ == "__main__":

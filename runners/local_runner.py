@@ -17,12 +17,13 @@ import dataclasses
 import os
 import sys
 
+from cli_support import Exit
 from modules.dataset_spec import SpecError
 from pipeline import config as config_lib
 from pipeline.flags import add_pipeline_flags, apply_pipeline_flags
 from pipeline.ingest.sources import SourceError
 from pipeline.local import beam_mode
-from pipeline.local.run import EXIT_FAILED, run_pipeline
+from pipeline.local.run import run_pipeline
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(args)
     except (SourceError, SpecError) as e:
         print(f"Pipeline not started: {e}", file=sys.stderr)
-        return EXIT_FAILED
+        return Exit.FAILED
     status, _ = run_pipeline(config, verbose=args.verbose)
     return status
 

@@ -4,9 +4,9 @@ What `runners/local_runner.py` (and the tests) call: LocalDagRunner over `create
 TFX/Beam output captured into a log file while a progress line per component goes to the
 terminal, then the run's report read back from ML Metadata and the exit status:
 
-    EXIT_OK (0)         the run completed (pushed or not: the report says why)
-    EXIT_ANOMALIES (1)  the data gate stopped it on anomalies, drift or too many quarantined rows
-    EXIT_FAILED (2)     any other failure, including an unusable metadata store
+    Exit.OK (0)        the run completed (pushed or not: the report says why)
+    Exit.REJECTED (1)  the data gate stopped it on anomalies, drift or too many quarantined rows
+    Exit.FAILED (2)    any other failure, including an unusable metadata store
 
 (the project's exit statuses: cli_support.Exit).
 """
@@ -35,7 +35,6 @@ from pipeline.local import up_to_date
 if TYPE_CHECKING:  # the report imports TFX; run_pipeline imports it after quieting warnings
     from pipeline.local.report import RunReport
 
-EXIT_OK, EXIT_ANOMALIES, EXIT_FAILED = Exit.OK, Exit.REJECTED, Exit.FAILED
 # The span placeholder of CsvExampleGen's input pattern; the data-root layout check needs it.
 SPAN_PATTERN = "{SPAN}"
 
@@ -193,7 +192,7 @@ def open_metadata_store(config: PipelineConfig) -> metadata_store_pb2.Connection
 def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, RunReport | None]:
     """Run `config`'s pipeline to the end or to its first failure; print progress and the
     summary; return (exit status, the run's RunReport or None). When nothing changed since the
-    last completed run (pipeline/local/up_to_date.py) nothing runs: (EXIT_OK, None), and what is
+    last completed run (pipeline/local/up_to_date.py) nothing runs: (Exit.OK, None), and what is
     printed says so."""
     if config.sources:
         problem = preflight_problem(config.sources)
@@ -203,12 +202,12 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
         problem = None
     if problem:
         print(f"Pipeline not started: {problem}", file=sys.stderr)
-        return EXIT_FAILED, None
+        return Exit.FAILED, None
     try:
         connection_config = open_metadata_store(config)
     except MetadataStoreUnavailable as e:
         print(f"Pipeline not started: {e}", file=sys.stderr)
-        return EXIT_FAILED, None
+        return Exit.FAILED, None
     sqlite_path = (
         connection_config.sqlite.filename_uri if connection_config.HasField("sqlite") else None
     )
@@ -216,7 +215,7 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
     unchanged = up_to_date.check(config, inputs, sqlite_path)
     if unchanged is not None:
         print(up_to_date.describe(config, unchanged))
-        return EXIT_OK, None
+        return Exit.OK, None
     up_to_date.forget(config)
     # Google client libraries warn about Python support dates on import; not actionable here.
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -261,18 +260,18 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
     if error is None:
         if report:
             up_to_date.save(config, inputs, sqlite_path, report.run_id, summary.getvalue())
-        return EXIT_OK, report
+        return Exit.OK, report
     gate_failed = report is not None and any(
         c.node_id == DataGate.__name__ and c.state == "FAILED" for c in report.components
     )
     if gate_failed or caused_by(error, DataAnomaliesError):
         why = " and ".join(report.data_stops if report else []) or "anomalies"
         print(f"\nStopped by the data gate ({why}): no training, nothing pushed.", file=sys.stderr)
-        return EXIT_ANOMALIES, report
+        return Exit.REJECTED, report
     print(f"\nPipeline failed: {type(error).__name__}: {error}", file=sys.stderr)
     if log_path:
         print(f"Full log: {log_path}", file=sys.stderr)
-    return EXIT_FAILED, report
+    return Exit.FAILED, report
 
 
 def caused_by(error: BaseException | None, kind: type) -> bool:

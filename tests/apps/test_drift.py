@@ -9,8 +9,9 @@ import dataclasses
 import pytest
 
 from apps.ui.settings import Settings
+from cli_support import Exit
 from monitoring import skew_check
-from pipeline.local.run import EXIT_ANOMALIES, EXIT_OK, run_pipeline
+from pipeline.local.run import run_pipeline
 from pipeline.testing.samples import small_config, write_sample
 from serving_api.client import RestClient, predict_rows
 from tests import drift_samples as ds
@@ -31,10 +32,10 @@ def two_spans(tmp_path_factory):
     # The shared fixture's training settings (they get blessed), without the tuner.
     config = small_config(root, data_root, skip_tuning=True)
     code, first = run_pipeline(config)
-    assert code == EXIT_OK and first.pushed_path, first.push_decision
+    assert code == Exit.OK and first.pushed_path, first.push_decision
     ds.write_csv(data_root / "span-2" / "data.csv", ds.drifted_rows(ROWS))
     code, report = run_pipeline(config)
-    assert code == EXIT_ANOMALIES and report.drifted
+    assert code == Exit.REJECTED and report.drifted
     settings = Settings(
         metadata=config.metadata_connection,
         pipeline_name=config.pipeline_name,

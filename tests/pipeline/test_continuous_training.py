@@ -26,7 +26,7 @@ from cli_support import Exit
 from metadata import open_store
 from mlops.cli import main as mlops_main
 from pipeline.ingest import spans
-from pipeline.local.run import EXIT_ANOMALIES, EXIT_OK, run_pipeline
+from pipeline.local.run import run_pipeline
 from pipeline.push import pusher as push
 from pipeline.testing.samples import small_config, write_sample
 from tests import drift_samples as ds
@@ -312,7 +312,7 @@ def runs(tmp_path_factory) -> Runs:
     data = write_sample(root / "data")
     config1 = small_config(root, data, skip_tuning=True, train_steps=SPAN1_STEPS)
     status, span1 = run_pipeline(config1)
-    assert status == EXIT_OK, span1 and span1.push_decision
+    assert status == Exit.OK, span1 and span1.push_decision
 
     spans.add_span(ds.write_csv(root / "span2.csv", ds.same_distribution_rows()), data, SCHEMA)
     killed_output = _run_until_trainer_then_kill(root, data, SPAN2_STEPS)
@@ -321,7 +321,7 @@ def runs(tmp_path_factory) -> Runs:
 
     config2 = dataclasses.replace(config1, train_steps=SPAN2_STEPS)
     status, span2 = run_pipeline(config2)
-    assert status == EXIT_OK, span2 and span2.push_decision
+    assert status == Exit.OK, span2 and span2.push_decision
     versions_after_span2 = _versions(serving_dir)
 
     spans.add_span(ds.write_csv(root / "span3.csv", ds.drifted_rows()), data, SCHEMA)
@@ -405,7 +405,7 @@ def test_span_2_model_is_compared_with_the_served_model_and_pushed_only_if_bless
 
 def test_drifted_span_stops_the_run_with_a_drift_report_and_pushes_nothing(runs):
     report = runs.span3
-    assert runs.span3_exit == EXIT_ANOMALIES
+    assert runs.span3_exit == Exit.REJECTED
     assert report.span == 3 and report.previous_span == 2
     assert report.anomalies == []  # schema-valid: only the drift check can stop it
     drifted = {m.feature: m for m in report.drifted}

@@ -13,10 +13,11 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_transform.tf_metadata import schema_utils
 
+from cli_support import Exit
 from metadata import open_store
 from modules import features
 from modules.trainer import CLASSIFY_METHOD, REGRESS_METHOD
-from pipeline.local.run import EXIT_ANOMALIES, EXIT_OK, run_pipeline
+from pipeline.local.run import run_pipeline
 from pipeline.local.up_to_date import UP_TO_DATE
 from pipeline.pipeline import create_pipeline
 from pipeline.testing.samples import small_config, write_sample
@@ -43,7 +44,7 @@ def _rows(data_root: str, n: int = 20) -> list[dict]:
 
 
 def test_every_component_executed_and_recorded_in_mlmd(small_pipeline):
-    assert small_pipeline.exit_code == EXIT_OK
+    assert small_pipeline.exit_code == Exit.OK
     store = open_store(small_pipeline.metadata_path)
     run = store.run(small_pipeline.report.run_id)
     node_of = {execution.node_id: execution for execution in run.executions}
@@ -115,7 +116,7 @@ def test_classify_and_regress_signatures_carry_tf_serving_method_names(small_pip
 def test_second_run_with_unchanged_data_is_served_from_cache(small_pipeline):
     # Through TFX (--always-run): the up-to-date check would stop it before TFX loads.
     status, report = run_pipeline(dataclasses.replace(small_pipeline.config, skip_unchanged=False))
-    assert status == EXIT_OK
+    assert status == Exit.OK
     states = {c.node_id: c.state for c in report.components}
     for node_id in (
         "CsvExampleGen",
@@ -145,14 +146,14 @@ def test_a_run_with_nothing_changed_stops_before_tfx_and_says_why(small_pipeline
     """The default re-run: the last completed run's record holds (pipeline/local/up_to_date.py), so
     no TFX run is started: no execution recorded, no version pushed, the summary says why."""
     # The previous run completed (whichever test ran it last); make sure one did.
-    assert run_pipeline(small_pipeline.config)[0] == EXIT_OK
+    assert run_pipeline(small_pipeline.config)[0] == Exit.OK
     store = open_store(small_pipeline.metadata_path)
     executions = len(store.mlmd.get_executions())
     versions = _pushed_versions(small_pipeline.serving_model_dir)
     capsys.readouterr()
     status, report = run_pipeline(small_pipeline.config)
     out = capsys.readouterr().out
-    assert (status, report) == (EXIT_OK, None)
+    assert (status, report) == (Exit.OK, None)
     assert f": {UP_TO_DATE}." in out and "nothing ran" in out
     assert out.rstrip().splitlines()[-1].startswith("Push: not pushed: nothing changed since run")
     assert len(open_store(small_pipeline.metadata_path).mlmd.get_executions()) == executions
@@ -185,7 +186,7 @@ def test_data_anomalies_stop_the_run_before_training(tmp_path, capsys):
 
     status, report = run_pipeline(config)
 
-    assert status == EXIT_ANOMALIES
+    assert status == Exit.REJECTED
     captured = capsys.readouterr()
     printed = captured.out
     assert {a.feature for a in report.anomalies} == {"surge"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from pipeline.local.run import EXIT_FAILED
+from cli_support import Exit
 from tests.paths import PROJECT_ROOT
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/x"
@@ -27,7 +27,7 @@ def test_unreachable_metadata_store_is_one_line_and_exit_2(tmp_path):
         text=True,
         timeout=600,
     )
-    assert proc.returncode == EXIT_FAILED == 2, proc.stderr[-3000:]
+    assert proc.returncode == Exit.FAILED == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if "metadata store" in line]
     assert len(lines) == 1, proc.stderr[-3000:]
@@ -41,4 +41,4 @@ def test_malformed_metadata_url_is_one_line_and_exit_2(tmp_path):
     from pipeline.local.run import run_pipeline
 
     config = PipelineConfig(metadata="ftp://host/x", output_dir=str(tmp_path / "out"))
-    assert run_pipeline(config) == (EXIT_FAILED, None)
+    assert run_pipeline(config) == (Exit.FAILED, None)

@@ -18,12 +18,13 @@ import pytest
 from click.testing import CliRunner
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb2
 
+from cli_support import Exit
 from metadata import open_store
 from metadata.store import DATA_GATE, EXAMPLE_GEN, properties_of
 from mlops.cli import main as mlops_main
 from pipeline.config import EvalThresholds
 from pipeline.ingest import spans
-from pipeline.local.run import EXIT_OK, run_pipeline
+from pipeline.local.run import run_pipeline
 from pipeline.testing.samples import small_config, write_sample
 from tests import drift_samples as ds
 from tests.paths import PROJECT_ROOT
@@ -63,7 +64,7 @@ def history(tmp_path_factory):
     data = write_sample(root / "data")
     first = small_config(root, data, skip_tuning=True)
     status, _ = run_pipeline(first)
-    assert status == EXIT_OK
+    assert status == Exit.OK
     versions = sorted(p.name for p in Path(first.model_serving_dir).iterdir() if p.name.isdigit())
     assert len(versions) == 1
     served = versions[0]
@@ -92,7 +93,7 @@ def history(tmp_path_factory):
         csv = ds.write_csv(root / f"span{span}.csv", ds.same_distribution_rows(start=span))
         spans.add_span(csv, data, SCHEMA)
         status, _ = run_pipeline(later)
-        assert status == EXIT_OK, f"run on span {span} failed"
+        assert status == Exit.OK, f"run on span {span} failed"
     assert sorted(p.name for p in Path(first.model_serving_dir).iterdir() if p.name.isdigit()) == [
         served
     ]
@@ -207,7 +208,7 @@ def test_a_rerun_needing_a_deleted_artifact_re_executes_it(history):
     finally:
         for span in range(3, SPANS + 1):
             shutil.move(str(aside / f"span-{span}"), str(data / f"span-{span}"))
-    assert status == EXIT_OK
+    assert status == Exit.OK
     store = open_store(config.metadata_connection)
     run = store.latest_run(config.pipeline_name)
     example_gen = run.execution(EXAMPLE_GEN)

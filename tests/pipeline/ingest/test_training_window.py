@@ -18,6 +18,7 @@ import sys
 
 import pytest
 
+from cli_support import Exit
 from metadata import open_store
 from metadata.store import span_of
 from pipeline.config import PipelineConfig, span_count
@@ -29,7 +30,7 @@ from pipeline.ingest.training_window import (
     SpanNotAcceptedError,
     choose_window,
 )
-from pipeline.local.run import EXIT_ANOMALIES, EXIT_OK, run_pipeline
+from pipeline.local.run import run_pipeline
 from pipeline.pipeline import create_pipeline
 from pipeline.testing.samples import small_config, write_sample
 from tests import drift_samples as ds
@@ -229,7 +230,7 @@ def _transform_inputs(store, report) -> list:
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_first_run_trains_on_the_only_accepted_span(window):
-    assert window.exits["span1"] == EXIT_OK, window.outputs["span1"]
+    assert window.exits["span1"] == Exit.OK, window.outputs["span1"]
     report = window.reports["span1"]
     assert report.span == 1 and report.training_spans == [1]
     assert "Trained on: span 1\n" in window.outputs["span1"]
@@ -238,7 +239,7 @@ def test_first_run_trains_on_the_only_accepted_span(window):
 @pytest.mark.slow
 def test_rejected_span_trains_nothing(window):
     report = window.reports["drifted"]
-    assert window.exits["drifted"] == EXIT_ANOMALIES
+    assert window.exits["drifted"] == Exit.REJECTED
     assert report.span == 2 and report.drifted and report.training_spans == []
     states = {c.node_id: c.state for c in report.components}
     assert states["DataGate"] == "FAILED"
@@ -249,7 +250,7 @@ def test_rejected_span_trains_nothing(window):
 
 @pytest.mark.slow
 def test_window_after_a_rejected_span_covers_the_accepted_spans_and_every_row_of_both(window):
-    assert window.exits["span3"] == EXIT_OK, window.outputs["span3"][-3000:]
+    assert window.exits["span3"] == Exit.OK, window.outputs["span3"][-3000:]
     report = window.reports["span3"]
     assert report.span == 3 and report.previous_span == 1  # drift baseline: the last accepted
     assert report.training_spans == [1, 3]

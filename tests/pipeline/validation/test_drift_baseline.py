@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from cli_support import Exit
 from metadata import open_store
 from pipeline.ingest import spans
-from pipeline.local.run import EXIT_ANOMALIES, EXIT_FAILED, EXIT_OK, run_pipeline
+from pipeline.local.run import run_pipeline
 from pipeline.testing.samples import small_config, write_sample
 from tests import drift_samples as ds
 from tests.drift_samples import trained_span
@@ -73,9 +74,9 @@ def _states(report) -> dict[str, str]:
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_drifted_span_is_rejected_against_span_1(recovery):
-    assert recovery.exits["span1"] == EXIT_OK, recovery.outputs["span1"]
+    assert recovery.exits["span1"] == Exit.OK, recovery.outputs["span1"]
     report = recovery.reports["drifted"]
-    assert recovery.exits["drifted"] == EXIT_ANOMALIES
+    assert recovery.exits["drifted"] == Exit.REJECTED
     assert report.span == 2 and report.previous_span == 1 and report.drifted
     assert BASELINE_LINE in recovery.outputs["drifted"]
     assert _states(report)["DataGate"] == "FAILED"
@@ -99,7 +100,7 @@ def test_rejected_span_publishes_no_accepted_statistics(recovery):
 @pytest.mark.slow
 def test_run_on_accepted_data_after_removing_the_rejected_span_reuses_the_cache(recovery):
     report = recovery.reports["span1_again"]
-    assert recovery.exits["span1_again"] == EXIT_OK, recovery.outputs["span1_again"]
+    assert recovery.exits["span1_again"] == Exit.OK, recovery.outputs["span1_again"]
     assert report.span == 1 and report.previous_span is None
     states = _states(report)
     for node_id in ("CsvExampleGen", "StatisticsGen", "ExampleValidator", "Transform", "Trainer"):
@@ -112,7 +113,7 @@ def test_run_on_accepted_data_after_removing_the_rejected_span_reuses_the_cache(
 @pytest.mark.slow
 def test_clean_span_after_a_rejected_one_is_compared_with_the_last_accepted_span(recovery):
     report = recovery.reports["clean"]
-    assert recovery.exits["clean"] == EXIT_OK, recovery.outputs["clean"]
+    assert recovery.exits["clean"] == Exit.OK, recovery.outputs["clean"]
     assert report.span == 3 and report.previous_span == 1
     assert report.drift and not report.drifted  # measured against span 1, within thresholds
     assert BASELINE_LINE in recovery.outputs["clean"]
@@ -150,7 +151,7 @@ def test_data_root_without_span_folders_is_refused_in_one_line(tmp_path, make, n
         timeout=120,
         cwd=PROJECT_ROOT,
     )
-    assert proc.returncode == EXIT_FAILED, proc.stderr
+    assert proc.returncode == Exit.FAILED, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert needle in lines[0] and "span-1/data.csv" in lines[0]

@@ -58,10 +58,11 @@ def _mlops(*args: str):
 
 
 def test_the_run_goes_on_with_the_clean_rows(cleaned_run):
-    from pipeline.local.run import EXIT_OK, print_report
+    from cli_support import Exit
+    from pipeline.local.run import print_report
 
     config, status, report = cleaned_run
-    assert status == EXIT_OK, report and report.components
+    assert status == Exit.OK, report and report.components
     cleaning = report.cleaning
     clean = ROWS - BAD
     assert (cleaning.rows_in, cleaning.duplicates, cleaning.quarantined, cleaning.clean) == (
