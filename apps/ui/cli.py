@@ -18,6 +18,7 @@ import urllib.request
 import click
 
 from apps.ui.settings import Settings
+from cli_support import CommandError, Exit, debug_option, handle_errors
 from metadata.locations import locations
 from modules.dataset_spec import SpecError
 
@@ -109,6 +110,8 @@ def _start_server(s: Settings) -> subprocess.Popen:
 )
 @click.option("--address", default="127.0.0.1", show_default=True, help="Bind address of the app.")
 @click.option("--port", type=int, default=8502, show_default=True, help="Port of the app.")
+@debug_option
+@handle_errors()
 def ui(**kw: object) -> None:
     """Start the web app: predict, runs, models, data and live serving."""
     address, port, start = kw.pop("address"), kw.pop("port"), kw.pop("start_server")
@@ -117,7 +120,7 @@ def ui(**kw: object) -> None:
         try:
             dataset = locations(str(kw["dataset"]))
         except SpecError as e:
-            raise click.UsageError(str(e)) from None
+            raise CommandError(str(e), Exit.FAILED) from e
         for key, value in (
             ("pipeline_name", dataset.pipeline_name),
             ("model_name", dataset.model_name),
