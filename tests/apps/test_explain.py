@@ -55,7 +55,9 @@ def test_attributions_have_the_signs_of_the_known_weights_and_sum_to_the_change(
     a = why.as_dict()
     assert a["trip_miles"] > 0 > a["fare"]
     unchanged_or_ignored = [k for k in a if k not in ("trip_miles", "fare")]
-    assert all(a[k] == 0.0 for k in unchanged_or_ignored), {k: a[k] for k in a if a[k]}
+    # Zero up to float32 rounding (rows scored in batches of different sizes differ in the last
+    # bits).
+    assert all(abs(a[k]) < 1e-6 for k in unchanged_or_ignored), {k: a[k] for k in a if a[k]}
     # The sum rule, against the model's own formula and against the server's answers.
     assert why.prediction == pytest.approx(_f(row), abs=1e-6)
     assert why.baseline_prediction == pytest.approx(_f(baseline), abs=1e-6)
@@ -135,7 +137,10 @@ def test_a_multiclass_prediction_explains_the_chosen_classs_probability(tmp_path
         )
         a = why.as_dict()
         assert a["body_mass_g"] > 0 > a["bill_depth_mm"]
-        assert a["island"] == a["sex"] == a["bill_length_mm"] == a["flipper_length_mm"] == 0.0
+        # Ignored inputs: zero up to float32 rounding (the server may score the permutations'
+        # rows in batches of different sizes, whose float sums differ in the last bits).
+        for ignored in ("island", "sex", "bill_length_mm", "flipper_length_mm"):
+            assert a[ignored] == pytest.approx(0.0, abs=1e-6), ignored
         direct = predict_rows(
             RestClient("127.0.0.1", process.rest_port), "penguins", [row, baseline], spec=spec
         )
