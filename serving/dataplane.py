@@ -348,12 +348,16 @@ class DataPlane:
     def _observed(self, servable: Servable, run):
         """`run`, reporting its outputs to `on_outputs` where the model call runs: once per
         model call (a whole batch), in the batch thread, not once per request on the event loop
-        (issue 26: the per-request score histogram was a visible share of the loop's time)."""
+        (issue 26: the per-request score histogram was a visible share of the loop's time).
+        The servable is held weakly: this function is a value of the WeakKeyDictionary keyed by
+        that servable, and a strong reference would keep every unloaded version alive."""
+        servable_ref = weakref.ref(servable)
 
         def observed(inputs: Tensors) -> Tensors:
             outputs = run(inputs)
-            if self.on_outputs is not None:
-                self.on_outputs(servable, outputs)
+            observed_servable = servable_ref()
+            if self.on_outputs is not None and observed_servable is not None:
+                self.on_outputs(observed_servable, outputs)
             return outputs
 
         return observed
