@@ -129,7 +129,9 @@ class DataPlane:
         self._run_fns: weakref.WeakKeyDictionary[Servable, dict[str, object]] = (
             weakref.WeakKeyDictionary()
         )
-        self.on_outputs = None  # (servable, outputs) after every model call, e.g. score metrics
+        # (servable, outputs) after every successful model call (a whole batch), in the thread that
+        # ran it, e.g. score metrics
+        self.on_outputs = None
 
     def close(self) -> None:
         if self.request_log is not None:
@@ -340,15 +342,30 @@ class DataPlane:
             fns = self._run_fns[servable] = {}
         fn = fns.get(signature_name)
         if fn is None:
-            fn = fns[signature_name] = _run_fn(servable, signature_name)
+            fn = fns[signature_name] = self._observed(servable, _run_fn(servable, signature_name))
         return fn
 
+    def _observed(self, servable: Servable, run):
+        """`run`, reporting its outputs to `on_outputs` where the model call runs: once per
+        model call (a whole batch), in the batch thread, not once per request on the event loop
+        (issue 26: the per-request score histogram was a visible share of the loop's time).
+        The servable is held weakly: this function is a value of the WeakKeyDictionary keyed by
+        that servable, and a strong reference would keep every unloaded version alive."""
+        servable_ref = weakref.ref(servable)
+
+        def observed(inputs: Tensors) -> Tensors:
+            outputs = run(inputs)
+            observed_servable = servable_ref()
+            if self.on_outputs is not None and observed_servable is not None:
+                self.on_outputs(observed_servable, outputs)
+            return outputs
+
+        return observed
+
     async def run(self, servable: Servable, signature_name: str, inputs: Tensors) -> Tensors:
-        """Run a validated signature call, through the batcher when the inputs share a batch dim."""
-        outputs = await self._run(servable, signature_name, inputs)
-        if self.on_outputs is not None:
-            self.on_outputs(servable, outputs)
-        return outputs
+        """Run a validated signature call, through the batcher when the inputs share a batch dim;
+        `on_outputs` sees every successful model call's outputs."""
+        return await self._run(servable, signature_name, inputs)
 
     async def _run(self, servable: Servable, signature_name: str, inputs: Tensors) -> Tensors:
         run = self._run_for(servable, signature_name)

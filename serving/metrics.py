@@ -165,6 +165,9 @@ class Metrics:
             registry=self.registry,
         )
         self.access_log_enabled = False
+        # (model, version, method, protocol, status) -> (request counter, latency histogram)
+        # children; bounded like the labels themselves (known model names only).
+        self._children: dict[tuple[str, ...], tuple] = {}
 
     def model_label(self, name: str) -> str:
         return name if name in self._known() else "unknown"
@@ -182,8 +185,15 @@ class Metrics:
         elapsed = time.perf_counter() - started
         model = self.model_label(model)
         v = str(version) if version is not None else ""
-        self.requests.labels(model, v, method, protocol, status).inc()
-        self.latency.labels(model, v, method, protocol).observe(elapsed)
+        key = (model, v, method, protocol, status)
+        children = self._children.get(key)
+        if children is None:  # labels() validates and locks: once per series, not per request
+            children = self._children[key] = (
+                self.requests.labels(model, v, method, protocol, status),
+                self.latency.labels(model, v, method, protocol),
+            )
+        children[0].inc()
+        children[1].observe(elapsed)
         if self.access_log_enabled:
             access_log.info(
                 "%s %s model=%s version=%s status=%s latency_ms=%.2f %s",

@@ -280,7 +280,10 @@ class RestApi:
                 max_size=self.max_body_bytes, actual_size=request.content_length
             )
         try:
-            raw = await asyncio.wait_for(request.read(), self.body_timeout)
+            # asyncio.timeout, not wait_for: wait_for wraps the read in a task of its own, a
+            # visible per-request cost on the event loop (issue 26); the same TimeoutError.
+            async with asyncio.timeout(self.body_timeout):
+                raw = await request.read()
         except (ConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
             raise _ClientGone(str(e)) from None
         large = len(raw) > _OFF_LOOP_BYTES

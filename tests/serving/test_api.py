@@ -546,15 +546,18 @@ def test_config_file_text_proto_round_trip():
 
 
 # ---- dynamic batching ---------------------------------------------------------------------------
-def _batch_counts(server) -> tuple[float, float]:
+def _batch_counts(server) -> tuple[float, float, float]:
+    """(model calls, examples in them, predicted scores recorded), summed over every series."""
     text = requests.get(server.rest_url + "/monitoring/prometheus/metrics", timeout=10).text
-    count = total = 0.0
+    count = total = scores = 0.0
     for line in text.splitlines():
         if line.startswith("tfserving_batch_size_count"):
             count += float(line.rsplit(" ", 1)[1])
         elif line.startswith("tfserving_batch_size_sum"):
             total += float(line.rsplit(" ", 1)[1])
-    return count, total
+        elif line.startswith("tfserving_prediction_score_count"):
+            scores += float(line.rsplit(" ", 1)[1])
+    return count, total, scores
 
 
 def test_concurrent_requests_are_batched_and_results_stay_with_their_request(server, tmp_path):
@@ -587,9 +590,13 @@ def test_concurrent_requests_are_batched_and_results_stay_with_their_request(ser
     assert results[-1].code() == grpc.StatusCode.INVALID_ARGUMENT
     got = np.concatenate([tf.make_ndarray(r.outputs["probabilities"]) for r in results[:-1]])
     np.testing.assert_allclose(got, want, rtol=1e-5)
-    count, total = (a - b for a, b in zip(_batch_counts(server), before, strict=True))
+    count, total, scores = (a - b for a, b in zip(_batch_counts(server), before, strict=True))
     assert total >= 64
     assert count < 64, f"{count} model calls for {total} examples: nothing was batched"
+    # Scores are recorded once per model call (in the batch thread), for the 64 rows the model
+    # answered: none twice when a failed merged call is retried request by request, none for
+    # the malformed request.
+    assert scores == 64
 
 
 def test_deploy_configs_are_valid_tf_serving_text_protos():
