@@ -118,18 +118,15 @@ def test_window_resolver_runs_after_the_gate_and_feeds_transform_only(tmp_path):
 
 
 # ---- Kubeflow: refused before compiling, because KubeflowV2DagRunner cannot compile it -----------
-def test_kubeflow_runner_refuses_a_window_before_compiling(tmp_path):
+def test_kubeflow_runner_refuses_a_window_before_compiling(tmp_path, capsys):
+    from runners import kubeflow_runner
+
     out = tmp_path / "spec.yaml"
-    proc = subprocess.run(
-        [sys.executable, "runners/kubeflow_runner.py", "--output", str(out), "--train-spans", "2"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=PROJECT_ROOT,
-    )
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert "train spans 2: the training window is a custom Resolver over ML Metadata" in proc.stderr
-    assert "runners/local_runner.py" in proc.stderr
+    code = kubeflow_runner.main(["--output", str(out), "--train-spans", "2"])
+    stderr = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in stderr, stderr[-2000:]
+    assert "train spans 2: the training window is a custom Resolver over ML Metadata" in stderr
+    assert "runners/local_runner.py" in stderr
     assert not out.exists()
 
 
