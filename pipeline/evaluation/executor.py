@@ -42,6 +42,8 @@ BATCH = "batch"
 TFMA = "tfma"
 EVALUATORS = (BATCH, TFMA)
 
+_LOG = logging.getLogger(__name__)
+
 # The blessing's custom property holding the comparison's one-line decision.
 BASELINE_DECISION_KEY = "baseline_decision"
 
@@ -117,7 +119,7 @@ class BatchEvaluationExecutor(SkipSelfEvaluationExecutor):
     ) -> None:
         plan = batch_plan(input_dict, exec_properties)
         if isinstance(plan, str):
-            logging.info("Evaluator: TFMA (%s)", plan)
+            _LOG.info("Evaluator: TFMA (%s)", plan)
             super()._evaluate(input_dict, output_dict, exec_properties)
             return
         eval_config, files, model_paths, run_validation = plan
@@ -125,10 +127,10 @@ class BatchEvaluationExecutor(SkipSelfEvaluationExecutor):
         try:
             result = batch.evaluate(eval_config, files, model_paths, evaluation_uri)
         except batch.Unsupported as e:
-            logging.info("Evaluator: TFMA (%s)", e)
+            _LOG.info("Evaluator: TFMA (%s)", e)
             super()._evaluate(input_dict, output_dict, exec_properties)
             return
-        logging.info("Evaluator: batch path, validation_ok=%s", result.validation_ok)
+        _LOG.info("Evaluator: batch path, validation_ok=%s", result.validation_ok)
         if run_validation:
             write_blessing(input_dict, output_dict, exec_properties, evaluation_uri)
 
