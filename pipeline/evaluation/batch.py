@@ -30,6 +30,7 @@ TFMA instead, unchanged, so TFMA's behaviour (or its error) is the answer.
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -589,11 +590,69 @@ def _evaluate(eval_config, computations, files, model_paths, output_path, batch_
     return _finish(eval_config, sliced, computations, model_paths, output_path)
 
 
+_BCM_RESULT_CODE = None
+
+
+def _histogram_matrices(c, metrics: dict) -> dict | None:
+    """TFMA's binary confusion matrices from the calibration histogram (rebin to the thresholds,
+    then cumulative sums), in numpy: the same float additions in the same order, so the same
+    values, without two Python loops over 10,000 thresholds per slice and model (3-6 s of a
+    run). None: `c` is another derived computation, TFMA's own code computes it."""
+    global _BCM_RESULT_CODE
+    if _BCM_RESULT_CODE is None:
+        probe = binary_confusion_matrices.binary_confusion_matrices(num_thresholds=3)
+        _BCM_RESULT_CODE = probe[-1].result.__code__
+    if getattr(c.result, "__code__", None) is not _BCM_RESULT_CODE:
+        return None
+    closure = inspect.getclosurevars(c.result).nonlocals
+    if not closure.get("use_histogram"):
+        return None
+    thresholds = list(closure["thresholds"])
+    if len(thresholds) == 1 and thresholds[0] < 0:
+        return None
+    eps = binary_confusion_matrices._EPSILON
+    rebin_thresholds = [t + eps if t != 0 else t for t in thresholds]
+    if thresholds[0] >= 0:
+        rebin_thresholds = [-eps, *rebin_thresholds]
+    if thresholds[-1] < 1.0:
+        rebin_thresholds = [*rebin_thresholds, 1.0 + eps]
+    histogram = metrics[closure["input_metric_key"]]
+    ids = np.array([b.bucket_id for b in histogram], dtype=np.int64)
+    sums = np.array(
+        [[b.weighted_labels, b.weighted_predictions, b.weighted_examples] for b in histogram],
+        dtype=np.float64,
+    ).reshape(-1, 3)
+    # calibration_histogram.rebin with its defaults (10,000 buckets over [0, 1]).
+    buckets = calibration_histogram.DEFAULT_NUM_BUCKETS
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pred = (ids - 1) / buckets * (1.0 - 0.0) + 0.0
+    pred = np.where(ids == 0, -np.inf, np.where(ids >= buckets + 1, np.inf, pred))
+    offsets = np.searchsorted(np.array(rebin_thresholds[1:]), pred, side="right")
+    n = len(rebin_thresholds)
+    labels = np.bincount(offsets, weights=sums[:, 0], minlength=n)
+    examples = np.bincount(offsets, weights=sums[:, 2], minlength=n)
+    # binary_confusion_matrices._histogram_to_binary_confusion_matrices.
+    positives, negatives = labels, examples - labels
+    tp = np.cumsum(positives[::-1])[::-1]
+    fp = np.cumsum(negatives[::-1])[::-1]
+    tn = np.concatenate([[0.0], np.cumsum(negatives)[:-1]])
+    fn = np.concatenate([[0.0], np.cumsum(positives)[:-1]])
+    offset = 1 if (thresholds[0] >= 0 or len(thresholds) == 1) and n > 1 else 0
+    window = slice(offset, offset + len(thresholds))
+    tp, fp, tn, fn = (a[window].tolist() for a in (tp, fp, tn, fn))
+    for i, t in enumerate(thresholds):
+        if t >= 1.0 + eps:
+            tp[i], fp[i], fn[i], tn[i] = 0.0, 0.0, tp[0], fp[0]
+    matrices = binary_confusion_matrices.Matrices(thresholds, tp, tn, fp, fn)
+    return {closure["matrices_key"]: matrices}
+
+
 def _add_derived_and_diffs(metrics: dict, computations, baseline_name: str | None) -> dict:
     """TFMA's AddDerivedMetrics then AddDiffMetrics (metrics_plots_and_validations_evaluator)."""
     result = copy.copy(metrics)
     for c in computations.derived_computations:
-        result.update(c.result(result))
+        fast = _histogram_matrices(c, result)
+        result.update(fast if fast is not None else c.result(result))
     if baseline_name:
         diffs = {}
         for k, v in result.items():

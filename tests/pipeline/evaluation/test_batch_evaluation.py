@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.metrics import binary_confusion_matrices, calibration_histogram
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
@@ -332,3 +333,26 @@ def test_an_empty_split_is_a_clear_error(tmp_path):
     files = batch.split_files(os.path.join(examples, "Split-eval"))
     with pytest.raises(ValueError, match="eval split is empty"):
         batch.evaluate(config, files, {"": model + "/Format-Serving"}, str(tmp_path / "out"))
+
+
+@pytest.mark.parametrize("thresholds", [None, [0.0, 0.25, 0.5, 1.0], [0.3]])
+def test_histogram_matrices_are_tfma_s_bit_for_bit(thresholds):
+    # Buckets below 0 (id 0), above 1 (id 10,001), empty stretches, fractional labels.
+    rng = np.random.default_rng(3)
+    ids = sorted({0, 10_001, *rng.integers(1, 10_001, 400).tolist()})
+    histogram = [
+        calibration_histogram.Bucket(i, float(y), float(p), float(n))
+        for i, y, p, n in zip(
+            ids,
+            rng.uniform(0, 5, len(ids)),
+            rng.uniform(0, 5, len(ids)),
+            rng.uniform(5, 9, len(ids)),
+            strict=True,
+        )
+    ]
+    computations = binary_confusion_matrices.binary_confusion_matrices(
+        num_thresholds=None if thresholds else 10_000, thresholds=thresholds, use_histogram=True
+    )
+    derived = computations[-1]
+    metrics = {computations[0].keys[0]: histogram}
+    assert batch._histogram_matrices(derived, metrics) == derived.result(metrics)
