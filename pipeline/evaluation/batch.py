@@ -369,10 +369,11 @@ def _add_histogram(state, i, c, label, prediction) -> None:
 
 
 def _histogram_output(state, c):
+    # Only the buckets some example fell in, as TFMA's accumulator holds them.
+    seen = np.flatnonzero(state[:, 2] > 0)
     return {
-        b: calibration_histogram.Bucket(b, float(s[0]), float(s[1]), float(s[2]))
-        for b, s in enumerate(state)
-        if s[2] > 0
+        b: calibration_histogram.Bucket(b, y, p, n)
+        for b, (y, p, n) in zip(seen.tolist(), state[seen].tolist(), strict=True)
     }
 
 

@@ -225,16 +225,24 @@ def _assert_same(tfma_run: Outcome, batch_run: Outcome) -> None:
 
 
 def _both(
-    tmp_path, caplog, task: str, thresholds: dict, examples: str | None = None, **model
+    tmp_path,
+    caplog,
+    task: str,
+    thresholds: dict,
+    examples: str | None = None,
+    with_baseline: bool = True,
+    **model,
 ) -> tuple:
     tmp = str(tmp_path)
     examples = examples or _split(os.path.join(tmp, "examples"), task)
     candidate = _save(os.path.join(tmp, "candidate"), task, weight=2.0, **model)
-    baseline = _save(os.path.join(tmp, "baseline"), task, weight=0.5, bias=0.1)
+    baseline = None
+    if with_baseline:
+        baseline = _save(os.path.join(tmp, "baseline"), task, weight=0.5, bias=0.1)
     config = _config(task, thresholds)
     assert (
         batch.unsupported_reason(
-            tfma.utils.update_eval_config_with_defaults(config, has_baseline=True)
+            tfma.utils.update_eval_config_with_defaults(config, has_baseline=with_baseline)
         )
         is None
     )
@@ -290,6 +298,19 @@ def test_one_class_and_out_of_range_predictions_match_tfma(tmp_path, caplog):
     tmp = str(tmp_path)
     examples = _split(os.path.join(tmp, "examples"), dataset_spec.BINARY, one_class=True)
     _both(tmp_path, caplog, dataset_spec.BINARY, {"min_auc": 0.5}, examples=examples, squash=False)
+
+
+def test_a_first_run_without_a_baseline_matches_tfma(tmp_path, caplog):
+    # No baseline: TFX rubber-stamps the change threshold; the value threshold still holds.
+    tfma_run, _ = _both(
+        tmp_path,
+        caplog,
+        dataset_spec.BINARY,
+        {"min_auc": 0.6, "min_auc_gain": 0.5},
+        with_baseline=False,
+    )
+    assert tfma_run.validation.validation_ok and tfma_run.blessed
+    assert not any("is_diff" in k for _, k in tfma_run.metrics)
 
 
 def test_a_nan_prediction_goes_to_tfma(tmp_path):
