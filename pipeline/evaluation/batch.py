@@ -313,7 +313,7 @@ def _column_pairs(batch: pa.RecordBatch, column: str) -> tuple[np.ndarray, list]
 class _Accumulator:
     """One (model, slice)'s sums for every combiner computation of that model."""
 
-    def __init__(self, computations: list, classes: int) -> None:
+    def __init__(self, computations: list) -> None:
         self.state: list[Any] = []
         for c in computations:
             combiner = c.combiner
@@ -580,7 +580,7 @@ def _evaluate(eval_config, computations, files, model_paths, output_path, batch_
             for slice_id, examples in groups:
                 acc = accumulators.get((m, slice_id))
                 if acc is None:
-                    acc = accumulators[m, slice_id] = _Accumulator(owned, prediction.shape[1])
+                    acc = accumulators[m, slice_id] = _Accumulator(owned)
                 if examples is None:
                     acc.add(owned, label, prediction)
                 else:
