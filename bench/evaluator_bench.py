@@ -1,7 +1,8 @@
-"""The Evaluator's eval rows/s: this checkout's evaluation against another git ref's, same inputs.
+"""The Evaluator's eval rows/s: TFMA's path against the batch path (and/or another git ref's
+code), same inputs, one invocation.
 
     .venv/bin/python bench/evaluator_bench.py --run DIR [--rows 100000] [--against main]
-        [--beam-mode in-memory] [--no-baseline]
+        [--evaluators tfma,batch] [--beam-mode in-memory] [--no-baseline]
 
 DIR is a finished pipeline run's output directory (`runners/local_runner.py --output-dir DIR`):
 its newest Trainer model and RowCleaner eval split are the inputs. The eval split is repeated
@@ -11,6 +12,10 @@ same SavedModel at another path, as a pushed model would be), so TFMA runs two m
 --no-baseline, as a first run. Each code version (`--against REF`, exported with `git archive`,
 and this checkout) runs the project's Evaluator executor alone, in its own process, on the same
 files: seconds (the executor, not the imports), eval rows/s, peak RSS, then the ratio.
+`--evaluators` picks which of this checkout's Evaluator paths run (pipeline/evaluation/
+executor.py: `tfma` = TFX's executor, `batch` = the batch path); `--against ''` leaves the other
+ref out. Every metric of every slice of the runs is compared with the first run's: the largest
+absolute difference is printed.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import glob
 import importlib
 import json
+import math
 import os
 import resource
 import shutil
@@ -69,7 +75,7 @@ def run_evaluator(inputs: dict) -> dict:
     from tfx.utils import proto_utils
 
     from pipeline import config as pipeline_config
-    from pipeline.evaluation.executor import SkipSelfEvaluationExecutor
+    from pipeline.evaluation import executor as evaluator_executor
     from pipeline.pipeline import eval_config
 
     examples = standard_artifacts.Examples()
@@ -100,14 +106,24 @@ def run_evaluator(inputs: dict) -> dict:
     )
     context = BaseBeamExecutor.Context(beam_pipeline_args=beam_args, tmp_dir=inputs["out"])
     started = time.monotonic()
-    SkipSelfEvaluationExecutor(context).Do(
+    executor_class = (
+        evaluator_executor.BatchEvaluationExecutor
+        if inputs["evaluator"] == "batch"
+        else evaluator_executor.SkipSelfEvaluationExecutor
+    )
+    executor_class(context).Do(
         input_dict, {"evaluation": [evaluation], "blessing": [blessing]}, exec_properties
     )
     seconds = time.monotonic() - started
-    result = tfma.load_metrics(evaluation.uri)
+    result = list(tfma.load_metrics(evaluation.uri))
     count = 0.0
     auc = None
+    values = {}
     for per_slice in result:
+        for key_and_value in per_slice.metric_keys_and_values:
+            if key_and_value.value.HasField("double_value"):
+                name = f"{per_slice.slice_key}|{key_and_value.key}".replace("\n", " ")
+                values[name] = key_and_value.value.double_value.value
         if per_slice.slice_key.single_slice_keys:
             continue
         for key_and_value in per_slice.metric_keys_and_values:
@@ -123,6 +139,8 @@ def run_evaluator(inputs: dict) -> dict:
         "example_count": count,
         "auc": auc,
         "blessed": os.path.exists(os.path.join(blessing.uri, "BLESSED")),
+        "validation_ok": tfma.load_validation_result(evaluation.uri).validation_ok,
+        "values": values,
     }
 
 
@@ -153,6 +171,13 @@ def in_subprocess(code_root: Path, inputs: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _difference(a: float, b: float) -> float:
+    """|a - b|; 0 when both are NaN (TFMA's NaN metrics), inf when only one is."""
+    if math.isnan(a) or math.isnan(b):
+        return 0.0 if math.isnan(a) and math.isnan(b) else math.inf
+    return abs(a - b)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="a finished pipeline run's --output-dir")
@@ -162,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         "--beam-mode", choices=("in-memory", "multi-processing"), default="in-memory"
     )
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--evaluators",
+        default="tfma,batch",
+        help="this checkout's Evaluator paths to run, comma-separated: tfma, batch",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -184,30 +214,43 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.rows} eval rows ({distinct} distinct, repeated), "
             f"{'with' if baseline else 'without'} a baseline model, Beam {args.beam_mode}"
         )
-        versions = [("this checkout", ROOT)]
+        versions = [
+            (f"this checkout {evaluator}", ROOT, evaluator)
+            for evaluator in args.evaluators.split(",")
+        ]
         if args.against:
-            versions.insert(0, (args.against, export_ref(args.against, Path(tmp, "code"))))
+            code = export_ref(args.against, Path(tmp, "code"))
+            versions.insert(0, (f"{args.against} tfma", code, "tfma"))
         results = {}
-        for name, code_root in versions:
+        for name, code_root, evaluator in versions:
             inputs = {
                 "examples": f"{tmp}/examples",
                 "model": model,
                 "baseline": baseline,
                 "out": f"{tmp}/out-{len(results)}",
                 "beam_mode": args.beam_mode,
+                "evaluator": evaluator,
             }
             r = results[name] = in_subprocess(code_root, inputs)
             print(
-                f"  {name:<14} {r['seconds']:7.1f} s {args.rows / r['seconds']:8.0f} eval rows/s "
+                f"  {name:<20} {r['seconds']:7.1f} s {args.rows / r['seconds']:8.0f} eval rows/s "
                 f"peak RSS {r['peak_rss_mib']:5.0f} MiB  example_count {r['example_count']:.0f} "
-                f"AUC {r['auc']} blessed {r['blessed']}"
+                f"AUC {r['auc']} blessed {r['blessed']} validation_ok {r['validation_ok']}"
             )
-    if len(results) == 2:
-        before, after = results[args.against], results["this checkout"]
+    names = list(results)
+    for name in names[1:]:
+        before, after = results[names[0]], results[name]
+        common = before["values"].keys() & after["values"].keys()
+        diff = max(
+            (_difference(before["values"][k], after["values"][k]) for k in common),
+            default=float("nan"),
+        )
         print(
-            f"this checkout / {args.against}: time x{after['seconds'] / before['seconds']:.2f}, "
+            f"{name} / {names[0]}: time x{after['seconds'] / before['seconds']:.2f}, "
             f"eval rows/s x{before['seconds'] / after['seconds']:.2f}, "
-            f"peak RSS x{after['peak_rss_mib'] / before['peak_rss_mib']:.2f}"
+            f"peak RSS x{after['peak_rss_mib'] / before['peak_rss_mib']:.2f}; "
+            f"{len(common)} metric values in common ({len(before['values'])} vs "
+            f"{len(after['values'])}), max |difference| {diff:.3g}"
         )
     load = os.getloadavg()
     print(f"load after: {load[0]:.2f} {load[1]:.2f}")

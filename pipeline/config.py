@@ -120,6 +120,10 @@ class PipelineConfig:
     # last completed run left them stops before TFX loads, saying so (pipeline/local/up_to_date.py);
     # False (`--always-run`): TFX runs it, and its cache skips the unchanged components.
     skip_unchanged: bool = True
+    # The Evaluator's implementation (`--evaluator`): "batch" evaluates in numpy batches when
+    # every metric and slice of the eval config is one it reproduces, else through TFMA
+    # (pipeline/evaluation/batch.py); "tfma": TFX's executor, TFMA over Beam, always.
+    evaluator: str = "batch"
 
     @property
     def pipeline_root(self) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from modules.dataset_spec import DEFAULT_DATASET
 from modules.families import ALL_FAMILIES, check_families
 from pipeline.config import EvalThresholds, PipelineConfig, span_count
+from pipeline.evaluation.executor import EVALUATORS
 from pipeline.ingest.sources import check_combination, parse_source_flag
 
 
@@ -37,6 +38,13 @@ def model_family_flag(text: str) -> str:
         return check_families([text])[0]
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def evaluator_flag(text: str) -> str:
+    """An `--evaluator` value: batch or tfma (argparse type; its message names them)."""
+    if text not in EVALUATORS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected one of {', '.join(EVALUATORS)}")
+    return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +146,12 @@ FLAGS: tuple[Flag, ...] = (
         convert=parse_source_flag,
     ),
     Flag(("--beam-arg",), "beam_args", "Beam pipeline arg, repeatable", repeat=True),
+    Flag(
+        ("--evaluator",),
+        "evaluator",
+        "Evaluator: batch (numpy batches; TFMA for configs it does not reproduce) or tfma",
+        evaluator_flag,
+    ),
 )
 
 

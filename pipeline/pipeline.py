@@ -47,7 +47,11 @@ from modules.families import MODEL_FAMILIES_KEY, check_families
 from pipeline import source_schema
 from pipeline.config import PipelineConfig
 from pipeline.evaluation import histogram_metrics
-from pipeline.evaluation.executor import SkipSelfEvaluationExecutor
+from pipeline.evaluation.executor import (
+    BATCH,
+    BatchEvaluationExecutor,
+    SkipSelfEvaluationExecutor,
+)
 from pipeline.ingest import sources
 from pipeline.ingest.training_window import training_window
 from pipeline.push.pusher import MODEL_CARD_METADATA_KEY, AtomicPusher
@@ -394,7 +398,11 @@ def _evaluate_and_push(
     )
     # A re-run whose candidate is the blessed baseline itself records "not blessed, nothing
     # changed" instead of evaluating the model against itself.
-    evaluator.executor_spec = executor_spec.BeamExecutorSpec(SkipSelfEvaluationExecutor)
+    # `--evaluator batch` (the default): the same executor, evaluating in numpy batches when
+    # the eval config allows it (pipeline/evaluation/batch.py); `tfma`: TFX's executor only.
+    evaluator.executor_spec = executor_spec.BeamExecutorSpec(
+        BatchEvaluationExecutor if config.evaluator == BATCH else SkipSelfEvaluationExecutor
+    )
     # Copies to a hidden temp dir, then renames: a version appears complete or not at all;
     # with TF Serving warmup requests built from a few eval examples.
     pusher = AtomicPusher(

@@ -141,3 +141,15 @@ def test_eval_config_gates_on_overall_auc_accuracy_and_baseline(config):
     assert auc.threshold.value_threshold.lower_bound.value == config.thresholds.min_auc
     assert auc.threshold.change_threshold.absolute.value == config.thresholds.min_auc_gain
     assert [s.feature_keys for s in cfg.slicing_specs[1:]] == [[k] for k in config.slice_features]
+
+
+def test_the_evaluator_is_the_batch_path_unless_tfma_is_asked_for(config):
+    import dataclasses
+
+    from pipeline.evaluation.executor import BatchEvaluationExecutor, SkipSelfEvaluationExecutor
+
+    assert config.evaluator == "batch"
+    nodes = _nodes(config)
+    assert nodes["Evaluator"].executor_spec.executor_class is BatchEvaluationExecutor
+    nodes = _nodes(dataclasses.replace(config, evaluator="tfma"))
+    assert nodes["Evaluator"].executor_spec.executor_class is SkipSelfEvaluationExecutor
