@@ -34,6 +34,14 @@ _DEFAULT_SPEC = dataset_spec.load(dataset_spec.DEFAULT_DATASET)
 _DEFAULT = locations(dataset_spec.DEFAULT_DATASET)
 
 
+# The Evaluator's implementations (PipelineConfig.evaluator, `--evaluator`): named here, not
+# beside the executors, so that reading flags does not import TFMA (the up-to-date re-run
+# answers before TensorFlow loads).
+BATCH = "batch"
+TFMA = "tfma"
+EVALUATORS = (BATCH, TFMA)
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalThresholds:
     """When the Evaluator blesses a binary classifier (defaults: the default dataset spec's
@@ -123,7 +131,7 @@ class PipelineConfig:
     # The Evaluator's implementation (`--evaluator`): "batch" evaluates in numpy batches when
     # every metric and slice of the eval config is one it reproduces, else through TFMA
     # (pipeline/evaluation/batch.py); "tfma": TFX's executor, TFMA over Beam, always.
-    evaluator: str = "batch"
+    evaluator: str = BATCH
 
     @property
     def pipeline_root(self) -> str:

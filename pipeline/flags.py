@@ -15,8 +15,7 @@ from typing import Any
 
 from modules.dataset_spec import DEFAULT_DATASET
 from modules.families import ALL_FAMILIES, check_families
-from pipeline.config import EvalThresholds, PipelineConfig, span_count
-from pipeline.evaluation.executor import EVALUATORS
+from pipeline.config import EVALUATORS, EvalThresholds, PipelineConfig, span_count
 from pipeline.ingest.sources import check_combination, parse_source_flag
 
 

@@ -45,13 +45,9 @@ from modules.baselines import PUSH_LINEAR_KEY
 from modules.dataset_spec import BINARY, MULTICLASS, DatasetSpec, transformed_name
 from modules.families import MODEL_FAMILIES_KEY, check_families
 from pipeline import source_schema
-from pipeline.config import PipelineConfig
+from pipeline.config import BATCH, PipelineConfig
 from pipeline.evaluation import histogram_metrics
-from pipeline.evaluation.executor import (
-    BATCH,
-    BatchEvaluationExecutor,
-    SkipSelfEvaluationExecutor,
-)
+from pipeline.evaluation.executor import BatchEvaluationExecutor, SkipSelfEvaluationExecutor
 from pipeline.ingest import sources
 from pipeline.ingest.training_window import training_window
 from pipeline.push.pusher import MODEL_CARD_METADATA_KEY, AtomicPusher

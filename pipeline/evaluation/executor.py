@@ -37,11 +37,6 @@ from tfx.utils import io_utils, json_utils, path_utils, proto_utils
 from modules import baselines, importance
 from pipeline.evaluation import batch
 
-# The Evaluator's implementations (PipelineConfig.evaluator, `--evaluator`).
-BATCH = "batch"
-TFMA = "tfma"
-EVALUATORS = (BATCH, TFMA)
-
 _LOG = logging.getLogger(__name__)
 
 # The blessing's custom property holding the comparison's one-line decision.
