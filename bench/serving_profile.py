@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
 
 
 class Probe:
@@ -130,7 +129,7 @@ def _client(args, server, workdir: str) -> subprocess.Popen:
         cmd = ["wrk", "-t1", f"-c{args.connections}", f"-d{seconds}s", "-s", str(script)]
         return subprocess.Popen([*pin, *cmd, "--latency", url], stdout=subprocess.PIPE, text=True)
     code = (
-        "import sys; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/bench']\n"
+        "import sys\n"
         "import serving_bench as sb\nfrom serving_api.client import encode_example\n"
         "import serving.codec  # TensorFlow: imported before the load starts\n"
         "print('client ready', flush=True)\n"
@@ -140,7 +139,10 @@ def _client(args, server, workdir: str) -> subprocess.Popen:
     )
     target = f"127.0.0.1:{server.grpc_port}"
     cmd = [sys.executable, "-c", code, str(ROOT), target, str(args.connections), str(seconds - 1)]
-    return subprocess.Popen([*pin, *cmd], stdout=subprocess.PIPE, text=True)
+    # serving_bench beside this script, the project's packages from this checkout.
+    path = os.pathsep.join([str(ROOT / "bench"), str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path.rstrip(os.pathsep))
+    return subprocess.Popen([*pin, *cmd], stdout=subprocess.PIPE, text=True, env=env)
 
 
 async def _profile(args, probe: Probe, base: str, workdir: str) -> None:

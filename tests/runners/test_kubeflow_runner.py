@@ -495,3 +495,17 @@ def test_submit_without_a_reachable_cluster_is_one_line(tmp_path, capsys):
     errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0], stderr[-2000:]
     assert (tmp_path / "spec.yaml").is_file()  # compiled before the submission failed
+
+
+def test_kubeflow_runner_refuses_a_training_window_before_compiling(tmp_path, capsys):
+    """--train-spans > 1 is a custom Resolver over ML Metadata, which the KFP v2 compiler cannot
+    compile (tests/pipeline/ingest/test_training_window.py shows why): refused in one line."""
+    from runners import kubeflow_runner
+
+    out = tmp_path / "spec.yaml"
+    code = kubeflow_runner.main(["--output", str(out), "--train-spans", "2"])
+    stderr = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in stderr, stderr[-2000:]
+    assert "train spans 2: the training window is a custom Resolver over ML Metadata" in stderr
+    assert "runners/local_runner.py" in stderr
+    assert not out.exists()

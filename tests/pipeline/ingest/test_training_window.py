@@ -118,18 +118,6 @@ def test_window_resolver_runs_after_the_gate_and_feeds_transform_only(tmp_path):
 
 
 # ---- Kubeflow: refused before compiling, because KubeflowV2DagRunner cannot compile it -----------
-def test_kubeflow_runner_refuses_a_window_before_compiling(tmp_path, capsys):
-    from runners import kubeflow_runner
-
-    out = tmp_path / "spec.yaml"
-    code = kubeflow_runner.main(["--output", str(out), "--train-spans", "2"])
-    stderr = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in stderr, stderr[-2000:]
-    assert "train spans 2: the training window is a custom Resolver over ML Metadata" in stderr
-    assert "runners/local_runner.py" in stderr
-    assert not out.exists()
-
-
 def test_kubeflow_v2_compiler_really_rejects_the_window_resolver(tmp_path, monkeypatch):
     """Why the refusal: past the check, TFX's own compiler stops on the window's strategy."""
     from pipeline import kubeflow as kr
