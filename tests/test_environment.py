@@ -141,6 +141,19 @@ def test_the_switch_is_set_in_one_place():
     assert SETS_THE_SWITCH.search('dict(os.environ, TF_USE_LEGACY_KERAS="1")')
 
 
+def _fresh_interpreter(code: str) -> subprocess.CompletedProcess:
+    """`code` in a new Python with the project on its path, run from bench/ (so nothing is
+    imported from the working directory by accident)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(ROOT)},
+        cwd=PROJECT_ROOT / "bench",
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 @pytest.mark.slow  # imports all of TFX (~15 s): with the full suite
 def test_importing_tfx_scans_the_installed_distributions_once():
     """google-api-core asks importlib.metadata.packages_distributions() once per Google package
@@ -152,14 +165,7 @@ def test_importing_tfx_scans_the_installed_distributions_once():
         "info = m.packages_distributions.cache_info()\n"
         "print(info.hits, info.misses)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(ROOT)},
-        cwd=PROJECT_ROOT / "bench",
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out = _fresh_interpreter(code)
     assert out.returncode == 0, out.stderr[-3000:]
     hits, misses = map(int, out.stdout.split()[-2:])
     assert misses == 1 and hits >= 5, out.stdout  # the scans TFX's import asked for, answered once
@@ -185,14 +191,7 @@ def test_the_local_run_imports_neither_google_clouds_ai_platform_nor_an_iri_gram
         "print('DATE', checker.conforms('2026-12-07', 'date'), "
         "checker.conforms('2026-13-07', 'date'))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(ROOT)},
-        cwd=PROJECT_ROOT / "bench",
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out = _fresh_interpreter(code)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "LOADED []" in out.stdout, out.stdout
     assert "DATE True False" in out.stdout, out.stdout

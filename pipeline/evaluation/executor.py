@@ -76,21 +76,7 @@ class SkipSelfEvaluationExecutor(evaluator_executor.Executor):
         blessing = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.BLESSING_KEY]
         )
-        c = constants
-        for uri_key, id_key in (
-            (c.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, c.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY),
-            (c.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY, c.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY),
-        ):
-            blessing.set_string_custom_property(uri_key, model.uri)
-            blessing.set_int_custom_property(id_key, model.id)
-        if "current_component_id" in exec_properties:
-            blessing.set_string_custom_property(
-                "component_id", exec_properties["current_component_id"]
-            )
-        io_utils.write_string_file(os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME), "")
-        blessing.set_int_custom_property(
-            constants.ARTIFACT_PROPERTY_BLESSED_KEY, constants.NOT_BLESSED_VALUE
-        )
+        stamp_blessing(blessing, model, model, exec_properties, blessed=False)
 
     def _evaluate(
         self,
@@ -199,24 +185,52 @@ def write_blessing(
     blessing = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.BLESSING_KEY]
     )
-    model = input_dict[standard_component_specs.MODEL_KEY][0]
+    baselines_in = input_dict.get(standard_component_specs.BASELINE_MODEL_KEY) or []
+    stamp_blessing(
+        blessing,
+        input_dict[standard_component_specs.MODEL_KEY][0],
+        baselines_in[0] if baselines_in else None,
+        exec_properties,
+        blessed=tfma.load_validation_result(evaluation_uri).validation_ok,
+    )
+
+
+def stamp_blessing(
+    blessing: types.Artifact,
+    model: types.Artifact,
+    baseline: types.Artifact | None,
+    exec_properties: dict[str, Any],
+    blessed: bool,
+) -> None:
+    """What TFX's Evaluator records on a blessing: the candidate's (and baseline's) uri and id,
+    the component id, and the BLESSED or NOT_BLESSED file with the matching property."""
     c = constants
     blessing.set_string_custom_property(c.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, model.uri)
     blessing.set_int_custom_property(c.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
-    if input_dict.get(standard_component_specs.BASELINE_MODEL_KEY):
-        baseline = input_dict[standard_component_specs.BASELINE_MODEL_KEY][0]
+    if baseline is not None:
         blessing.set_string_custom_property(
             c.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY, baseline.uri
         )
         blessing.set_int_custom_property(c.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY, baseline.id)
     if "current_component_id" in exec_properties:
         blessing.set_string_custom_property("component_id", exec_properties["current_component_id"])
-    if tfma.load_validation_result(evaluation_uri).validation_ok:
-        io_utils.write_string_file(os.path.join(blessing.uri, c.BLESSED_FILE_NAME), "")
-        blessing.set_int_custom_property(c.ARTIFACT_PROPERTY_BLESSED_KEY, c.BLESSED_VALUE)
-    else:
-        io_utils.write_string_file(os.path.join(blessing.uri, c.NOT_BLESSED_FILE_NAME), "")
-        blessing.set_int_custom_property(c.ARTIFACT_PROPERTY_BLESSED_KEY, c.NOT_BLESSED_VALUE)
+    mark_blessed(blessing, blessed)
+
+
+def mark_blessed(blessing: types.Artifact, blessed: bool) -> None:
+    """The BLESSED or NOT_BLESSED file (the other one removed) and the blessed property."""
+    c = constants
+    name, other = (
+        (c.BLESSED_FILE_NAME, c.NOT_BLESSED_FILE_NAME)
+        if blessed
+        else (c.NOT_BLESSED_FILE_NAME, c.BLESSED_FILE_NAME)
+    )
+    if tf.io.gfile.exists(os.path.join(blessing.uri, other)):
+        tf.io.gfile.remove(os.path.join(blessing.uri, other))
+    io_utils.write_string_file(os.path.join(blessing.uri, name), "")
+    blessing.set_int_custom_property(
+        c.ARTIFACT_PROPERTY_BLESSED_KEY, c.BLESSED_VALUE if blessed else c.NOT_BLESSED_VALUE
+    )
 
 
 def apply_baseline_comparison(
@@ -241,13 +255,7 @@ def apply_baseline_comparison(
     )
     blessing.set_string_custom_property(BASELINE_DECISION_KEY, comparison["decision"])
     if not comparison["blessable"]:
-        blessed_file = os.path.join(blessing.uri, constants.BLESSED_FILE_NAME)
-        if tf.io.gfile.exists(blessed_file):
-            tf.io.gfile.remove(blessed_file)
-        io_utils.write_string_file(os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME), "")
-        blessing.set_int_custom_property(
-            constants.ARTIFACT_PROPERTY_BLESSED_KEY, constants.NOT_BLESSED_VALUE
-        )
+        mark_blessed(blessing, False)
     return comparison
 
 
