@@ -58,7 +58,7 @@ setup(
         "sqlparse",  # parses a PostgreSQL query source before it is sent (ingest/sql_query.py)
         "pyyaml>=6",  # dataset specs (modules/dataset_spec.py)
         # the linear baseline's L-BFGS fit (modules/baselines.py), drift tests (data_stats/);
-        # TFX and TFMA require it too, so the pinned resolve does not change
+        # TFX and TFMA require it too (pinned in constraints.txt: TFX wants <1.13)
         "scipy",
     ],
     extras_require={
