@@ -387,18 +387,46 @@ def mark_serving_methods(export_dir: str) -> None:
         f.write(saved_model.SerializeToString())
 
 
+# Layers from this package are rebuilt from their config by keras.models.load_model.
+KERAS_OWN_MODULE = keras.__name__ + "."
+
+
 def export_serving_model(
     model: keras.Model,
     tf_transform_output: tft.TFTransformOutput,
     export_dir: str,
     spec: DatasetSpec | None = None,
 ) -> None:
-    """Save the model with all serving signatures, in the layout TF Serving loads."""
+    """Save the model with all serving signatures, in the layout TF Serving loads.
+
+    Keras traces every layer's call functions into the SavedModel (`save_traces`) so that
+    `load_model` can revive layers it cannot rebuild from their config. A model made only of
+    Keras' own layers is rebuilt from its config (TFMA's Keras loader, the app), and the
+    serving signatures are traced anyway: skipping the layer traces took the default model's
+    export from 11-16 s to 5 s (docs/performance.md). Models with other layers (TF-DF's trees)
+    keep them."""
     spec = spec or dataset_spec.load()
+    save_traces = needs_layer_traces(model)
     model.save(
-        export_dir, save_format="tf", signatures=_signatures(model, tf_transform_output, spec)
+        export_dir,
+        save_format="tf",
+        signatures=_signatures(model, tf_transform_output, spec),
+        save_traces=save_traces,
     )
     mark_serving_methods(export_dir)
+
+
+def needs_layer_traces(model: keras.Model) -> bool:
+    """True unless every layer of `model` is one of Keras' own (rebuilt from its config on
+    load). The Transform layer the signatures attach (`tft_layer`) is saved as a tracked
+    object either way: the signatures call it, not the revived model."""
+    transform_layer = getattr(model, "tft_layer", None)
+    layers = model._flatten_layers(include_self=False)  # noqa: SLF001 - Keras' own traversal
+    return not all(
+        type(layer).__module__.startswith(KERAS_OWN_MODULE)
+        for layer in layers
+        if layer is not transform_layer
+    )
 
 
 def run_fn(fn_args: FnArgs) -> None:

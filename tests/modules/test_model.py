@@ -11,17 +11,25 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_model_analysis as tfma
 import tf_keras as keras
 from tfx import v1 as tfx
 from tfx.components.trainer.fn_args_utils import DataAccessor
 from tfx.components.util import tfxio_utils
 from tfx.types import artifact_utils, standard_artifacts
 
-from modules import features
-from modules.model import build_keras_model, hyperparameter_space
-from modules.trainer import run_fn
+from modules import dataset_spec, features
+from modules.model import (
+    build_constant_model,
+    build_keras_model,
+    build_linear_model,
+    hyperparameter_space,
+)
+from modules.trainer import needs_layer_traces, run_fn
 from modules.tuner import OBJECTIVE, tuner_fn
 from pipeline.config import PipelineConfig
+from pipeline.pipeline import eval_config
+from pipeline.validation.quarantine import CLEANED_EXAMPLES
 
 
 def _dummy_batch(n: int = 4) -> dict[str, tf.Tensor]:
@@ -114,3 +122,52 @@ def test_run_fn_trains_and_exports_all_signatures(small_pipeline, tmp_path):
     assert {"serving_default", "serving_raw", "transform_features"} <= set(model.signatures)
     outputs = model.signatures["serving_default"].structured_outputs
     assert set(outputs) == {"probabilities"}
+
+    # Saved without layer traces (Keras' own layers only): TFMA's Keras loader
+    # (`--evaluator tfma`) revives it from its config, and the revived model scores the eval
+    # rows as the serving signature does.
+    revived = tfma.default_eval_shared_model(
+        eval_saved_model_path=str(tmp_path / "serving"),
+        eval_config=eval_config(small_pipeline.config),
+    ).model_loader.load()
+    assert isinstance(revived, keras.Model)
+    examples = _raw_eval_examples(small_pipeline.config.pipeline_root)
+    transformed = model.signatures["transform_features"](examples=examples)
+    names = [i.name.split(":")[0] for i in revived.inputs]
+    from_keras = revived({name: transformed[name] for name in names}).numpy()
+    served = model.signatures["serving_default"](examples=examples)["probabilities"].numpy()
+    np.testing.assert_allclose(from_keras, served, rtol=1e-5, atol=1e-6)
+
+
+def _raw_eval_examples(pipeline_root: str) -> tf.Tensor:
+    files = glob.glob(
+        os.path.join(pipeline_root, "RowCleaner", CLEANED_EXAMPLES, "*", "Split-eval", "*")
+    )
+    assert files
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP").take(200)
+    return tf.constant([r.numpy() for r in records])
+
+
+class _OwnLayer(keras.layers.Layer):
+    """A layer Keras can only revive from its traced call functions."""
+
+    def call(self, x):
+        return x * 2.0
+
+
+def test_only_models_with_layers_of_their_own_keep_layer_traces():
+    spec = dataset_spec.load()
+    keras_only = [
+        build_keras_model(hyperparameter_space(), spec=spec),
+        build_linear_model(spec),
+        build_constant_model(spec, [0.0]),
+    ]
+    assert [needs_layer_traces(m) for m in keras_only] == [False, False, False]
+    # the Transform layer the signatures attach does not count
+    keras_only[0].tft_layer = _OwnLayer()
+    assert not needs_layer_traces(keras_only[0])
+
+    inputs = keras.Input(shape=(1,))
+    nested = keras.Model(inputs, _OwnLayer()(inputs))  # as TF-DF's trees sit inside the export
+    outer_inputs = keras.Input(shape=(1,))
+    assert needs_layer_traces(keras.Model(outer_inputs, nested(outer_inputs)))
