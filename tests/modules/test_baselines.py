@@ -62,6 +62,52 @@ def test_auc_is_the_pairwise_win_rate_with_ties_counted_half(rows):
     assert baselines.auc(labels, scores) == pytest.approx(_pairwise_auc(labels, scores))
 
 
+def _copied_rows_noise(spec, labels, first, second, samples, seed=0) -> float:
+    """bootstrap_noise by its definition: each metric on the resampled rows, copied."""
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(samples):
+        rows = rng.integers(0, labels.size, labels.size)
+        a = baselines.metric_value(spec, labels[rows], first[rows])
+        b = baselines.metric_value(spec, labels[rows], second[rows])
+        gains.append(a - b if baselines.headline(spec).higher_is_better else b - a)
+    return float(baselines.NOISE_Z * np.std(gains))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    task=st.sampled_from([BINARY, MULTICLASS, REGRESSION]),
+    n=st.integers(2, 60),
+    # few distinct scores: ties within a model, and rows tied across the resample's copies
+    levels=st.integers(1, 6),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_the_weighted_bootstrap_is_the_bootstrap_over_copied_rows(task, n, levels, seed):
+    rng = np.random.default_rng(seed)
+    spec = _spec(task)
+    width = 3 if task == MULTICLASS else 1
+    labels = (
+        rng.integers(0, width if task == MULTICLASS else 2, n).astype(np.float64)
+        if task != REGRESSION
+        else rng.normal(0, 1, n)
+    )
+    first, second = (rng.integers(0, levels, (n, width)) / levels for _ in range(2))
+    expected = _copied_rows_noise(spec, labels, first, second, samples=25)
+    got = baselines.bootstrap_noise(spec, labels, first, second, samples=25)
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_the_weighted_bootstrap_keeps_a_resample_with_one_class_at_half():
+    spec = _spec(BINARY)
+    labels = np.array([1.0, 0.0])  # 2 rows: half the resamples draw one class only
+    first, second = np.array([[0.9], [0.1]]), np.array([[0.1], [0.9]])
+    expected = _copied_rows_noise(spec, labels, first, second, samples=50)
+    assert expected > 0
+    assert baselines.bootstrap_noise(spec, labels, first, second, samples=50) == pytest.approx(
+        expected, rel=1e-9
+    )
+
+
 def _eval_rows(n: int = 2000, seed: int = 1):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, n)
