@@ -66,11 +66,11 @@ def _read(pattern: str) -> list[bytes]:
     return out
 
 
-def _clean(read, out) -> dict:
+def _clean(read, out, schema_bytes: bytes | None = SCHEMA.SerializeToString()) -> dict:
     examples_dir, quarantine_dir = out / "examples", out / "quarantine" / "Split-train"
     with beam.Pipeline(options=PipelineOptions(in_memory_beam_args())) as pipeline:
         row_cleaner.clean_split(
-            pipeline, read, SCHEMA.SerializeToString(), str(examples_dir), str(quarantine_dir)
+            pipeline, read, schema_bytes, str(examples_dir), str(quarantine_dir)
         )
     with open(quarantine_dir / quarantine.SUMMARY_FILE) as f:
         summary = json.load(f)
@@ -89,18 +89,34 @@ def _clean(read, out) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def both_paths(tmp_path_factory):
-    root = tmp_path_factory.mktemp("batches")
-    records = _records()
+def _split(root, records: list[bytes]):
     split = root / "input"
     split.mkdir()
     _write(str(split / "data_tfrecord-00000-of-00003.gz"), records[:30])
     _write(str(split / "data_tfrecord-00001-of-00003.gz"), records[30:])
     _write(str(split / "data_tfrecord-00002-of-00003.gz"), [])  # an empty shard
-    batched = _clean(str(split / "*"), root / "batched")
+    return str(split / "*")
+
+
+@pytest.fixture(scope="module")
+def both_paths(tmp_path_factory):
+    root = tmp_path_factory.mktemp("batches")
+    records = _records()
+    pattern = _split(root, records)
+    batched = _clean(pattern, root / "batched")
     by_row = _clean(beam.Create(records), root / "by_row")
     return records, batched, by_row
+
+
+def test_without_a_schema_both_paths_only_drop_duplicates(tmp_path):
+    records = _records()
+    pattern = _split(tmp_path, records)
+    batched = _clean(pattern, tmp_path / "batched", schema_bytes=None)
+    assert batched == _clean(beam.Create(records), tmp_path / "by_row", schema_bytes=None)
+    assert set((batched["clean"] + batched["deduplicated"]).values()) == {1}
+    assert set(batched["clean"] + batched["deduplicated"]) == set(records)
+    assert batched["summary"][quarantine.DUPLICATES] == len(records) - len(set(records))
+    assert batched["summary"][quarantine.QUARANTINED] == 0
 
 
 def test_batched_path_cleans_exactly_like_the_row_by_row_path(both_paths):
