@@ -1,6 +1,7 @@
 """What the RowCleaner costs per row, against StatisticsGen on the same rows as the baseline.
 
     python bench/row_cleaning_bench.py [--rows 100000,1000000] [--bad 0.005] [--duplicates 0.005]
+        [--shards 1] [--multi-processing] [--against main]
 
 For each size, taxi-like rows are drawn with replacement from span 1 (data/taxi/span-1, 15,002
 rows) with noise on the numbers (fares, miles and durations scaled by a lognormal factor,
@@ -10,6 +11,11 @@ in its own process (so peak RSS is per stage) with the pipeline's default Beam o
 DirectRunner, one worker), the RowCleaner's executor and TFX's StatisticsGen executor (with the
 pipeline's statistics options) run on that split. Printed per stage: seconds (executor only, not
 the imports), rows/s, peak RSS, and the cleaner's cost relative to StatisticsGen.
+
+--shards N writes the split as N files (ExampleGen writes one per bundle); --multi-processing runs
+both with the pipeline's multi-processing Beam options (one worker per core). With --against REF
+the RowCleaner as it is at git REF (exported with `git archive`) runs too, on the same rows in the
+same invocation, as `RowCleaner@REF`, and this checkout's is compared with it.
 """
 
 from __future__ import annotations
@@ -27,8 +33,12 @@ import tempfile
 import time
 from pathlib import Path
 
+# Run as a script (`python bench/<this>.py`): bench/ is first on sys.path, so the sibling module
+# imports by its own name.
+from example_gen_bench import export_ref
+
 import modules  # noqa: F401 - the Keras-2 switch, before TensorFlow loads
-from pipeline.config import PROJECT_ROOT, in_memory_beam_args
+from pipeline.config import PROJECT_ROOT, in_memory_beam_args, multi_processing_beam_args
 
 SPAN_1 = PROJECT_ROOT / "data" / "taxi" / "span-1" / "data.csv"
 SCHEMA = PROJECT_ROOT / "schema" / "schema.pbtxt"
@@ -56,8 +66,11 @@ _BAD = (
 )
 
 
-def write_rows(dest: Path, rows: int, bad: float, duplicates: float, seed: int = 0) -> Path:
-    """`rows` serialized tf.Examples in dest/Split-train/data_tfrecord-00000-of-00001.gz."""
+def write_rows(
+    dest: Path, rows: int, bad: float, duplicates: float, seed: int = 0, shards: int = 1
+) -> Path:
+    """`rows` serialized tf.Examples in dest/Split-train/data_tfrecord-SSSSS-of-NNNNN.gz (rows
+    dealt round-robin over `shards` files)."""
     import tensorflow as tf
 
     from data_stats import measures as drift_measures
@@ -70,7 +83,12 @@ def write_rows(dest: Path, rows: int, bad: float, duplicates: float, seed: int =
     out = dest / f"Split-{SPLIT}"
     out.mkdir(parents=True)
     written, batch = [], 10_000
-    with tf.io.TFRecordWriter(str(out / "data_tfrecord-00000-of-00001.gz"), "GZIP") as writer:
+    writers = [
+        tf.io.TFRecordWriter(str(out / f"data_tfrecord-{i:05d}-of-{shards:05d}.gz"), "GZIP")
+        for i in range(shards)
+    ]
+    n = 0
+    try:
         for start in range(0, rows, batch):
             chunk = []
             for _ in range(min(batch, rows - start)):
@@ -83,8 +101,12 @@ def write_rows(dest: Path, rows: int, bad: float, duplicates: float, seed: int =
                     row.update(rng.choice(_BAD))
                 chunk.append(row)
             for record in drift_measures.examples_from_rows(chunk, columns):
-                writer.write(record)
+                writers[n % shards].write(record)
+                n += 1
             written = chunk[-1000:]
+    finally:
+        for writer in writers:
+            writer.close()
     return dest
 
 
@@ -97,8 +119,9 @@ def _examples(uri: str):
     return examples
 
 
-def run_stage(stage: str, input_uri: str, output_root: str) -> dict:
-    """One executor on the rows under `input_uri`: seconds, peak RSS (MiB), what it produced."""
+def run_stage(stage: str, input_uri: str, output_root: str, beam: str = "in-memory") -> dict:
+    """One executor on the rows under `input_uri`: seconds, peak RSS (MiB), what it produced.
+    Peak RSS is this process's (with --multi-processing, Beam's workers are other processes)."""
     from tfx.components.statistics_gen import executor as statistics_gen
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import standard_artifacts
@@ -107,7 +130,10 @@ def run_stage(stage: str, input_uri: str, output_root: str) -> dict:
     from pipeline.validation.row_cleaner import Executor as RowCleanerExecutor
     from pipeline.validation.row_cleaner import QuarantinedExamples
 
-    context = BaseBeamExecutor.Context(beam_pipeline_args=in_memory_beam_args())
+    beam_args = (
+        multi_processing_beam_args() if beam == "multi-processing" else in_memory_beam_args()
+    )
+    context = BaseBeamExecutor.Context(beam_pipeline_args=beam_args)
     examples = _examples(input_uri)
     started = time.monotonic()
     if stage == "cleaner":
@@ -139,14 +165,17 @@ def run_stage(stage: str, input_uri: str, output_root: str) -> dict:
     return {"stage": stage, "seconds": seconds, "peak_rss_mib": peak_mib, **produced}
 
 
-def _in_subprocess(stage: str, input_uri: str, output_root: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
+def _in_subprocess(
+    stage: str, input_uri: str, output_root: str, beam: str, code_root: Path = PROJECT_ROOT
+) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(code_root))
     proc = subprocess.run(
-        [sys.executable, __file__, "--stage", stage, input_uri, output_root],
+        [sys.executable, __file__, "--stage", stage, input_uri, output_root, beam],
         capture_output=True,
         text=True,
         env=env,
         check=False,
+        cwd=code_root,
     )
     if proc.returncode != 0:
         raise SystemExit(f"{stage} failed:\n{proc.stderr[-3000:]}")
@@ -158,6 +187,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", default="100000,1000000")
     parser.add_argument("--bad", type=float, default=0.005)
     parser.add_argument("--duplicates", type=float, default=0.005)
+    parser.add_argument("--shards", type=int, default=1, help="files the split is written as")
+    parser.add_argument("--multi-processing", action="store_true", help="one Beam worker a core")
+    parser.add_argument("--against", default="", help="also run the RowCleaner at git REF")
     parser.add_argument("--stage", choices=("cleaner", "statistics"), help=argparse.SUPPRESS)
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -165,32 +197,62 @@ def main(argv=None) -> int:
         print(json.dumps(run_stage(args.stage, *args.paths)))
         return 0
 
-    load = os.getloadavg()
-    print(f"load: {load[0]:.2f} {load[1]:.2f} (1, 5 min), {os.cpu_count()} cores")
-    header = f"{'rows':>9} {'stage':<14} {'seconds':>8} {'rows/s':>9} {'µs/row':>7} {'peak RSS':>9}"
-    print(header)
-    for rows in (int(n) for n in args.rows.split(",")):
-        with tempfile.TemporaryDirectory(prefix="row_cleaning_bench_") as tmp:
-            started = time.monotonic()
-            data = write_rows(Path(tmp, "examples"), rows, args.bad, args.duplicates)
-            made = time.monotonic() - started
-            results = {}
-            for stage in ("statistics", "cleaner"):
-                results[stage] = _in_subprocess(stage, str(data), str(Path(tmp, stage)))
-            for stage, label in (("statistics", "StatisticsGen"), ("cleaner", "RowCleaner")):
-                r = results[stage]
-                print(
-                    f"{rows:>9} {label:<14} {r['seconds']:8.1f} {rows / r['seconds']:9.0f} "
-                    f"{r['seconds'] / rows * 1e6:7.1f} {r['peak_rss_mib']:7.0f}Mi"
-                )
-            c, s = results["cleaner"], results["statistics"]
+    beam = "multi-processing" if args.multi_processing else "in-memory"
+    with tempfile.TemporaryDirectory(prefix="row_cleaning_bench_code_") as code_tmp:
+        stages = [
+            ("statistics", "StatisticsGen", PROJECT_ROOT),
+            ("cleaner", "RowCleaner", PROJECT_ROOT),
+        ]
+        if args.against:
+            code = export_ref(args.against, Path(code_tmp, "code"))
+            stages.append(("cleaner", f"RowCleaner@{args.against}", code))
+        load = os.getloadavg()
+        print(f"load: {load[0]:.2f} {load[1]:.2f} (1, 5 min), {os.cpu_count()} cores; Beam {beam}")
+        print(
+            f"{'rows':>9} {'stage':<18} {'seconds':>8} {'rows/s':>9} {'µs/row':>7} {'peak RSS':>9}"
+        )
+        for rows in (int(n) for n in args.rows.split(",")):
+            _run_size(rows, args, beam, stages)
+        load = os.getloadavg()
+        print(f"load after: {load[0]:.2f} {load[1]:.2f} (1, 5 min)")
+    return 0
+
+
+def _run_size(rows: int, args, beam: str, stages: list) -> None:
+    with tempfile.TemporaryDirectory(prefix="row_cleaning_bench_") as tmp:
+        started = time.monotonic()
+        data = write_rows(
+            Path(tmp, "examples"), rows, args.bad, args.duplicates, shards=args.shards
+        )
+        made = time.monotonic() - started
+        results = {}
+        for stage, label, code in stages:
+            out = Path(tmp, label.replace("@", "_"))
+            results[label] = _in_subprocess(stage, str(data), str(out), beam, code)
+            r = results[label]
             print(
-                f"{rows:>9} RowCleaner / StatisticsGen: time x{c['seconds'] / s['seconds']:.2f}, "
+                f"{rows:>9} {label:<18} {r['seconds']:8.1f} {rows / r['seconds']:9.0f} "
+                f"{r['seconds'] / rows * 1e6:7.1f} {r['peak_rss_mib']:7.0f}Mi",
+                flush=True,
+            )
+        s = results["StatisticsGen"]
+        for label, c in results.items():
+            if label == "StatisticsGen":
+                continue
+            print(
+                f"{rows:>9} {label} / StatisticsGen: time x{c['seconds'] / s['seconds']:.2f}, "
                 f"peak RSS x{c['peak_rss_mib'] / s['peak_rss_mib']:.2f}; cleaned: "
                 f"{c['rows_in']} in, {c['duplicates']} duplicates, {c['quarantined']} "
                 f"quarantined, {c['clean']} clean (rows generated in {made:.0f}s)"
             )
-    return 0
+        if args.against:
+            c, before = results["RowCleaner"], results[f"RowCleaner@{args.against}"]
+            print(
+                f"{rows:>9} RowCleaner / RowCleaner@{args.against}: time "
+                f"x{c['seconds'] / before['seconds']:.2f}, rows/s "
+                f"x{before['seconds'] / c['seconds']:.2f}, peak RSS "
+                f"x{c['peak_rss_mib'] / before['peak_rss_mib']:.2f}"
+            )
 
 
 if __name__ == "__main__":

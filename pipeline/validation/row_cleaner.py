@@ -25,6 +25,7 @@ import base64
 import collections
 import json
 import os
+import uuid
 
 import apache_beam as beam
 from tfx import types
@@ -60,14 +61,17 @@ class RowCleanerSpec(ComponentSpec):
 
 class _Check(beam.DoFn):
     """Routes each row by whether it is clean and whether its bytes occur more than once:
-    clean rows (in the schema's types) to ONCE or REPEATED, bad ones (as read) to BAD_ONCE or
-    BAD_REPEATED. Only the REPEATED outputs are grouped to drop copies."""
+    clean rows (in the schema's types) whose digest occurs once to the main output, as one list
+    per input batch in the order read (so they are written batch by batch, not row by row);
+    clean repeated rows to REPEATED, bad ones (as read) to BAD_ONCE or BAD_REPEATED, row by row
+    (they are few). Only the REPEATED outputs are grouped to drop copies."""
 
     ONCE, REPEATED, BAD_ONCE, BAD_REPEATED = "once", "repeated", "bad_once", "bad_repeated"
 
     def __init__(self, schema_bytes: bytes | None):
         self._schema_bytes = schema_bytes
         self._checker = None
+        self._repeated = (None, None)  # (the side input, its digests as a sorted uint64 array)
 
     def setup(self):
         if self._schema_bytes is not None:
@@ -77,25 +81,53 @@ class _Check(beam.DoFn):
 
             self._checker = RowChecker(schema_pb2.Schema.FromString(self._schema_bytes))
 
-    def process(self, records: list[bytes], repeated_digests: frozenset[int]):
-        from pipeline.ingest.digests import record_digest
+    def _repeated_mask(self, records: list[bytes], repeated_digests: frozenset[int]):
+        """Which rows' digests occur more than once in the split (None: no digest does)."""
+        import numpy as np
 
-        if self._checker is None:
-            checked = [(r, None) for r in records]
-        else:
-            checked = self._checker.check_batch(records)
-        for record, (clean, _) in zip(records, checked, strict=True):
-            if self._checker is None:
-                clean = record
-            repeated = bool(repeated_digests) and record_digest(record) in repeated_digests
-            if clean is None:
-                yield beam.pvalue.TaggedOutput(
-                    self.BAD_REPEATED if repeated else self.BAD_ONCE, record
-                )
-            elif repeated:
-                yield beam.pvalue.TaggedOutput(self.REPEATED, clean)
+        from pipeline.ingest.digests import batch_digests
+
+        if not repeated_digests:
+            return None
+        if self._repeated[0] is not repeated_digests:
+            digests = np.array(sorted(repeated_digests), dtype=np.uint64)
+            self._repeated = (repeated_digests, digests)
+        return np.isin(batch_digests(records), self._repeated[1])
+
+    def process(self, records: list[bytes], repeated_digests: frozenset[int]):
+        import numpy as np
+
+        repeated = self._repeated_mask(records, repeated_digests)
+        cleaned, clean = records, None
+        if self._checker is not None:
+            # Only the rows the column checks flag are checked one by one (and re-serialized
+            # when their values are converted to the schema's types); the others are clean as
+            # read.
+            suspect = self._checker.suspects(records)
+            clean = ~suspect
+            if suspect.any():
+                cleaned = list(records)
+                for i in np.flatnonzero(suspect).tolist():
+                    cleaned[i], _ = self._checker.check_serialized(records[i])
+                    clean[i] = cleaned[i] is not None
+        if repeated is None and (clean is None or clean.all()):
+            if cleaned:
+                yield cleaned
+            return
+        if clean is None:
+            clean = np.ones(len(records), dtype=bool)
+        if repeated is None:
+            repeated = np.zeros(len(records), dtype=bool)
+        once = clean & ~repeated
+        batch = [cleaned[i] for i in np.flatnonzero(once).tolist()]
+        if batch:
+            yield batch
+        for i in np.flatnonzero(~once).tolist():
+            if not clean[i]:
+                tag = self.BAD_REPEATED if repeated[i] else self.BAD_ONCE
+                yield beam.pvalue.TaggedOutput(tag, records[i])
             else:
-                yield clean
+                yield beam.pvalue.TaggedOutput(self.REPEATED, cleaned[i])
 
 
 class _RepeatedDigests(beam.CombineFn):
@@ -124,6 +156,149 @@ class _RepeatedDigests(beam.CombineFn):
         from pipeline.ingest.digests import repeated
 
         return repeated(np.concatenate(acc)) if acc else frozenset()
+
+
+def _tfrecord_files(pattern: str) -> list[str]:
+    """The files `pattern` matches, as beam.io.ReadFromTFRecord would read them (an error when
+    none does; empty files hold no records)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    (result,) = FileSystems.match([pattern])
+    if not result.metadata_list:
+        raise OSError(f"No files found based on the file pattern {pattern}")
+    return sorted(m.path for m in result.metadata_list if m.size_in_bytes > 0)
+
+
+def _tfrecords(path: str):
+    """The records of one TFRecord file, compressed as its extension says (Beam's AUTO).
+
+    Gzipped and plain files go through TensorFlow's C++ reader (the one tf.data uses; it checks
+    each record's CRCs as Beam's does), about 2.5 µs a record here against about 35 µs for
+    beam.io.ReadFromTFRecord's Python reader; other compressions through Beam's."""
+    from apache_beam.io.filesystem import CompressionTypes
+
+    compression = CompressionTypes.detect_compression_type(path)
+    if compression in (CompressionTypes.GZIP, CompressionTypes.UNCOMPRESSED):
+        import tensorflow as tf
+
+        kind = "GZIP" if compression == CompressionTypes.GZIP else ""
+        yield from tf.compat.v1.io.tf_record_iterator(path, tf.io.TFRecordOptions(kind))
+        return
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.io.tfrecordio import _TFRecordUtil
+
+    with FileSystems.open(path, compression_type=compression) as f:
+        while (record := _TFRecordUtil.read_record(f)) is not None:
+            yield record
+
+
+class _ReadBatches(beam.DoFn):
+    """A TFRecord file -> its records in lists of up to `size`, in the file's order: one Beam
+    element per batch, not per row (the per-element cost was a large part of the cleaner's)."""
+
+    def __init__(self, size: int):
+        self._size = size
+
+    def process(self, path: str):
+        batch = []
+        for record in _tfrecords(path):
+            batch.append(record)
+            if len(batch) == self._size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+class ReadRecordBatches(beam.PTransform):
+    """The records of the TFRecord files matching a pattern, in batches (lists of bytes).
+
+    The files are matched when the pipeline runs and spread over the workers (a Reshuffle of
+    their names: each file is read whole by one worker, as a gzipped file cannot be split)."""
+
+    def __init__(self, pattern: str, batch_size: int = 1000):
+        super().__init__()
+        self._pattern, self._batch_size = pattern, batch_size
+
+    def expand(self, pipeline):
+        return (
+            pipeline
+            | "Pattern" >> beam.Create([self._pattern])
+            | "Match" >> beam.FlatMap(_tfrecord_files)
+            | "Spread" >> beam.Reshuffle()
+            | "ReadBatches" >> beam.ParDo(_ReadBatches(self._batch_size))
+        )
+
+
+class _WriteBatches(beam.DoFn):
+    """Batches of records -> one gzipped TFRecord file per bundle under `temp_dir`, written as
+    the batches come (memory: one batch); its path is output when the bundle ends."""
+
+    def __init__(self, temp_dir: str):
+        self._temp_dir = temp_dir
+        self._writer = self._path = None
+
+    def start_bundle(self):
+        self._writer = self._path = None
+
+    def process(self, batch: list[bytes]):
+        if self._writer is None:
+            import tensorflow as tf
+
+            tf.io.gfile.makedirs(self._temp_dir)
+            self._path = os.path.join(self._temp_dir, f"{uuid.uuid4().hex}.gz")
+            self._writer = tf.io.TFRecordWriter(self._path, "GZIP")
+        for record in batch:
+            self._writer.write(record)
+
+    def finish_bundle(self):
+        from apache_beam.transforms.window import GlobalWindows
+
+        if self._writer is not None:
+            self._writer.close()
+            yield GlobalWindows.windowed_value(self._path)
+        self._writer = self._path = None
+
+
+def _name_shards(paths: list[str], directory: str, prefix: str, temp_dir: str) -> None:
+    """Moves the written files to `prefix`-SSSSS-of-NNNNN.gz in `directory`, the names
+    WriteToTFRecord gives, and writes one empty file when there was no row (as it does)."""
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(directory)
+    paths = sorted(paths)
+    count = max(len(paths), 1)
+    names = [os.path.join(directory, f"{prefix}-{i:05d}-of-{count:05d}.gz") for i in range(count)]
+    if not paths:
+        with tf.io.TFRecordWriter(names[0], "GZIP"):
+            pass
+    for path, name in zip(paths, names, strict=False):
+        tf.io.gfile.rename(path, name, overwrite=True)
+    if tf.io.gfile.exists(temp_dir):
+        tf.io.gfile.rmtree(temp_dir)
+
+
+class WriteRecordBatches(beam.PTransform):
+    """Batches of serialized records -> gzipped TFRecord files in `directory`, named
+    `prefix`-SSSSS-of-NNNNN.gz as beam.io.WriteToTFRecord(prefix, file_name_suffix=".gz") names
+    them, one file per bundle.
+
+    Why not WriteToTFRecord: it takes one element per row and frames and compresses each in
+    Python; here TensorFlow's C++ writer takes a batch at a time. Like Beam's sink, the files
+    are written to a temporary directory and named once every bundle is done."""
+
+    def __init__(self, directory: str, prefix: str):
+        super().__init__()
+        self._directory, self._prefix = directory, prefix
+        self._temp_dir = os.path.join(directory, f".temp-{prefix}-{uuid.uuid4().hex}")
+
+    def expand(self, batches):
+        return (
+            batches
+            | "WriteFiles" >> beam.ParDo(_WriteBatches(self._temp_dir))
+            | "Written" >> beam.combiners.ToList()
+            | "NameShards" >> beam.Map(_name_shards, self._directory, self._prefix, self._temp_dir)
+        )
 
 
 class _QuarantineLine(beam.DoFn):
@@ -197,18 +372,29 @@ class _PartialCounts(_SumCounts):
 
 
 def _batched(records: beam.PCollection, label: str) -> beam.PCollection:
-    # Batches are decoded to Arrow and checked column by column (RowChecker.check_batch).
+    # Batches are decoded to Arrow and checked column by column (RowChecker.suspects).
     return records | label >> beam.BatchElements(min_batch_size=100, max_batch_size=1000)
+
+
+def _record_batches(pipeline: beam.Pipeline, read, label: str) -> beam.PCollection:
+    """`read` as batches of records: a file pattern is read by ReadRecordBatches, a PTransform
+    of single records (e.g. beam.Create in tests) is batched by BatchElements."""
+    if isinstance(read, str):
+        return pipeline | label >> ReadRecordBatches(read)
+    return _batched(pipeline | label >> read, f"Batch{label}")
 
 
 def clean_split(
     pipeline: beam.Pipeline,
-    read: beam.PTransform,
+    read: str | beam.PTransform,
     schema_bytes: bytes | None,
     examples_dir: str,
     quarantine_dir: str,
 ) -> None:
     """The Beam stages for one split: check, de-duplicate, write both outputs and the summary.
+
+    `read` is the split's file pattern (TFRecord files, read in batches by ReadRecordBatches)
+    or a PTransform giving its serialized rows one by one.
 
     The split is read twice. The first pass keeps only an 8-byte digest per row and finds the
     digests that occur more than once; the second checks every row and writes the rows whose
@@ -218,27 +404,29 @@ def clean_split(
     with the split on the DirectRunner, which holds a GroupByKey's whole input (measured in
     docs/performance.md); reading twice costs less than that. The second pass reads the files
     again rather than reusing the first pass's rows: a PCollection consumed after a side input
-    is computed would be held in memory until then.
+    is computed would be held in memory until then. Rows travel in batches from the read to
+    the write (one Beam element per ~1,000 rows): per-row elements, Beam's Python TFRecord
+    reader and its per-row writes were most of the cleaner's time (docs/performance.md).
     """
     repeated_digests = beam.pvalue.AsSingleton(
-        _batched(pipeline | "ReadForDigests" >> read, "BatchForDigests")
+        _record_batches(pipeline, read, "ReadForDigests")
         | "RepeatedDigests" >> beam.CombineGlobally(_RepeatedDigests())
     )
-    checked = _batched(pipeline | "Read" >> read, "Batch") | "Check" >> beam.ParDo(
+    checked = _record_batches(pipeline, read, "Read") | "Check" >> beam.ParDo(
         _Check(schema_bytes), repeated_digests
     ).with_outputs(_Check.REPEATED, _Check.BAD_ONCE, _Check.BAD_REPEATED, main=_Check.ONCE)
 
-    def write(rows, label, prefix):
-        return rows | label >> beam.io.WriteToTFRecord(
-            os.path.join(examples_dir, prefix), file_name_suffix=".gz"
-        )
-
-    write(checked[_Check.ONCE], "WriteClean", _TFRECORD_PREFIX)
+    _ = checked[_Check.ONCE] | "WriteClean" >> WriteRecordBatches(examples_dir, _TFRECORD_PREFIX)
     repeated = checked[_Check.REPEATED] | "CountCleanCopies" >> beam.combiners.Count.PerElement()
-    write(repeated | "OneOfEach" >> beam.Keys(), "WriteDeduplicated", _DEDUPLICATED_PREFIX)
+    _ = (
+        repeated
+        | "OneOfEach" >> beam.Map(lambda kv: [kv[0]])
+        | "WriteDeduplicated" >> WriteRecordBatches(examples_dir, _DEDUPLICATED_PREFIX)
+    )
     parts = [
         checked[_Check.ONCE]
-        | "CountOnce" >> beam.combiners.Count.Globally()
+        | "BatchSizes" >> beam.Map(len)
+        | "CountOnce" >> beam.CombineGlobally(sum)
         | "OnceCounts" >> beam.Map(lambda n: {q.CLEAN: n, q.ROWS_IN: n}),
         repeated
         | "CleanCounts"
@@ -306,9 +494,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 pattern = io_utils.all_files_pattern(
                     artifact_utils.get_split_uri([examples], split)
                 )
-                read = beam.io.ReadFromTFRecord(pattern, coder=beam.coders.BytesCoder())
                 _ = pipeline | f"Clean[{split}]" >> _CleanSplit(
-                    read,
+                    pattern,
                     schema_bytes,
                     artifact_utils.get_split_uri([cleaned], split),
                     os.path.join(quarantined.uri, f"Split-{split}"),

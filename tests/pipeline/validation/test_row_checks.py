@@ -337,3 +337,52 @@ def test_rows_with_an_invalid_number_are_never_clean(case, feature, invalid):
         True,
         False,
     ]
+
+
+@st.composite
+def rows_of_schema_kinds(draw):
+    """A row whose features all have the schema's kinds (so its batch takes the column path,
+    not the row-by-row fallback) but hostile values: non-finite or out-of-range numbers, missing
+    or extra values, strings outside the domain, unknown features."""
+    row = dict(GOOD)
+    for name in draw(st.lists(st.sampled_from(sorted(GOOD)), max_size=4, unique=True)):
+        kind = KINDS[name]
+        if kind == "float_list":
+            values = st.floats(width=32, allow_nan=True, allow_infinity=True)
+        elif kind == "int64_list":
+            values = st.integers(-(2**63), 2**63 - 1)
+        else:
+            values = _TEXT
+        row[name] = draw(st.lists(values, max_size=3))
+    if draw(st.booleans()):
+        row = {k: v for k, v in row.items() if k != draw(st.sampled_from(sorted(GOOD)))}
+    extra = draw(st.dictionaries(st.text(min_size=1, max_size=8), st.lists(_TEXT, max_size=2)))
+    return {**{k: v for k, v in extra.items() if k not in row}, **row}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(rows_of_schema_kinds(), min_size=1, max_size=8))
+def test_column_checks_flag_every_row_the_row_check_rejects(rows):
+    """suspects() is the fast path's filter: a row it does not flag is passed as read, so it
+    must flag every row check_serialized rejects or would rewrite."""
+    records = [example(r).SerializeToString(deterministic=True) for r in rows]
+    suspect = CHECKER.suspects(records)
+    for record, flagged in zip(records, suspect.tolist(), strict=True):
+        clean, _ = CHECKER.check_serialized(record)
+        if not flagged:
+            assert clean == record
+    assert CHECKER.check_batch(records) == [CHECKER.check_serialized(r) for r in records]
+
+
+def test_a_row_protobuf_refuses_is_not_passed_by_the_column_path():
+    """TensorFlow's parser takes a feature name that is not UTF-8; protobuf does not ("not a
+    tf.Example"), so the batch path must not pass that row as clean."""
+    good = example(GOOD).SerializeToString(deterministic=True)
+    extra = example({**GOOD, "zzzz": [b"x"]}).SerializeToString(deterministic=True)
+    broken = extra.replace(b"zzzz", b"z\xffzz")
+    assert CHECKER.check_serialized(broken) == (
+        None,
+        [row_checks.Violation(row_checks.ROW, row_checks.WRONG_TYPE, "not a tf.Example")],
+    )
+    assert CHECKER.suspects([good, broken]).tolist() == [False, True]
+    assert CHECKER.check_batch([good, broken]) == [(good, []), CHECKER.check_serialized(broken)]
