@@ -221,12 +221,14 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
     warnings.filterwarnings("ignore", category=FutureWarning)
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
+    from pipeline.local import beam_packaging
     from pipeline.local.report import latest_run_report
     from pipeline.local.tfx_cache_fix import install as install_cache_fix
     from pipeline.pipeline import create_pipeline
     from pipeline.validation.data_gate import DataAnomaliesError, DataGate
 
     install_cache_fix()  # cached multi-output nodes on PostgreSQL (pipeline/local/tfx_cache_fix.py)
+    beam_packaging.install()  # no TFX sdist per Beam component for local workers
     pipeline = create_pipeline(config, connection_config)
     log_path = (
         None
