@@ -14,6 +14,10 @@ a column at a time:
   float32 to inf) converts as TFX converts it; empty cells become the same empty value list;
 - encoding: `tfx_bsl.coders.example_coder.RecordBatchToExamplesEncoder` (C++).
 
+Both passes read a file in byte ranges cut after a newline (`file_ranges`; without quotes a
+newline always ends a record), one Beam element each, so a multi-processing run parses a large
+file on every worker; the types of the ranges merge by the same highest-type rule.
+
 The encoder writes a row's features in its own map order, while TFX's ExampleGen assigns a
 row to train or eval by a hash of its deterministic (key-sorted) serialization. So each record
 is re-serialized deterministically (parse + serialize, both in C): the hash, and so every
@@ -29,6 +33,7 @@ parser and converter unchanged, with the same deterministic serialization.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -63,6 +68,43 @@ def needs_stock_parser(path: str, column_names: list[str]) -> bool:
     return False
 
 
+# A file is read in ranges of about this many bytes, cut after a newline: each range is one
+# Beam element, so a multi-processing run parses one file on every worker.
+RANGE_BYTES = 32 << 20
+
+
+class FileRange(NamedTuple):
+    """Bytes [start, stop) of a CSV file, whole records (stop is -1: the whole file, header
+    included, read by TFX's own parser: needs_stock_parser)."""
+
+    path: str
+    start: int
+    stop: int
+
+
+def file_ranges(
+    path: str, column_names: list[str], range_bytes: int | None = None
+) -> list[FileRange]:
+    """`path`'s records after its header as ranges of about `range_bytes`, each ending after a
+    newline; a file TFX's parser must read (needs_stock_parser) is one whole-file range.
+    Without quotes (the Arrow path has none) a newline always ends a record."""
+    if needs_stock_parser(path, column_names):
+        return [FileRange(path, 0, -1)]
+    with tf.io.gfile.GFile(path, "rb") as f:
+        size = f.size()
+        start = len(f.readline())
+        range_bytes = range_bytes or RANGE_BYTES
+        ranges = []
+        while start < size:
+            stop = min(start + range_bytes, size)
+            if stop < size:
+                f.seek(stop)
+                stop += len(f.readline())
+            ranges.append(FileRange(path, start, stop))
+            start = stop
+    return ranges
+
+
 def _stock_rows(path: str) -> Iterator[list[bytes]]:
     """TFX's parse of `path`: one list of cells per record (blank lines as [])."""
     reader = csv_decoder._CSVRecordReader(",")
@@ -70,22 +112,24 @@ def _stock_rows(path: str) -> Iterator[list[bytes]]:
         yield reader.ReadLine(line)
 
 
-def _arrow_batches(path: str, column_names: list[str]) -> Iterator[pa.RecordBatch]:
-    """`path`'s records after its header, every column a (UTF-8 checked) string."""
-    read = pa_csv.ReadOptions(column_names=column_names, skip_rows=1, block_size=BLOCK_BYTES)
+def _arrow_batches(part: FileRange, column_names: list[str]) -> Iterator[pa.RecordBatch]:
+    """The records of one range of a file (file_ranges), every column a (UTF-8 checked)
+    string."""
+    read = pa_csv.ReadOptions(column_names=column_names, block_size=BLOCK_BYTES)
     parse = pa_csv.ParseOptions(delimiter=",", quote_char=False, ignore_empty_lines=True)
     convert = pa_csv.ConvertOptions(
         column_types={name: pa.string() for name in column_names},
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
-    # Arrow streams a local file block by block; another filesystem's file (gs://, s3://) is
-    # read through TensorFlow's GFile into memory first.
-    source = path
-    if "://" in path:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            source = pa.BufferReader(f.read())
-    for batch in pa_csv.open_csv(source, read, parse, convert):
+    # The range (RANGE_BYTES at most, plus a line) is read through TensorFlow's GFile, so any
+    # filesystem TFX reads (gs://, s3://) works; Arrow then parses it block by block.
+    with tf.io.gfile.GFile(part.path, "rb") as f:
+        f.seek(part.start)
+        data = f.read(part.stop - part.start)
+    if not data.strip(b"\n"):
+        return
+    for batch in pa_csv.open_csv(pa.BufferReader(data), read, parse, convert):
         if batch.num_rows:
             yield batch
 
@@ -121,15 +165,26 @@ def _column_type(values: pa.Array) -> ColumnType:
 
 def infer_column_types(path: str, column_names: list[str]) -> dict[str, ColumnType]:
     """Each column's type over `path` by TFX's rule (ColumnType.UNKNOWN: every cell empty)."""
+    unknown = dict.fromkeys(column_names, ColumnType.UNKNOWN)  # a file without records
+    return merge_column_types(
+        [
+            unknown,
+            *(range_column_types(part, column_names) for part in file_ranges(path, column_names)),
+        ]
+    )
+
+
+def range_column_types(part: FileRange, column_names: list[str]) -> dict[str, ColumnType]:
+    """Each column's type over one range of a file (file_ranges) by TFX's rule."""
     types = dict.fromkeys(column_names, ColumnType.UNKNOWN)
-    if needs_stock_parser(path, column_names):
+    if part.stop < 0:
         inferrer = csv_decoder.ColumnTypeInferrer(column_names, skip_blank_lines=True)
         accumulator = inferrer.create_accumulator()
-        for cells in _stock_rows(path):
+        for cells in _stock_rows(part.path):
             accumulator = inferrer.add_input(accumulator, cells)
         types.update(accumulator)
         return types
-    for batch in _arrow_batches(path, column_names):
+    for batch in _arrow_batches(part, column_names):
         for name, column in zip(column_names, batch.columns, strict=True):
             if types[name] != ColumnType.STRING:
                 types[name] = max(types[name], _column_type(_distinct(column)[1]))
@@ -174,11 +229,10 @@ def _list_column(column: pa.Array, kind: ColumnType) -> pa.Array:
     return pa.LargeListArray.from_arrays(pa.array(offsets), flat)
 
 
-def _canonical(records: list[bytes]) -> Iterator[bytes]:
+def _canonical(records: list[bytes]) -> list[bytes]:
     """Each serialized Example in deterministic (key-sorted) form: what TFX hashes to split."""
     parse = tf.train.Example.FromString
-    for record in records:
-        yield parse(record).SerializeToString(deterministic=True)
+    return [parse(record).SerializeToString(deterministic=True) for record in records]
 
 
 def _stock_records(
@@ -196,14 +250,52 @@ def file_to_records(
     path: str, column_names: list[str], types: dict[str, ColumnType]
 ) -> Iterator[bytes]:
     """`path`'s rows as serialized tf.Examples, with the split's column types."""
-    if needs_stock_parser(path, column_names):
-        yield from _stock_records(path, column_names, types)
+    for batch in file_to_batches(path, column_names, types):
+        yield from batch
+
+
+def range_to_records(
+    part: FileRange, column_names: list[str], types: dict[str, ColumnType]
+) -> Iterator[bytes]:
+    """One range's rows (file_ranges) as serialized tf.Examples."""
+    for batch in range_to_batches(part, column_names, types):
+        yield from batch
+
+
+# TFX's parser's records are grouped this many to a batch (Arrow's blocks are batches already).
+STOCK_BATCH_ROWS = 10_000
+
+
+def file_to_batches(
+    path: str, column_names: list[str], types: dict[str, ColumnType]
+) -> Iterator[list[bytes]]:
+    """`path`'s rows as lists of serialized tf.Examples, in file order (range_to_batches over
+    file_ranges)."""
+    for part in file_ranges(path, column_names):
+        yield from range_to_batches(part, column_names, types)
+
+
+def range_to_batches(
+    part: FileRange, column_names: list[str], types: dict[str, ColumnType]
+) -> Iterator[list[bytes]]:
+    """One range's rows as lists of serialized tf.Examples (one list per Arrow block of
+    BLOCK_BYTES), in file order: what ExampleGen's batched write path carries as one Beam
+    element, so Beam's per-element cost is paid per block instead of per row."""
+    if part.stop < 0:
+        batch: list[bytes] = []
+        for record in _stock_records(part.path, column_names, types):
+            batch.append(record)
+            if len(batch) >= STOCK_BATCH_ROWS:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
         return
     encoder = example_coder.RecordBatchToExamplesEncoder()
-    for batch in _arrow_batches(path, column_names):
+    for batch in _arrow_batches(part, column_names):
         arrays = [
             _list_column(column, types[name])
             for name, column in zip(column_names, batch.columns, strict=True)
         ]
         encoded = encoder.encode(pa.RecordBatch.from_arrays(arrays, column_names))
-        yield from _canonical(encoded)
+        yield _canonical(encoded)

@@ -162,3 +162,28 @@ def test_a_row_with_too_few_cells_is_an_error_on_both_paths(tmp_path):
         _stock(path)
     with pytest.raises(Exception, match="Expected 2 columns"):
         _arrow(path)
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(table=_table(st.one_of(st.sampled_from(EDGE_CELLS), PLAIN)), range_bytes=st.integers(1, 40))
+def test_a_file_read_in_small_ranges_gives_tfx_types_and_records(tmp_path, table, range_bytes):
+    """file_ranges cuts after newlines only and covers every byte after the header once; the
+    ranges' types merged and their records in order are TFX's for the whole file."""
+    from pipeline.ingest import csv_arrow
+
+    columns, rows, blank_after = table
+    path = _write(tmp_path / "data.csv", columns, rows, blank_after)
+    names = [f"c{i}" for i in range(columns)]
+    data = path.read_bytes()
+    ranges = csv_arrow.file_ranges(str(path), names, range_bytes)
+    header = data.index(b"\n") + 1
+    assert b"".join(data[r.start : r.stop] for r in ranges) == data[header:]
+    assert all(data[r.stop - 1 : r.stop] == b"\n" for r in ranges)
+    types = csv_arrow.merge_column_types(
+        [dict.fromkeys(names, csv_arrow.ColumnType.UNKNOWN)]
+        + [csv_arrow.range_column_types(r, names) for r in ranges]
+    )
+    records = [rec for r in ranges for rec in csv_arrow.range_to_records(r, names, types)]
+    assert (types, records) == _stock(path)
