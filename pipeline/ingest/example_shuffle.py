@@ -20,7 +20,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.transforms.window import GlobalWindows
 
-from pipeline.ingest.digests import record_digest
+from pipeline.ingest.digests import batch_digests, record_digest
 
 # 64 buckets: a split of 5M taxi rows (~2 GiB of serialized examples) is shuffled ~32 MiB at a
 # time; a 15k-row split writes 64 small files, which costs well under a second.
@@ -47,8 +47,7 @@ def read_records(path: str) -> list[bytes]:
 
 class _Scatter(beam.DoFn):
     """Appends each record to its bucket's file (one file per bucket per bundle); emits
-    (bucket, file) for every file it wrote, when the bundle ends. process_batch takes a list of
-    records as one element (the batched write path)."""
+    (bucket, file) for every file it wrote, when the bundle ends."""
 
     def __init__(self, temp_dir: str, buckets: int) -> None:
         self._temp_dir = temp_dir
@@ -57,6 +56,12 @@ class _Scatter(beam.DoFn):
     def start_bundle(self) -> None:
         self._pending: dict[int, bytearray] = {}
         self._files: dict[int, tuple[str, Any]] = {}
+
+    def _append(self, bucket: int, data: bytes) -> None:
+        pending = self._pending.setdefault(bucket, bytearray())
+        pending += data
+        if len(pending) >= _FLUSH_BYTES:
+            self._flush(bucket)
 
     def _flush(self, bucket: int) -> None:
         import tensorflow as tf
@@ -68,12 +73,7 @@ class _Scatter(beam.DoFn):
         self._pending[bucket] = bytearray()
 
     def process(self, record: bytes) -> Iterator:
-        bucket = record_digest(record) % self._buckets
-        pending = self._pending.setdefault(bucket, bytearray())
-        pending += _LENGTH.pack(len(record))
-        pending += record
-        if len(pending) >= _FLUSH_BYTES:
-            self._flush(bucket)
+        self._append(record_digest(record) % self._buckets, _LENGTH.pack(len(record)) + record)
         return ()  # records leave in finish_bundle, by bucket file
 
     def finish_bundle(self) -> Iterator:
@@ -89,9 +89,15 @@ class _ScatterBatches(_Scatter):
     """_Scatter for elements that are lists of records (the batched write path)."""
 
     def process(self, records: list[bytes]) -> Iterator:
-        scatter = super().process
-        for record in records:
-            scatter(record)
+        buckets = batch_digests(records) % np.uint64(self._buckets)
+        order = np.argsort(buckets, kind="stable")
+        ordered = buckets[order]
+        starts = np.flatnonzero(np.diff(ordered, prepend=np.uint64(self._buckets)))
+        pack = _LENGTH.pack
+        for start, stop in zip(starts, [*starts[1:], len(order)], strict=True):
+            chunk = [records[i] for i in order[start:stop]]
+            data = b"".join(itertools.chain.from_iterable((pack(len(r)), r) for r in chunk))
+            self._append(int(ordered[start]), data)
         return ()
 
 

@@ -184,3 +184,24 @@ def test_input_splits_are_written_batched_with_tfx_names_and_examples(tmp_path):
     assert written["ours"] == written["stock"]
     assert [len(written["ours"][s]) for s in ("train", "eval")] == [40, 7]
     assert sorted(os.listdir(tmp_path / "ours")) == ["Split-eval", "Split-train"]
+
+
+def test_scatter_batches_puts_every_record_in_the_bucket_the_per_record_scatter_does(tmp_path):
+    from collections import Counter
+
+    from pipeline.ingest.digests import record_digest
+    from pipeline.ingest.example_shuffle import _ScatterBatches, read_records
+
+    records = [bytes([i % 251]) * (i % 300) for i in range(3000)] + [b"same"] * 5
+    scatter = _ScatterBatches(str(tmp_path), 16)
+    scatter.start_bundle()
+    for start in range(0, len(records), 700):
+        assert list(scatter.process(records[start : start + 700])) == []
+    files = [wv.value for wv in scatter.finish_bundle()]
+    found: Counter = Counter()
+    for bucket, path in files:
+        held = read_records(path)
+        assert {record_digest(r) % 16 for r in held} == {bucket}
+        found.update(held)
+    assert found == Counter(records)
+    assert len({bucket for bucket, _ in files}) == 16

@@ -187,3 +187,32 @@ def test_a_file_read_in_small_ranges_gives_tfx_types_and_records(tmp_path, table
     )
     records = [rec for r in ranges for rec in csv_arrow.range_to_records(r, names, types)]
     assert (types, records) == _stock(path)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=30))
+def test_varints_are_protobufs_int64_encoding(values):
+    import numpy as np
+    import tensorflow as tf
+
+    from pipeline.ingest import csv_arrow
+
+    packed = csv_arrow._varints(np.array(values, dtype=np.int64)).to_pylist()
+    serialized = tf.train.Int64List(value=values).SerializeToString()
+    # Int64List: field 1, packed: tag, varint length, then the values' varints back to back.
+    assert b"".join(packed) == serialized[1 + len(csv_arrow._varint(len(b"".join(packed)))) :]
+
+
+def test_long_names_and_cells_need_multi_byte_lengths_and_match_tfx(tmp_path):
+    """Lengths past 127 and 16383 bytes take two- and three-byte varints in the hand-built
+    serialization: a 200-character column name, a 20,000-byte cell, many columns."""
+    long_name = "n" * 200
+    names = [long_name] + [f"c{i:03d}" for i in range(40)]
+    rows = [
+        ["x" * 20_000] + [str(7**j) for j in range(40)],
+        [""] + [f"{j}.5" for j in range(40)],
+        ["y"] + ["" for _ in range(40)],
+    ]
+    path = tmp_path / "data.csv"
+    path.write_text("\n".join([",".join(names)] + [",".join(r) for r in rows]) + "\n")
+    assert _arrow(path) == _stock(path)
