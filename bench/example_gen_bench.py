@@ -41,7 +41,7 @@ EXECUTORS = ("tfx", "ours")
 
 def run_executor(name: str, data_root: str, out: str, mode: str = IN_MEMORY) -> dict:
     """One ExampleGen executor on data_root/span-1 in Beam mode `mode`: seconds, peak RSS (MiB;
-    this process, and with its worker processes in multi-processing mode), rows written."""
+    this process, and its largest child's), rows written."""
     import tensorflow as tf
     from google.protobuf import json_format
     from tfx.components.example_gen.csv_example_gen.executor import Executor as TfxExecutor
@@ -69,7 +69,8 @@ def run_executor(name: str, data_root: str, out: str, mode: str = IN_MEMORY) -> 
     executor_cls(context).Do({}, {"examples": [examples]}, properties)
     seconds = time.monotonic() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    # Beam's worker processes have ended with the pipeline: the largest one's peak.
+    # The largest child process's peak: Beam's workers in multi-processing mode (ended with the
+    # pipeline), and in either mode TFX's sdist build, forked at the executor's size.
     workers_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     files = tf.io.gfile.glob(os.path.join(out, "Split-*", "*"))
     rows = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Beam mode: {args.beam_mode}")
     print(
         f"{'rows':>9} {'executor':<9} {'seconds':>8} {'rows/s':>8} {'peak RSS':>9} "
-        f"{'workers':>9} {'written':>9}"
+        f"{'children':>9} {'written':>9}"
     )
     results: dict[tuple[int, str], dict] = {}
     sizes = args.rows
