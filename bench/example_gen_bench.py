@@ -1,11 +1,12 @@
 """ExampleGen's time and memory per row: TFX's CsvExampleGen executor against this project's.
 
     .venv/bin/python bench/example_gen_bench.py [--rows 100000,1000000] [--executors tfx,ours]
-        [--against main]
+        [--against main] [--beam-mode in-memory|multi-processing]
 
 For each size, a taxi-like span (bench/generate_rows.py) is written once; then each executor
 runs alone in its own process (so peak RSS is its own) with the pipeline's default Beam options
-(in-memory DirectRunner) and the pipeline's train/eval split. TFX's executor parses the CSV
+(in-memory DirectRunner; --beam-mode multi-processing: the arguments a large span's run uses,
+one worker process per core) and the pipeline's train/eval split. TFX's executor parses the CSV
 once, buffers the parsed lines for the column-type side input, and writes each split after a
 `beam.Reshuffle()` (a GroupByKey the DirectRunner holds in memory); this project's parses twice
 (pipeline/ingest/csv_example_gen.py) and shuffles through disk (pipeline/ingest/example_shuffle.py).
@@ -32,13 +33,15 @@ from pathlib import Path
 from generate_rows import write_span
 
 import modules  # noqa: F401 - the Keras-2 switch, before TensorFlow loads
-from pipeline.config import PROJECT_ROOT, in_memory_beam_args
+from pipeline.config import PROJECT_ROOT
+from pipeline.local.beam_mode import IN_MEMORY, MULTI_PROCESSING, beam_args
 
 EXECUTORS = ("tfx", "ours")
 
 
-def run_executor(name: str, data_root: str, out: str) -> dict:
-    """One ExampleGen executor on data_root/span-1: seconds, peak RSS (MiB), rows written."""
+def run_executor(name: str, data_root: str, out: str, mode: str = IN_MEMORY) -> dict:
+    """One ExampleGen executor on data_root/span-1 in Beam mode `mode`: seconds, peak RSS (MiB;
+    this process, and its largest child's), rows written."""
     import tensorflow as tf
     from google.protobuf import json_format
     from tfx.components.example_gen.csv_example_gen.executor import Executor as TfxExecutor
@@ -61,20 +64,31 @@ def run_executor(name: str, data_root: str, out: str) -> dict:
         "output_config": json_format.MessageToJson(output_config()),
         "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
     }
-    context = BaseBeamExecutor.Context(beam_pipeline_args=in_memory_beam_args())
+    context = BaseBeamExecutor.Context(beam_pipeline_args=beam_args(mode))
     started = time.monotonic()
     executor_cls(context).Do({}, {"examples": [examples]}, properties)
     seconds = time.monotonic() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The largest child process's peak: Beam's workers in multi-processing mode (ended with the
+    # pipeline), and in either mode TFX's sdist build, forked at the executor's size.
+    workers_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     files = tf.io.gfile.glob(os.path.join(out, "Split-*", "*"))
     rows = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
-    return {"executor": name, "seconds": seconds, "peak_rss_mib": peak_mib, "rows": rows}
+    return {
+        "executor": name,
+        "seconds": seconds,
+        "peak_rss_mib": peak_mib,
+        "worker_peak_rss_mib": workers_mib,
+        "rows": rows,
+    }
 
 
-def _in_subprocess(name: str, data_root: str, out: str, code_root: Path = PROJECT_ROOT) -> dict:
+def _in_subprocess(
+    name: str, data_root: str, out: str, code_root: Path = PROJECT_ROOT, mode: str = IN_MEMORY
+) -> dict:
     env = dict(os.environ, PYTHONPATH=str(code_root))
     proc = subprocess.run(
-        [sys.executable, __file__, "--executor", name, data_root, out],
+        [sys.executable, __file__, "--executor", name, "--beam-mode", mode, data_root, out],
         capture_output=True,
         text=True,
         env=env,
@@ -103,11 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=row_counts, default="100000,1000000")
     parser.add_argument("--executors", default=",".join(EXECUTORS))
     parser.add_argument("--against", default="", help="also run this project's executor at REF")
+    parser.add_argument("--beam-mode", choices=(IN_MEMORY, MULTI_PROCESSING), default=IN_MEMORY)
     parser.add_argument("--executor", choices=EXECUTORS, help=argparse.SUPPRESS)
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.executor:
-        print(json.dumps(run_executor(args.executor, *args.paths)))
+        print(json.dumps(run_executor(args.executor, *args.paths, mode=args.beam_mode)))
         return 0
     names = [n for n in args.executors.split(",") if n]
     unknown = sorted(set(names) - set(EXECUTORS))
@@ -117,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     load = os.getloadavg()
     print(f"load: {load[0]:.2f} {load[1]:.2f} (1, 5 min), {os.cpu_count()} cores")
+    print(f"Beam mode: {args.beam_mode}")
     print(
-        f"{'rows':>9} {'executor':<9} {'seconds':>8} {'rows/s':>8} {'peak RSS':>9} {'written':>9}"
+        f"{'rows':>9} {'executor':<9} {'seconds':>8} {'rows/s':>8} {'peak RSS':>9} "
+        f"{'children':>9} {'written':>9}"
     )
     results: dict[tuple[int, str], dict] = {}
     sizes = args.rows
@@ -129,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             code_roots[against] = export_ref(args.against, Path(code_tmp, "code"))
             names = [*names, against]
         for rows in sizes:
-            _run_size(rows, names, code_roots, results)
+            _run_size(rows, names, code_roots, results, args.beam_mode)
     print("ratios (same invocation):")
     if against and "ours" in names:
         for rows in sizes:
@@ -155,19 +172,21 @@ def export_ref(ref: str, dest: Path) -> Path:
     return dest
 
 
-def _run_size(rows: int, names: list[str], code_roots: dict, results: dict) -> None:
+def _run_size(
+    rows: int, names: list[str], code_roots: dict, results: dict, mode: str = IN_MEMORY
+) -> None:
     """Every executor on one freshly written span of `rows` rows."""
     with tempfile.TemporaryDirectory(prefix="example_gen_bench_") as tmp:
         write_span(Path(tmp, "data"), rows)
         for name in names:
             executor = name.split("@")[0]
             r = _in_subprocess(
-                executor, str(Path(tmp, "data")), str(Path(tmp, name)), code_roots[name]
+                executor, str(Path(tmp, "data")), str(Path(tmp, name)), code_roots[name], mode
             )
             results[rows, name] = r
             print(
                 f"{rows:>9} {name:<9} {r['seconds']:8.1f} {rows / r['seconds']:8.0f} "
-                f"{r['peak_rss_mib']:7.0f}Mi {r['rows']:>9}"
+                f"{r['peak_rss_mib']:7.0f}Mi {r['worker_peak_rss_mib']:7.0f}Mi {r['rows']:>9}"
             )
 
 

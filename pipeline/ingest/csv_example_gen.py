@@ -10,7 +10,10 @@ Here the conversion reads and parses the files a second time, from its own file 
 streams: the type inference follows the stock rule over all lines, the examples are the same,
 and parsing twice costs less than holding the span. Both passes work a column at a time
 (Arrow's CSV reader, tfx_bsl's C++ example encoder: pipeline/ingest/csv_arrow.py) instead of
-building one Python dict of protos per row.
+building one Python dict of protos per row, and on byte ranges of the files (csv_arrow.file_ranges)
+rather than whole files, so Beam's multi-processing mode parses one large file on every worker.
+The executor's elements are lists of records, one per Arrow block (the batched write path of
+pipeline/ingest/example_shuffle.py).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ class StreamingCsvToExample(beam.PTransform):
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         self._csv_pattern = os.path.join(input_base, split_pattern)
 
+    def _to_records(self, column_names: list[str], column_types: Any) -> beam.PTransform:
+        return beam.FlatMap(_range_to_records, column_names, column_types)
+
     def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
         csv_files = fileio.glob(self._csv_pattern)
         if not csv_files:
@@ -48,23 +54,52 @@ class StreamingCsvToExample(beam.PTransform):
                 raise RuntimeError(
                     f"Files in same split {self._csv_pattern} have different header."
                 )
+        # Ranges of about csv_arrow.RANGE_BYTES (plain tuples: Beam's coder for a NamedTuple
+        # would be a schema'd row): in multi-processing mode one file is read by every worker.
+        ranges = [tuple(r) for path in csv_files for r in csv_arrow.file_ranges(path, column_names)]
         column_types = beam.pvalue.AsSingleton(
             pipeline
-            | "CreateFilenames" >> beam.Create(csv_files)
-            | "InferColumnTypes" >> beam.Map(csv_arrow.infer_column_types, column_names)
+            | "CreateRanges" >> beam.Create(ranges)
+            | "InferColumnTypes" >> beam.Map(_range_column_types, column_names)
             | "MergeColumnTypes"
             >> beam.CombineGlobally(lambda per_file: csv_arrow.merge_column_types(list(per_file)))
         )
         return (
             pipeline
-            | "CreateFilenamesAgain" >> beam.Create(csv_files)
-            | "ToTFExample" >> beam.FlatMap(csv_arrow.file_to_records, column_names, column_types)
+            | "CreateRangesAgain" >> beam.Create(ranges)
+            | "ToTFExample" >> self._to_records(column_names, column_types)
         )
+
+
+def _range_column_types(part: tuple, column_names: list[str]) -> dict:
+    return csv_arrow.range_column_types(csv_arrow.FileRange(*part), column_names)
+
+
+def _range_to_records(part: tuple, column_names: list[str], types: dict) -> Any:
+    return csv_arrow.range_to_records(csv_arrow.FileRange(*part), column_names, types)
+
+
+def _range_to_batches(part: tuple, column_names: list[str], types: dict) -> Any:
+    return csv_arrow.range_to_batches(csv_arrow.FileRange(*part), column_names, types)
+
+
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(list[bytes])
+class StreamingCsvToExampleBatches(StreamingCsvToExample):
+    """StreamingCsvToExample with one element per Arrow block: a list of serialized
+    tf.Examples (csv_arrow.range_to_batches), for the batched write path."""
+
+    def _to_records(self, column_names: list[str], column_types: Any) -> beam.PTransform:
+        return beam.FlatMap(_range_to_batches, column_names, column_types)
 
 
 class StreamingCsvExampleGenExecutor(BoundedShuffleWriteMixin, csv_executor.Executor):
     """TFX's CsvExampleGen executor with the streaming CSV source, written after a shuffle that
-    spills to disk instead of TFX's in-memory Reshuffle (pipeline/ingest/example_shuffle.py)."""
+    spills to disk instead of TFX's in-memory Reshuffle (pipeline/ingest/example_shuffle.py),
+    a block of rows per Beam element (the mixin's batched path)."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return StreamingCsvToExample
+
+    def GetInputSourceToBatchesPTransform(self) -> beam.PTransform:
+        return StreamingCsvToExampleBatches

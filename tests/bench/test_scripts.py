@@ -59,7 +59,14 @@ def test_each_benchmark_answers_help_as_a_script():
 
 @pytest.mark.slow  # imports TensorFlow
 @pytest.mark.parametrize(
-    "args", [["--rows", "abc"], ["--rows", "0"], ["--rows", ","], ["--executors", "nope"]]
+    "args",
+    [
+        ["--rows", "abc"],
+        ["--rows", "0"],
+        ["--rows", ","],
+        ["--executors", "nope"],
+        ["--beam-mode", "nope"],
+    ],
 )
 def test_example_gen_bench_refuses_bad_arguments_in_one_line(args):
     out = subprocess.run(

@@ -162,3 +162,57 @@ def test_a_row_with_too_few_cells_is_an_error_on_both_paths(tmp_path):
         _stock(path)
     with pytest.raises(Exception, match="Expected 2 columns"):
         _arrow(path)
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(table=_table(st.one_of(st.sampled_from(EDGE_CELLS), PLAIN)), range_bytes=st.integers(1, 40))
+def test_a_file_read_in_small_ranges_gives_tfx_types_and_records(tmp_path, table, range_bytes):
+    """file_ranges cuts after newlines only and covers every byte after the header once; the
+    ranges' types merged and their records in order are TFX's for the whole file."""
+    from pipeline.ingest import csv_arrow
+
+    columns, rows, blank_after = table
+    path = _write(tmp_path / "data.csv", columns, rows, blank_after)
+    names = [f"c{i}" for i in range(columns)]
+    data = path.read_bytes()
+    ranges = csv_arrow.file_ranges(str(path), names, range_bytes)
+    header = data.index(b"\n") + 1
+    assert b"".join(data[r.start : r.stop] for r in ranges) == data[header:]
+    assert all(data[r.stop - 1 : r.stop] == b"\n" for r in ranges)
+    types = csv_arrow.merge_column_types(
+        [dict.fromkeys(names, csv_arrow.ColumnType.UNKNOWN)]
+        + [csv_arrow.range_column_types(r, names) for r in ranges]
+    )
+    records = [rec for r in ranges for rec in csv_arrow.range_to_records(r, names, types)]
+    assert (types, records) == _stock(path)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=30))
+def test_varints_are_protobufs_int64_encoding(values):
+    import numpy as np
+    import tensorflow as tf
+
+    from pipeline.ingest import csv_arrow
+
+    packed = csv_arrow._varints(np.array(values, dtype=np.int64)).to_pylist()
+    serialized = tf.train.Int64List(value=values).SerializeToString()
+    # Int64List: field 1, packed: tag, varint length, then the values' varints back to back.
+    assert b"".join(packed) == serialized[1 + len(csv_arrow._varint(len(b"".join(packed)))) :]
+
+
+def test_long_names_and_cells_need_multi_byte_lengths_and_match_tfx(tmp_path):
+    """Lengths past 127 and 16383 bytes take two- and three-byte varints in the hand-built
+    serialization: a 200-character column name, a 20,000-byte cell, many columns."""
+    long_name = "n" * 200
+    names = [long_name] + [f"c{i:03d}" for i in range(40)]
+    rows = [
+        ["x" * 20_000] + [str(7**j) for j in range(40)],
+        [""] + [f"{j}.5" for j in range(40)],
+        ["y"] + ["" for _ in range(40)],
+    ]
+    path = tmp_path / "data.csv"
+    path.write_text("\n".join([",".join(names)] + [",".join(r) for r in rows]) + "\n")
+    assert _arrow(path) == _stock(path)
