@@ -318,7 +318,7 @@ def user_code_config(config: PipelineConfig, spec: DatasetSpec) -> dict:
 
 def transform_component(
     config: PipelineConfig, examples: Channel, schema: Channel, fingerprint: dict
-):
+) -> Transform:
     """The pipeline's Transform node (also what bench/transform_bench.py and the Transform
     executor's tests run): TFX's component with this project's executor, which reads and writes
     records faster and computes the same (pipeline/transform_executor.py)."""
