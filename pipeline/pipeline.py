@@ -51,6 +51,7 @@ from pipeline.evaluation.executor import BatchEvaluationExecutor, SkipSelfEvalua
 from pipeline.ingest import sources
 from pipeline.ingest.training_window import training_window
 from pipeline.push.pusher import MODEL_CARD_METADATA_KEY, AtomicPusher
+from pipeline.transform_executor import FastIOTransformExecutor
 from pipeline.validation.data_gate import ACCEPTED_STATISTICS, DataGate
 from pipeline.validation.drift import DRIFT_VALIDATOR, DriftValidator, SpanStatisticsGenExecutor
 from pipeline.validation.quarantine import CLEANED_EXAMPLES, QUARANTINE, ROW_CLEANER
@@ -304,7 +305,7 @@ def _training_window(config: PipelineConfig, examples, data_gate: DataGate) -> t
     return [window], window.outputs["examples"]
 
 
-def _user_code_config(config: PipelineConfig, spec: DatasetSpec) -> dict:
+def user_code_config(config: PipelineConfig, spec: DatasetSpec) -> dict:
     """What Transform, Tuner and Trainer carry in custom_config so their cache sees a change:
     the dataset spec (as data) and, with user code by import, a fingerprint of the code."""
     fingerprint = (
@@ -315,10 +316,15 @@ def _user_code_config(config: PipelineConfig, spec: DatasetSpec) -> dict:
     return {dataset_spec.CONFIG_KEY: spec.to_config(), **fingerprint}
 
 
-def _transform(config: PipelineConfig, data: _Ingest, examples, fingerprint: dict, gate):
+def transform_component(
+    config: PipelineConfig, examples: Channel, schema: Channel, fingerprint: dict
+) -> Transform:
+    """The pipeline's Transform node (also what bench/transform_bench.py and the Transform
+    executor's tests run): TFX's component with this project's executor, which reads and writes
+    records faster and computes the same (pipeline/transform_executor.py)."""
     transform = Transform(
         examples=examples,
-        schema=data.schema,
+        schema=schema,
         # StatisticsGen + the validators already check the raw data, and nothing feeds an analyzer
         # cache back in; `lean_transform` (the default) skips both (PipelineConfig).
         disable_statistics=config.lean_transform,
@@ -326,6 +332,12 @@ def _transform(config: PipelineConfig, data: _Ingest, examples, fingerprint: dic
         custom_config=fingerprint,
         **user_code(config, config.preprocessing_module, "preprocessing_fn"),
     )
+    transform.executor_spec = executor_spec.BeamExecutorSpec(FastIOTransformExecutor)
+    return transform
+
+
+def _transform(config: PipelineConfig, data: _Ingest, examples, fingerprint: dict, gate):
+    transform = transform_component(config, examples, data.schema, fingerprint)
     # Nothing is transformed, trained or pushed from data that failed validation.
     transform.add_upstream_node(gate)
     return transform
@@ -426,7 +438,7 @@ def create_pipeline(
     data = _ingest(config)
     validators, data_gate = _validation(config, spec, data)
     window, training_examples = _training_window(config, data.examples, data_gate)
-    fingerprint = _user_code_config(config, spec)
+    fingerprint = user_code_config(config, spec)
     transform = _transform(config, data, training_examples, fingerprint, data_gate)
     hyperparameters_source, hyperparameters = _hyperparameters(config, data, transform, fingerprint)
     trainer = _trainer(config, data, transform, hyperparameters, fingerprint)

@@ -111,6 +111,13 @@ def test_drift_check_can_be_turned_off_and_pusher_is_atomic(config):
     assert nodes["StatisticsGen"].executor_spec.executor_class is SpanStatisticsGenExecutor
 
 
+def test_transform_reads_and_writes_through_the_fast_io_executor(config):
+    # Same outputs as TFX's executor: tests/pipeline/test_transform_executor.py.
+    from pipeline.transform_executor import FastIOTransformExecutor
+
+    assert _nodes(config)["Transform"].executor_spec.executor_class is FastIOTransformExecutor
+
+
 def test_infer_schema_flag_switches_to_schemagen(config):
     import dataclasses
 
