@@ -1,15 +1,15 @@
 """Transform's time and memory per row: TFX's stock executor against this project's.
 
     .venv/bin/python bench/transform_bench.py [--rows 100000,1000000] [--executors stock,ours]
-        [--beam in_memory|multi_processing] [--rounds 1]
+        [--beam-mode in-memory|multi-processing] [--rounds 1]
 
 For each size, a taxi-like span (bench/generate_rows.py) goes once through ExampleGen and the
 RowCleaner (pipeline/testing/transform_run.py), as in the pipeline; then each Transform
 executor runs alone in its own process (so peak RSS is its own) with the pipeline's Transform
 arguments (lean: no statistics, no analyzer cache; train and eval materialized) and the
-chosen Beam mode (multi_processing: one worker per core, as a 1M-row pipeline run uses).
+chosen Beam mode (multi-processing: one worker per core, as a 1M-row pipeline run uses).
 Printed per executor: seconds (the executor's Do, not the imports), rows/s over train + eval,
-peak RSS (the executor's process, and its Beam workers' largest in multi_processing), then
+peak RSS (the executor's process, and its Beam workers' largest in multi-processing), then
 ours against stock, and whether the outputs agree: the transformed examples compared parsed
 (exactly, and the largest relative float difference) and the transform graph's metadata and assets.
 """
@@ -28,17 +28,13 @@ from pathlib import Path
 
 # Run as a script (`python bench/<this>.py`): bench/ is first on sys.path, so the sibling module
 # imports by its own name (the project's packages come from the editable install / PYTHONPATH).
+from example_gen_bench import row_counts
 from generate_rows import write_span
 
-from pipeline.config import (
-    PROJECT_ROOT,
-    PipelineConfig,
-    in_memory_beam_args,
-    multi_processing_beam_args,
-)
+from pipeline.config import PROJECT_ROOT, PipelineConfig
+from pipeline.local.beam_mode import IN_MEMORY, MULTI_PROCESSING, beam_args
 
 EXECUTORS = ("stock", "ours")
-BEAM_MODES = {"in_memory": in_memory_beam_args, "multi_processing": multi_processing_beam_args}
 
 
 def _executor_class(name: str) -> type:
@@ -58,7 +54,7 @@ def run_one(name: str, examples_uri: str, out: str, beam: str) -> dict:
 
     cls = _executor_class(name)
     started = time.monotonic()
-    run_transform(cls, examples_uri, out, PipelineConfig(), BEAM_MODES[beam]())
+    run_transform(cls, examples_uri, out, PipelineConfig(), beam_args(beam))
     seconds = time.monotonic() - started
     return {
         "executor": name,
@@ -112,29 +108,18 @@ def _subprocess(args: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def row_counts(text: str) -> list[int]:
-    """A `--rows` value: comma-separated whole numbers >= 1 (argparse type)."""
-    try:
-        sizes = [int(n) for n in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not comma-separated row counts: {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"row counts must be at least 1: {text!r}")
-    return sizes
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=row_counts, default="100000")
     parser.add_argument("--executors", default=",".join(EXECUTORS))
-    parser.add_argument("--beam", choices=sorted(BEAM_MODES), default="in_memory")
+    parser.add_argument("--beam-mode", choices=(IN_MEMORY, MULTI_PROCESSING), default=IN_MEMORY)
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs per executor")
     parser.add_argument("--role", choices=("run", "prepare", "compare"), help=argparse.SUPPRESS)
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role:
         if args.role == "run":
-            result = run_one(*args.paths, beam=args.beam)
+            result = run_one(*args.paths, beam=args.beam_mode)
         else:
             result = {"prepare": prepare, "compare": compare}[args.role](*args.paths)
         print(json.dumps(result))
@@ -144,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: executors are {', '.join(EXECUTORS)}", file=sys.stderr)
         return 2
     load = os.getloadavg()
-    print(f"load: {load[0]:.2f} {load[1]:.2f} (1, 5 min), {os.cpu_count()} cores, beam {args.beam}")
+    print(
+        f"load: {load[0]:.2f} {load[1]:.2f} (1, 5 min), {os.cpu_count()} cores, "
+        f"beam {args.beam_mode}"
+    )
     print(
         f"{'rows':>9} {'executor':<9} {'seconds':>8} {'rows/s':>8} {'peak RSS':>9} {'workers':>9}"
     )
@@ -157,7 +145,15 @@ def main(argv: list[str] | None = None) -> int:
                 for name in names:
                     out = str(Path(tmp, f"{name}-{round_}"))
                     r = _subprocess(
-                        ["--role", "run", "--beam", args.beam, name, examples["examples"], out]
+                        [
+                            "--role",
+                            "run",
+                            "--beam-mode",
+                            args.beam_mode,
+                            name,
+                            examples["examples"],
+                            out,
+                        ]
                     )
                     results[name].append(r)
                     print(
