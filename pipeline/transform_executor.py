@@ -29,15 +29,12 @@ other narrow patch of TFX in this project).
 from __future__ import annotations
 
 import contextlib
-import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
 import tensorflow as tf
-from apache_beam.transforms.window import GlobalWindows
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import types
 from tfx.components.transform import executor as tfx_transform
@@ -45,11 +42,12 @@ from tfx.components.transform import labels
 from tfx_bsl.coders import example_coder
 from tfx_bsl.tfxio import record_based_tfxio, tf_example_record
 
+from pipeline import tfrecord_shards
+
 # Records per decoded batch: tfx_bsl's cap for its adaptive batching (batch_util._BATCH_SIZE_CAP),
 # which the stock reader reaches on any split of more than a few thousand rows.
 READ_BATCH_SIZE = 1000
 _GZIP = "GZIP"
-_TEMP_PREFIX = ".fast-io-tmp-"
 
 
 def _gzip_files(file_patterns: list[str]) -> list[str] | None:
@@ -163,65 +161,22 @@ class BatchedTFExampleRecord(tf_example_record.TFExampleRecord):
         return beam.ptransform_fn(read)()
 
 
-class _EncodeAndWriteShards(beam.DoFn):
+class _EncodeAndWriteShards(tfrecord_shards.BundleWriter):
     """(transformed RecordBatch, unary pass-through features) -> tf.Examples encoded by TFX's
-    own _RecordBatchToExamplesFn, written by TFRecordWriter into one gzipped file per bundle
-    under `temp_dir`; emits each file's path when its bundle ends."""
+    own _RecordBatchToExamplesFn, written into one gzipped file per bundle under `temp_dir`
+    (pipeline/tfrecord_shards.py)."""
 
     def __init__(self, schema: schema_pb2.Schema, temp_dir: str) -> None:
+        super().__init__(temp_dir)
         self._schema = schema
-        self._temp_dir = temp_dir
         self._encoder = None
 
     def setup(self) -> None:
         self._encoder = tfx_transform.TransformProcessor._RecordBatchToExamplesFn(self._schema)  # noqa: SLF001
 
-    def start_bundle(self) -> None:
-        self._path = None
-        self._writer = None
-
-    def process(self, data_batch: tuple[pa.RecordBatch, dict[str, pa.Array]]) -> Iterator:
-        if self._writer is None:
-            self._path = os.path.join(self._temp_dir, uuid.uuid4().hex)
-            self._writer = tf.io.TFRecordWriter(self._path, tf.io.TFRecordOptions(_GZIP))
-        write = self._writer.write
+    def records(self, data_batch: tuple[pa.RecordBatch, dict[str, pa.Array]]) -> Iterator[bytes]:
         for _, example in self._encoder.process(data_batch):
-            write(example)
-        return ()
-
-    def finish_bundle(self) -> Iterator:
-        if self._writer is not None:
-            self._writer.close()
-            yield GlobalWindows.windowed_value(self._path)
-
-
-def _rename_shards(paths: list[str], output_path: str, temp_dir: str) -> None:
-    """Moves the written files to Beam's shard names, `<output_path>-SSSSS-of-NNNNN.gz` (an
-    empty split still gets one empty file, as Beam writes), then drops the temporary dir."""
-    paths = sorted(paths)
-    if not paths:
-        empty = os.path.join(temp_dir, "empty")
-        tf.io.TFRecordWriter(empty, tf.io.TFRecordOptions(_GZIP)).close()
-        paths = [empty]
-    for shard, path in enumerate(paths):
-        tf.io.gfile.rename(
-            path, f"{output_path}-{shard:05d}-of-{len(paths):05d}.gz", overwrite=True
-        )
-    tf.io.gfile.rmtree(temp_dir)
-
-
-@beam.ptransform_fn
-def _WriteTFRecordShards(  # noqa: N802 - a Beam PTransform
-    pcoll: beam.PCollection, schema: schema_pb2.Schema, output_path: str
-) -> beam.PCollection:
-    temp_dir = os.path.join(os.path.dirname(output_path), _TEMP_PREFIX + uuid.uuid4().hex)
-    tf.io.gfile.makedirs(temp_dir)
-    return (
-        pcoll
-        | "EncodeAndWriteShards" >> beam.ParDo(_EncodeAndWriteShards(schema, temp_dir))
-        | "ShardPaths" >> beam.combiners.ToList()
-        | "RenameShards" >> beam.Map(_rename_shards, output_path, temp_dir)
-    )
+            yield example
 
 
 class FastIOTransformProcessor(tfx_transform.TransformProcessor):
@@ -242,7 +197,8 @@ class FastIOTransformProcessor(tfx_transform.TransformProcessor):
             return pcoll | "Stock" >> tfx_transform.TransformProcessor._EncodeAndWrite(  # noqa: SLF001
                 schema=schema, file_format=file_format, output_path=output_path
             )
-        return pcoll | "WriteShards" >> _WriteTFRecordShards(schema, output_path)
+        writer = _EncodeAndWriteShards(schema, tfrecord_shards.temp_dir_beside(output_path))
+        return pcoll | "WriteShards" >> tfrecord_shards.WriteShards(writer, output_path)
 
 
 @contextlib.contextmanager

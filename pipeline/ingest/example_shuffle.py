@@ -20,6 +20,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.transforms.window import GlobalWindows
 
+from pipeline import tfrecord_shards
 from pipeline.ingest.digests import batch_digests, record_digest
 
 # 64 buckets: a split of 5M taxi rows (~2 GiB of serialized examples) is shuffled ~32 MiB at a
@@ -136,55 +137,25 @@ class BoundedShuffle(beam.PTransform):
         )
 
 
-class _WriteShuffledBuckets(beam.DoFn):
+class _WriteShuffledBuckets(tfrecord_shards.BundleWriter):
     """Each bucket's records, shuffled (shuffled_bucket), into one gzipped TFRecord file per
     bundle under `temp_dir`, through TensorFlow's C++ writer (one zlib stream per file, not
     Beam's Python framing and zlib call per record). publish_split names them afterwards."""
 
-    def __init__(self, temp_dir: str) -> None:
-        self._temp_dir = temp_dir
-
-    def start_bundle(self) -> None:
-        self._writer: Any = None
-
-    def process(self, bucket_files: tuple[int, list[str]]) -> Iterator:
-        import tensorflow as tf
-
-        if self._writer is None:
-            path = os.path.join(self._temp_dir, f"{uuid.uuid4().hex}{_OUT_SUFFIX}")
-            self._writer = tf.io.TFRecordWriter(path, options="GZIP")
-        write = self._writer.write
-        for record in shuffled_bucket(*bucket_files):
-            write(record)
-        return ()
-
-    def finish_bundle(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
-_OUT_SUFFIX = ".tfrecord.gz"
+    def records(self, bucket_files: tuple[int, list[str]]) -> list[bytes]:
+        return shuffled_bucket(*bucket_files)
 
 
 def publish_split(temp_dir: str, split_dir: str) -> list[str]:
     """Moves the files _WriteShuffledBuckets wrote into the split's folder under the names
     Beam's WriteToTFRecord gives (TFX's write_split): data_tfrecord-00000-of-0000N.gz; an
     empty split gets one empty file, as WriteToTFRecord writes. Returns the new paths."""
-    import tensorflow as tf
     from tfx.components.example_gen import write_split
 
-    tf.io.gfile.makedirs(split_dir)
-    written = sorted(tf.io.gfile.glob(os.path.join(temp_dir, f"*{_OUT_SUFFIX}")))
-    prefix = os.path.join(split_dir, write_split.DEFAULT_TF_RECORD_FILE_NAME)
-    if not written:
-        path = f"{prefix}-00000-of-00001.gz"
-        tf.io.TFRecordWriter(path, options="GZIP").close()
-        return [path]
-    names = [f"{prefix}-{i:05d}-of-{len(written):05d}.gz" for i in range(len(written))]
-    for source, dest in zip(written, names, strict=True):
-        tf.io.gfile.rename(source, dest, overwrite=True)
-    return names
+    return tfrecord_shards.publish(
+        tfrecord_shards.written_files(temp_dir),
+        os.path.join(split_dir, write_split.DEFAULT_TF_RECORD_FILE_NAME),
+    )
 
 
 def split_indices(records: Sequence[bytes], cumulative_buckets: Sequence[int]) -> np.ndarray:

@@ -25,7 +25,6 @@ import base64
 import collections
 import json
 import os
-import uuid
 
 import apache_beam as beam
 from tfx import types
@@ -33,6 +32,7 @@ from tfx.dsl.components.base import base_beam_component, base_beam_executor, exe
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec
 
+from pipeline import tfrecord_shards
 from pipeline.validation import quarantine as q
 
 _TFRECORD_PREFIX = "data_tfrecord"  # ExampleGen's file names, so nothing downstream can tell
@@ -230,75 +230,15 @@ class ReadRecordBatches(beam.PTransform):
         )
 
 
-class _WriteBatches(beam.DoFn):
-    """Batches of records -> one gzipped TFRecord file per bundle under `temp_dir`, written as
-    the batches come (memory: one batch); its path is output when the bundle ends."""
-
-    def __init__(self, temp_dir: str):
-        self._temp_dir = temp_dir
-        self._writer = self._path = None
-
-    def start_bundle(self):
-        self._writer = self._path = None
-
-    def process(self, batch: list[bytes]):
-        if self._writer is None:
-            import tensorflow as tf
-
-            tf.io.gfile.makedirs(self._temp_dir)
-            self._path = os.path.join(self._temp_dir, f"{uuid.uuid4().hex}.gz")
-            self._writer = tf.io.TFRecordWriter(self._path, "GZIP")
-        for record in batch:
-            self._writer.write(record)
-
-    def finish_bundle(self):
-        from apache_beam.transforms.window import GlobalWindows
-
-        if self._writer is not None:
-            self._writer.close()
-            yield GlobalWindows.windowed_value(self._path)
-        self._writer = self._path = None
-
-
-def _name_shards(paths: list[str], directory: str, prefix: str, temp_dir: str) -> None:
-    """Moves the written files to `prefix`-SSSSS-of-NNNNN.gz in `directory`, the names
-    WriteToTFRecord gives, and writes one empty file when there was no row (as it does)."""
-    import tensorflow as tf
-
-    tf.io.gfile.makedirs(directory)
-    paths = sorted(paths)
-    count = max(len(paths), 1)
-    names = [os.path.join(directory, f"{prefix}-{i:05d}-of-{count:05d}.gz") for i in range(count)]
-    if not paths:
-        with tf.io.TFRecordWriter(names[0], "GZIP"):
-            pass
-    for path, name in zip(paths, names, strict=False):
-        tf.io.gfile.rename(path, name, overwrite=True)
-    if tf.io.gfile.exists(temp_dir):
-        tf.io.gfile.rmtree(temp_dir)
-
-
-class WriteRecordBatches(beam.PTransform):
+def write_record_batches(directory: str, prefix: str) -> beam.PTransform:
     """Batches of serialized records -> gzipped TFRecord files in `directory`, named
     `prefix`-SSSSS-of-NNNNN.gz as beam.io.WriteToTFRecord(prefix, file_name_suffix=".gz") names
-    them, one file per bundle.
-
-    Why not WriteToTFRecord: it takes one element per row and frames and compresses each in
-    Python; here TensorFlow's C++ writer takes a batch at a time. Like Beam's sink, the files
-    are written to a temporary directory and named once every bundle is done."""
-
-    def __init__(self, directory: str, prefix: str):
-        super().__init__()
-        self._directory, self._prefix = directory, prefix
-        self._temp_dir = os.path.join(directory, f".temp-{prefix}-{uuid.uuid4().hex}")
-
-    def expand(self, batches):
-        return (
-            batches
-            | "WriteFiles" >> beam.ParDo(_WriteBatches(self._temp_dir))
-            | "Written" >> beam.combiners.ToList()
-            | "NameShards" >> beam.Map(_name_shards, self._directory, self._prefix, self._temp_dir)
-        )
+    them, one file per bundle (pipeline/tfrecord_shards.py: TensorFlow's C++ writer takes a
+    batch at a time, where WriteToTFRecord frames and compresses each row in Python)."""
+    stem = os.path.join(directory, prefix)
+    return tfrecord_shards.WriteShards(
+        tfrecord_shards.BundleWriter(tfrecord_shards.temp_dir_beside(stem)), stem
+    )
 
 
 class _QuarantineLine(beam.DoFn):
@@ -416,12 +356,12 @@ def clean_split(
         _Check(schema_bytes), repeated_digests
     ).with_outputs(_Check.REPEATED, _Check.BAD_ONCE, _Check.BAD_REPEATED, main=_Check.ONCE)
 
-    _ = checked[_Check.ONCE] | "WriteClean" >> WriteRecordBatches(examples_dir, _TFRECORD_PREFIX)
+    _ = checked[_Check.ONCE] | "WriteClean" >> write_record_batches(examples_dir, _TFRECORD_PREFIX)
     repeated = checked[_Check.REPEATED] | "CountCleanCopies" >> beam.combiners.Count.PerElement()
     _ = (
         repeated
         | "OneOfEach" >> beam.Map(lambda kv: [kv[0]])
-        | "WriteDeduplicated" >> WriteRecordBatches(examples_dir, _DEDUPLICATED_PREFIX)
+        | "WriteDeduplicated" >> write_record_batches(examples_dir, _DEDUPLICATED_PREFIX)
     )
     parts = [
         checked[_Check.ONCE]

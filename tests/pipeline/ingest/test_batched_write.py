@@ -60,12 +60,13 @@ def test_split_indices_agree_with_tfx_on_serialized_examples_at_every_split_boun
 def test_publish_split_names_files_as_write_to_tfrecord_does(tmp_path):
     import tensorflow as tf
 
-    from pipeline.ingest.example_shuffle import _OUT_SUFFIX, publish_split
+    from pipeline.ingest.example_shuffle import publish_split
+    from pipeline.tfrecord_shards import TEMP_SUFFIX
 
     temp = tmp_path / "temp"
     temp.mkdir()
     for name, records in (("b", [b"x", b"y"]), ("a", [b"z"]), ("c", [])):
-        with tf.io.TFRecordWriter(str(temp / f"{name}{_OUT_SUFFIX}"), options="GZIP") as w:
+        with tf.io.TFRecordWriter(str(temp / f"{name}{TEMP_SUFFIX}"), options="GZIP") as w:
             for r in records:
                 w.write(r)
     published = publish_split(str(temp), str(tmp_path / "Split-train"))

@@ -186,7 +186,7 @@ def test_nothing_to_write_leaves_one_empty_shard_and_no_temporary_files(tmp_path
             pipeline
             | beam.Create([[b"x"]])
             | beam.Filter(lambda batch: False)
-            | row_cleaner.WriteRecordBatches(str(tmp_path / "out"), "data")
+            | row_cleaner.write_record_batches(str(tmp_path / "out"), "data")
         )
     assert os.listdir(tmp_path / "out") == ["data-00000-of-00001.gz"]
     assert _read(str(tmp_path / "out" / "*")) == []
