@@ -47,13 +47,6 @@ def publish(paths: Iterable[str], prefix: str, temp_dir: str | None = None) -> l
     return names
 
 
-def written_files(temp_dir: str) -> list[str]:
-    """The files BundleWriters wrote under `temp_dir`."""
-    import tensorflow as tf
-
-    return sorted(tf.io.gfile.glob(os.path.join(temp_dir, f"*{TEMP_SUFFIX}")))
-
-
 class BundleWriter(beam.DoFn):
     """Writes the serialized records `records(element)` gives for each element into one gzipped
     TFRecord file per bundle under `temp_dir` (memory: one element); emits that file's path when

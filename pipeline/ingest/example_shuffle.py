@@ -140,22 +140,11 @@ class BoundedShuffle(beam.PTransform):
 class _WriteShuffledBuckets(tfrecord_shards.BundleWriter):
     """Each bucket's records, shuffled (shuffled_bucket), into one gzipped TFRecord file per
     bundle under `temp_dir`, through TensorFlow's C++ writer (one zlib stream per file, not
-    Beam's Python framing and zlib call per record). publish_split names them afterwards."""
+    Beam's Python framing and zlib call per record). tfrecord_shards.WriteShards publishes the
+    files of the bundles that completed (a retried bundle's partial file is not among them)."""
 
     def records(self, bucket_files: tuple[int, list[str]]) -> list[bytes]:
         return shuffled_bucket(*bucket_files)
-
-
-def publish_split(temp_dir: str, split_dir: str) -> list[str]:
-    """Moves the files _WriteShuffledBuckets wrote into the split's folder under the names
-    Beam's WriteToTFRecord gives (TFX's write_split): data_tfrecord-00000-of-0000N.gz; an
-    empty split gets one empty file, as WriteToTFRecord writes. Returns the new paths."""
-    from tfx.components.example_gen import write_split
-
-    return tfrecord_shards.publish(
-        tfrecord_shards.written_files(temp_dir),
-        os.path.join(split_dir, write_split.DEFAULT_TF_RECORD_FILE_NAME),
-    )
 
 
 def split_indices(records: Sequence[bytes], cumulative_buckets: Sequence[int]) -> np.ndarray:
@@ -195,9 +184,9 @@ class BoundedShuffleWriteMixin:
     list: GetInputSourceToBatchesPTransform) gets the batched path: TFX's hash split applied
     to a list at a time (split_indices), the lists scattered to the bucket files, and each
     bucket shuffled and written by TensorFlow's gzip TFRecord writer (_WriteShuffledBuckets,
-    publish_split). Beam's per-element cost (about 10 us a row across TFX's Partition, the
-    scatter and WriteToTFRecord) is then paid per list; the rows, their splits and the file
-    names are the ones the per-record path writes."""
+    tfrecord_shards.WriteShards). Beam's per-element cost (about 10 us a row across TFX's
+    Partition, the scatter and WriteToTFRecord) is then paid per list; the rows, their splits
+    and the file names are the ones the per-record path writes."""
 
     def GetInputSourceToBatchesPTransform(self) -> Any:  # noqa: N802 - TFX's naming
         """A PTransform like GetInputSourceToExamplePTransform's whose elements are lists of
@@ -264,13 +253,16 @@ class BoundedShuffleWriteMixin:
                 for name, split in batches.items():
                     buckets_dir = os.path.join(temp_root, name, "buckets")
                     tf.io.gfile.makedirs(buckets_dir)
-                    tf.io.gfile.makedirs(os.path.join(temp_root, name, "out"))
+                    out = artifact_utils.get_split_uri(output_dict[keys.EXAMPLES_KEY], name)
+                    writer = _WriteShuffledBuckets(os.path.join(temp_root, name, "out"))
                     _ = (
                         split
                         | f"Scatter[{name}]" >> beam.ParDo(_ScatterBatches(buckets_dir, BUCKETS))
                         | f"FilesByBucket[{name}]" >> beam.GroupByKey()
                         | f"Write[{name}]"
-                        >> beam.ParDo(_WriteShuffledBuckets(os.path.join(temp_root, name, "out")))
+                        >> tfrecord_shards.WriteShards(
+                            writer, os.path.join(out, write_split.DEFAULT_TF_RECORD_FILE_NAME)
+                        )
                     )
             else:
                 splits = self.GenerateExamplesByBeam(pipeline, exec_properties)
@@ -286,12 +278,6 @@ class BoundedShuffleWriteMixin:
                             file_name_suffix=".gz",
                         )
                     )
-        if batches is not None:
-            for name in batches:
-                publish_split(
-                    os.path.join(temp_root, name, "out"),
-                    artifact_utils.get_split_uri(output_dict[keys.EXAMPLES_KEY], name),
-                )
         tf.io.gfile.rmtree(temp_root)
         _set_formats(output_dict[keys.EXAMPLES_KEY], payload_format, file_format)
         return None

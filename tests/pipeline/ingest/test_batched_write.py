@@ -57,32 +57,57 @@ def test_split_indices_agree_with_tfx_on_serialized_examples_at_every_split_boun
         assert set(ours) == set(range(len(cumulative)))
 
 
-def test_publish_split_names_files_as_write_to_tfrecord_does(tmp_path):
+def test_published_shards_are_named_as_write_to_tfrecord_names_them(tmp_path):
     import tensorflow as tf
 
-    from pipeline.ingest.example_shuffle import publish_split
-    from pipeline.tfrecord_shards import TEMP_SUFFIX
+    from pipeline.tfrecord_shards import TEMP_SUFFIX, publish
 
     temp = tmp_path / "temp"
     temp.mkdir()
+    paths = []
     for name, records in (("b", [b"x", b"y"]), ("a", [b"z"]), ("c", [])):
-        with tf.io.TFRecordWriter(str(temp / f"{name}{TEMP_SUFFIX}"), options="GZIP") as w:
+        paths.append(str(temp / f"{name}{TEMP_SUFFIX}"))
+        with tf.io.TFRecordWriter(paths[-1], options="GZIP") as w:
             for r in records:
                 w.write(r)
-    published = publish_split(str(temp), str(tmp_path / "Split-train"))
+    prefix = str(tmp_path / "Split-train" / "data_tfrecord")
+    published = publish(paths, prefix, str(temp))
     names = sorted(os.listdir(tmp_path / "Split-train"))
     assert names == [f"data_tfrecord-0000{i}-of-00003.gz" for i in range(3)]
     assert sorted(os.path.basename(p) for p in published) == names
-    assert os.listdir(temp) == []
+    assert not temp.exists()
     files = sorted(glob.glob(str(tmp_path / "Split-train" / "*")))
     read = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
     assert sorted(read) == [b"x", b"y", b"z"]
 
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    (path,) = publish_split(str(empty), str(tmp_path / "Split-eval"))
+    (path,) = publish([], str(tmp_path / "Split-eval" / "data_tfrecord"))
     assert os.path.basename(path) == "data_tfrecord-00000-of-00001.gz"
     assert list(tf.data.TFRecordDataset([path], compression_type="GZIP")) == []
+
+
+def test_only_files_of_completed_bundles_are_published(tmp_path):
+    """A file left in the writer's temporary directory by an attempt that did not complete (a
+    retried bundle on a remote runner) is not published: only the paths the bundles emitted."""
+    import apache_beam as beam
+    import tensorflow as tf
+
+    from pipeline.tfrecord_shards import TEMP_SUFFIX, BundleWriter, WriteShards
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    with tf.io.TFRecordWriter(str(temp / f"partial{TEMP_SUFFIX}"), options="GZIP") as w:
+        w.write(b"from a failed attempt")
+    prefix = str(tmp_path / "Split-train" / "data_tfrecord")
+    with beam.Pipeline() as pipeline:
+        _ = (
+            pipeline
+            | beam.Create([[b"a", b"b"], [b"c"]])
+            | WriteShards(BundleWriter(str(temp)), prefix)
+        )
+    files = sorted(glob.glob(str(tmp_path / "Split-train" / "*")))
+    read = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    assert sorted(read) == [b"a", b"b", b"c"]
+    assert not temp.exists()
 
 
 def test_file_to_batches_groups_the_stock_parsers_records(tmp_path, monkeypatch):
