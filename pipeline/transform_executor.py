@@ -47,7 +47,6 @@ from pipeline import tfrecord_shards
 # Records per decoded batch: tfx_bsl's cap for its adaptive batching (batch_util._BATCH_SIZE_CAP),
 # which the stock reader reaches on any split of more than a few thousand rows.
 READ_BATCH_SIZE = 1000
-_GZIP = "GZIP"
 
 
 def _gzip_files(file_patterns: list[str]) -> list[str] | None:
@@ -78,9 +77,7 @@ class _ReadAndDecode(beam.DoFn):
         self._decoder = example_coder.ExamplesToRecordBatchDecoder(*args)
 
     def process(self, path: str) -> Iterator[pa.RecordBatch]:
-        dataset = tf.data.TFRecordDataset(path, compression_type=_GZIP).batch(self._batch_size)
-        for batch in dataset.as_numpy_iterator():
-            records = batch.tolist()
+        for records in tfrecord_shards.record_batches(path, self._batch_size):
             decoded = self._decoder.DecodeBatch(records)
             if self._raw_record_column is None:
                 yield decoded

@@ -169,29 +169,6 @@ def _tfrecord_files(pattern: str) -> list[str]:
     return sorted(m.path for m in result.metadata_list if m.size_in_bytes > 0)
 
 
-def _tfrecords(path: str):
-    """The records of one TFRecord file, compressed as its extension says (Beam's AUTO).
-
-    Gzipped and plain files go through TensorFlow's C++ reader (the one tf.data uses; it checks
-    each record's CRCs as Beam's does), about 2.5 µs a record here against about 35 µs for
-    beam.io.ReadFromTFRecord's Python reader; other compressions through Beam's."""
-    from apache_beam.io.filesystem import CompressionTypes
-
-    compression = CompressionTypes.detect_compression_type(path)
-    if compression in (CompressionTypes.GZIP, CompressionTypes.UNCOMPRESSED):
-        import tensorflow as tf
-
-        kind = "GZIP" if compression == CompressionTypes.GZIP else ""
-        yield from tf.compat.v1.io.tf_record_iterator(path, tf.io.TFRecordOptions(kind))
-        return
-    from apache_beam.io.filesystems import FileSystems
-    from apache_beam.io.tfrecordio import _TFRecordUtil
-
-    with FileSystems.open(path, compression_type=compression) as f:
-        while (record := _TFRecordUtil.read_record(f)) is not None:
-            yield record
-
-
 class _ReadBatches(beam.DoFn):
     """A TFRecord file -> its records in lists of up to `size`, in the file's order: one Beam
     element per batch, not per row (the per-element cost was a large part of the cleaner's)."""
@@ -200,14 +177,7 @@ class _ReadBatches(beam.DoFn):
         self._size = size
 
     def process(self, path: str):
-        batch = []
-        for record in _tfrecords(path):
-            batch.append(record)
-            if len(batch) == self._size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        yield from tfrecord_shards.record_batches(path, self._size)
 
 
 class ReadRecordBatches(beam.PTransform):
