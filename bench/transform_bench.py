@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--role", choices=("run", "prepare", "compare"), help=argparse.SUPPRESS)
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rounds < 1:  # zero rounds would compare two empty outputs and call them identical
+        parser.error(f"--rounds must be at least 1, not {args.rounds}")
     if args.role:
         if args.role == "run":
             result = run_one(*args.paths, beam=args.beam_mode)

@@ -69,8 +69,28 @@ def test_each_benchmark_answers_help_as_a_script():
     ],
 )
 def test_example_gen_bench_refuses_bad_arguments_in_one_line(args):
+    _refused_in_one_line("example_gen_bench.py", args)
+
+
+@pytest.mark.slow  # imports TensorFlow
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--rounds", "0"],
+        ["--rounds", "-1"],
+        ["--rounds", "1e9"],
+        ["--rows", "\ufeff100"],
+        ["--executors", "stock;ours"],
+        ["--beam-mode", "in_memory"],
+    ],
+)
+def test_transform_bench_refuses_bad_arguments_in_one_line(args):
+    _refused_in_one_line("transform_bench.py", args)
+
+
+def _refused_in_one_line(script: str, args: list[str]) -> None:
     out = subprocess.run(
-        [sys.executable, "bench/example_gen_bench.py", *args],
+        [sys.executable, f"bench/{script}", *args],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
