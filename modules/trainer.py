@@ -78,6 +78,9 @@ class TrainingPlan:
     steps_per_epoch: int
     epochs: int
     patience: int
+    # False: the split has at least `rows` rows; it was not counted further, because the plan is
+    # the same for every larger count (rows_that_fix_the_plan).
+    rows_exact: bool = True
 
     @property
     def max_steps(self) -> int:
@@ -89,20 +92,44 @@ class TrainingPlan:
             monitor="val_loss", patience=self.patience, restore_best_weights=True
         )
 
+    def early_stopping_callbacks(self) -> list[keras.callbacks.Callback]:
+        """[early_stopping()] when there is more than one epoch to stop early; [] otherwise."""
+        return [self.early_stopping()] if self.epochs > 1 else []
 
-def training_plan(rows: int, max_steps: int) -> TrainingPlan:
+    def validation(self, eval_split: Split) -> dict:
+        """model.fit's validation arguments: the eval rows after every epoch when early stopping
+        reads them; none for a single epoch, where it cannot act and the pass over up to
+        MAX_EVAL_ROWS rows only repeated the scoring run_fn does next (about 2 s at 1M rows)."""
+        if self.epochs <= 1:
+            return {}
+        return {
+            "validation_data": (eval_split.features, eval_split.labels),
+            "validation_batch_size": EVAL_BATCH_SIZE,
+        }
+
+
+def training_plan(rows: int, max_steps: int, rows_exact: bool = True) -> TrainingPlan:
     """Batch size, epochs and early stopping from the training split's row count, bounded by
     `max_steps` (the pipeline's train_steps): a few hundred rows train a few hundred small-batch
     steps (300 rows: batch 18, at most 30 epochs of 17 steps), the taxi sample's 12k rows as
-    before (batch 128, 94 steps an epoch, 2,000 steps at most)."""
+    before (batch 128, 94 steps an epoch, 2,000 steps at most). `rows_exact=False`: the split
+    has at least `rows` rows (read_split stopped counting at rows_that_fix_the_plan)."""
     rows = max(1, int(rows))
     batch = min(BATCH_SIZE, max(MIN_BATCH_SIZE, rows // MIN_BATCHES_PER_EPOCH))
     steps_per_epoch = max(1, math.ceil(rows / batch))
     max_steps = max(1, int(max_steps))
     if max_steps < steps_per_epoch:
-        return TrainingPlan(rows, batch, max_steps, 1, PATIENCE_EPOCHS)
+        return TrainingPlan(rows, batch, max_steps, 1, PATIENCE_EPOCHS, rows_exact)
     epochs = max(1, min(MAX_EPOCHS, max_steps // steps_per_epoch))
-    return TrainingPlan(rows, batch, steps_per_epoch, epochs, PATIENCE_EPOCHS)
+    return TrainingPlan(rows, batch, steps_per_epoch, epochs, PATIENCE_EPOCHS, rows_exact)
+
+
+def rows_that_fix_the_plan(max_steps: int) -> int:
+    """The row count from which training_plan is the same for every larger count (full batches,
+    and more of them than `max_steps`: one epoch of `max_steps` steps). Counting a split's rows
+    past it changes nothing but the logged count, and at 1M rows counting the train split was
+    about a fifth of the Trainer's time (docs/performance.md)."""
+    return max(max(1, int(max_steps)) * BATCH_SIZE + 1, BATCH_SIZE * MIN_BATCHES_PER_EPOCH)
 
 
 @dataclasses.dataclass
@@ -113,6 +140,8 @@ class Split:
     features: dict[str, np.ndarray]
     labels: np.ndarray
     rows: int
+    # False: the split has more than `rows` rows (read_split's `count_to` stopped the count).
+    rows_exact: bool = True
 
 
 def read_split(
@@ -121,9 +150,12 @@ def read_split(
     tf_transform_output: tft.TFTransformOutput,
     spec: DatasetSpec,
     max_rows: int = baselines.MAX_EVAL_ROWS,
+    count_to: int | None = None,
 ) -> Split:
     """One pass over a transformed split, in file order: its row count, and its first
-    `max_rows` rows as numpy arrays (what the baselines fit and are scored on)."""
+    `max_rows` rows as numpy arrays (what the baselines fit and are scored on). With `count_to`,
+    the pass stops once it has both those rows and `count_to` rows counted: `rows` is then a
+    lower bound (`rows_exact` False) whenever more remain."""
     options = tfxio.TensorFlowDatasetOptions(
         batch_size=READ_BATCH_SIZE,
         label_key=transformed_name(spec.label),
@@ -134,8 +166,12 @@ def read_split(
         file_pattern, options, tf_transform_output.transformed_metadata.schema
     )
     columns: dict[str, list] = {}
-    labels, rows = [], 0
+    labels, rows, exact = [], 0, True
+    enough = None if count_to is None else max(int(max_rows), int(count_to))
     for features, label in dataset.as_numpy_iterator():
+        if enough is not None and rows >= enough:
+            exact = False
+            break
         n = len(label)
         take = max(0, min(n, max_rows - rows))
         rows += n
@@ -149,6 +185,7 @@ def read_split(
         {k: np.concatenate(v) for k, v in columns.items() if k in inputs},
         np.concatenate(labels) if labels else np.zeros([0]),
         rows,
+        exact,
     )
 
 
@@ -439,10 +476,18 @@ def run_fn(fn_args: FnArgs) -> None:
     spec = dataset_spec.from_custom_config(custom_config)
     push_linear = bool(custom_config.get(baselines.PUSH_LINEAR_KEY, True))
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train = read_split(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec)
+    train = read_split(
+        fn_args.train_files,
+        fn_args.data_accessor,
+        tf_transform_output,
+        spec,
+        count_to=rows_that_fix_the_plan(fn_args.train_steps),
+    )
     eval_split = read_split(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec)
-    plan = training_plan(train.rows, fn_args.train_steps)
-    logging.info("Training plan for %d rows: %s", train.rows, plan)
+    plan = training_plan(train.rows, fn_args.train_steps, train.rows_exact)
+    logging.info(
+        "Training plan for %s%d rows: %s", "" if train.rows_exact else "at least ", train.rows, plan
+    )
     families = configured_families(custom_config)
     if fn_args.hyperparameters:
         hparams = kt.HyperParameters.from_config(fn_args.hyperparameters)
@@ -475,13 +520,12 @@ def run_fn(fn_args: FnArgs) -> None:
             train_ds,
             steps_per_epoch=plan.steps_per_epoch,
             epochs=plan.epochs,
-            validation_data=(eval_split.features, eval_split.labels),
-            validation_batch_size=EVAL_BATCH_SIZE,
             callbacks=[
-                plan.early_stopping(),
                 keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+                *plan.early_stopping_callbacks(),
             ],
             verbose=2,
+            **plan.validation(eval_split),
         )
     seconds[baselines.CANDIDATE] = time.monotonic() - started
     started = time.monotonic()

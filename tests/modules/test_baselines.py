@@ -18,6 +18,7 @@ from modules.trainer import (
     MAX_EPOCHS,
     Split,
     fit_linear_baseline,
+    rows_that_fix_the_plan,
     training_plan,
 )
 
@@ -192,6 +193,42 @@ def test_training_length_follows_the_row_count(rows):
         assert plan.max_steps <= 600 and plan.batch_size < BATCH_SIZE
     if rows >= 12_000:
         assert plan.batch_size == BATCH_SIZE
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-5, 20_000), st.integers(0, 10**9), st.integers(0, 10**7))
+def test_rows_past_the_fixing_count_do_not_change_the_plan(max_steps, above, more):
+    """read_split stops counting a train split at rows_that_fix_the_plan: every count from there
+    on must give the same plan, whatever the step budget (hostile ones too)."""
+    rows = rows_that_fix_the_plan(max_steps) + above
+    counted = training_plan(rows, max_steps, rows_exact=False)
+    actual = training_plan(rows + more, max_steps)
+    assert dataclasses.replace(counted, rows=actual.rows, rows_exact=True) == actual
+    assert counted.rows == rows and not counted.rows_exact
+
+
+@pytest.mark.parametrize("max_steps", [1, 15, 16, 100, 2000])
+def test_the_fixing_count_is_within_one_batch_of_the_step_budget(max_steps):
+    """It is not counting far more than needed: below one epoch of max_steps full batches (and
+    sixteen of them) the row count does change the plan."""
+    fixed = rows_that_fix_the_plan(max_steps)
+    assert fixed <= max(max_steps, 16) * BATCH_SIZE + 1
+    smaller = max(max_steps, 16) * BATCH_SIZE // 2
+    assert training_plan(smaller, max_steps) != dataclasses.replace(
+        training_plan(fixed, max_steps), rows=smaller
+    )
+
+
+def test_a_single_epoch_validates_nothing_and_stops_nothing_early():
+    """One epoch: early stopping cannot act, so fit gets no eval pass (run_fn scores the eval
+    rows right after); more epochs: both, on the eval rows."""
+    split = Split({"x": np.zeros([3, 1])}, np.zeros([3]), 3)
+    one = training_plan(1_000_000, max_steps=2000)
+    assert one.epochs == 1 and one.validation(split) == {} and one.early_stopping_callbacks() == []
+    many = training_plan(300, max_steps=2000)
+    assert many.epochs > 1
+    assert many.validation(split)["validation_data"][0] is split.features
+    assert len(many.early_stopping_callbacks()) == 1
 
 
 def test_a_step_budget_below_one_epoch_is_kept():

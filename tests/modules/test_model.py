@@ -25,7 +25,7 @@ from modules.model import (
     build_linear_model,
     hyperparameter_space,
 )
-from modules.trainer import needs_layer_traces, run_fn
+from modules.trainer import READ_BATCH_SIZE, needs_layer_traces, read_split, run_fn
 from modules.tuner import OBJECTIVE, tuner_fn
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import eval_config
@@ -137,6 +137,26 @@ def test_run_fn_trains_and_exports_all_signatures(small_pipeline, tmp_path):
     from_keras = revived({name: transformed[name] for name in names}).numpy()
     served = model.signatures["serving_default"](examples=examples)["probabilities"].numpy()
     np.testing.assert_allclose(from_keras, served, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_read_split_stops_counting_at_count_to(small_pipeline, tmp_path):
+    """count_to: the pass ends at the first read batch that reaches it, with the first rows as
+    a full pass holds them and the count marked as a lower bound when rows remain."""
+    import tensorflow_transform as tft
+
+    args = _fn_args(small_pipeline, tmp_path)
+    output, spec = tft.TFTransformOutput(args.transform_output), dataset_spec.load()
+    full = read_split(args.train_files, args.data_accessor, output, spec)
+    assert full.rows_exact and full.rows == len(full.labels) > 0
+    part = read_split(args.train_files, args.data_accessor, output, spec, max_rows=10, count_to=1)
+    assert part.rows == min(READ_BATCH_SIZE, full.rows)
+    assert part.rows_exact == (full.rows <= READ_BATCH_SIZE)
+    np.testing.assert_array_equal(part.labels, full.labels[:10])
+    for key, column in part.features.items():
+        np.testing.assert_array_equal(column, full.features[key][:10])
+    beyond = read_split(args.train_files, args.data_accessor, output, spec, count_to=10**9)
+    assert (beyond.rows, beyond.rows_exact) == (full.rows, True)
 
 
 def _raw_eval_examples(pipeline_root: str) -> tf.Tensor:
