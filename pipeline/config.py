@@ -104,6 +104,10 @@ class PipelineConfig:
     thresholds: EvalThresholds | None = dataclasses.field(default_factory=EvalThresholds)
     slice_features: tuple[str, ...] = tuple(features.SLICE_FEATURE_KEYS)
     beam_args: tuple[str, ...] = ()
+    # Beam's multi-processing DirectRunner workers are forked from a pool that imported Beam,
+    # TensorFlow and TFX once per run (pipeline/local/warm_workers.py); False
+    # (`--cold-beam-workers`): each worker starts a fresh interpreter, as Beam does.
+    warm_beam_workers: bool = True
     enable_cache: bool = True
     preprocessing_module: str = str(MODULES_DIR / "preprocessing.py")
     trainer_module: str = str(MODULES_DIR / "trainer.py")

@@ -49,6 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="in-memory, multi-processing, or auto: chosen from the latest span's size",
     )
     p.add_argument("--multi-processing", action="store_true", help="--beam-mode multi-processing")
+    p.add_argument(
+        "--cold-beam-workers",
+        action="store_true",
+        help="multi-processing: start every Beam worker in a fresh interpreter (Beam's default)"
+        " instead of forking it from a warm pool",
+    )
     p.add_argument("--verbose", action="store_true", help="show TFX/Beam logs")
     return p.parse_args(argv)
 
@@ -63,6 +69,7 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
         config,
         metadata=args.metadata,
         skip_unchanged=not args.always_run,
+        warm_beam_workers=not args.cold_beam_workers,
         beam_args=tuple(beam_mode.pipeline_beam_args(mode, config.data_root, config.beam_args)),
     )
 

@@ -224,6 +224,7 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
     from pipeline.local import beam_packaging
     from pipeline.local.report import latest_run_report
     from pipeline.local.tfx_cache_fix import install as install_cache_fix
+    from pipeline.local.warm_workers import warm_pool
     from pipeline.pipeline import create_pipeline
     from pipeline.validation.data_gate import DataAnomaliesError, DataGate
 
@@ -244,7 +245,11 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
     # Who runs it, so readers can tell a killed run from a running one (metadata/run_process.py).
     process = run_process.record_start(connection_config, config.pipeline_name)
     try:
-        with output_to_log(log_path) as progress, progress_logging(verbose, progress):
+        with (
+            output_to_log(log_path) as progress,
+            progress_logging(verbose, progress),
+            warm_pool(config.beam_args, enabled=config.warm_beam_workers),
+        ):
             try:
                 LocalDagRunner().run(pipeline)
             except Exception as e:  # noqa: BLE001 - reported below with the run's state from MLMD

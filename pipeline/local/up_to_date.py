@@ -103,6 +103,7 @@ def _inputs_fingerprint(config: PipelineConfig) -> str | None:
     digest = hashlib.sha256()
     settings = dataclasses.asdict(config)
     settings.pop("skip_unchanged")  # whether to check, not what runs
+    settings.pop("warm_beam_workers")  # how Beam's workers start, not what they compute
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for root in run_source_dirs(PROJECT_ROOT):
         _hash_contents(digest, _files(root))
