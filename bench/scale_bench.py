@@ -1,13 +1,14 @@
 """The full pipeline (--skip-tuning) at growing row counts, Beam in-memory vs multi-processing.
 
     .venv/bin/python bench/scale_bench.py [--rows 100000,1000000] [--keep DIR] [--seed 0]
-        [--modes in-memory,multi-processing] [--max-rss-gib 8]
+        [--modes in-memory,multi-processing,multi-processing+cold] [--max-rss-gib 8]
 
 For each row count, bench/generate_rows.py writes a taxi-like span, then the pipeline runs on it
 once per Beam mode, back to back, each in a fresh subprocess with a fresh output directory (cold,
 no baseline model). Per run it prints wall time, peak RSS -- of the runner process alone
 (os.wait4: the largest single process) and of the whole process tree (sampled every 0.5 s: with
-multi-processing the Beam workers are separate processes) -- each component's seconds as ML
+multi-processing the Beam workers are separate processes; summed RSS, and summed PSS, which
+counts pages shared between processes once) -- each component's seconds as ML
 Metadata recorded them and rows/s (input rows / seconds; the Trainer runs a fixed number of
 steps, so its rows/s only says it does not grow with rows), the Evaluator's AUC and accuracy.
 Last, ratios within this one invocation: largest vs smallest row count per mode (peak RSS,
@@ -31,6 +32,7 @@ from pathlib import Path
 
 # Run as a script (`python bench/<this>.py`): bench/ is first on sys.path, so the sibling module
 # imports by its own name (the project's packages come from the editable install).
+from example_gen_bench import row_counts
 from generate_rows import write_span
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +46,32 @@ STAGE_ROWS_PER_S, EVAL_ROWS_PER_S, EVAL_SHARE = 20_000, 10_000, 0.2
 
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# A mode ending in COLD (`--modes auto,auto+cold`) runs that Beam mode with
+# `--cold-beam-workers`: Beam's own worker start-up instead of the warm pool.
+COLD = "+cold"
+
+
+def runner_flags(mode: str) -> list[str]:
+    """The local runner's flags for a --modes entry."""
+    if mode.endswith(COLD):
+        return ["--beam-mode", mode[: -len(COLD)], "--cold-beam-workers"]
+    return ["--beam-mode", mode]
+
+
+def pss(pid: int) -> int:
+    """Proportional set size in bytes (/proc/PID/smaps_rollup): each shared page divided among
+    the processes sharing it, so a tree's sum counts TensorFlow's libraries and a forked
+    worker's inherited pages once, where summed RSS counts them in every process; 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def tree_rss(root: int) -> tuple[int, list[int]]:
@@ -75,7 +103,7 @@ class TreeRss(threading.Thread):
     def __init__(self, pid: int, limit_bytes: int) -> None:
         super().__init__(daemon=True)
         self.pid, self.limit = pid, limit_bytes
-        self.peak = 0
+        self.peak = self.peak_pss = 0
         self.samples: list[tuple[float, int]] = []  # (epoch seconds, tree RSS bytes)
         self.killed = False
         self.done = threading.Event()
@@ -84,6 +112,7 @@ class TreeRss(threading.Thread):
         while not self.done.wait(0.5):
             total, pids = tree_rss(self.pid)
             self.peak = max(self.peak, total)
+            self.peak_pss = max(self.peak_pss, sum(pss(pid) for pid in pids))
             self.samples.append((time.time(), total))
             if total > self.limit and not self.killed:
                 self.killed = True
@@ -106,8 +135,7 @@ def run_pipeline(data_root: Path, out: Path, mode: str, log: Path, limit: int) -
         str(out),
         "--serving-model-dir",
         str(out / "serving_model"),
-        "--beam-mode",
-        mode,
+        *runner_flags(mode),
     ]
     with open(log, "w") as f:
         started = time.monotonic()
@@ -122,6 +150,7 @@ def run_pipeline(data_root: Path, out: Path, mode: str, log: Path, limit: int) -
         "wall": wall,
         "rss_mib": usage.ru_maxrss / 1024,
         "tree_mib": sampler.peak / 2**20,
+        "tree_pss_mib": sampler.peak_pss / 2**20,
         "status": os.waitstatus_to_exitcode(raw),
         "killed": sampler.killed,
         "samples": sampler.samples,
@@ -155,14 +184,23 @@ def _metric(metrics: dict[str, float], name: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--rows", default="100000,1000000", help="comma-separated row counts")
-    p.add_argument("--modes", default="in-memory,multi-processing")
+    p.add_argument(
+        "--rows", type=row_counts, default="100000,1000000", help="comma-separated row counts"
+    )
+    p.add_argument(
+        "--modes",
+        default="in-memory,multi-processing",
+        help=f"Beam modes to compare; a mode ending in {COLD} also passes --cold-beam-workers",
+    )
     p.add_argument("--keep", help="directory for data and outputs (default: a temp dir)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-rss-gib", type=float, default=8.0, help="stop a run past this")
     args = p.parse_args(argv)
-    sizes = [int(n) for n in args.rows.split(",")]
+    sizes = args.rows
     modes = args.modes.split(",")
+    known = ("auto", "in-memory", "multi-processing")
+    if not all(m.removesuffix(COLD) in known for m in modes):
+        p.error(f"--modes: each of {', '.join(known)}, optionally with {COLD}; got {args.modes!r}")
     base = Path(args.keep or tempfile.mkdtemp(prefix="scale_bench_"))
     base.mkdir(parents=True, exist_ok=True)
     limit = int(args.max_rss_gib * 2**30)
@@ -183,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             status = "stopped: over the RSS limit" if r["killed"] else f"exit {r['status']}"
             print(
                 f"{n:>9,} rows ({csv_mib:6.1f} MiB CSV) {mode:<17} {r['wall']:8.1f} s  "
-                f"peak RSS {r['rss_mib']:6.0f} MiB (tree {r['tree_mib']:6.0f})  {status}  "
+                f"peak RSS {r['rss_mib']:6.0f} MiB (tree {r['tree_mib']:6.0f}, tree PSS "
+                f"{r['tree_pss_mib']:6.0f})  {status}  "
                 f"AUC {_metric(r['metrics'], 'auc'):.4f} "
                 f"accuracy {_metric(r['metrics'], 'binary_accuracy'):.4f}",
                 flush=True,

@@ -88,6 +88,21 @@ def test_transform_bench_refuses_bad_arguments_in_one_line(args):
     _refused_in_one_line("transform_bench.py", args)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--rows", "abc"],
+        ["--rows", "0"],
+        ["--modes", "nope"],
+        ["--modes", "auto+warm"],
+        ["--modes", ""],
+        ["--modes", "+cold"],
+    ],
+)
+def test_scale_bench_refuses_bad_arguments_in_one_line(args):
+    _refused_in_one_line("scale_bench.py", args)
+
+
 def _refused_in_one_line(script: str, args: list[str]) -> None:
     out = subprocess.run(
         [sys.executable, f"bench/{script}", *args],
