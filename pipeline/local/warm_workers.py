@@ -55,6 +55,7 @@ PRELOAD = (
     "tfx.components",
 )
 CLIENT = Path(__file__).with_name("worker_client.py")
+FORKED = "warm_workers: forked Beam worker"
 SOCKET_NAME = "pool.sock"
 # A request is one JSON line (the environment); anything longer is not from the client.
 MAX_REQUEST_BYTES = 1 << 20
@@ -179,9 +180,12 @@ def serve(socket_path: str, runner_pid: int, preload: tuple[str, ...] = PRELOAD)
             request = _read_request(conn)
             if request is None:
                 continue
-            if os.fork() == 0:
+            pid = os.fork()
+            if pid == 0:
                 listener.close()
                 _run_worker(conn, request)
+            # In the run's log (the pool's stderr is the runner's): which workers were forked.
+            print(f"{FORKED} {pid}", file=sys.stderr, flush=True)
 
 
 # --- the runner side ---------------------------------------------------------------------------

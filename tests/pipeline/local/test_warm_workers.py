@@ -235,3 +235,37 @@ def test_a_missing_pool_costs_only_speed(tmp_path):
         rows = _run_beam(tmp_path / "out")
     assert sorted(r[0] for r in rows) == list(range(40))
     assert all(r[2] is False for r in rows)
+
+
+@pytest.mark.slow
+def test_a_multi_processing_run_gives_the_in_memory_runs_data_through_warm_workers(
+    small_pipeline, tmp_path
+):
+    """The small pipeline again, Beam multi-processing (the pool on, as by default): it
+    completes and pushes, its Beam components ran in the pool's forked workers (the run's log
+    names each fork), and its cleaned examples are the in-memory run's, row for row."""
+    from pipeline.local.run import run_pipeline
+    from pipeline.testing.samples import small_config, write_sample
+    from pipeline.testing.transform_run import transformed_rows
+    from pipeline.validation.quarantine import CLEANED_EXAMPLES
+
+    config = small_config(
+        tmp_path, write_sample(tmp_path / "data"), beam_args=tuple(multi_processing_beam_args(2))
+    )
+    exit_code, report = run_pipeline(config)
+    assert exit_code == 0
+    assert {c.state for c in report.components} == {"COMPLETE"}
+    logs = glob.glob(os.path.join(config.pipeline_root, "logs", "*.log"))
+    forks = [line for f in logs for line in open(f) if line.startswith(warm_workers.FORKED)]
+    assert (
+        len(forks) >= 2 * 4
+    )  # two workers for each of ExampleGen, RowCleaner, StatisticsGen, Transform
+
+    def cleaned(root: str, split: str):
+        uris = glob.glob(os.path.join(root, "RowCleaner", CLEANED_EXAMPLES, "*"))
+        assert len(uris) == 1
+        return transformed_rows(uris[0], split)
+
+    for split in ("train", "eval"):
+        ours = cleaned(config.pipeline_root, split)
+        assert ours and ours == cleaned(small_pipeline.config.pipeline_root, split)
