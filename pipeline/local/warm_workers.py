@@ -29,6 +29,7 @@ import gc
 import importlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -71,8 +72,9 @@ def beams_worker_command() -> str:
 
 
 def client_command(socket_path: str) -> str:
-    """The command Beam runs instead: the client, on an interpreter without site-packages."""
-    return f"{sys.executable} -S {CLIENT} {socket_path}"
+    """The command Beam runs instead (through a shell, quoted): the client, on an interpreter
+    without site-packages."""
+    return shlex.join([sys.executable, "-S", str(CLIENT), socket_path])
 
 
 def uses_worker_processes(beam_args: list[str] | tuple[str, ...]) -> bool:

@@ -175,6 +175,24 @@ def test_the_pool_stops_when_its_runner_is_gone(tmp_path):
     assert _gone(int(launcher.stdout.split()[-1]))
 
 
+def test_the_client_command_survives_a_shell_whatever_the_socket_path(tmp_path):
+    """Beam runs the worker command through a shell: the interpreter, the client and a socket
+    path with spaces or quotes each reach it as one argument."""
+    import shlex
+
+    path = str(tmp_path / "a b'c $HOME" / "pool.sock")
+    argv = shlex.split(warm_workers.client_command(path))
+    assert argv == [sys.executable, "-S", str(warm_workers.CLIENT), path]
+    echoed = subprocess.run(
+        f"printf '%s\\n' {warm_workers.client_command(path)}",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert echoed.stdout.splitlines() == argv
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
