@@ -189,6 +189,26 @@ def read_split(
     )
 
 
+def train_split_and_plan(
+    fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput, spec: DatasetSpec
+) -> tuple[Split, TrainingPlan]:
+    """The train split's first rows (read_split) and the training plan for it, the split
+    counted only as far as the plan depends on its size (rows_that_fix_the_plan): what the
+    Trainer and the Tuner both start from."""
+    train = read_split(
+        fn_args.train_files,
+        fn_args.data_accessor,
+        tf_transform_output,
+        spec,
+        count_to=rows_that_fix_the_plan(fn_args.train_steps),
+    )
+    plan = training_plan(train.rows, fn_args.train_steps, train.rows_exact)
+    logging.info(
+        "Training plan for %s%d rows: %s", "" if train.rows_exact else "at least ", train.rows, plan
+    )
+    return train, plan
+
+
 def label_scale(spec: DatasetSpec, labels: np.ndarray) -> tuple[float, float] | None:
     """Mean and standard deviation of a regression label (None for classification)."""
     if spec.task != REGRESSION or not len(labels):
@@ -476,18 +496,8 @@ def run_fn(fn_args: FnArgs) -> None:
     spec = dataset_spec.from_custom_config(custom_config)
     push_linear = bool(custom_config.get(baselines.PUSH_LINEAR_KEY, True))
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train = read_split(
-        fn_args.train_files,
-        fn_args.data_accessor,
-        tf_transform_output,
-        spec,
-        count_to=rows_that_fix_the_plan(fn_args.train_steps),
-    )
+    train, plan = train_split_and_plan(fn_args, tf_transform_output, spec)
     eval_split = read_split(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec)
-    plan = training_plan(train.rows, fn_args.train_steps, train.rows_exact)
-    logging.info(
-        "Training plan for %s%d rows: %s", "" if train.rows_exact else "at least ", train.rows, plan
-    )
     families = configured_families(custom_config)
     if fn_args.hyperparameters:
         hparams = kt.HyperParameters.from_config(fn_args.hyperparameters)

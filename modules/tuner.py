@@ -34,8 +34,7 @@ from modules.trainer import (
     label_scale,
     one_pass,
     read_split,
-    rows_that_fix_the_plan,
-    training_plan,
+    train_split_and_plan,
 )
 
 # The default dataset's objective (binary: validation AUC); tuner_objective(spec) in general.
@@ -63,14 +62,7 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     max_trials = int((fn_args.custom_config or {}).get("max_trials", DEFAULT_MAX_TRIALS))
     spec = dataset_spec.from_custom_config(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    train = read_split(
-        fn_args.train_files,
-        fn_args.data_accessor,
-        tf_transform_output,
-        spec,
-        count_to=rows_that_fix_the_plan(fn_args.train_steps),
-    )
-    plan = training_plan(train.rows, fn_args.train_steps, train.rows_exact)
+    train, plan = train_split_and_plan(fn_args, tf_transform_output, spec)
     families = configured_families(fn_args.custom_config)
     build = functools.partial(
         build_keras_model, spec=spec, label_scale=label_scale(spec, train.labels)
