@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     known = ("auto", "in-memory", "multi-processing")
     if not all(m.removesuffix(COLD) in known for m in modes):
         p.error(f"--modes: each of {', '.join(known)}, optionally with {COLD}; got {args.modes!r}")
+    if len(set(modes)) < len(modes):
+        # The second run would find the first one's outputs and stop as up to date.
+        p.error(f"--modes: each mode once (they share an output directory); got {args.modes!r}")
     base = Path(args.keep or tempfile.mkdtemp(prefix="scale_bench_"))
     base.mkdir(parents=True, exist_ok=True)
     limit = int(args.max_rss_gib * 2**30)

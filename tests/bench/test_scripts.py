@@ -97,6 +97,7 @@ def test_transform_bench_refuses_bad_arguments_in_one_line(args):
         ["--modes", "auto+warm"],
         ["--modes", ""],
         ["--modes", "+cold"],
+        ["--modes", "auto,auto"],
     ],
 )
 def test_scale_bench_refuses_bad_arguments_in_one_line(args):
