@@ -39,6 +39,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(pytest.mark.xdist_group(group))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_tfx_package_for_the_direct_runner():
+    """TFX Beam executors the tests construct run as the local run runs them: on the DirectRunner
+    without TFX's ephemeral `setup.py sdist` first (pipeline/local/run.py installs the same
+    patch; pipeline/local/beam_packaging.py). The build is a subprocess of several seconds per
+    executor that no test reads; tests/pipeline/local/test_beam_packaging.py tests the patch,
+    and TFX's build for other runners, themselves."""
+    from tfx.utils import dependency_utils
+
+    from pipeline.local import beam_packaging
+
+    with pytest.MonkeyPatch.context() as mp:
+        # TFX's own function back at the end of the session.
+        flags = dependency_utils.make_beam_dependency_flags
+        mp.setattr(dependency_utils, "make_beam_dependency_flags", flags)
+        beam_packaging.install()
+        yield
+
+
 @dataclasses.dataclass
 class SmallPipeline:
     """A finished small run: its config, exit status, MLMD report and output locations."""
