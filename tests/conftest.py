@@ -53,8 +53,8 @@ LONGEST_GROUPS = (
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """pytest-xdist schedules groups in collection order, not by test count (`--dist
-    loadgroup` reorders them unless told not to): the order pytest_collection_modifyitems sets."""
+    """pytest-xdist's loadgroup starts the groups in the order the workers collected them (the
+    order pytest_collection_modifyitems sets), instead of re-sorting them by test count."""
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
 
