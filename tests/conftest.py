@@ -7,6 +7,7 @@ outputs instead of running their own.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from pathlib import Path
 
@@ -22,21 +23,86 @@ PIPELINE_FIXTURES = {"small_pipeline", "pg_pipeline", "runs"}
 SESSION_GROUP = "small_pipeline"
 
 
+# The groups that take longest (each a minute or so of a loaded two-core machine: servers,
+# TFMA, TFDV, fresh interpreters), longest first. Under `-n 2 --dist loadgroup` they start
+# first so that the two workers end together: in pytest-xdist's own order (most tests first)
+# these few-test groups came last and one worker ran the final one or two alone.
+# tests/test_xdist_groups.py checks that each is still a test module.
+LONGEST_GROUPS = (
+    "tests/pipeline/evaluation/test_batch_evaluation.py",
+    "tests/data_stats/test_measures.py",
+    "tests/serving/test_warmup.py",
+    "tests/serving/test_tfx_client.py",
+    "tests/serving/test_hardening.py",
+    "tests/serving/test_json_count.py",
+    "tests/serving/test_lifecycle.py",
+    "tests/pipeline/validation/test_row_cleaner_batches.py",
+    "tests/serving/test_fuzz.py",
+    "tests/serving/test_cli.py",
+    "tests/pipeline/ingest/test_csv_arrow.py",
+    "tests/pipeline/evaluation/test_histogram_metrics.py",
+    "tests/serving/test_gates.py",
+    "tests/upkeep/test_gc_plan.py",
+    "tests/pipeline/ingest/test_batched_write.py",
+    "tests/serving/test_api.py",
+    "tests/mlops/test_cli_output.py",
+    "tests/registry/test_config.py",
+    "tests/modules/test_preprocessing.py",
+    "tests/registry/test_server_state.py",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest-xdist's loadgroup starts the groups in the order the workers collected them (the
+    order pytest_collection_modifyitems sets), instead of re-sorting them by test count."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 # First, before pytest-xdist's worker hook turns the xdist_group marks into the node ids that
 # `--dist loadgroup` schedules by (tests/test_xdist_groups.py checks that it does).
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that uses a pipeline-running fixture `slow` (`make test-fast` skips it).
 
     For pytest-xdist's loadgroup, every test gets a group: the small pipeline's users one group,
     so the session fixture runs once; the others their module, so a module's server starts once.
+    On an xdist worker the groups are then ordered as the workers should start them: the small
+    pipeline's, LONGEST_GROUPS, then the rest by test count (pytest-xdist's own order).
     """
+    groups = {}
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if PIPELINE_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slow)
         group = SESSION_GROUP if "small_pipeline" in fixtures else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
+        groups[item] = group
+    if hasattr(config, "workerinput"):  # in one process, a module's tests stay together
+        first = (SESSION_GROUP, *LONGEST_GROUPS)
+        sizes = collections.Counter(groups.values())
+        seen = {g: i for i, g in enumerate(dict.fromkeys(groups.values()))}
+        rank = {g: first.index(g) if g in first else len(first) for g in sizes}
+        items.sort(key=lambda item: (rank[groups[item]], -sizes[groups[item]], seen[groups[item]]))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_tfx_package_for_the_direct_runner():
+    """TFX Beam executors the tests construct run as the local run runs them: on the DirectRunner
+    without TFX's ephemeral `setup.py sdist` first (pipeline/local/run.py installs the same
+    patch; pipeline/local/beam_packaging.py). The build is a subprocess of several seconds per
+    executor that no test reads; tests/pipeline/local/test_beam_packaging.py tests the patch,
+    and TFX's build for other runners, themselves."""
+    from tfx.utils import dependency_utils
+
+    from pipeline.local import beam_packaging
+
+    with pytest.MonkeyPatch.context() as mp:
+        # TFX's own function back at the end of the session.
+        flags = dependency_utils.make_beam_dependency_flags
+        mp.setattr(dependency_utils, "make_beam_dependency_flags", flags)
+        beam_packaging.install()
+        yield
 
 
 @dataclasses.dataclass

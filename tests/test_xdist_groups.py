@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests import conftest
 from tests.paths import PROJECT_ROOT
 
 MODULE = """
@@ -29,7 +30,9 @@ def test_{name}(fixture, n):
 
 def test_each_module_fixture_runs_once_on_two_workers(tmp_path: Path):
     (tmp_path / "conftest.py").write_text(
-        "from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n"
+        "from tests import conftest\n"
+        "from tests.conftest import pytest_collection_modifyitems, pytest_configure  # noqa: F401\n"
+        'conftest.LONGEST_GROUPS = ("test_delta.py",)\n'
     )
     names = ["alpha", "beta", "gamma", "delta"]
     for name in names:
@@ -46,5 +49,15 @@ def test_each_module_fixture_runs_once_on_two_workers(tmp_path: Path):
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "16 passed" in out.stdout
-    setups = sorted(line.split()[0] for line in log.read_text().splitlines())
+    lines = [line.split() for line in log.read_text().splitlines()]
+    setups = sorted(name for name, _ in lines)
     assert setups == sorted(f"test_{n}" for n in names), setups  # once each, not per worker
+    # A group named in LONGEST_GROUPS starts first (the last, in pytest-xdist's own order).
+    first_of_each_worker = {pid: name for name, pid in reversed(lines)}
+    assert "test_delta" in first_of_each_worker.values(), lines
+
+
+def test_the_longest_groups_are_test_modules():
+    for group in conftest.LONGEST_GROUPS:
+        assert (PROJECT_ROOT / group).is_file(), group
+        assert Path(group).name.startswith("test_"), group

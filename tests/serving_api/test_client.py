@@ -1,18 +1,22 @@
-"""`mlops predict` and serving_api.client against a live server, on the taxi CSV's real rows."""
+"""`mlops predict` and serving_api.client against a live server, on the taxi CSV's real rows.
+
+`mlops predict` runs in this process (click's CliRunner): what it prints and its exit status
+are under test here, not a fresh interpreter's start-up (tests/mlops/test_cli_output.py runs
+it as a subprocess for that)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from click.testing import CliRunner, Result
 
+from mlops.cli import main as mlops_main
 from modules import features
 from serving_api import client
 from tests import serving_models as sm
@@ -40,23 +44,14 @@ def served(tmp_path_factory):
     proc.stop()
 
 
+def _mlops(*args: str) -> Result:
+    return CliRunner().invoke(mlops_main, ["predict", *args])
+
+
 def _mlops_predict(server, *args: str) -> list[dict]:
     port = server.rest_port if "--protocol=rest" in args else server.grpc_port
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlops.cli",
-            "predict",
-            "--model_name=taxi",
-            f"--port={port}",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = _mlops("--model_name=taxi", f"--port={port}", *args)
+    assert out.exit_code == 0, out.stderr[-3000:]
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 
@@ -120,21 +115,8 @@ def test_mlops_predict_raw_encoding_matches_examples_on_complete_rows(served, tm
 
 def test_mlops_predict_reports_server_errors(served, rows_csv):
     server, _ = served
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlops.cli",
-            "predict",
-            "--model_name=nope",
-            f"--port={server.rest_port}",
-            f"--input={rows_csv}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 1 and "Servable not found" in out.stderr
+    out = _mlops("--model_name=nope", f"--port={server.rest_port}", f"--input={rows_csv}")
+    assert out.exit_code == 1 and "Servable not found" in out.stderr
 
 
 def test_raw_columns_fill_missing_values_with_typed_defaults():
