@@ -167,6 +167,10 @@ class ServerOptions:
     # Not a TF Serving flag: serving.canary.CanarySplit (--canary_percent); None = TF Serving's
     # resolution for every request.
     canary: CanarySplit | None = None
+    # Not a TF Serving flag: --workers N serves from N processes sharing both ports
+    # (SO_REUSEPORT); each worker runs one ModelServer with this set (serving/workers.py).
+    reuse_port: bool = False
+    workers: int = 1  # how many processes serve these ports (ReloadConfig is refused when > 1)
 
     def grpc_credentials(self):
         """grpc.ServerCredentials from --ssl_config_file, or None for an insecure port."""
