@@ -318,6 +318,11 @@ def main() -> None:
     p.add_argument("--baseline_root", default=None, help="also measure a server from this checkout")
     p.add_argument("--rounds", type=int, default=1, help="per cell; the median round is kept")
     p.add_argument("--baseline_args", default="", help="extra flags for the baseline server only")
+    p.add_argument(
+        "--this_args",
+        default="",
+        help="extra flags for this tree's server only, e.g. --workers=2 against main",
+    )
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument(
         "--grpc_channels",
@@ -350,6 +355,7 @@ def main() -> None:
     extra = args.server_args.split()
 
     print(f"model: {version_dir} ({model_source}); server flags: defaults {' '.join(extra)}")
+    print(f"this tree's extra flags: {args.this_args!r}; baseline's: {args.baseline_args!r}")
     print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     baseline: dict[int, float] = {}
 
@@ -374,7 +380,8 @@ def main() -> None:
     try:
         for name, code_root in trees:
             print(f"{name}: code from {code_root}", flush=True)
-            flags = extra + (args.baseline_args.split() if name == "baseline" else [])
+            own = args.baseline_args if name == "baseline" else args.this_args
+            flags = extra + own.split()
             servers.append((name, _server(code_root, base, flags)))
         if args.client_cpus:  # this thread, and the wrk processes and gRPC threads it starts
             os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
