@@ -336,6 +336,8 @@ def main() -> None:
         help="pin the load clients to these CPUs, e.g. 1 or 0,1 (servers keep every CPU)",
     )
     args = p.parse_args()
+    if args.grpc_channels < 1:
+        p.error(f"--grpc_channels must be at least 1, got {args.grpc_channels}")
 
     from model_layout import list_versions
     from serving import testing as sm
