@@ -129,7 +129,6 @@ class DataPlane:
         self._run_fns: weakref.WeakKeyDictionary[Servable, dict[str, object]] = (
             weakref.WeakKeyDictionary()
         )
-        self._specs: dict[int, tuple] = {}  # id(SignatureDef) -> (it, _input_spec's answer)
         # (servable, outputs) after every successful model call (a whole batch), in the thread that
         # ran it, e.g. score metrics
         self.on_outputs = None
@@ -302,31 +301,19 @@ class DataPlane:
         return tensors
 
     # ---- inference -----------------------------------------------------------------------------
-    def _input_spec(self, sig: meta_graph_pb2.SignatureDef) -> tuple:
-        """(input names, per input in name order: (name, dtype, dims or None)) of a signature,
-        read from its protobuf once: protobuf map and field access was ~27 us of every request's
-        event-loop time (issue 26). Keyed by the SignatureDef object, which its servable holds;
-        the entry keeps it, so an id is never reused while its entry exists."""
-        entry = self._specs.get(id(sig))
-        if entry is not None and entry[0] is sig:
-            return entry[1]
-        if len(self._specs) >= 1024:  # versions come and go; rebuilding is cheap
-            self._specs.clear()
-        inputs = []
-        for name, info in sorted(sig.inputs.items()):
-            shape = info.tensor_shape
-            dims = None if shape.unknown_rank else tuple(d.size for d in shape.dim)
-            inputs.append((name, info.dtype, dims))
-        spec = (frozenset(sig.inputs), tuple(inputs))
-        self._specs[id(sig)] = (sig, spec)
-        return spec
-
     def validate(self, sig: meta_graph_pb2.SignatureDef, inputs: dict[str, np.ndarray]) -> None:
-        expected, spec = self._input_spec(sig)
-        if len(inputs) != len(expected) or not expected.issuperset(inputs):
-            self._mismatch(set(expected), set(inputs))
-        for i, (name, want, dims) in enumerate(spec):
+        expected = set(sig.inputs)
+        got = set(inputs)
+        if expected != got:
+            raise invalid_argument(
+                f"input size does not match signature: {len(got)}!={len(expected)} "
+                f"len({{{', '.join(sorted(got))}}}) != len({{{', '.join(sorted(expected))}}}). "
+                f"Sent extra: {{{', '.join(sorted(got - expected))}}}. "
+                f"Missing but required: {{{', '.join(sorted(expected - got))}}}."
+            )
+        for i, (name, info) in enumerate(sorted(sig.inputs.items())):
             arr = inputs[name]
+            want = info.dtype
             have = codec.dtype_enum(arr)
             if want != have:
                 raise invalid_argument(
@@ -337,8 +324,10 @@ class DataPlane:
                 problem = array_problem(arr, FLOAT)
                 if problem:
                     raise invalid_argument(f"Input {name}: {problem}")
-            if dims is None:
+            shape = info.tensor_shape
+            if shape.unknown_rank:
                 continue
+            dims = [d.size for d in shape.dim]
             if len(dims) != arr.ndim or any(
                 d >= 0 and d != a for d, a in zip(dims, arr.shape, strict=True)
             ):
@@ -346,16 +335,6 @@ class DataPlane:
                     f"Input {name}: expected shape {[d if d >= 0 else None for d in dims]} "
                     f"but got {list(arr.shape)}"
                 )
-
-    @staticmethod
-    def _mismatch(expected: set, got: set) -> None:
-        if expected != got:
-            raise invalid_argument(
-                f"input size does not match signature: {len(got)}!={len(expected)} "
-                f"len({{{', '.join(sorted(got))}}}) != len({{{', '.join(sorted(expected))}}}). "
-                f"Sent extra: {{{', '.join(sorted(got - expected))}}}. "
-                f"Missing but required: {{{', '.join(sorted(expected - got))}}}."
-            )
 
     def _run_for(self, servable: Servable, signature_name: str):
         fns = self._run_fns.get(servable)

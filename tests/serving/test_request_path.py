@@ -1,6 +1,6 @@
-"""The per-request fast paths of issue 26 keep every answer: the signature input spec read once,
-the REST route table with inference first, one middleware, and a body read without a timer when
-it came with the head (and with one when it did not)."""
+"""The per-request trims of issue 26 keep every answer: the REST route table with inference
+first, one middleware, and a body read without a timer when it came with the head (and with one
+when it did not); validation answers per signature whatever was validated before."""
 
 from __future__ import annotations
 
@@ -57,12 +57,6 @@ def test_validation_answers_per_signature_whatever_was_validated_before():
             dp, b, {"y": np.zeros(3, np.float32), "z": good_b["z"]}
         )
         assert "not finite" in _error(dp, a, {"x": np.array([[np.inf, 0]], np.float32)})
-    # Many signatures (versions come and go): the spec cache is bounded and still right.
-    sigs = [_sig({f"in{i}": (types_pb2.DT_FLOAT, [-1])}) for i in range(1500)]
-    for i, sig in enumerate(sigs):
-        dp.validate(sig, {f"in{i}": np.zeros(1, np.float32)})
-    assert len(dp._specs) <= 1024
-    assert "Missing but required: {in7}" in _error(dp, sigs[7], {"in8": np.zeros(1, np.float32)})
 
 
 @pytest.fixture(scope="module")
