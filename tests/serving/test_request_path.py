@@ -145,3 +145,39 @@ def test_body_with_or_after_the_head_is_read_whole(server, split):
     status, answer = _raw_post(server, parts, pause=0.3)
     assert status == 200, answer
     assert len(answer["predictions"]) == 3
+
+
+def test_large_and_chunked_bodies_are_read_whole_and_bounded(tmp_path):
+    """Bodies over 256 KiB, or without a Content-Length (chunked), are read chunk by chunk and
+    joined off the event loop; a chunked body still cannot exceed --max_body_bytes."""
+    base = tmp_path / "taxi"
+    sm.build_model(base / "1")
+    limit = 2_000_000
+    server = sm.ServerProcess(
+        "--model_name=taxi", f"--model_base_path={base}", f"--max_body_bytes={limit}"
+    ).wait_ready()
+    url = server.rest_url + "/v1/models/taxi:predict"
+    item = json.dumps({"b64": EXAMPLE_B64}).encode()
+    body = b'{"instances": [' + b",".join([item] * 2_000) + b"]}"  # ~1.3 MB
+    assert 256 * 1024 < len(body) < limit
+
+    def chunked(data: bytes, size: int = 50_000):
+        for i in range(0, len(data), size):
+            yield data[i : i + size]
+
+    try:
+        for data in (body, chunked(body)):  # with a Content-Length, then chunked
+            r = requests.post(url, data=data, timeout=120)
+            assert r.status_code == 200, r.text
+            assert len(r.json()["predictions"]) == 2_000
+        small = b'{"instances": [' + item + b"]}"
+        r = requests.post(url, data=chunked(small, 7), timeout=60)  # tiny chunks, no length
+        assert r.status_code == 200 and len(r.json()["predictions"]) == 1
+        over = b'{"instances": [' + b",".join([item] * 3_500) + b"]}"  # ~2.2 MB, no length
+        r = requests.post(url, data=chunked(over), timeout=60)
+        assert r.status_code == 413, r.text
+        assert set(r.json()) == {"error"} and "too large" in r.json()["error"]
+        r = requests.post(url, data=b"{", timeout=30)  # and the server still answers
+        assert r.status_code == 400 and "JSON Parse error" in r.json()["error"]
+    finally:
+        server.stop()
