@@ -153,13 +153,13 @@ def test_large_and_chunked_bodies_are_read_whole_and_bounded(tmp_path):
     base = tmp_path / "taxi"
     sm.build_model(base / "1")
     limit = 2_000_000
+    item = json.dumps({"b64": EXAMPLE_B64}).encode()
+    body = b'{"instances": [' + b",".join([item] * 2_000) + b"]}"  # ~1.3 MB
+    assert 256 * 1024 < len(body) < limit
     server = sm.ServerProcess(
         "--model_name=taxi", f"--model_base_path={base}", f"--max_body_bytes={limit}"
     ).wait_ready()
     url = server.rest_url + "/v1/models/taxi:predict"
-    item = json.dumps({"b64": EXAMPLE_B64}).encode()
-    body = b'{"instances": [' + b",".join([item] * 2_000) + b"]}"  # ~1.3 MB
-    assert 256 * 1024 < len(body) < limit
 
     def chunked(data: bytes, size: int = 50_000):
         for i in range(0, len(data), size):
