@@ -61,7 +61,11 @@ def _start(base, *extra: str):
     server = sm.ServerProcess(
         "--model_name=taxi", f"--model_base_path={base}", "--workers=2", *extra
     ).wait_ready()
-    _wait(lambda: all_ready_message(2) in server.log_all(), what="both workers")
+    try:
+        _wait(lambda: all_ready_message(2) in server.log_all(), what="both workers")
+    except BaseException:
+        server.stop()  # no server left behind when a worker never comes up
+        raise
     return server
 
 
