@@ -72,7 +72,12 @@ def in_process(model_dir: str, examples: list[bytes], batch: int, duration: floa
 
 
 async def _grpc_load(
-    target: str, model: str, examples: list[bytes], concurrency: int, duration: float
+    target: str,
+    model: str,
+    examples: list[bytes],
+    concurrency: int,
+    duration: float,
+    channels: int = 1,
 ):
     import grpc
     import numpy as np
@@ -87,15 +92,24 @@ async def _grpc_load(
     req.inputs["examples"].CopyFrom(ndarray_to_proto(arr))
     latencies: list[float] = []
     errors = 0
-    async with grpc.aio.insecure_channel(target) as channel:
+    # Each channel its own TCP connection (a local subchannel pool: channels to one target
+    # otherwise share one), the calls spread over them round-robin. One channel is how the
+    # figures before --grpc_channels were taken; with `--workers N` one connection reaches one
+    # worker, so N workers need N or more channels to be measured.
+    opened = [
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(max(1, channels))
+    ]
+    try:
         # Pre-serialized request, unparsed response: the load generator should cost as little as
         # wrk does on the REST side. The bytes on the wire are exactly the stub's.
-        predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+        stubs = [c.unary_unary("/tensorflow.serving.PredictionService/Predict") for c in opened]
         payload = req.SerializeToString()
-        check = predict_pb2.PredictResponse.FromString(await predict(payload, timeout=30))
-        assert "probabilities" in check.outputs
+        for predict in stubs:
+            check = predict_pb2.PredictResponse.FromString(await predict(payload, timeout=30))
+            assert "probabilities" in check.outputs
 
-        async def worker(deadline: float) -> None:
+        async def worker(deadline: float, predict) -> None:
             nonlocal errors
             while time.perf_counter() < deadline:
                 t = time.perf_counter()
@@ -107,11 +121,15 @@ async def _grpc_load(
                 latencies.append(time.perf_counter() - t)
 
         warm = time.perf_counter() + min(1.0, duration / 4)
-        await asyncio.gather(*(worker(warm) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(warm, stubs[i % len(stubs)]) for i in range(concurrency)))
         latencies.clear()
         start = time.perf_counter()
-        await asyncio.gather(*(worker(start + duration) for _ in range(concurrency)))
+        end = start + duration
+        await asyncio.gather(*(worker(end, stubs[i % len(stubs)]) for i in range(concurrency)))
         elapsed = time.perf_counter() - start
+    finally:
+        for c in opened:
+            await c.close()
     latencies.sort()
     return {
         "rps": len(latencies) / elapsed,
@@ -122,9 +140,14 @@ async def _grpc_load(
 
 
 def grpc_load(
-    target: str, model: str, examples: list[bytes], concurrency: int, duration: float
+    target: str,
+    model: str,
+    examples: list[bytes],
+    concurrency: int,
+    duration: float,
+    channels: int = 1,
 ) -> dict:
-    return asyncio.run(_grpc_load(target, model, examples, concurrency, duration))
+    return asyncio.run(_grpc_load(target, model, examples, concurrency, duration, channels))
 
 
 _WRK_LAT = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
@@ -177,10 +200,27 @@ def _server(code_root: Path, base: str, extra: list[str]):
 
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(code_root)  # the subprocess imports this tree, not the venv's
+    # the last --workers= wins, as in click (--baseline_args come after --server_args)
+    workers = ([1] + [int(f.split("=", 1)[1]) for f in extra if f.startswith("--workers=")])[-1]
     try:
-        return sm.ServerProcess(
-            "--model_name=taxi", f"--model_base_path={base}", "--log_level=WARNING", *extra
+        server = sm.ServerProcess(
+            "--model_name=taxi",
+            f"--model_base_path={base}",
+            # INFO only with workers: the supervisor logs when every worker is serving
+            f"--log_level={'INFO' if workers > 1 else 'WARNING'}",
+            *extra,
         ).wait_ready()
+        if workers > 1:  # the first worker opens the ports; wait for the others too
+            from serving.workers import all_ready_message
+
+            deadline = time.time() + 120
+            while all_ready_message(workers) not in server.log():
+                if time.time() > deadline or server.proc.poll() is not None:
+                    text = server.log()
+                    server.stop()
+                    raise RuntimeError(f"workers not ready:\n{text}")
+                time.sleep(0.2)
+        return server
     finally:
         if saved is None:
             os.environ.pop("PYTHONPATH", None)
@@ -206,7 +246,14 @@ def _measure(servers, args, examples, batch_sizes, concurrency, workdir, baselin
                 for _ in range(args.rounds):
                     for name, server in servers:
                         if protocol == "grpc":
-                            r = grpc_load(server.grpc_target, "taxi", batch, c, args.duration)
+                            r = grpc_load(
+                                server.grpc_target,
+                                "taxi",
+                                batch,
+                                c,
+                                args.duration,
+                                min(c, args.grpc_channels),
+                            )
                         else:
                             url = server.rest_url + "/v1/models/taxi:predict"
                             r = rest_load(url, body, c, args.duration, workdir)
@@ -271,13 +318,26 @@ def main() -> None:
     p.add_argument("--baseline_root", default=None, help="also measure a server from this checkout")
     p.add_argument("--rounds", type=int, default=1, help="per cell; the median round is kept")
     p.add_argument("--baseline_args", default="", help="extra flags for the baseline server only")
+    p.add_argument(
+        "--this_args",
+        default="",
+        help="extra flags for this tree's server only, e.g. --workers=2 against main",
+    )
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument(
+        "--grpc_channels",
+        type=int,
+        default=1,
+        help="gRPC client connections the in-flight calls spread over (>= N for --workers=N)",
+    )
     p.add_argument(
         "--client_cpus",
         default=None,
         help="pin the load clients to these CPUs, e.g. 1 or 0,1 (servers keep every CPU)",
     )
     args = p.parse_args()
+    if args.grpc_channels < 1:
+        p.error(f"--grpc_channels must be at least 1, got {args.grpc_channels}")
 
     from model_layout import list_versions
     from serving import testing as sm
@@ -297,6 +357,7 @@ def main() -> None:
     extra = args.server_args.split()
 
     print(f"model: {version_dir} ({model_source}); server flags: defaults {' '.join(extra)}")
+    print(f"this tree's extra flags: {args.this_args!r}; baseline's: {args.baseline_args!r}")
     print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     baseline: dict[int, float] = {}
 
@@ -321,7 +382,8 @@ def main() -> None:
     try:
         for name, code_root in trees:
             print(f"{name}: code from {code_root}", flush=True)
-            flags = extra + (args.baseline_args.split() if name == "baseline" else [])
+            own = args.baseline_args if name == "baseline" else args.this_args
+            flags = extra + own.split()
             servers.append((name, _server(code_root, base, flags)))
         if args.client_cpus:  # this thread, and the wrk processes and gRPC threads it starts
             os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})

@@ -166,6 +166,10 @@ def main() -> None:
     good = {
         "instances": [{"b64": base64.b64encode(testing.make_example(testing.SAMPLE_ROW)).decode()}]
     }
+    # A valid large request: parsed, run by the model (in chunks where batching splits large
+    # requests, serving/batching.py) and answered.
+    item = json.dumps(good["instances"][0]).encode()
+    valid = b'{"instances": [' + b",".join([item] * 60_000) + b"]}"
     roots = [("this tree", ROOT)] + (
         [("baseline", Path(args.baseline_root))] if args.baseline_root else []
     )
@@ -178,7 +182,7 @@ def main() -> None:
                 f"{before / 2**20:.0f} MiB -> {after / 2**20:.0f} MiB"
             )
             print(f"[{label}] over-limit {over_limit_classify(rest_port, proc.pid)}")
-            for what, big in BIG_BODIES.items():
+            for what, big in {**BIG_BODIES, "of 60,000 valid examples": valid}.items():
                 idle, busy, big_s = latency_under_big_body(rest_port, good, big)
                 med_idle, med_busy = (
                     statistics.median(idle),

@@ -7,7 +7,8 @@ max_batch_size examples or the oldest request has waited batch_timeout_micros (0
 While the model is busy, the queue fills, so batch size adapts to load without a fixed delay.
 
 A failing batch is retried request by request, so one malformed request cannot fail its
-neighbours.
+neighbours. A request larger than max_execution_batch_size is split into model calls of that
+many examples, queued one after another (enable_large_batch_splitting, on by default).
 """
 
 from __future__ import annotations
@@ -52,7 +53,32 @@ class BatchScheduler:
         self._on_batch = on_batch
 
     async def submit(self, key: tuple, run: RunFn, inputs: Tensors, size: int) -> Tensors:
-        """Queue one request of `size` examples; returns its slice of the batch's outputs."""
+        """Queue one request of `size` examples; returns its slice of the batch's outputs. A
+        request over `max_execution_batch_size` examples is split (see `_submit_split`)."""
+        step = self.options.max_execution_batch_size
+        if self.options.enable_large_batch_splitting and 0 < step < size:
+            return await self._submit_split(key, run, inputs, size, step)
+        return await self._submit(key, run, inputs, size)
+
+    async def _submit_split(
+        self, key: tuple, run: RunFn, inputs: Tensors, size: int, step: int
+    ) -> Tensors:
+        """`step` examples at a time, each chunk queued only when the previous one is done, so
+        requests that arrive meanwhile ride between the chunks instead of waiting for the whole
+        request, and no single model call converts the whole input under the GIL. If the first
+        chunk's outputs are not all batch-major (a scalar output, say), the outputs cannot be
+        put together: the request then runs whole, as it would unsplit. A failing chunk fails
+        the request with its error."""
+        first = await self._submit(key, run, _rows(inputs, 0, step), step)
+        if not all(v.ndim and v.shape[0] == step for v in first.values()):
+            return await self._submit(key, run, inputs, size)
+        parts = [first]
+        for start in range(step, size, step):
+            n = min(step, size - start)
+            parts.append(await self._submit(key, run, _rows(inputs, start, start + n), n))
+        return {k: np.concatenate([p[k] for p in parts], axis=0) for k in first}
+
+    async def _submit(self, key: tuple, run: RunFn, inputs: Tensors, size: int) -> Tensors:
         loop = asyncio.get_running_loop()
         q = self._queues.get(key)
         if q is None:
@@ -121,6 +147,10 @@ class BatchScheduler:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _rows(inputs: Tensors, start: int, stop: int) -> Tensors:
+    return {k: v[start:stop] for k, v in inputs.items()}
 
 
 def _run_batch(run: RunFn, items: list[tuple[Tensors, int]]) -> list[Tensors | BaseException]:

@@ -192,6 +192,15 @@ ALL_MODELS_POLL_SECONDS = 1.0
         "Off by default."
     ),
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Not a TF Serving flag: serve from this many processes sharing both ports "
+    "(SO_REUSEPORT); each has its own model copy, batcher and metrics "
+    "(docs/serving.md#workers).",
+)
 @click.option("--log_level", default="INFO", show_default=True)
 @debug_option
 @handle_errors()
@@ -201,8 +210,10 @@ def serve(**kw: object) -> None:
     from serving.limits import RequestLimits
     from serving.server import run_server
 
+    log_level = str(kw.pop("log_level")).upper()
+    workers = kw.pop("workers")
     logging.basicConfig(
-        level=str(kw.pop("log_level")).upper(),
+        level=log_level,
         format="%(asctime)s %(levelname)s %(name)s] %(message)s",
     )
     batching = BatchingOptions()
@@ -253,7 +264,22 @@ def serve(**kw: object) -> None:
     except (ValueError, OSError) as e:  # bad flags or config files
         raise CommandError(str(e), Exit.FAILED) from e
     try:
-        run_server(options)
+        if workers > 1:
+            from serving.workers import check_worker_options, run_workers
+
+            try:
+                check_worker_options(options, workers)
+            except ValueError as e:
+                raise CommandError(str(e), Exit.FAILED) from e
+            status = run_workers(options, workers, log_level)
+            if status:  # a worker that could not bind is UNREACHABLE, as one process is
+                unreachable = status == Exit.UNREACHABLE
+                raise CommandError(
+                    f"a server worker exited with status {status}",
+                    Exit.UNREACHABLE if unreachable else Exit.FAILED,
+                )
+        else:
+            run_server(options)
     except OSError as e:  # a port that cannot be bound
         raise CommandError(f"cannot listen: {e}", Exit.UNREACHABLE) from e
 

@@ -33,7 +33,7 @@ from tensorflow_serving.apis import (
 from serving import codec
 from serving.canary import ROUTING_KEY_HEADER
 from serving.dataplane import ClassifyResult, DataPlane, ModelRef, RegressResult
-from serving.errors import ServingError, invalid_argument
+from serving.errors import ServingError, failed_precondition, invalid_argument
 from serving.metrics import Metrics
 from serving.repository import Servable
 
@@ -260,13 +260,18 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(
-        self, dataplane: DataPlane, metrics: Metrics, model_management: str = "loopback"
+        self,
+        dataplane: DataPlane,
+        metrics: Metrics,
+        model_management: str = "loopback",
+        workers: int = 1,
     ) -> None:
         if model_management not in MODEL_MANAGEMENT_CHOICES:
             raise ValueError(f"model_management must be one of {MODEL_MANAGEMENT_CHOICES}")
         self.dp = dataplane
         self.metrics = metrics
         self.model_management = model_management
+        self.workers = workers
 
     @_rpc("status")
     async def GetModelStatus(
@@ -291,6 +296,12 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                 "Model management is "
                 f"{'disabled' if self.model_management == 'off' else 'loopback-only'}"
                 " on this server (--model_management)",
+            )
+        if self.workers > 1:  # the call reaches one worker of N: the others would not change
+            raise failed_precondition(
+                f"HandleReloadConfigRequest reaches one of the {self.workers} server workers "
+                "(--workers); change the served models through --model_config_file with "
+                "--model_config_file_poll_wait_seconds, which every worker re-reads"
             )
         await self.dp.reload_config(request.config)
         response = model_management_pb2.ReloadConfigResponse()
@@ -348,6 +359,7 @@ def add_services(
     dataplane: DataPlane,
     metrics: Metrics,
     model_management: str = "loopback",
+    workers: int = 1,
 ) -> None:
     server.add_generic_rpc_handlers(
         (
@@ -355,7 +367,7 @@ def add_services(
                 PredictionServicer(dataplane, metrics), "tensorflow.serving.PredictionService"
             ),
             _handler(
-                ModelServicer(dataplane, metrics, model_management),
+                ModelServicer(dataplane, metrics, model_management, workers),
                 "tensorflow.serving.ModelService",
             ),
         )

@@ -228,12 +228,14 @@ class Metrics:
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
-    def enable_access_log(self, target: str) -> None:
-        """`-` logs to stderr, anything else is a file path (appended)."""
+    def enable_access_log(self, target: str, with_pid: bool = False) -> None:
+        """`-` logs to stderr, anything else is a file path (appended). `with_pid`: each line
+        names the process that answered (`--workers` N > 1 share one log)."""
         handler = (
             logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(target)
         )
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        fmt = "%(asctime)s pid=%(process)d %(message)s" if with_pid else "%(asctime)s %(message)s"
+        handler.setFormatter(logging.Formatter(fmt))
         access_log.addHandler(handler)
         access_log.setLevel(logging.INFO)
         access_log.propagate = False

@@ -12,6 +12,7 @@ import gc
 import logging
 import signal
 import socket
+from collections.abc import Callable
 
 import grpc
 from aiohttp.web import TCPSite
@@ -35,8 +36,9 @@ def grpc_address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-def check_bindable(host: str, port: int, what: str) -> None:
-    """Bind (and release) host:port the way the server will, or raise one clear OSError."""
+def check_bindable(host: str, port: int, what: str, reuse_port: bool = False) -> None:
+    """Bind (and release) host:port the way the server will, or raise one clear OSError.
+    `reuse_port`: a worker of `--workers N`, whose siblings may be listening already."""
     if not port:
         return
     plain = host.strip("[]")
@@ -45,6 +47,8 @@ def check_bindable(host: str, port: int, what: str) -> None:
         family, kind, proto, _, address = infos[0]
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             probe.bind(address)
     except OSError as e:
         reason = e.strerror or str(e)
@@ -90,9 +94,9 @@ class ModelServer:
         opts = self.options
         config = opts.model_server_config()
         # Loading can take minutes: an address that cannot be bound fails first, in one line.
-        check_bindable(opts.grpc_host, opts.port, "gRPC")
+        check_bindable(opts.grpc_host, opts.port, "gRPC", opts.reuse_port)
         if opts.rest_api_port:
-            check_bindable(opts.rest_api_host, opts.rest_api_port, "REST")
+            check_bindable(opts.rest_api_host, opts.rest_api_port, "REST", opts.reuse_port)
         # Metrics exist before the first load so that the initial versions' warmup is counted.
         metrics = self.metrics = Metrics(
             lambda: self.repository.model_names() if self.repository else (),
@@ -120,7 +124,7 @@ class ModelServer:
                 )
             )
         if opts.access_log:
-            metrics.enable_access_log(opts.access_log)
+            metrics.enable_access_log(opts.access_log, with_pid=opts.workers > 1)
         request_log = None
         if opts.request_log_dir:
             from serving.request_log import RequestLog
@@ -148,10 +152,12 @@ class ModelServer:
         grpc_opts = [
             ("grpc.max_receive_message_length", opts.grpc_max_message_bytes),
             ("grpc.max_send_message_length", opts.grpc_max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if opts.reuse_port else 0),
         ]
         self._grpc = grpc.aio.server(options=grpc_opts)
-        add_services(self._grpc, self.dataplane, metrics, opts.model_management)
+        add_services(
+            self._grpc, self.dataplane, metrics, opts.model_management, workers=opts.workers
+        )
         host = opts.grpc_host
         credentials = opts.grpc_credentials()
         if credentials is None:
@@ -177,7 +183,13 @@ class ModelServer:
             )
             self._runner = api.runner(opts.http_keepalive_timeout)
             await self._runner.setup()
-            site = TCPSite(self._runner, opts.rest_api_host, opts.rest_api_port, backlog=1024)
+            site = TCPSite(
+                self._runner,
+                opts.rest_api_host,
+                opts.rest_api_port,
+                backlog=1024,
+                reuse_port=opts.reuse_port or None,
+            )
             await site.start()
             self.rest_port = opts.rest_api_port
             log.info("Exporting HTTP/REST API at:%s:%d ...", opts.rest_api_host, self.rest_port)
@@ -194,13 +206,16 @@ class ModelServer:
         if self.dataplane is not None:
             self.dataplane.close()
 
-    async def serve_forever(self) -> None:
-        """Run until SIGINT/SIGTERM, then drain in-flight requests and stop."""
+    async def serve_forever(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Run until SIGINT/SIGTERM, then drain in-flight requests and stop. `on_ready` runs
+        once both ports are open (a `--workers` worker tells its supervisor)."""
         try:
             await self.start()
         except BaseException:
             await self.stop(grace=0)  # e.g. a REST port in use after gRPC started: exit, not hang
             raise
+        if on_ready is not None:
+            on_ready()
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -210,5 +225,5 @@ class ModelServer:
         await self.stop()
 
 
-def run_server(options: ServerOptions) -> None:
-    asyncio.run(ModelServer(options).serve_forever())
+def run_server(options: ServerOptions, on_ready: Callable[[], None] | None = None) -> None:
+    asyncio.run(ModelServer(options).serve_forever(on_ready))
