@@ -43,7 +43,7 @@ ui: install
 	$(BIN)/mlops ui $(ARGS)
 
 bench: install
-	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	command -v wrk >/dev/null && command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk nghttp2-client)
 	$(BIN)/python bench/serving_bench.py $(ARGS)
 
 bench-pipeline: install

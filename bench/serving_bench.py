@@ -1,4 +1,4 @@
-"""Serving benchmark: REST (wrk) and gRPC (grpc.aio) against the in-process limit of the same model.
+"""Serving benchmark: REST (wrk) and gRPC (h2load) against the in-process limit of the same model.
 
 The in-process limit is the SavedModel's serving_default called directly and sequentially with the
 same number of serialized tf.Examples per call as the wire requests carry, measured in this run.
@@ -10,6 +10,11 @@ server, started from another checkout's code (e.g. main), is measured in the sam
     python bench/serving_bench.py [--model_base_path serving_model/taxi] [--duration 5]
         [--baseline_root /path/to/other/checkout] [--server_args="--enable_batching=false"]
         [--client_cpus 1]
+
+Both load clients are C programs (wrk; nghttp2's h2load posting framed gRPC messages, whose
+answers' grpc-status is read from the server's Prometheus counter, since HTTP/2's :status stays
+200 on a gRPC error). `--grpc_client python` is the grpc.aio client the figures before
+2026-12-07 were taken with: ~175 us of CPU per call on the server's cores.
 
 `--client_cpus` pins the load clients (wrk, the gRPC client: this process's thread and what it
 starts) to those CPUs once the servers are up, so on a small machine client and server compete
@@ -80,16 +85,8 @@ async def _grpc_load(
     channels: int = 1,
 ):
     import grpc
-    import numpy as np
     from tensorflow_serving.apis import predict_pb2
 
-    from serving.codec import ndarray_to_proto
-
-    arr = np.empty(len(examples), dtype=object)
-    arr[:] = examples
-    req = predict_pb2.PredictRequest()
-    req.model_spec.name = model
-    req.inputs["examples"].CopyFrom(ndarray_to_proto(arr))
     latencies: list[float] = []
     errors = 0
     # Each channel its own TCP connection (a local subchannel pool: channels to one target
@@ -104,7 +101,7 @@ async def _grpc_load(
         # Pre-serialized request, unparsed response: the load generator should cost as little as
         # wrk does on the REST side. The bytes on the wire are exactly the stub's.
         stubs = [c.unary_unary("/tensorflow.serving.PredictionService/Predict") for c in opened]
-        payload = req.SerializeToString()
+        payload = grpc_request(model, examples)
         for predict in stubs:
             check = predict_pb2.PredictResponse.FromString(await predict(payload, timeout=30))
             assert "probabilities" in check.outputs
@@ -136,6 +133,129 @@ async def _grpc_load(
         "p50_ms": latencies[len(latencies) // 2] * 1e3,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3,
         "errors": errors,
+    }
+
+
+def grpc_request(model: str, examples: list[bytes]) -> bytes:
+    """A serialized PredictRequest with `examples` as its `examples` input, as a client sends."""
+    import numpy as np
+    from tensorflow_serving.apis import predict_pb2
+
+    from serving.codec import ndarray_to_proto
+
+    arr = np.empty(len(examples), dtype=object)
+    arr[:] = examples
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = model
+    req.inputs["examples"].CopyFrom(ndarray_to_proto(arr))
+    return req.SerializeToString()
+
+
+def check_grpc_request(target: str, payload: bytes) -> None:
+    """One real call with the payload the load client will repeat: a load run whose request the
+    server refuses would measure the error path."""
+    import grpc
+    from tensorflow_serving.apis import predict_pb2
+
+    with grpc.insecure_channel(target) as channel:
+        predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+        answer = predict_pb2.PredictResponse.FromString(predict(payload, timeout=30))
+    if "probabilities" not in answer.outputs:
+        raise RuntimeError(f"the server answered without probabilities: {list(answer.outputs)}")
+
+
+def grpc_statuses(metrics_url: str) -> dict[str, float]:
+    """gRPC calls answered so far, by status, from the server's Prometheus counter (h2load sees
+    only HTTP/2's :status, which a gRPC error leaves at 200)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(metrics_url, timeout=10) as r:
+        text = r.read().decode()
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "tfserving_request_count_total" and s.labels.get("protocol") == "grpc":
+                status = s.labels.get("status", "")
+                counts[status] = counts.get(status, 0.0) + s.value
+    return counts
+
+
+def write_grpc_body(path: Path, payload: bytes) -> Path:
+    """The request as one gRPC message on the wire (flag byte, big-endian length, bytes): what
+    h2load posts as the body of every call."""
+    import struct
+
+    path.write_bytes(b"\x00" + struct.pack(">I", len(payload)) + payload)
+    return path
+
+
+def h2load_command(
+    url: str, body_path: str, concurrency: int, channels: int, duration: float, log_path: str
+) -> list[str]:
+    """h2load (nghttp2's C HTTP/2 load generator) posting one framed gRPC message per call:
+    `channels` connections with concurrency / channels calls in flight on each, one second of
+    warm-up, then `duration` seconds measured, every call's latency written to `log_path`."""
+    return [
+        "h2load",
+        "-t1",
+        f"-c{channels}",
+        f"-m{concurrency // channels}",
+        f"-D{max(1, round(duration))}",
+        "--warm-up-time=1",
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        "-d",
+        body_path,
+        f"--log-file={log_path}",
+        url,
+    ]
+
+
+def h2load_grpc_load(
+    target: str,
+    metrics_url: str,
+    payload: bytes,
+    concurrency: int,
+    duration: float,
+    channels: int,
+    workdir: str,
+    check: bool = True,
+) -> dict:
+    """gRPC load from a C client, as wrk is for REST: the Python client costs ~175 us of CPU
+    per call on the same two cores as the server, which bounds what a server can show.
+    `check=False` skips the one real call first (tests send a refused request on purpose)."""
+    if check:
+        check_grpc_request(target, payload)
+    body = write_grpc_body(Path(workdir) / f"grpc-{len(payload)}.bin", payload)
+    log = Path(workdir) / "h2load.log"
+    log.unlink(missing_ok=True)
+    url = f"http://{target}/tensorflow.serving.PredictionService/Predict"
+    before = grpc_statuses(metrics_url)
+    out = subprocess.run(
+        h2load_command(url, str(body), concurrency, channels, duration, str(log)),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    after = grpc_statuses(metrics_url)
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    failed = re.search(r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
+    # Calls still in flight when h2load stops are reset (CANCELLED); any other status is an error.
+    errors = sum(v for k, v in delta.items() if k not in ("OK", "CANCELLED"))
+    errors += sum(int(x) for x in failed.groups()) if failed else 0
+    micros = sorted(int(line.split()[2]) for line in log.read_text().splitlines() if line.strip())
+    if not micros:
+        raise RuntimeError(f"h2load completed no call:\n{out}")
+    return {
+        "rps": float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1)),
+        "p50_ms": micros[len(micros) // 2] / 1e3,
+        "p99_ms": micros[int(len(micros) * 0.99)] / 1e3,
+        "errors": int(errors),
+        "cancelled_at_stop": int(delta.get("CANCELLED", 0)),
     }
 
 
@@ -245,7 +365,17 @@ def _measure(servers, args, examples, batch_sizes, concurrency, workdir, baselin
                 rounds: dict[str, list[dict]] = {name: [] for name, _ in servers}
                 for _ in range(args.rounds):
                     for name, server in servers:
-                        if protocol == "grpc":
+                        if protocol == "grpc" and args.grpc_client == "h2load":
+                            r = h2load_grpc_load(
+                                server.grpc_target,
+                                server.rest_url + "/monitoring/prometheus/metrics",
+                                grpc_request("taxi", batch),
+                                c,
+                                args.duration,
+                                min(c, args.grpc_channels),
+                                workdir,
+                            )
+                        elif protocol == "grpc":
                             r = grpc_load(
                                 server.grpc_target,
                                 "taxi",
@@ -335,9 +465,28 @@ def main() -> None:
         default=None,
         help="pin the load clients to these CPUs, e.g. 1 or 0,1 (servers keep every CPU)",
     )
+    p.add_argument(
+        "--grpc_client",
+        choices=("h2load", "python"),
+        default="h2load",
+        help="gRPC load client: nghttp2's h2load (C, as wrk is for REST) or a grpc.aio process",
+    )
     args = p.parse_args()
     if args.grpc_channels < 1:
         p.error(f"--grpc_channels must be at least 1, got {args.grpc_channels}")
+    concurrency = [int(c) for c in args.concurrency.split(",")]
+    if "grpc" in args.protocols.split(",") and args.grpc_client == "h2load":
+        if shutil.which("h2load") is None:
+            p.error(
+                "h2load not found: install Debian's nghttp2-client (`make bench` does), "
+                "or pass --grpc_client python"
+            )
+        uneven = [c for c in concurrency if c % min(c, args.grpc_channels)]
+        if uneven:
+            p.error(
+                f"--grpc_channels {args.grpc_channels} does not divide --concurrency {uneven} "
+                "(h2load keeps the same number of calls in flight on every connection)"
+            )
 
     from model_layout import list_versions
     from serving import testing as sm
@@ -353,7 +502,6 @@ def main() -> None:
     version_dir = list_versions(base)[max(list_versions(base))]
     examples = [encode_example(r) for r in _rows(64)]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    concurrency = [int(c) for c in args.concurrency.split(",")]
     extra = args.server_args.split()
 
     print(f"model: {version_dir} ({model_source}); server flags: defaults {' '.join(extra)}")

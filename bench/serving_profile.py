@@ -1,7 +1,8 @@
 """Where a serving request's time goes under load: an instrumented in-process `mlops serve`.
 
 Starts serving/server.py's ModelServer (default options) in this process, puts `wrk -c64` (REST)
-or serving_bench's gRPC client (run in a subprocess) on it, and prints, for the measured window:
+or `h2load` with 64 calls in flight on one connection (gRPC; serving_bench's command) on it, and
+prints, for the measured window:
 
 - event-loop lateness (a 1 ms ticker: how late the loop runs a due callback),
 - the batcher's stages: queue wait (oldest request, at dispatch), model call, and the handoff
@@ -27,7 +28,6 @@ import io
 import os
 import pstats
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -128,21 +128,16 @@ def _client(args, server, workdir: str) -> subprocess.Popen:
         url = f"http://127.0.0.1:{server.rest_port}/v1/models/taxi:predict"
         cmd = ["wrk", "-t1", f"-c{args.connections}", f"-d{seconds}s", "-s", str(script)]
         return subprocess.Popen([*pin, *cmd, "--latency", url], stdout=subprocess.PIPE, text=True)
-    code = (
-        "import sys\n"
-        "import serving_bench as sb\nfrom serving_api.client import encode_example\n"
-        "import serving.codec  # TensorFlow: imported before the load starts\n"
-        "print('client ready', flush=True)\n"
-        "r = sb.grpc_load(sys.argv[2], 'taxi', [encode_example(sb._rows(1)[0])], "
-        "int(sys.argv[3]), float(sys.argv[4]))\n"
-        "print('client:', {k: round(v, 2) for k, v in r.items()})\n"
-    )
-    target = f"127.0.0.1:{server.grpc_port}"
-    cmd = [sys.executable, "-c", code, str(ROOT), target, str(args.connections), str(seconds - 1)]
-    # serving_bench beside this script, the project's packages from this checkout.
-    path = os.pathsep.join([str(ROOT / "bench"), str(ROOT), os.environ.get("PYTHONPATH", "")])
-    env = dict(os.environ, PYTHONPATH=path.rstrip(os.pathsep))
-    return subprocess.Popen([*pin, *cmd], stdout=subprocess.PIPE, text=True, env=env)
+    import serving_bench as sb
+
+    from serving_api.client import encode_example
+
+    payload = sb.grpc_request("taxi", [encode_example(sb._rows(1)[0])])
+    body = sb.write_grpc_body(Path(workdir) / "grpc.bin", payload)
+    url = f"http://127.0.0.1:{server.grpc_port}/tensorflow.serving.PredictionService/Predict"
+    log = str(Path(workdir) / "h2load.log")
+    cmd = sb.h2load_command(url, str(body), args.connections, 1, seconds - 1, log)
+    return subprocess.Popen([*pin, *cmd], stdout=subprocess.PIPE, text=True)
 
 
 async def _profile(args, probe: Probe, base: str, workdir: str) -> None:
@@ -163,8 +158,6 @@ async def _profile(args, probe: Probe, base: str, workdir: str) -> None:
     await server.start()
     asyncio.get_running_loop().create_task(probe.ticker())
     client = _client(args, server, workdir)
-    if args.protocol == "grpc":  # the client imports TensorFlow first: wait for it
-        await asyncio.to_thread(client.stdout.readline)
     await asyncio.sleep(args.warmup)
     profiler = cProfile.Profile() if args.cprofile else None
     cpu, wall = _cpu_seconds(), time.perf_counter()
@@ -213,6 +206,7 @@ def main() -> None:
     p.add_argument("--sort", default="tottime", help="cProfile sort key, e.g. cumulative")
     p.add_argument("--server_args", default="", help="batching options, e.g. --num_batch_threads=2")
     p.add_argument("--client_cpus", default=None, help="taskset the load client, e.g. 1")
+    p.add_argument("--event_loop", default="uvloop", help="as `mlops serve --event_loop`")
     args = p.parse_args()
 
     from model_layout import list_versions
@@ -226,7 +220,9 @@ def main() -> None:
     print("load average: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
     probe = Probe()
     probe.install()
-    asyncio.run(_profile(args, probe, base, workdir))
+    from serving.server import run_in_loop
+
+    run_in_loop(_profile(args, probe, base, workdir), args.event_loop)
 
 
 if __name__ == "__main__":
