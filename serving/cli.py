@@ -201,6 +201,14 @@ ALL_MODELS_POLL_SECONDS = 1.0
     "(SO_REUSEPORT); each has its own model copy, batcher and metrics "
     "(docs/serving.md#workers).",
 )
+@click.option(
+    "--event_loop",
+    type=click.Choice(["uvloop", "asyncio"]),
+    default="uvloop",
+    show_default=True,
+    help="Not a TF Serving flag: the event loop the REST and gRPC adapters run on; asyncio is "
+    "Python's own, slower per request (docs/serving.md#event-loop).",
+)
 @click.option("--log_level", default="INFO", show_default=True)
 @debug_option
 @handle_errors()
@@ -254,6 +262,7 @@ def serve(**kw: object) -> None:
         http_keepalive_timeout=kw["http_keepalive_timeout_seconds"],
         http_body_timeout=kw["http_body_timeout_seconds"],
         enable_model_warmup=kw["enable_model_warmup"],
+        event_loop=kw["event_loop"],
     )
     try:
         config = options.model_server_config()

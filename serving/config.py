@@ -183,6 +183,9 @@ class ServerOptions:
     # (SO_REUSEPORT); each worker runs one ModelServer with this set (serving/workers.py).
     reuse_port: bool = False
     workers: int = 1  # how many processes serve these ports (ReloadConfig is refused when > 1)
+    # Not a TF Serving flag: the asyncio event loop both adapters run on (serving/server.py,
+    # EVENT_LOOPS). uvloop by default: measured faster on REST (docs/serving.md, "Event loop").
+    event_loop: str = "uvloop"
 
     def grpc_credentials(self):
         """grpc.ServerCredentials from --ssl_config_file, or None for an insecure port."""

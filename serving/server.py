@@ -225,5 +225,26 @@ class ModelServer:
         await self.stop()
 
 
+def _uvloop_factory() -> asyncio.AbstractEventLoop:
+    import uvloop
+
+    return uvloop.new_event_loop()
+
+
+# --event_loop: name -> loop factory. uvloop (libuv, Cython) spends less of the one GIL-bound
+# thread per request than asyncio's pure-Python selector loop; aiohttp and grpc.aio run on either.
+EVENT_LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "uvloop": _uvloop_factory,
+    "asyncio": asyncio.new_event_loop,
+}
+
+
+def run_in_loop(coro, event_loop: str = "uvloop"):
+    """Run `coro` to completion on a new loop of the `--event_loop` kind."""
+    with asyncio.Runner(loop_factory=EVENT_LOOPS[event_loop]) as runner:
+        return runner.run(coro)
+
+
 def run_server(options: ServerOptions, on_ready: Callable[[], None] | None = None) -> None:
-    asyncio.run(ModelServer(options).serve_forever(on_ready))
+    log.info("Event loop: %s", options.event_loop)
+    run_in_loop(ModelServer(options).serve_forever(on_ready), options.event_loop)
