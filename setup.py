@@ -50,7 +50,7 @@ setup(
         "click>=8",
         "prometheus-client",
         "aiohttp>=3.9",
-        "uvloop",  # the model server's event loop (serving/server.py, --event_loop)
+        "uvloop",  # the model server's event loop (serving/event_loop.py, --event_loop)
         "orjson>=3.9",
         "requests",
         "markdown",  # model cards' HTML (model_card/)

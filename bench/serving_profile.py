@@ -196,6 +196,8 @@ async def _profile(args, probe: Probe, base: str, workdir: str) -> None:
 
 
 def main() -> None:
+    from serving.event_loop import DEFAULT_EVENT_LOOP, EVENT_LOOPS, run_in_loop
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--protocol", choices=("rest", "grpc"), default="rest")
     p.add_argument("--model_base_path", default=str(ROOT / "serving_model" / "taxi"))
@@ -206,7 +208,12 @@ def main() -> None:
     p.add_argument("--sort", default="tottime", help="cProfile sort key, e.g. cumulative")
     p.add_argument("--server_args", default="", help="batching options, e.g. --num_batch_threads=2")
     p.add_argument("--client_cpus", default=None, help="taskset the load client, e.g. 1")
-    p.add_argument("--event_loop", default="uvloop", help="as `mlops serve --event_loop`")
+    p.add_argument(
+        "--event_loop",
+        choices=list(EVENT_LOOPS),
+        default=DEFAULT_EVENT_LOOP,
+        help="as `mlops serve --event_loop`",
+    )
     args = p.parse_args()
 
     from model_layout import list_versions
@@ -220,8 +227,6 @@ def main() -> None:
     print("load average: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
     probe = Probe()
     probe.install()
-    from serving.server import run_in_loop
-
     run_in_loop(_profile(args, probe, base, workdir), args.event_loop)
 
 

@@ -17,6 +17,7 @@ import click
 import model_layout
 from cli_support import CommandError, Exit, debug_option, handle_errors
 from serving.canary import CanarySplit
+from serving.event_loop import DEFAULT_EVENT_LOOP, EVENT_LOOPS
 
 _BOOL = click.BOOL
 # With no model flags the server re-reads the shared models.config this often, so labels set by
@@ -203,8 +204,8 @@ ALL_MODELS_POLL_SECONDS = 1.0
 )
 @click.option(
     "--event_loop",
-    type=click.Choice(["uvloop", "asyncio"]),
-    default="uvloop",
+    type=click.Choice(list(EVENT_LOOPS)),
+    default=DEFAULT_EVENT_LOOP,
     show_default=True,
     help="Not a TF Serving flag: the event loop the REST and gRPC adapters run on; asyncio is "
     "Python's own, slower per request (docs/serving.md#event-loop).",

@@ -21,6 +21,7 @@ from google.protobuf import (
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.canary import CanarySplit
+from serving.event_loop import DEFAULT_EVENT_LOOP
 from serving.limits import RequestLimits
 from serving_api import DEFAULT_METRICS_PATH
 
@@ -183,9 +184,8 @@ class ServerOptions:
     # (SO_REUSEPORT); each worker runs one ModelServer with this set (serving/workers.py).
     reuse_port: bool = False
     workers: int = 1  # how many processes serve these ports (ReloadConfig is refused when > 1)
-    # Not a TF Serving flag: the asyncio event loop both adapters run on (serving/server.py,
-    # EVENT_LOOPS). uvloop by default: measured faster on REST (docs/serving.md, "Event loop").
-    event_loop: str = "uvloop"
+    # Not a TF Serving flag: the event loop both adapters run on (serving/event_loop.py).
+    event_loop: str = DEFAULT_EVENT_LOOP
 
     def grpc_credentials(self):
         """grpc.ServerCredentials from --ssl_config_file, or None for an insecure port."""

@@ -20,6 +20,7 @@ from aiohttp.web import TCPSite
 from serving.config import ServerOptions
 from serving.dataplane import DataPlane
 from serving.errors import ServingError
+from serving.event_loop import run_in_loop
 from serving.grpc_service import add_services
 from serving.metrics import Metrics
 from serving.repository import ModelRepository, State
@@ -223,26 +224,6 @@ class ModelServer:
         await done.wait()
         log.info("Shutting down")
         await self.stop()
-
-
-def _uvloop_factory() -> asyncio.AbstractEventLoop:
-    import uvloop
-
-    return uvloop.new_event_loop()
-
-
-# --event_loop: name -> loop factory. uvloop (libuv, Cython) spends less of the one GIL-bound
-# thread per request than asyncio's pure-Python selector loop; aiohttp and grpc.aio run on either.
-EVENT_LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-    "uvloop": _uvloop_factory,
-    "asyncio": asyncio.new_event_loop,
-}
-
-
-def run_in_loop(coro, event_loop: str = "uvloop"):
-    """Run `coro` to completion on a new loop of the `--event_loop` kind."""
-    with asyncio.Runner(loop_factory=EVENT_LOOPS[event_loop]) as runner:
-        return runner.run(coro)
 
 
 def run_server(options: ServerOptions, on_ready: Callable[[], None] | None = None) -> None:
