@@ -3,19 +3,16 @@ REST and gRPC, answer a malformed request with TF Serving's error shape and keep
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 
-import grpc
 import pytest
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving import testing as sm
-from serving.codec import ndarray_to_proto
+from serving_api import client
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +22,8 @@ def base(tmp_path_factory) -> str:
     return str(root)
 
 
-def _rest_predict(server: sm.ServerProcess, body: bytes) -> tuple[int, dict]:
+def _post(server: sm.ServerProcess, body: bytes) -> tuple[int, dict]:
+    """A raw REST predict body, as a client that writes its own JSON sends it."""
     req = urllib.request.Request(
         server.rest_url + "/v1/models/taxi:predict",
         data=body,
@@ -36,18 +34,6 @@ def _rest_predict(server: sm.ServerProcess, body: bytes) -> tuple[int, dict]:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
-
-
-def _grpc_predict(server: sm.ServerProcess) -> predict_pb2.PredictResponse:
-    import numpy as np
-
-    examples = np.empty(1, dtype=object)
-    examples[:] = [sm.make_example(sm.SAMPLE_ROW)]
-    req = predict_pb2.PredictRequest()
-    req.model_spec.name = "taxi"
-    req.inputs["examples"].CopyFrom(ndarray_to_proto(examples))
-    with grpc.insecure_channel(server.grpc_target) as channel:
-        return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(req, timeout=30)
 
 
 def _loaded_libraries(pid: int) -> str:
@@ -68,15 +54,18 @@ def test_serves_on_the_chosen_loop(base, flags, loop):
         # only when the server runs on it.
         assert ("uvloop/loop." in _loaded_libraries(server.proc.pid)) is (loop == "uvloop")
 
-        example = base64.b64encode(sm.make_example(sm.SAMPLE_ROW)).decode()
-        ok = json.dumps({"instances": [{"b64": example}]}).encode()
-        status, answer = _rest_predict(server, ok)
-        assert status == 200 and len(answer["predictions"]) == 1, answer
-        bad_status, bad = _rest_predict(server, b'{"instances": [')
+        example = sm.make_example(sm.SAMPLE_ROW)
+        rest = client.RestClient(port=server.rest_port)
+        answer = rest.predict("taxi", {"examples": [example]})
+        assert len(answer) == 1 and answer[0]["probabilities"], answer
+        bad_status, bad = _post(server, b'{"instances": [')
         assert bad_status == 400 and set(bad) == {"error"}, bad
-        assert _grpc_predict(server).outputs["probabilities"].float_val
-        status, again = _rest_predict(server, ok)  # still serving after the malformed one
-        assert status == 200 and again == answer
+        grpc_client = client.GrpcClient(port=server.grpc_port)
+        try:
+            assert grpc_client.predict("taxi", {"examples": [example]})[0]["probabilities"]
+        finally:
+            grpc_client.close()
+        assert rest.predict("taxi", {"examples": [example]}) == answer  # still serving
     finally:
         server.stop()
 
