@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -53,6 +54,7 @@ P99_TARGET_MS = 25.0  # at 8 and at TAIL_IN_FLIGHT in flight
 TAIL_IN_FLIGHT = 64
 TAIL_P99_OVER_P50 = 3.0  # at TAIL_IN_FLIGHT: p99 <= 3x p50
 TAIL_RATIO = 2.0  # at TAIL_IN_FLIGHT, 1 example per request: >= 2x in-process batch-1 calls/s
+PROTOCOLS = ("grpc", "rest")
 
 
 def _rows(n: int) -> list[dict]:
@@ -355,7 +357,7 @@ def _measure(servers, args, examples, batch_sizes, concurrency, workdir, baselin
     import base64
 
     results = []
-    for protocol in args.protocols.split(","):
+    for protocol in args.protocols:
         for b in batch_sizes:
             batch = examples[:b]
             body = json.dumps(
@@ -435,18 +437,78 @@ def _verdicts(results: list[dict]) -> list[str]:
     return lines
 
 
+MAX_BATCH = 1024  # examples per request the benchmark sends at most (rows read from span-1)
+
+
+def _int_list(low: int, high: int | None = None):
+    """An argparse type: comma-separated whole numbers in [low, high], refused in one line."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected whole numbers like 1,8,32, got {text!r}"
+            ) from None
+        bad = [v for v in values if v < low or (high is not None and v > high)]
+        if bad:
+            bound = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"every value must be {bound}, got {bad}")
+        return values
+
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: one whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number of seconds above zero (nan, inf and 0 are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+    return value
+
+
+def _protocols(text: str) -> list[str]:
+    """An argparse type: a comma-separated subset of grpc and rest."""
+    values = text.split(",")
+    unknown = [v for v in values if v not in PROTOCOLS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {','.join(PROTOCOLS)}")
+    return values
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model_base_path", default=str(ROOT / "serving_model" / "taxi"))
-    p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
-    p.add_argument("--concurrency", default=f"1,8,32,{TAIL_IN_FLIGHT}")
-    p.add_argument("--batch_sizes", default="1,32", help="examples per request")
-    p.add_argument("--protocols", default="grpc,rest")
+    p.add_argument("--duration", type=_positive_float, default=5.0, help="seconds per measurement")
+    p.add_argument("--concurrency", type=_int_list(1), default=[1, 8, 32, TAIL_IN_FLIGHT])
+    p.add_argument(
+        "--batch_sizes",
+        type=_int_list(1, MAX_BATCH),
+        default=[1, 32],
+        help="examples per request",
+    )
+    p.add_argument("--protocols", type=_protocols, default=list(PROTOCOLS))
     p.add_argument(
         "--server_args", default="", help="extra `mlops serve` flags, e.g. --enable_batching=false"
     )
     p.add_argument("--baseline_root", default=None, help="also measure a server from this checkout")
-    p.add_argument("--rounds", type=int, default=1, help="per cell; the median round is kept")
+    p.add_argument(
+        "--rounds", type=_positive_int, default=1, help="per cell; the median round is kept"
+    )
     p.add_argument("--baseline_args", default="", help="extra flags for the baseline server only")
     p.add_argument(
         "--this_args",
@@ -456,12 +518,13 @@ def main() -> None:
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument(
         "--grpc_channels",
-        type=int,
+        type=_positive_int,
         default=1,
         help="gRPC client connections the in-flight calls spread over (>= N for --workers=N)",
     )
     p.add_argument(
         "--client_cpus",
+        type=_int_list(0, (os.cpu_count() or 1) - 1),
         default=None,
         help="pin the load clients to these CPUs, e.g. 1 or 0,1 (servers keep every CPU)",
     )
@@ -472,10 +535,8 @@ def main() -> None:
         help="gRPC load client: nghttp2's h2load (C, as wrk is for REST) or a grpc.aio process",
     )
     args = p.parse_args()
-    if args.grpc_channels < 1:
-        p.error(f"--grpc_channels must be at least 1, got {args.grpc_channels}")
-    concurrency = [int(c) for c in args.concurrency.split(",")]
-    if "grpc" in args.protocols.split(",") and args.grpc_client == "h2load":
+    concurrency = args.concurrency
+    if "grpc" in args.protocols and args.grpc_client == "h2load":
         if shutil.which("h2load") is None:
             p.error(
                 "h2load not found: install Debian's nghttp2-client (`make bench` does), "
@@ -500,8 +561,8 @@ def main() -> None:
         sm.build_model(os.path.join(base, "1"))
         model_source = "serving/testing.py stand-in (no pushed model found)"
     version_dir = list_versions(base)[max(list_versions(base))]
-    examples = [encode_example(r) for r in _rows(64)]
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    batch_sizes = args.batch_sizes
+    examples = [encode_example(r) for r in _rows(max(64, *batch_sizes))]
     extra = args.server_args.split()
 
     print(f"model: {version_dir} ({model_source}); server flags: defaults {' '.join(extra)}")
@@ -534,8 +595,8 @@ def main() -> None:
             flags = extra + own.split()
             servers.append((name, _server(code_root, base, flags)))
         if args.client_cpus:  # this thread, and the wrk processes and gRPC threads it starts
-            os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
-            print(f"load clients pinned to CPU {args.client_cpus}", flush=True)
+            os.sched_setaffinity(0, set(args.client_cpus))
+            print(f"load clients pinned to CPU {','.join(map(str, args.client_cpus))}", flush=True)
         results += _measure(servers, args, examples, batch_sizes, concurrency, workdir, baseline)
     finally:
         os.sched_setaffinity(0, all_cpus)

@@ -1,5 +1,6 @@
-"""bench/serving_bench.py refuses bad gRPC client settings in one line, before it builds a model or
-starts a server; its h2load gRPC client measures a real server and counts its refusals."""
+"""bench/serving_bench.py refuses bad settings (hostile numbers, unknown protocols, uneven gRPC
+channels) in one line, before it builds a model or starts a server; its h2load gRPC client
+measures a real server and counts its refusals."""
 
 from __future__ import annotations
 
@@ -24,6 +25,40 @@ def test_serving_bench_refuses_bad_grpc_channels(channels):
     )
     assert out.returncode == 2
     assert "--grpc_channels" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--concurrency", "0"),
+        ("--concurrency", "8,-1"),
+        ("--concurrency", "abc"),
+        ("--concurrency", ""),
+        ("--duration", "nan"),
+        ("--duration", "inf"),
+        ("--duration", "-1"),
+        ("--duration", "0"),
+        ("--rounds", "0"),
+        ("--rounds", "1.5"),
+        ("--batch_sizes", "0"),
+        ("--batch_sizes", "x"),
+        ("--batch_sizes", "100000"),
+        ("--protocols", "ftp"),
+        ("--protocols", "grpc,"),
+        ("--client_cpus", "a"),
+        ("--client_cpus", "4096"),
+    ],
+)
+def test_serving_bench_refuses_hostile_values_in_one_line(flag, value):
+    out = subprocess.run(
+        [sys.executable, "bench/serving_bench.py", f"{flag}={value}"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr[-1500:]
+    assert f"argument {flag}" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_serving_bench_refuses_channels_that_do_not_divide_the_calls_in_flight():
