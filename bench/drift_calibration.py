@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from cli_support import argtypes
 from data_stats import compare as drift
 from data_stats import measures as drift_measures
 from modules import features
@@ -262,21 +263,25 @@ def shifted(bench: Bench, sizes, samples: int, names=None):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=20)
-    parser.add_argument("--shifted-samples", type=int, default=10)
-    parser.add_argument("--sizes", default="1000,3000,15000")
-    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--samples", type=argtypes.whole(1), default=20)
+    parser.add_argument("--shifted-samples", type=argtypes.whole(1), default=10)
+    parser.add_argument("--sizes", type=argtypes.row_counts, default="1000,3000,15000")
+    parser.add_argument("--seed", type=argtypes.whole(0), default=11)
     parser.add_argument("--only", choices=["same", "shifted"], default=None)
-    parser.add_argument("--shifts", default="", help="comma-separated shift names (default: all)")
+    parser.add_argument(
+        "--shifts",
+        type=argtypes.names(SHIFTS, allow_empty=True),
+        default="",
+        help="comma-separated shift names (default: all)",
+    )
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = args.sizes
     bench = Bench(read_rows(), args.seed)
     if args.only != "shifted":
         for line in same_distribution(bench, sizes, args.samples):
             print(line, flush=True)
     if args.only != "same":
-        names = [n.strip() for n in args.shifts.split(",") if n.strip()]
-        for line in shifted(bench, sizes, args.shifted_samples, names):
+        for line in shifted(bench, sizes, args.shifted_samples, args.shifts):
             print(line, flush=True)
     return 0
 

@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cli_support import argtypes
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -181,7 +183,7 @@ def _difference(a: float, b: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="a finished pipeline run's --output-dir")
-    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--rows", type=argtypes.whole(1), default=100_000)
     parser.add_argument("--against", default="main", help="git ref to compare with ('' = none)")
     parser.add_argument(
         "--beam-mode", choices=("in-memory", "multi-processing"), default="in-memory"
@@ -189,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument(
         "--evaluators",
+        type=argtypes.names(("tfma", "batch")),
         default="tfma,batch",
         help="this checkout's Evaluator paths to run, comma-separated: tfma, batch",
     )
@@ -215,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'with' if baseline else 'without'} a baseline model, Beam {args.beam_mode}"
         )
         versions = [
-            (f"this checkout {evaluator}", ROOT, evaluator)
-            for evaluator in args.evaluators.split(",")
+            (f"this checkout {evaluator}", ROOT, evaluator) for evaluator in args.evaluators
         ]
         if args.against:
             code = export_ref(args.against, Path(tmp, "code"))

@@ -33,6 +33,7 @@ from pathlib import Path
 from generate_rows import write_span
 
 import modules  # noqa: F401 - the Keras-2 switch, before TensorFlow loads
+from cli_support.argtypes import row_counts
 from pipeline.config import PROJECT_ROOT
 from pipeline.local.beam_mode import IN_MEMORY, MULTI_PROCESSING, beam_args
 
@@ -98,18 +99,6 @@ def _in_subprocess(
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def row_counts(text: str) -> list[int]:
-    """A `--rows` value: comma-separated whole numbers >= 1 (argparse type; its message is the
-    error)."""
-    try:
-        sizes = [int(n) for n in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not comma-separated row counts: {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"row counts must be at least 1: {text!r}")
-    return sizes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import modules  # noqa: F401 - sets the Keras-2 switch, which the template's own run needs too
+from cli_support import argtypes
 from pipeline.config import run_source_dirs
 from pipeline.local.up_to_date import UP_TO_DATE
 
@@ -154,7 +155,12 @@ def main() -> int:
     p.add_argument("--multi-processing", action="store_true", help="also a multi-processing run")
     p.add_argument("--skip-template", action="store_true", help="only this project's runs")
     p.add_argument("--skip-small", action="store_true", help="only the --scale-rows runs")
-    p.add_argument("--scale-rows", default="", help="then the scale runs at these row counts")
+    p.add_argument(
+        "--scale-rows",
+        type=argtypes.row_counts,
+        default=None,
+        help="then the scale runs at these row counts",
+    )
     args = p.parse_args()
     base = Path(args.keep or tempfile.mkdtemp(prefix="pipeline_bench_"))
     base.mkdir(parents=True, exist_ok=True)
@@ -163,7 +169,8 @@ def main() -> int:
         # Run as a script, bench/ is first on sys.path: the sibling module imports by name.
         import scale_bench
 
-        scale_args = ["--rows", args.scale_rows, "--modes", "auto", "--keep", str(base / "scale")]
+        rows = ",".join(map(str, args.scale_rows))
+        scale_args = ["--rows", rows, "--modes", "auto", "--keep", str(base / "scale")]
         status = max(status, scale_bench.main(scale_args))
     return status
 

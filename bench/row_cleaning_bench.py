@@ -38,6 +38,7 @@ from pathlib import Path
 from example_gen_bench import export_ref
 
 import modules  # noqa: F401 - the Keras-2 switch, before TensorFlow loads
+from cli_support import argtypes
 from pipeline.config import PROJECT_ROOT, in_memory_beam_args, multi_processing_beam_args
 
 SPAN_1 = PROJECT_ROOT / "data" / "taxi" / "span-1" / "data.csv"
@@ -184,10 +185,12 @@ def _in_subprocess(
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default="100000,1000000")
-    parser.add_argument("--bad", type=float, default=0.005)
-    parser.add_argument("--duplicates", type=float, default=0.005)
-    parser.add_argument("--shards", type=int, default=1, help="files the split is written as")
+    parser.add_argument("--rows", type=argtypes.row_counts, default="100000,1000000")
+    parser.add_argument("--bad", type=argtypes.fraction, default=0.005)
+    parser.add_argument("--duplicates", type=argtypes.fraction, default=0.005)
+    parser.add_argument(
+        "--shards", type=argtypes.whole(1), default=1, help="files the split is written as"
+    )
     parser.add_argument("--multi-processing", action="store_true", help="one Beam worker a core")
     parser.add_argument("--against", default="", help="also run the RowCleaner at git REF")
     parser.add_argument("--stage", choices=("cleaner", "statistics"), help=argparse.SUPPRESS)
@@ -211,7 +214,7 @@ def main(argv=None) -> int:
         print(
             f"{'rows':>9} {'stage':<18} {'seconds':>8} {'rows/s':>9} {'µs/row':>7} {'peak RSS':>9}"
         )
-        for rows in (int(n) for n in args.rows.split(",")):
+        for rows in args.rows:
             _run_size(rows, args, beam, stages)
         load = os.getloadavg()
         print(f"load after: {load[0]:.2f} {load[1]:.2f} (1, 5 min)")

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import re
 import shutil
@@ -41,6 +40,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from cli_support import argtypes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -440,74 +441,26 @@ def _verdicts(results: list[dict]) -> list[str]:
 MAX_BATCH = 1024  # examples per request the benchmark sends at most (rows read from span-1)
 
 
-def _int_list(low: int, high: int | None = None):
-    """An argparse type: comma-separated whole numbers in [low, high], refused in one line."""
-
-    def parse(text: str) -> list[int]:
-        try:
-            values = [int(v) for v in text.split(",")]
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected whole numbers like 1,8,32, got {text!r}"
-            ) from None
-        bad = [v for v in values if v < low or (high is not None and v > high)]
-        if bad:
-            bound = f"at least {low}" if high is None else f"between {low} and {high}"
-            raise argparse.ArgumentTypeError(f"every value must be {bound}, got {bad}")
-        return values
-
-    return parse
-
-
-def _positive_int(text: str) -> int:
-    """An argparse type: one whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    """An argparse type: a finite number of seconds above zero (nan, inf and 0 are refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
-    return value
-
-
-def _protocols(text: str) -> list[str]:
-    """An argparse type: a comma-separated subset of grpc and rest."""
-    values = text.split(",")
-    unknown = [v for v in values if v not in PROTOCOLS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {','.join(PROTOCOLS)}")
-    return values
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model_base_path", default=str(ROOT / "serving_model" / "taxi"))
-    p.add_argument("--duration", type=_positive_float, default=5.0, help="seconds per measurement")
-    p.add_argument("--concurrency", type=_int_list(1), default=[1, 8, 32, TAIL_IN_FLIGHT])
+    p.add_argument(
+        "--duration", type=argtypes.seconds(), default=5.0, help="seconds per measurement"
+    )
+    p.add_argument("--concurrency", type=argtypes.wholes(1), default=[1, 8, 32, TAIL_IN_FLIGHT])
     p.add_argument(
         "--batch_sizes",
-        type=_int_list(1, MAX_BATCH),
+        type=argtypes.wholes(1, MAX_BATCH),
         default=[1, 32],
         help="examples per request",
     )
-    p.add_argument("--protocols", type=_protocols, default=list(PROTOCOLS))
+    p.add_argument("--protocols", type=argtypes.names(PROTOCOLS), default=list(PROTOCOLS))
     p.add_argument(
         "--server_args", default="", help="extra `mlops serve` flags, e.g. --enable_batching=false"
     )
     p.add_argument("--baseline_root", default=None, help="also measure a server from this checkout")
     p.add_argument(
-        "--rounds", type=_positive_int, default=1, help="per cell; the median round is kept"
+        "--rounds", type=argtypes.whole(1), default=1, help="per cell; the median round is kept"
     )
     p.add_argument("--baseline_args", default="", help="extra flags for the baseline server only")
     p.add_argument(
@@ -518,13 +471,13 @@ def main() -> None:
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument(
         "--grpc_channels",
-        type=_positive_int,
+        type=argtypes.whole(1),
         default=1,
         help="gRPC client connections the in-flight calls spread over (>= N for --workers=N)",
     )
     p.add_argument(
         "--client_cpus",
-        type=_int_list(0, (os.cpu_count() or 1) - 1),
+        type=argtypes.cpus,
         default=None,
         help="pin the load clients to these CPUs, e.g. 1 or 0,1 (servers keep every CPU)",
     )

@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cli_support import argtypes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -107,7 +109,7 @@ def _cpu_seconds() -> float:
 
 
 def _client(args, server, workdir: str) -> subprocess.Popen:
-    pin = ["taskset", "-c", args.client_cpus] if args.client_cpus else []
+    pin = ["taskset", "-c", ",".join(map(str, args.client_cpus))] if args.client_cpus else []
     seconds = int(args.warmup + args.duration + 2)
     if args.protocol == "rest":
         import base64
@@ -201,13 +203,20 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--protocol", choices=("rest", "grpc"), default="rest")
     p.add_argument("--model_base_path", default=str(ROOT / "serving_model" / "taxi"))
-    p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--duration", type=float, default=6.0, help="measured seconds")
-    p.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring")
+    p.add_argument("--connections", type=argtypes.whole(1), default=64)
+    p.add_argument("--duration", type=argtypes.seconds(), default=6.0, help="measured seconds")
+    p.add_argument(
+        "--warmup",
+        type=argtypes.seconds(allow_zero=True),
+        default=3.0,
+        help="seconds of load before measuring",
+    )
     p.add_argument("--cprofile", action="store_true", help="profile the event-loop thread")
     p.add_argument("--sort", default="tottime", help="cProfile sort key, e.g. cumulative")
     p.add_argument("--server_args", default="", help="batching options, e.g. --num_batch_threads=2")
-    p.add_argument("--client_cpus", default=None, help="taskset the load client, e.g. 1")
+    p.add_argument(
+        "--client_cpus", type=argtypes.cpus, default=None, help="taskset the load client, e.g. 1"
+    )
     p.add_argument(
         "--event_loop",
         choices=list(EVENT_LOOPS),

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import modules  # noqa: F401 - Keras-2 switch before TensorFlow
+from cli_support import argtypes
 from pipeline.ingest import sources
 from pipeline.ingest.sources import SourceSpec
 from pipeline.testing import source_samples
@@ -30,8 +31,10 @@ TABLE = "sources_bench"
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--rows", type=int, default=100_000)
-    p.add_argument("--partitions", type=int, default=4, help="PostgreSQL partition queries")
+    p.add_argument("--rows", type=argtypes.whole(1), default=100_000)
+    p.add_argument(
+        "--partitions", type=argtypes.whole(1), default=4, help="PostgreSQL partition queries"
+    )
     p.add_argument("--postgresql", default="", help="a server to load the rows into and read")
     args = p.parse_args(argv)
 

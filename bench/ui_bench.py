@@ -24,6 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from cli_support import argtypes
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["predict", "runs", "models", "data", "serving"]
 
@@ -121,8 +123,8 @@ def render_times(page: str, env: dict[str, str], repeats: int) -> tuple[float, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="/tmp/ui_bench")
-    parser.add_argument("--runs", type=int, default=21)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--runs", type=argtypes.whole(1), default=21)
+    parser.add_argument("--repeats", type=argtypes.whole(1), default=3)
     args = parser.parse_args()
     config, db, baseline = build_store(Path(args.root), args.runs)
     grpc_port, rest_port = _free_port(), _free_port()

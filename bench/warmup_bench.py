@@ -27,6 +27,7 @@ from pathlib import Path
 
 import requests
 
+from cli_support import argtypes
 from pipeline.config import PipelineConfig
 from pipeline.push.warmup_requests import WARMUP_REQUESTS_FILE
 
@@ -138,8 +139,10 @@ def _wait_available(server: Server, version: int, timeout: float = 300) -> float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model_dir", default=None, help="a pushed version (default: newest)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steady", type=int, default=5, help="requests after the first")
+    parser.add_argument("--rounds", type=argtypes.whole(1), default=5)
+    parser.add_argument(
+        "--steady", type=argtypes.whole(1), default=5, help="requests after the first"
+    )
     args = parser.parse_args()
     model_dir = args.model_dir or _newest_version(PipelineConfig().model_serving_dir)
     if not os.path.exists(os.path.join(model_dir, WARMUP_REQUESTS_FILE)):

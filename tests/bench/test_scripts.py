@@ -104,6 +104,82 @@ def test_scale_bench_refuses_bad_arguments_in_one_line(args):
     _refused_in_one_line("scale_bench.py", args)
 
 
+# Hostile values for every other benchmark's flags; each used to end in a traceback after
+# minutes of set-up (a median of nothing, a division by zero) or to run and print figures of
+# nothing (--connections 0, --rows -1, an unknown --shifts name, --scale-rows abc after the
+# template run). serving_bench.py's are in tests/serving/test_serving_bench_args.py.
+HOSTILE = [
+    ("serving_profile.py", "--connections", "0"),
+    ("serving_profile.py", "--duration", "nan"),
+    ("serving_profile.py", "--warmup", "-1"),
+    ("serving_profile.py", "--client_cpus", "x"),
+    ("serving_profile.py", "--client_cpus", "4096"),
+    ("warmup_bench.py", "--rounds", "0"),
+    ("warmup_bench.py", "--steady", "-5"),
+    ("ui_bench.py", "--runs", "0"),
+    ("ui_bench.py", "--repeats", "abc"),
+    ("row_cleaning_bench.py", "--rows", "0"),
+    ("row_cleaning_bench.py", "--bad", "2"),
+    ("row_cleaning_bench.py", "--bad", "nan"),
+    ("row_cleaning_bench.py", "--duplicates", "-0.1"),
+    ("row_cleaning_bench.py", "--shards", "0"),
+    ("sources_bench.py", "--rows", "-1"),
+    ("sources_bench.py", "--partitions", "0"),
+    ("drift_calibration.py", "--samples", "0"),
+    ("drift_calibration.py", "--shifted-samples", "x"),
+    ("drift_calibration.py", "--sizes", "0"),
+    ("drift_calibration.py", "--seed", "-1"),
+    ("drift_calibration.py", "--shifts", "nope"),
+    ("pipeline_bench.py", "--scale-rows", "0"),
+    ("pipeline_bench.py", "--scale-rows", "abc"),
+    ("evaluator_bench.py", "--rows", "0"),
+    ("evaluator_bench.py", "--evaluators", "tfma,nope"),
+]
+
+# One process runs every case as `python bench/<script> --flag=value` would, so TensorFlow is
+# imported once: the exit status and the last line on stderr, or the exception that escaped.
+_REFUSE_ALL = """
+import contextlib, io, json, runpy, sys
+bench, cases, results = sys.argv[1], json.loads(sys.argv[2]), []
+sys.path[0] = bench
+for script, flag, value in cases:
+    sys.argv = [script, f"{flag}={value}"]
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            runpy.run_path(f"{bench}/{script}", run_name="__main__")
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    except BaseException as e:
+        code = f"{type(e).__name__}: {e}"
+    lines = err.getvalue().strip().splitlines() or [""]
+    results.append([code, lines[-1]])
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.slow  # imports TensorFlow and TFX
+def test_every_benchmark_refuses_hostile_values_in_one_line():
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", _REFUSE_ALL, str(PROJECT_ROOT / "bench"), json.dumps(HOSTILE)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    wrong = {
+        f"{script} {flag}={value}": (code, last)
+        for (script, flag, value), (code, last) in zip(HOSTILE, results, strict=True)
+        if code != 2 or f"error: argument {flag}" not in last
+    }
+    assert wrong == {}
+
+
 def _refused_in_one_line(script: str, args: list[str]) -> None:
     out = subprocess.run(
         [sys.executable, f"bench/{script}", *args],
