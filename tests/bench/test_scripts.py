@@ -16,45 +16,52 @@ def test_the_benchmarks_are_found():
     assert {"pipeline_bench.py", "scale_bench.py", "row_cleaning_bench.py"} <= set(SCRIPTS)
 
 
-# One process runs every script as `python bench/<name>.py --help` would (sys.path[0] = bench/,
-# __name__ == "__main__"), so TensorFlow is imported once rather than once per script.
-_HELP_ALL = """
+# One process runs each script as `python bench/<name>.py ARGS` would (sys.path[0] = bench/,
+# __name__ == "__main__"), so TensorFlow is imported once rather than once per script: for each
+# run, the exit status (or the exception that escaped), stdout, and the last line on stderr.
+_RUN_ALL = """
 import contextlib, io, json, runpy, sys
-bench, results = sys.argv[1], {}
+bench, runs, results = sys.argv[1], json.loads(sys.argv[2]), []
 sys.path[0] = bench
-for name in sys.argv[2:]:
-    sys.argv = [name, "--help"]
-    out = io.StringIO()
+for script, args in runs:
+    sys.argv = [script, *args]
+    out, err = io.StringIO(), io.StringIO()
     try:
-        with contextlib.redirect_stdout(out):
-            runpy.run_path(f"{bench}/{name}", run_name="__main__")
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(f"{bench}/{script}", run_name="__main__")
         code = 0
     except SystemExit as e:
         code = e.code
-    except Exception as e:
+    except BaseException as e:
         code = f"{type(e).__name__}: {e}"
-    results[name] = [code, out.getvalue()]
+    results.append([code, out.getvalue(), (err.getvalue().strip().splitlines() or [""])[-1]])
 print(json.dumps(results))
 """
 
 
-@pytest.mark.slow  # imports TensorFlow and TFX
-def test_each_benchmark_answers_help_as_a_script():
+def _run_all(runs: list[tuple[str, list[str]]]) -> list[tuple[object, str, str]]:
+    """`_RUN_ALL` over (script, args) pairs; one result per run, in order."""
     import json
 
     out = subprocess.run(
-        [sys.executable, "-c", _HELP_ALL, str(PROJECT_ROOT / "bench"), *SCRIPTS],
+        [sys.executable, "-c", _RUN_ALL, str(PROJECT_ROOT / "bench"), json.dumps(runs)],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads(out.stdout.strip().splitlines()[-1])
-    assert set(results) == set(SCRIPTS)
-    failed = {name: code for name, (code, text) in results.items() if code != 0}
+    assert len(results) == len(runs)
+    return results
+
+
+@pytest.mark.slow  # imports TensorFlow and TFX
+def test_each_benchmark_answers_help_as_a_script():
+    results = dict(zip(SCRIPTS, _run_all([(name, ["--help"]) for name in SCRIPTS]), strict=True))
+    failed = {name: code for name, (code, _, _) in results.items() if code != 0}
     assert failed == {}
-    assert all("usage:" in text for _, text in results.values())
+    assert all("usage:" in text for _, text, _ in results.values())
 
 
 @pytest.mark.slow  # imports TensorFlow
@@ -136,45 +143,13 @@ HOSTILE = [
     ("evaluator_bench.py", "--evaluators", "tfma,nope"),
 ]
 
-# One process runs every case as `python bench/<script> --flag=value` would, so TensorFlow is
-# imported once: the exit status and the last line on stderr, or the exception that escaped.
-_REFUSE_ALL = """
-import contextlib, io, json, runpy, sys
-bench, cases, results = sys.argv[1], json.loads(sys.argv[2]), []
-sys.path[0] = bench
-for script, flag, value in cases:
-    sys.argv = [script, f"{flag}={value}"]
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):
-            runpy.run_path(f"{bench}/{script}", run_name="__main__")
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    except BaseException as e:
-        code = f"{type(e).__name__}: {e}"
-    lines = err.getvalue().strip().splitlines() or [""]
-    results.append([code, lines[-1]])
-print(json.dumps(results))
-"""
-
 
 @pytest.mark.slow  # imports TensorFlow and TFX
 def test_every_benchmark_refuses_hostile_values_in_one_line():
-    import json
-
-    out = subprocess.run(
-        [sys.executable, "-c", _REFUSE_ALL, str(PROJECT_ROOT / "bench"), json.dumps(HOSTILE)],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    results = json.loads(out.stdout.strip().splitlines()[-1])
+    results = _run_all([(script, [f"{flag}={value}"]) for script, flag, value in HOSTILE])
     wrong = {
         f"{script} {flag}={value}": (code, last)
-        for (script, flag, value), (code, last) in zip(HOSTILE, results, strict=True)
+        for (script, flag, value), (code, _, last) in zip(HOSTILE, results, strict=True)
         if code != 2 or f"error: argument {flag}" not in last
     }
     assert wrong == {}
