@@ -28,7 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-from cli_support import argtypes
+import _argtypes as argtypes  # bench/_argtypes.py: a script's sys.path starts at bench/
+
 from data_stats import compare as drift
 from data_stats import measures as drift_measures
 from modules import features

@@ -28,12 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as a script (`python bench/<this>.py`): bench/ is first on sys.path, so the sibling module
-# imports by its own name (the project's packages come from the editable install).
+# Run as a script (`python bench/<this>.py`): bench/ is first on sys.path, so the sibling modules
+# import by their own names (the project's packages come from the editable install).
+from _argtypes import row_counts
 from generate_rows import write_span
 
 import modules  # noqa: F401 - the Keras-2 switch, before TensorFlow loads
-from cli_support.argtypes import row_counts
 from pipeline.config import PROJECT_ROOT
 from pipeline.local.beam_mode import IN_MEMORY, MULTI_PROCESSING, beam_args
 

@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 import modules  # noqa: F401 - sets the Keras-2 switch, which the template's own run needs too
-from cli_support import argtypes
 from pipeline.config import run_source_dirs
 from pipeline.local.up_to_date import UP_TO_DATE
 
@@ -150,6 +149,10 @@ def score(models: dict[str, str], eval_sets: list[str]) -> dict[str, tuple[float
 
 
 def main() -> int:
+    # Here, not at the top: tests import this file as a module, where bench/ is not on sys.path
+    # (run as `python bench/<this>.py`, it is first).
+    import _argtypes as argtypes
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--keep", help="directory for the runs' outputs (default: a temp dir)")
     p.add_argument("--multi-processing", action="store_true", help="also a multi-processing run")

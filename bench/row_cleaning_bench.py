@@ -33,12 +33,12 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as a script (`python bench/<this>.py`): bench/ is first on sys.path, so the sibling module
-# imports by its own name.
+# Run as a script (`python bench/<this>.py`): bench/ is first on sys.path, so the sibling modules
+# import by their own names.
+import _argtypes as argtypes
 from example_gen_bench import export_ref
 
 import modules  # noqa: F401 - the Keras-2 switch, before TensorFlow loads
-from cli_support import argtypes
 from pipeline.config import PROJECT_ROOT, in_memory_beam_args, multi_processing_beam_args
 
 SPAN_1 = PROJECT_ROOT / "data" / "taxi" / "span-1" / "data.csv"

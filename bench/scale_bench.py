@@ -30,11 +30,10 @@ import threading
 import time
 from pathlib import Path
 
-# Run as a script (`python bench/<this>.py`): bench/ is first on sys.path, so the sibling module
-# imports by its own name (the project's packages come from the editable install).
+# Run as a script (`python bench/<this>.py`): bench/ is first on sys.path, so the sibling modules
+# import by their own names (the project's packages come from the editable install).
+from _argtypes import row_counts
 from generate_rows import write_span
-
-from cli_support.argtypes import row_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = ROOT / "runners" / "local_runner.py"

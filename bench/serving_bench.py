@@ -41,8 +41,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from cli_support import argtypes
-
 ROOT = Path(__file__).resolve().parents[1]
 
 TARGETS = {
@@ -442,6 +440,10 @@ MAX_BATCH = 1024  # examples per request the benchmark sends at most (rows read 
 
 
 def main() -> None:
+    # Here, not at the top: tests import this file as a module, where bench/ is not on sys.path
+    # (run as `python bench/<this>.py`, it is first).
+    import _argtypes as argtypes
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model_base_path", default=str(ROOT / "serving_model" / "taxi"))
     p.add_argument(

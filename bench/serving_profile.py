@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cli_support import argtypes
+import _argtypes as argtypes  # bench/_argtypes.py: a script's sys.path starts at bench/
 
 ROOT = Path(__file__).resolve().parents[1]
 

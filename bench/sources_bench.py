@@ -20,8 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import _argtypes as argtypes  # bench/_argtypes.py: a script's sys.path starts at bench/
+
 import modules  # noqa: F401 - Keras-2 switch before TensorFlow
-from cli_support import argtypes
 from pipeline.ingest import sources
 from pipeline.ingest.sources import SourceSpec
 from pipeline.testing import source_samples

@@ -26,11 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as a script (`python bench/<this>.py`): bench/ is first on sys.path, so the sibling module
-# imports by its own name (the project's packages come from the editable install / PYTHONPATH).
+# Run as a script (`python bench/<this>.py`): bench/ is first on sys.path, so the sibling modules
+# import by their own names (the project's packages come from the editable install / PYTHONPATH).
+from _argtypes import row_counts
 from generate_rows import write_span
 
-from cli_support.argtypes import row_counts
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 from pipeline.local.beam_mode import IN_MEMORY, MULTI_PROCESSING, beam_args
 

@@ -24,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from cli_support import argtypes
+import _argtypes as argtypes  # bench/_argtypes.py: a script's sys.path starts at bench/
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["predict", "runs", "models", "data", "serving"]

@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import _argtypes as argtypes  # bench/_argtypes.py: a script's sys.path starts at bench/
 import requests
 
-from cli_support import argtypes
 from pipeline.config import PipelineConfig
 from pipeline.push.warmup_requests import WARMUP_REQUESTS_FILE
 

@@ -1,4 +1,4 @@
-"""cli_support/argtypes.py: what each argparse type takes and what it refuses, over generated
+"""bench/_argtypes.py: what each argparse type takes and what it refuses, over generated
 values (the benchmarks' flags rely on these; tests/bench/test_scripts.py runs the scripts)."""
 
 import argparse
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cli_support import argtypes
+from bench import _argtypes as argtypes
 
 
 @given(st.integers(min_value=1, max_value=10**9))

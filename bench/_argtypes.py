@@ -1,13 +1,15 @@
-"""argparse types for the project's argparse scripts (the benchmarks under bench/), so a hostile
-value is refused in one usage line (exit 2) before anything is built or started.
+"""argparse types the benchmarks share, so a hostile value is refused in one usage line (exit 2)
+before anything is built or started.
 
 A benchmark that took `--rounds 0` or `--duration nan` used to end in a ZeroDivisionError or a
 median of nothing after minutes of set-up, or, worse, run and print figures of nothing. Each type
 here is a function argparse calls with the raw text; its ArgumentTypeError message becomes
 `<script>: error: argument --flag: <message>`.
 
-The click commands (mlops, the runners) get the same from click's own types; this is their
-argparse counterpart.
+It lives in bench/, not in a project package, because several benchmarks run their own file
+again with PYTHONPATH pointing at another checkout (`--against REF`): a script's sys.path starts
+at bench/, so this module always comes from the benchmark's own tree, whatever the code measured.
+The leading underscore marks it as a helper, not a benchmark (tests/bench/test_scripts.py).
 """
 
 from __future__ import annotations
