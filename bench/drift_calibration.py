@@ -28,8 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import _argtypes as argtypes  # bench/_argtypes.py: a script's sys.path starts at bench/
-
 from data_stats import compare as drift
 from data_stats import measures as drift_measures
 from modules import features
@@ -263,6 +261,10 @@ def shifted(bench: Bench, sizes, samples: int, names=None):
 
 
 def main(argv=None) -> int:
+    # Here, not at the top: tests import this file as a module (bench.drift_calibration), where
+    # bench/ is not on sys.path (run as `python bench/<this>.py`, it is first).
+    import _argtypes as argtypes
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=argtypes.whole(1), default=20)
     parser.add_argument("--shifted-samples", type=argtypes.whole(1), default=10)
