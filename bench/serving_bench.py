@@ -54,6 +54,7 @@ TAIL_IN_FLIGHT = 64
 TAIL_P99_OVER_P50 = 3.0  # at TAIL_IN_FLIGHT: p99 <= 3x p50
 TAIL_RATIO = 2.0  # at TAIL_IN_FLIGHT, 1 example per request: >= 2x in-process batch-1 calls/s
 PROTOCOLS = ("grpc", "rest")
+MAX_BATCH = 1024  # examples per request the benchmark sends at most (rows read from span-1)
 
 
 def _rows(n: int) -> list[dict]:
@@ -434,9 +435,6 @@ def _verdicts(results: list[dict]) -> list[str]:
                     f"(>= {TAIL_RATIO:g}x) {ok}"
                 )
     return lines
-
-
-MAX_BATCH = 1024  # examples per request the benchmark sends at most (rows read from span-1)
 
 
 def main() -> None:
