@@ -160,44 +160,46 @@ def main() -> None:
     )
     p.add_argument("--baseline_root", default=None, help="another checkout to compare with")
     args = p.parse_args()
-    work = tempfile.mkdtemp(prefix="hostile-bench-")
-    base = os.path.join(work, "taxi")
-    testing.build_model(os.path.join(base, "1"), bias=10.0)
-    good = {
-        "instances": [{"b64": base64.b64encode(testing.make_example(testing.SAMPLE_ROW)).decode()}]
-    }
-    # A valid large request: parsed, run by the model (in chunks where batching splits large
-    # requests, serving/batching.py) and answered.
-    item = json.dumps(good["instances"][0]).encode()
-    valid = b'{"instances": [' + b",".join([item] * 60_000) + b"]}"
-    roots = [("this tree", ROOT)] + (
-        [("baseline", Path(args.baseline_root))] if args.baseline_root else []
-    )
-    for label, root in roots:
-        proc, grpc_port, rest_port = _start(root, base)
-        try:
-            before, after, outcome, secs = amplification(grpc_port, proc.pid)
-            print(
-                f"[{label}] amplification: {outcome} in {secs:.2f}s; server RSS "
-                f"{before / 2**20:.0f} MiB -> {after / 2**20:.0f} MiB"
-            )
-            print(f"[{label}] over-limit {over_limit_classify(rest_port, proc.pid)}")
-            for what, big in {**BIG_BODIES, "of 60,000 valid examples": valid}.items():
-                idle, busy, big_s = latency_under_big_body(rest_port, good, big)
-                med_idle, med_busy = (
-                    statistics.median(idle),
-                    statistics.median(busy) if busy else float("nan"),
-                )
+    with tempfile.TemporaryDirectory(prefix="hostile-bench-") as work:
+        base = os.path.join(work, "taxi")
+        testing.build_model(os.path.join(base, "1"), bias=10.0)
+        good = {
+            "instances": [
+                {"b64": base64.b64encode(testing.make_example(testing.SAMPLE_ROW)).decode()}
+            ]
+        }
+        # A valid large request: parsed, run by the model (in chunks where batching splits large
+        # requests, serving/batching.py) and answered.
+        item = json.dumps(good["instances"][0]).encode()
+        valid = b'{"instances": [' + b",".join([item] * 60_000) + b"]}"
+        roots = [("this tree", ROOT)] + (
+            [("baseline", Path(args.baseline_root))] if args.baseline_root else []
+        )
+        for label, root in roots:
+            proc, grpc_port, rest_port = _start(root, base)
+            try:
+                before, after, outcome, secs = amplification(grpc_port, proc.pid)
                 print(
-                    f"[{label}] good request latency: idle median {med_idle * 1000:.1f} ms; "
-                    f"while a {len(big) / 2**20:.0f} MiB body {what} is handled ({big_s:.1f}s, "
-                    f"{len(busy)} requests) median {med_busy * 1000:.1f} ms, "
-                    f"max {max(busy, default=float('nan')) * 1000:.0f} ms, ratio of medians "
-                    f"{med_busy / med_idle:.1f}x"
+                    f"[{label}] amplification: {outcome} in {secs:.2f}s; server RSS "
+                    f"{before / 2**20:.0f} MiB -> {after / 2**20:.0f} MiB"
                 )
-        finally:
-            proc.terminate()
-            proc.wait(30)
+                print(f"[{label}] over-limit {over_limit_classify(rest_port, proc.pid)}")
+                for what, big in {**BIG_BODIES, "of 60,000 valid examples": valid}.items():
+                    idle, busy, big_s = latency_under_big_body(rest_port, good, big)
+                    med_idle, med_busy = (
+                        statistics.median(idle),
+                        statistics.median(busy) if busy else float("nan"),
+                    )
+                    print(
+                        f"[{label}] good request latency: idle median {med_idle * 1000:.1f} ms; "
+                        f"while a {len(big) / 2**20:.0f} MiB body {what} is handled ({big_s:.1f}s, "
+                        f"{len(busy)} requests) median {med_busy * 1000:.1f} ms, "
+                        f"max {max(busy, default=float('nan')) * 1000:.0f} ms, ratio of medians "
+                        f"{med_busy / med_idle:.1f}x"
+                    )
+            finally:
+                proc.terminate()
+                proc.wait(30)
 
 
 if __name__ == "__main__":

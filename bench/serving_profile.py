@@ -228,15 +228,15 @@ def main() -> None:
     from model_layout import list_versions
     from serving import testing
 
-    workdir = tempfile.mkdtemp(prefix="serving-profile-")
-    base = args.model_base_path
-    if not list_versions(base):
-        base = os.path.join(workdir, "taxi")
-        testing.build_model(os.path.join(base, "1"))
-    print("load average: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
-    probe = Probe()
-    probe.install()
-    run_in_loop(_profile(args, probe, base, workdir), args.event_loop)
+    with tempfile.TemporaryDirectory(prefix="serving-profile-") as workdir:
+        base = args.model_base_path
+        if not list_versions(base):
+            base = os.path.join(workdir, "taxi")
+            testing.build_model(os.path.join(base, "1"))
+        print("load average: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
+        probe = Probe()
+        probe.install()
+        run_in_loop(_profile(args, probe, base, workdir), args.event_loop)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ a large negative bias answers ~0, a large positive one ~1.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 
 import tensorflow as tf
@@ -182,9 +183,14 @@ class ServerProcess:
         self.grpc_port = free_port()
         self.rest_port = free_port()
         self.rest_host = rest_host
-        self.log_path = log_path or os.path.join(
-            os.environ.get("TMPDIR", "/tmp"), f"mlops-serve-{self.rest_port}.log"
-        )
+        # A log the caller did not name is ours: stop() keeps its text and removes the file, so
+        # a test run leaves no server logs behind in the temp directory.
+        self._owns_log = log_path is None
+        if log_path is None:
+            fd, log_path = tempfile.mkstemp(prefix=f"mlops-serve-{self.rest_port}-", suffix=".log")
+            os.close(fd)
+        self.log_path = log_path
+        self._stopped_log: str | None = None
         cmd = [
             sys.executable,
             "-m",
@@ -236,6 +242,8 @@ class ServerProcess:
         return self.log_all()[-5000:]
 
     def log_all(self) -> str:
+        if self._stopped_log is not None:
+            return self._stopped_log
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
@@ -250,3 +258,6 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+        if self._owns_log and self._stopped_log is None:
+            self._stopped_log = self.log_all()
+            os.remove(self.log_path)

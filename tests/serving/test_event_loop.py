@@ -4,6 +4,7 @@ REST and gRPC, answer a malformed request with TF Serving's error shape and keep
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -68,6 +69,10 @@ def test_serves_on_the_chosen_loop(base, flags, loop):
         assert rest.predict("taxi", {"examples": [example]}) == answer  # still serving
     finally:
         server.stop()
+    # The server's log file is the helper's own: gone once stopped, its text still readable, so
+    # a test run leaves no mlops-serve-*.log behind in the temp directory.
+    assert not os.path.exists(server.log_path)
+    assert f"Event loop: {loop}" in server.log_all()
 
 
 def test_unknown_event_loop_is_refused():
