@@ -221,7 +221,7 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
     warnings.filterwarnings("ignore", category=FutureWarning)
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    from pipeline.local import beam_packaging
+    from pipeline.local import beam_fixed_cost, beam_packaging
     from pipeline.local.report import latest_run_report
     from pipeline.local.tfx_cache_fix import install as install_cache_fix
     from pipeline.local.warm_workers import warm_pool
@@ -230,6 +230,7 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
 
     install_cache_fix()  # cached multi-output nodes on PostgreSQL (pipeline/local/tfx_cache_fix.py)
     beam_packaging.install()  # no TFX sdist per Beam component for local workers
+    beam_fixed_cost.install()  # Beam's per-transform introspection and per-pickle log flush
     pipeline = create_pipeline(config, connection_config)
     log_path = (
         None

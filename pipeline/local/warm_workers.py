@@ -170,6 +170,10 @@ def serve(socket_path: str, runner_pid: int, preload: tuple[str, ...] = PRELOAD)
     listener.listen(64)
     for name in preload:
         importlib.import_module(name)
+    if BEAM_WORKER_MODULE in preload:
+        from pipeline.local import beam_fixed_cost
+
+        beam_fixed_cost.install()  # in every forked worker, as in the runner (beam_fixed_cost.py)
     gc.collect()
     gc.freeze()  # the imported objects stay out of collections, so forks share their pages
     listener.settimeout(PARENT_CHECK_SECONDS)

@@ -217,8 +217,12 @@ def test_no_pool_where_no_worker_process_starts_or_when_turned_off():
 
 
 def _facts(x: int) -> str:
-    """Where a worker runs: its parent's pid and whether TensorFlow was already imported."""
-    return json.dumps([x, os.getppid(), "tensorflow" in sys.modules])
+    """Where a worker runs: its parent's pid, whether TensorFlow was already imported and
+    whether Beam's introspection is pipeline/local/beam_fixed_cost.py's."""
+    from apache_beam.transforms import core
+
+    fixed = core.get_function_args_defaults.__module__ == "pipeline.local.beam_fixed_cost"
+    return json.dumps([x, os.getppid(), "tensorflow" in sys.modules, fixed])
 
 
 def _run_beam(out: Path) -> list[list]:
@@ -238,11 +242,12 @@ def test_multi_processing_workers_are_forked_from_the_warm_pool(tmp_path):
     with warm_workers.warm_pool(multi_processing_beam_args(2)) as pool:
         rows = _run_beam(tmp_path / "warm")
     assert sorted(r[0] for r in rows) == list(range(40))
-    assert {(r[1], r[2]) for r in rows} == {(pool, True)}
+    assert {(r[1], r[2], r[3]) for r in rows} == {(pool, True, True)}
     assert _gone(pool)
     cold = _run_beam(tmp_path / "cold")
     assert sorted(r[0] for r in cold) == list(range(40))
     assert pool not in {r[1] for r in cold}
+    assert not any(r[3] for r in cold)  # Beam's own workers run Beam's code unchanged
 
 
 @pytest.mark.slow
