@@ -87,21 +87,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_tfx_package_for_the_direct_runner():
+def _beam_as_the_local_run_runs_it():
     """TFX Beam executors the tests construct run as the local run runs them: on the DirectRunner
-    without TFX's ephemeral `setup.py sdist` first (pipeline/local/run.py installs the same
-    patch; pipeline/local/beam_packaging.py). The build is a subprocess of several seconds per
-    executor that no test reads; tests/pipeline/local/test_beam_packaging.py tests the patch,
-    and TFX's build for other runners, themselves."""
+    without TFX's ephemeral `setup.py sdist` first (pipeline/local/beam_packaging.py; a
+    subprocess of several seconds per executor that no test reads) and without Beam's repeated
+    signature introspection and per-pickle logger flush (pipeline/local/beam_fixed_cost.py).
+    pipeline/local/run.py installs the same; tests/pipeline/local/test_beam_packaging.py and
+    test_beam_fixed_cost.py test both against TFX's and Beam's own code."""
+    import dill
+    from apache_beam.transforms import core
     from tfx.utils import dependency_utils
 
-    from pipeline.local import beam_packaging
+    from pipeline.local import beam_fixed_cost, beam_packaging
 
     with pytest.MonkeyPatch.context() as mp:
-        # TFX's own function back at the end of the session.
+        # TFX's, Beam's and dill's own functions back at the end of the session.
         flags = dependency_utils.make_beam_dependency_flags
         mp.setattr(dependency_utils, "make_beam_dependency_flags", flags)
+        mp.setattr(core, "get_function_args_defaults", core.get_function_args_defaults)
+        mp.setattr(dill.dill, "_trace", dill.dill._trace)
         beam_packaging.install()
+        beam_fixed_cost.install()
         yield
 
 

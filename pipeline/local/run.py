@@ -189,6 +189,15 @@ def open_metadata_store(config: PipelineConfig) -> metadata_store_pb2.Connection
     return connection_config
 
 
+def install_local_fixes() -> None:
+    """What a local run changes in TFX and Beam for its own process (each idempotent)."""
+    from pipeline.local import beam_fixed_cost, beam_packaging, tfx_cache_fix
+
+    tfx_cache_fix.install()  # cached multi-output nodes on PostgreSQL
+    beam_packaging.install()  # no TFX sdist per Beam component for local workers
+    beam_fixed_cost.install()  # Beam's per-transform introspection and per-pickle log flush
+
+
 def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, RunReport | None]:
     """Run `config`'s pipeline to the end or to its first failure; print progress and the
     summary; return (exit status, the run's RunReport or None). When nothing changed since the
@@ -221,16 +230,12 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, Ru
     warnings.filterwarnings("ignore", category=FutureWarning)
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    from pipeline.local import beam_fixed_cost, beam_packaging
     from pipeline.local.report import latest_run_report
-    from pipeline.local.tfx_cache_fix import install as install_cache_fix
     from pipeline.local.warm_workers import warm_pool
     from pipeline.pipeline import create_pipeline
     from pipeline.validation.data_gate import DataAnomaliesError, DataGate
 
-    install_cache_fix()  # cached multi-output nodes on PostgreSQL (pipeline/local/tfx_cache_fix.py)
-    beam_packaging.install()  # no TFX sdist per Beam component for local workers
-    beam_fixed_cost.install()  # Beam's per-transform introspection and per-pickle log flush
+    install_local_fixes()
     pipeline = create_pipeline(config, connection_config)
     log_path = (
         None

@@ -142,6 +142,10 @@ HOSTILE = [
     ("pipeline_bench.py", "--scale-rows", "abc"),
     ("evaluator_bench.py", "--rows", "0"),
     ("evaluator_bench.py", "--evaluators", "tfma,nope"),
+    ("beam_fixed_cost_bench.py", "--rows", "0"),
+    ("beam_fixed_cost_bench.py", "--rows", "10000000"),
+    ("beam_fixed_cost_bench.py", "--rounds", "0"),
+    ("beam_fixed_cost_bench.py", "--rounds", "nan"),
 ]
 
 

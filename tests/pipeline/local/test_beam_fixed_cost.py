@@ -222,8 +222,13 @@ def test_beams_own_switch_flushes_on_every_pickle(monkeypatch):
     assert len(flushes) == 40
 
 
-def test_a_local_run_installs_it(small_pipeline):
-    """pipeline/local/run.py installs both in the process that runs the in-memory DirectRunner."""
-    assert small_pipeline.exit_code == 0
+def test_a_local_run_installs_it(monkeypatch):
+    """pipeline/local/run.py installs both in the process that runs the in-memory DirectRunner
+    (run_pipeline calls install_local_fixes before building the pipeline)."""
+    from pipeline.local import run
+
+    monkeypatch.setattr(core, "get_function_args_defaults", beams_own)
+    monkeypatch.setattr(dill.dill, "_trace", bfc._dills_own_trace)  # noqa: SLF001
+    run.install_local_fixes()
     assert core.get_function_args_defaults is bfc.function_args_defaults
     assert dill.dill._trace is bfc.trace
