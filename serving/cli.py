@@ -16,6 +16,7 @@ import click
 
 import model_layout
 from cli_support import CommandError, Exit, debug_option, handle_errors
+from serving.addresses import check_ports
 from serving.canary import CanarySplit
 from serving.event_loop import DEFAULT_EVENT_LOOP, EVENT_LOOPS
 
@@ -215,9 +216,11 @@ ALL_MODELS_POLL_SECONDS = 1.0
 @handle_errors()
 def serve(**kw: object) -> None:
     """Serve SavedModels over TF Serving's gRPC and REST APIs."""
+    # TensorFlow (several seconds, hundreds of MB) is imported only once the flags, the config
+    # files and both ports have passed: a mistake in any of them answers at once, and the
+    # supervisor of `--workers N` never imports it at all (serving/addresses.py).
     from serving.config import BatchingOptions, ServerOptions, load_monitoring_path
     from serving.limits import RequestLimits
-    from serving.server import run_server
 
     log_level = str(kw.pop("log_level")).upper()
     workers = kw.pop("workers")
@@ -289,6 +292,9 @@ def serve(**kw: object) -> None:
                     Exit.UNREACHABLE if unreachable else Exit.FAILED,
                 )
         else:
+            check_ports(options)
+            from serving.server import run_server
+
             run_server(options)
     except OSError as e:  # a port that cannot be bound
         raise CommandError(f"cannot listen: {e}", Exit.UNREACHABLE) from e

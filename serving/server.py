@@ -11,12 +11,12 @@ import asyncio
 import gc
 import logging
 import signal
-import socket
 from collections.abc import Callable
 
 import grpc
 from aiohttp.web import TCPSite
 
+from serving.addresses import check_ports, grpc_address
 from serving.config import ServerOptions
 from serving.dataplane import DataPlane
 from serving.errors import ServingError
@@ -28,32 +28,6 @@ from serving.rest import RestApi
 from serving.warmup import warmup_hook
 
 log = logging.getLogger(__name__)
-
-
-def grpc_address(host: str, port: int) -> str:
-    """gRPC's host:port, with an IPv6 literal in brackets ('::1' -> '[::1]:8500')."""
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"{host}:{port}"
-
-
-def check_bindable(host: str, port: int, what: str, reuse_port: bool = False) -> None:
-    """Bind (and release) host:port the way the server will, or raise one clear OSError.
-    `reuse_port`: a worker of `--workers N`, whose siblings may be listening already."""
-    if not port:
-        return
-    plain = host.strip("[]")
-    try:
-        infos = socket.getaddrinfo(plain or None, port, type=socket.SOCK_STREAM)
-        family, kind, proto, _, address = infos[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            probe.bind(address)
-    except OSError as e:
-        reason = e.strerror or str(e)
-        raise OSError(f"cannot bind the {what} address {host}:{port}: {reason}") from None
 
 
 def settle_heap() -> None:
@@ -95,9 +69,7 @@ class ModelServer:
         opts = self.options
         config = opts.model_server_config()
         # Loading can take minutes: an address that cannot be bound fails first, in one line.
-        check_bindable(opts.grpc_host, opts.port, "gRPC", opts.reuse_port)
-        if opts.rest_api_port:
-            check_bindable(opts.rest_api_host, opts.rest_api_port, "REST", opts.reuse_port)
+        check_ports(opts)
         # Metrics exist before the first load so that the initial versions' warmup is counted.
         metrics = self.metrics = Metrics(
             lambda: self.repository.model_names() if self.repository else (),

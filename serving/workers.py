@@ -32,6 +32,7 @@ import signal
 import time
 from dataclasses import replace
 
+from serving.addresses import check_ports
 from serving.config import ServerOptions
 
 log = logging.getLogger(__name__)
@@ -81,12 +82,8 @@ def _worker(options: ServerOptions, log_level: str, ready) -> None:
 def run_workers(options: ServerOptions, workers: int, log_level: str = "INFO") -> int:
     """Run `workers` server processes until SIGTERM/SIGINT or until one exits; the exit status
     is the first worker's to exit on its own (0 after a signal-initiated stop)."""
-    from serving.server import check_bindable
-
     check_worker_options(options, workers)
-    check_bindable(options.grpc_host, options.port, "gRPC")
-    if options.rest_api_port:
-        check_bindable(options.rest_api_host, options.rest_api_port, "REST")
+    check_ports(options)  # both free: a port another program holds is not shared
     shared = replace(options, reuse_port=True, workers=workers)
     ctx = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
     ready = [ctx.Event() for _ in range(workers)]

@@ -78,6 +78,59 @@ def test_serve_bad_config_is_a_usage_error(tmp_path):
     assert "base_path" in out.stderr
 
 
+def _importtime_modules(err: str) -> set[str]:
+    """The modules `python -X importtime` reports on stderr (one per 'import time:' line)."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in err.splitlines()
+        if line.startswith("import time:")
+    }
+
+
+@pytest.mark.parametrize(
+    "case, status, text",
+    [
+        ("bad config", Exit.FAILED, "base_path"),
+        ("two model sources", Exit.FAILED, "not both"),
+        ("unknown dataset", Exit.FAILED, "no dataset spec"),
+        ("workers on port 0", Exit.FAILED, "fixed --port"),
+        ("REST port in use", Exit.UNREACHABLE, "cannot bind the REST address"),
+        ("gRPC port in use, workers", Exit.UNREACHABLE, "cannot bind the gRPC address"),
+        ("no such gRPC host", Exit.UNREACHABLE, "cannot bind the gRPC address 192.0.2.1"),
+    ],
+)
+def test_serve_refuses_before_importing_tensorflow(tmp_path, case, status, text):
+    """Flags, config files and both ports are checked before TensorFlow is imported (seconds
+    and hundreds of MB): the refusal is the only line on stderr, with no import noise before it."""
+    config = tmp_path / "models.config"
+    config.write_text("model_config_list { config { name: 'x' } }")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        held = busy.getsockname()[1]
+        base = f"--model_base_path={tmp_path / 'taxi'}"
+        args = {
+            "bad config": [f"--model_config_file={config}"],
+            "two model sources": [f"--model_config_file={config}", base],
+            "unknown dataset": ["--dataset=no-such-dataset"],
+            "workers on port 0": [base, "--workers=2", "--port=0"],
+            "REST port in use": [base, f"--port={sm.free_port()}", f"--rest_api_port={held}"],
+            "gRPC port in use, workers": [base, f"--port={held}", "--workers=2"],
+            "no such gRPC host": [base, "--grpc_host=192.0.2.1", f"--port={sm.free_port()}"],
+        }[case]
+        out = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "mlops.cli", "serve", *args],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert out.returncode == status, out.stderr[-2000:]
+    imported = _importtime_modules(out.stderr)
+    assert "click" in imported and "tensorflow" not in imported
+    lines = [ln for ln in out.stderr.splitlines() if not ln.startswith("import time:")]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and text in lines[0], lines
+
+
 def test_serve_port_in_use_is_one_line(tmp_path):
     sm.build_model(tmp_path / "taxi" / "1")
     with socket.socket() as busy:

@@ -57,6 +57,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _maps_tensorflow(pid: int) -> bool:
+    with open(f"/proc/{pid}/maps") as f:
+        return "libtensorflow_framework" in f.read()
+
+
 def _start(base, *extra: str):
     server = sm.ServerProcess(
         "--model_name=taxi", f"--model_base_path={base}", "--workers=2", *extra
@@ -82,6 +87,9 @@ def test_two_workers_share_both_ports_and_refuse_reload_config(model_base, tmp_p
     try:
         pids = _worker_pids(server)
         assert len(set(pids)) == 2
+        # The supervisor only watches: TensorFlow's library is mapped in the workers, not in it.
+        assert all(_maps_tensorflow(p) for p in pids)
+        assert not _maps_tensorflow(server.proc.pid)
         # Fresh connections (no session): the kernel spreads them over the listening workers.
         url = server.rest_url + "/v1/models/taxi:predict"
         body = {"instances": [{"b64": base64.b64encode(EXAMPLE).decode()}]}
