@@ -247,16 +247,27 @@ def _compare_feature(name: str, fa, fb, test: FeatureTest) -> TestResult | None:
 
 
 # ---- statistics of tf.Examples, in memory ----------------------------------------------------
+def statistics_in_memory(batch, options=None) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """TFDV's statistics of one Arrow RecordBatch, in this process (no Beam), with TFDV's
+    equi-width histograms computed as arrays (data_stats/equi_width_histogram.py: the same
+    numbers, ~180 ms less per numeric feature)."""
+    from tensorflow_data_validation.statistics import stats_impl
+
+    from data_stats import equi_width_histogram
+
+    equi_width_histogram.install()
+    return stats_impl.generate_statistics_in_memory(batch, options or statistics_options())
+
+
 def statistics_of_examples(
     serialized: Iterable[bytes], options=None
 ) -> statistics_pb2.DatasetFeatureStatisticsList:
     """TFDV statistics of serialized tf.Examples, decoded as StatisticsGen decodes them (tfx_bsl's
     example decoder), in memory: check-skew's logged requests, benchmarks and tests."""
-    from tensorflow_data_validation.statistics import stats_impl
     from tfx_bsl.coders import example_coder
 
     batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(list(serialized))
-    return stats_impl.generate_statistics_in_memory(batch, options or statistics_options())
+    return statistics_in_memory(batch, options)
 
 
 def examples_from_rows(

@@ -31,7 +31,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from cli_support import CommandError, Exit
-from data_stats.measures import statistics_options
+from data_stats.measures import statistics_in_memory
 from modules import dataset_spec
 from modules.dataset_spec import BINARY, MULTICLASS, REGRESSION, TASKS
 
@@ -231,7 +231,6 @@ def _role(column: Column, rows: int) -> str:
 def _statistics(columns: list[Column]):
     """TFDV statistics of the typed columns (in memory, as StatisticsGen computes them)."""
     import pyarrow as pa
-    from tensorflow_data_validation.statistics import stats_impl
 
     arrays, names = [], []
     for c in columns:
@@ -245,7 +244,7 @@ def _statistics(columns: list[Column]):
         arrays.append(pa.array(typed, type=pa.list_(arrow)))
         names.append(c.name)
     batch = pa.RecordBatch.from_arrays(arrays, names)
-    return stats_impl.generate_statistics_in_memory(batch, statistics_options())
+    return statistics_in_memory(batch)
 
 
 def _schema_text(columns: list[Column], label: Column, task: str) -> str:

@@ -91,13 +91,17 @@ def _beam_as_the_local_run_runs_it():
     """TFX Beam executors the tests construct run as the local run runs them: on the DirectRunner
     without TFX's ephemeral `setup.py sdist` first (pipeline/local/beam_packaging.py; a
     subprocess of several seconds per executor that no test reads) and without Beam's repeated
-    signature introspection and per-pickle logger flush (pipeline/local/beam_fixed_cost.py).
-    pipeline/local/run.py installs the same; tests/pipeline/local/test_beam_packaging.py and
-    test_beam_fixed_cost.py test both against TFX's and Beam's own code."""
+    signature introspection and per-pickle logger flush (pipeline/local/beam_fixed_cost.py), and
+    TFDV's histograms as StatisticsGen computes them there (data_stats/equi_width_histogram.py).
+    pipeline/local/run.py installs the same; tests/pipeline/local/test_beam_packaging.py,
+    test_beam_fixed_cost.py and tests/data_stats/test_equi_width_histogram.py test each against
+    TFX's, Beam's and TFDV's own code."""
     import dill
     from apache_beam.transforms import core
+    from tensorflow_data_validation.utils import quantiles_util
     from tfx.utils import dependency_utils
 
+    from data_stats import equi_width_histogram
     from pipeline.local import beam_fixed_cost, beam_packaging
 
     with pytest.MonkeyPatch.context() as mp:
@@ -106,8 +110,11 @@ def _beam_as_the_local_run_runs_it():
         mp.setattr(dependency_utils, "make_beam_dependency_flags", flags)
         mp.setattr(core, "get_function_args_defaults", core.get_function_args_defaults)
         mp.setattr(dill.dill, "_trace", dill.dill._trace)
+        histogram = quantiles_util.generate_equi_width_histogram
+        mp.setattr(quantiles_util, "generate_equi_width_histogram", histogram)
         beam_packaging.install()
         beam_fixed_cost.install()
+        equi_width_histogram.install()
         yield
 
 

@@ -191,11 +191,13 @@ def open_metadata_store(config: PipelineConfig) -> metadata_store_pb2.Connection
 
 def install_local_fixes() -> None:
     """What a local run changes in TFX and Beam for its own process (each idempotent)."""
+    from data_stats import equi_width_histogram
     from pipeline.local import beam_fixed_cost, beam_packaging, tfx_cache_fix
 
     tfx_cache_fix.install()  # cached multi-output nodes on PostgreSQL
     beam_packaging.install()  # no TFX sdist per Beam component for local workers
     beam_fixed_cost.install()  # Beam's per-transform introspection and per-pickle log flush
+    equi_width_histogram.install()  # TFDV's histograms as arrays, not a loop per bucket
 
 
 def run_pipeline(config: PipelineConfig, verbose: bool = False) -> tuple[int, RunReport | None]:

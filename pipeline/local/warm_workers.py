@@ -174,6 +174,10 @@ def serve(socket_path: str, runner_pid: int, preload: tuple[str, ...] = PRELOAD)
         from pipeline.local import beam_fixed_cost
 
         beam_fixed_cost.install()  # in every forked worker, as in the runner (beam_fixed_cost.py)
+    if "tensorflow_data_validation" in preload:
+        from data_stats import equi_width_histogram
+
+        equi_width_histogram.install()  # where StatisticsGen computes its histograms
     gc.collect()
     gc.freeze()  # the imported objects stay out of collections, so forks share their pages
     listener.settimeout(PARENT_CHECK_SECONDS)

@@ -225,15 +225,17 @@ def test_beams_own_switch_flushes_on_every_pickle(monkeypatch):
 def test_a_local_run_installs_it(monkeypatch):
     """pipeline/local/run.py installs both in the process that runs the in-memory DirectRunner
     (run_pipeline calls install_local_fixes before building the pipeline)."""
+    from tensorflow_data_validation.utils import quantiles_util
     from tfx.orchestration.portable import cache_utils
     from tfx.utils import dependency_utils
 
     from pipeline.local import run
 
-    # The other two fixes it installs are put back after the test, as they were.
+    # The other fixes it installs are put back after the test, as they were.
     for module, name in (
         (cache_utils, "_get_outputs_of_execution"),
         (dependency_utils, "make_beam_dependency_flags"),
+        (quantiles_util, "generate_equi_width_histogram"),
     ):
         monkeypatch.setattr(module, name, getattr(module, name))
     monkeypatch.setattr(core, "get_function_args_defaults", beams_own)

@@ -218,11 +218,15 @@ def test_no_pool_where_no_worker_process_starts_or_when_turned_off():
 
 def _facts(x: int) -> str:
     """Where a worker runs: its parent's pid, whether TensorFlow was already imported and
-    whether Beam's introspection is pipeline/local/beam_fixed_cost.py's."""
+    whether Beam's introspection is pipeline/local/beam_fixed_cost.py's and TFDV's histogram
+    data_stats/equi_width_histogram.py's (as imported there: a cold worker has no TFDV)."""
     from apache_beam.transforms import core
 
     fixed = core.get_function_args_defaults.__module__ == "pipeline.local.beam_fixed_cost"
-    return json.dumps([x, os.getppid(), "tensorflow" in sys.modules, fixed])
+    quantiles = sys.modules.get("tensorflow_data_validation.utils.quantiles_util")
+    histogram = getattr(quantiles, "generate_equi_width_histogram", None)
+    ours = getattr(histogram, "__module__", None) == "data_stats.equi_width_histogram"
+    return json.dumps([x, os.getppid(), "tensorflow" in sys.modules, fixed and ours])
 
 
 def _run_beam(out: Path) -> list[list]:
@@ -247,7 +251,7 @@ def test_multi_processing_workers_are_forked_from_the_warm_pool(tmp_path):
     cold = _run_beam(tmp_path / "cold")
     assert sorted(r[0] for r in cold) == list(range(40))
     assert pool not in {r[1] for r in cold}
-    assert not any(r[3] for r in cold)  # Beam's own workers run Beam's code unchanged
+    assert not any(r[3] for r in cold)  # Beam's own workers run Beam's and TFDV's code unchanged
 
 
 @pytest.mark.slow
