@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 
 from modules import features
 from modules.dataset_spec import DatasetSpec
+from serving_api.example_proto import example_class
 
 
 def _kind(key: str, value: object, spec: DatasetSpec) -> str:
@@ -32,10 +33,8 @@ def row_to_example(
 ) -> bytes:
     """Serialize one row; `keys` defaults to the spec's raw model features (other keys are
     dropped); `spec` defaults to the active dataset's."""
-    from tensorflow.core.example import example_pb2
-
     spec = spec or features.SPEC
-    ex = example_pb2.Example()
+    ex = example_class()()  # TensorFlow's tf.Example, without importing TensorFlow
     for key in spec.raw_feature_keys if keys is None else keys:
         value = row.get(key)
         if value is None or value == "" or value == b"":
