@@ -16,6 +16,7 @@ import threading
 
 import pytest
 
+from tests import importtime
 from tests.paths import PROJECT_ROOT
 
 NOISE = ("Unable to register", "FutureWarning", "TF-TRT", "cuda", "oneDNN")
@@ -77,15 +78,9 @@ def test_predict_over_rest_does_not_import_tensorflow(failing_server, tmp_path):
     its start-up before the request, as `python -X importtime` shows."""
     out = _predict(failing_server, tmp_path, python=("-X", "importtime"))
     assert out.returncode == 1, out.stderr[-2000:]
-    imported = {
-        line.rsplit("|", 1)[1].strip()
-        for line in out.stderr.splitlines()
-        if line.startswith("import time:")
-    }
+    imported = importtime.imported(out.stderr)
     assert "requests" in imported and "tensorflow" not in imported
-    assert [ln for ln in out.stderr.splitlines() if not ln.startswith("import time:")] == [
-        f"Error: prediction failed: 400: {SENTENCE}"
-    ]
+    assert importtime.other_lines(out.stderr) == [f"Error: prediction failed: 400: {SENTENCE}"]
 
 
 def _free_port() -> int:

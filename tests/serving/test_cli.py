@@ -13,6 +13,7 @@ import pytest
 from cli_support import Exit
 from serving import testing as sm
 from serving_api import client
+from tests import importtime
 
 
 def _mlops(
@@ -78,15 +79,6 @@ def test_serve_bad_config_is_a_usage_error(tmp_path):
     assert "base_path" in out.stderr
 
 
-def _importtime_modules(err: str) -> set[str]:
-    """The modules `python -X importtime` reports on stderr (one per 'import time:' line)."""
-    return {
-        line.rsplit("|", 1)[1].strip()
-        for line in err.splitlines()
-        if line.startswith("import time:")
-    }
-
-
 @pytest.mark.parametrize(
     "case, status, text",
     [
@@ -125,9 +117,9 @@ def test_serve_refuses_before_importing_tensorflow(tmp_path, case, status, text)
             timeout=180,
         )
     assert out.returncode == status, out.stderr[-2000:]
-    imported = _importtime_modules(out.stderr)
+    imported = importtime.imported(out.stderr)
     assert "click" in imported and "tensorflow" not in imported
-    lines = [ln for ln in out.stderr.splitlines() if not ln.startswith("import time:")]
+    lines = importtime.other_lines(out.stderr)
     assert len(lines) == 1 and lines[0].startswith("Error: ") and text in lines[0], lines
 
 
