@@ -99,9 +99,9 @@ def test_statistics_of_taxi_rows_are_tfdvs(monkeypatch):
     assert quantiles_util.generate_equi_width_histogram is ewh.equi_width_histogram  # installed
     calls = []
 
-    def counted(*args):
-        calls.append(args)
-        return ewh.equi_width_histogram(*args)
+    def counted(*args, **kwargs):  # TFDV passes them by name
+        calls.append(kwargs)
+        return ewh.equi_width_histogram(*args, **kwargs)
 
     monkeypatch.setattr(ewh, "install", lambda: None)
     monkeypatch.setattr(quantiles_util, "generate_equi_width_histogram", counted)
