@@ -21,7 +21,6 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 FILE_NAME = "tensorflow/core/example/example_subset.proto"
 MESSAGES = ("BytesList", "FloatList", "Int64List", "Feature", "Features", "Example")
 _DESCRIPTOR = """
-name: "tensorflow/core/example/example_subset.proto"
 package: "tensorflow"
 syntax: "proto3"
 message_type {
@@ -86,7 +85,7 @@ message_type {
 def pool() -> descriptor_pool.DescriptorPool:
     """The pool holding this module's tf.Example messages (not protobuf's default pool)."""
     own = descriptor_pool.DescriptorPool()
-    own.Add(text_format.Parse(_DESCRIPTOR, descriptor_pb2.FileDescriptorProto()))
+    own.Add(text_format.Parse(_DESCRIPTOR, descriptor_pb2.FileDescriptorProto(name=FILE_NAME)))
     return own
 
 
