@@ -22,9 +22,31 @@ def grpc_address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+MAX_PORT = 65535
+
+
+def host_problem(host: str) -> str | None:
+    """Why `host` is no bind address for both of the server's libraries, or None. The resolver
+    forgives what gRPC does not (an empty host, a BOM or other invisible character, which IDNA
+    drops, brackets nested or around a name), and gRPC would refuse it only after loading."""
+    if not host:
+        return "empty (0.0.0.0 is every interface)"
+    if not host.isascii() or not host.isprintable() or any(c.isspace() for c in host):
+        return "not a host name or IP address (invisible or non-ASCII characters)"
+    inner = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if "[" in inner or "]" in inner or (inner != host and ":" not in inner):
+        return "brackets go around an IPv6 literal only, once"
+    return None
+
+
 def check_bindable(host: str, port: int, what: str, reuse_port: bool = False) -> None:
     """Bind (and release) host:port the way the server will, or raise one clear OSError.
     `reuse_port`: a worker of `--workers N`, whose siblings may be listening already."""
+    if not 0 <= port <= MAX_PORT:  # the OS would take it modulo 65536: another port
+        raise OSError(f"the {what} port {port} is not a TCP port (0-{MAX_PORT})")
+    problem = host_problem(host)
+    if problem:
+        raise OSError(f"cannot bind the {what} address {host!r}: {problem}")
     if not port:
         return
     plain = host.strip("[]")

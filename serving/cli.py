@@ -16,7 +16,7 @@ import click
 
 import model_layout
 from cli_support import CommandError, Exit, debug_option, handle_errors
-from serving.addresses import check_ports
+from serving.addresses import MAX_PORT, check_ports
 from serving.canary import CanarySplit
 from serving.event_loop import DEFAULT_EVENT_LOOP, EVENT_LOOPS
 
@@ -27,9 +27,15 @@ ALL_MODELS_POLL_SECONDS = 1.0
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--port", type=int, default=8500, show_default=True, help="gRPC port.")
 @click.option(
-    "--rest_api_port", type=int, default=8501, show_default=True, help="REST port; 0 disables REST."
+    "--port", type=click.IntRange(0, MAX_PORT), default=8500, show_default=True, help="gRPC port."
+)
+@click.option(
+    "--rest_api_port",
+    type=click.IntRange(0, MAX_PORT),
+    default=8501,
+    show_default=True,
+    help="REST port; 0 disables REST.",
 )
 @click.option("--rest_api_host", default="127.0.0.1", show_default=True, help="REST bind address.")
 @click.option(
@@ -345,7 +351,12 @@ def _select_models(kw: dict) -> None:
 )
 @click.option("--protocol", type=click.Choice(["rest", "grpc"]), default="rest", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=None, help="Default: 8501 for REST, 8500 for gRPC.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, MAX_PORT),
+    default=None,
+    help="Default: 8501 for REST, 8500 for gRPC.",
+)
 @click.option(
     "--encoding",
     type=click.Choice(["examples", "raw"]),

@@ -89,6 +89,12 @@ def test_serve_bad_config_is_a_usage_error(tmp_path):
         ("REST port in use", Exit.UNREACHABLE, "cannot bind the REST address"),
         ("gRPC port in use, workers", Exit.UNREACHABLE, "cannot bind the gRPC address"),
         ("no such gRPC host", Exit.UNREACHABLE, "cannot bind the gRPC address 192.0.2.1"),
+        # hostile values gRPC would refuse only after loading, or the OS would wrap around
+        ("port past 65535", Exit.FAILED, "99999 is not in the range"),
+        ("REST port past 65535", Exit.FAILED, "70000 is not in the range"),
+        ("empty gRPC host", Exit.UNREACHABLE, "empty (0.0.0.0 is every interface)"),
+        ("BOM before the REST host", Exit.UNREACHABLE, "invisible or non-ASCII"),
+        ("nested brackets", Exit.UNREACHABLE, "brackets go around an IPv6 literal"),
     ],
 )
 def test_serve_refuses_before_importing_tensorflow(tmp_path, case, status, text):
@@ -109,6 +115,11 @@ def test_serve_refuses_before_importing_tensorflow(tmp_path, case, status, text)
             "REST port in use": [base, f"--port={sm.free_port()}", f"--rest_api_port={held}"],
             "gRPC port in use, workers": [base, f"--port={held}", "--workers=2"],
             "no such gRPC host": [base, "--grpc_host=192.0.2.1", f"--port={sm.free_port()}"],
+            "port past 65535": [base, "--port=99999"],
+            "REST port past 65535": [base, "--rest_api_port=70000"],
+            "empty gRPC host": [base, "--grpc_host="],
+            "BOM before the REST host": [base, "--rest_api_host=\ufeff127.0.0.1"],
+            "nested brackets": [base, "--grpc_host=[[::1]]", f"--port={sm.free_port()}"],
         }[case]
         out = subprocess.run(
             [sys.executable, "-X", "importtime", "-m", "mlops.cli", "serve", *args],
