@@ -331,6 +331,7 @@ def _server(code_root: Path, base: str, extra: list[str]):
             # INFO only with workers: the supervisor logs when every worker is serving
             f"--log_level={'INFO' if workers > 1 else 'WARNING'}",
             *extra,
+            fresh=True,  # a new interpreter importing `code_root`, as a user's server starts
         ).wait_ready()
         if workers > 1:  # the first worker opens the ports; wait for the others too
             from serving.workers import all_ready_message

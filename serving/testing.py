@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
@@ -171,11 +172,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Set by the test suite (tests/conftest.py): (cli_args, log_path) -> a started process with
+# Popen's pid, poll, wait, send_signal, terminate and kill, or None for a new interpreter.
+fork_launcher: Callable[[list[str], str], Any] | None = None
+
+
 class ServerProcess:
-    """`mlops serve` as a subprocess on free ports; ready once the REST status answers."""
+    """`mlops serve` as a subprocess on free ports; ready once the REST status answers.
+
+    Under the tests the process comes from `fork_launcher` (tests/server_forks.py: forked from a
+    process that has already imported the server); `fresh=True` always starts a new
+    interpreter."""
 
     def __init__(
-        self, *args: str, log_path: str | None = None, rest_host: str = "127.0.0.1"
+        self,
+        *args: str,
+        log_path: str | None = None,
+        rest_host: str = "127.0.0.1",
+        fresh: bool = False,
     ) -> None:
         import subprocess
         import sys
@@ -191,10 +205,7 @@ class ServerProcess:
             os.close(fd)
         self.log_path = log_path
         self._stopped_log: str | None = None
-        cmd = [
-            sys.executable,
-            "-m",
-            "mlops.cli",
+        cli_args = [
             "serve",
             f"--port={self.grpc_port}",
             f"--rest_api_port={self.rest_port}",
@@ -202,7 +213,14 @@ class ServerProcess:
             *args,
         ]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        launched = None if fresh or fork_launcher is None else fork_launcher(cli_args, log_path)
+        self.proc: Any = launched
+        if launched is None:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mlops.cli", *cli_args],
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+            )
 
     @property
     def rest_url(self) -> str:

@@ -16,6 +16,7 @@ import pytest
 import modules  # noqa: F401 - sets the Keras-2 switch before any test imports TensorFlow
 from pipeline.config import PipelineConfig
 from pipeline.testing.samples import small_config, write_sample
+from tests import server_forks
 
 # Fixtures that run the pipeline: a test using one is slow whether or not its file says so.
 PIPELINE_FIXTURES = {"small_pipeline", "pg_pipeline", "runs"}
@@ -84,6 +85,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         seen = {g: i for i, g in enumerate(dict.fromkeys(groups.values()))}
         rank = {g: first.index(g) if g in first else len(first) for g in sizes}
         items.sort(key=lambda item: (rank[groups[item]], -sizes[groups[item]], seen[groups[item]]))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _servers_forked():
+    """Test servers (serving/testing.py's ServerProcess) fork from one process per test process
+    that has imported the server and TensorFlow once (tests/server_forks.py) instead of paying
+    that import (~5.5 s) per server. MLOPS_TEST_FORKED_SERVERS=0: a new interpreter each."""
+    from serving import testing
+
+    testing.fork_launcher = server_forks.launch
+    yield
+    testing.fork_launcher = None
 
 
 @pytest.fixture(scope="session", autouse=True)

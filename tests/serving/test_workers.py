@@ -63,8 +63,10 @@ def _maps_tensorflow(pid: int) -> bool:
 
 
 def _start(base, *extra: str):
+    # A new interpreter: what the supervisor imports is under test (no TensorFlow), and a fork
+    # of the tests' preloaded server process (tests/server_forks.py) has it already.
     server = sm.ServerProcess(
-        "--model_name=taxi", f"--model_base_path={base}", "--workers=2", *extra
+        "--model_name=taxi", f"--model_base_path={base}", "--workers=2", *extra, fresh=True
     ).wait_ready()
     try:
         _wait(lambda: all_ready_message(2) in server.log_all(), what="both workers")
