@@ -16,6 +16,7 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable
 
 import keras_tuner as kt
 import numpy as np
@@ -486,6 +487,24 @@ def needs_layer_traces(model: keras.Model) -> bool:
     )
 
 
+class PhaseTimer:
+    """Seconds per phase of run_fn, logged at the end: where a Trainer's time goes as the rows
+    grow (docs/performance.md), without a profiler."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = clock
+        self._last = clock()
+
+    def done(self, phase: str) -> None:
+        now = self._clock()
+        self.seconds[phase] = round(now - self._last, 2)
+        self._last = now
+
+    def summary(self) -> str:
+        return ", ".join(f"{phase} {s:.1f} s" for phase, s in self.seconds.items())
+
+
 def run_fn(fn_args: FnArgs) -> None:
     """Train the candidate with the Tuner's best hyperparameters (or the space's defaults) for
     as long as the data size asks (training_plan), fit the constant and linear baselines on the
@@ -496,8 +515,10 @@ def run_fn(fn_args: FnArgs) -> None:
     spec = dataset_spec.from_custom_config(custom_config)
     push_linear = bool(custom_config.get(baselines.PUSH_LINEAR_KEY, True))
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    phases = PhaseTimer()
     train, plan = train_split_and_plan(fn_args, tf_transform_output, spec)
     eval_split = read_split(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec)
+    phases.done("read splits")
     families = configured_families(custom_config)
     if fn_args.hyperparameters:
         hparams = kt.HyperParameters.from_config(fn_args.hyperparameters)
@@ -538,12 +559,14 @@ def run_fn(fn_args: FnArgs) -> None:
             **plan.validation(eval_split),
         )
     seconds[baselines.CANDIDATE] = time.monotonic() - started
+    phases.done("train candidate")
     started = time.monotonic()
     models = {
         baselines.CANDIDATE: model,
         baselines.LINEAR: fit_linear_baseline(spec, train, eval_split, plan),
     }
     seconds[baselines.LINEAR] = time.monotonic() - started
+    phases.done("fit linear")
     models[baselines.CONSTANT] = build_constant_model(
         spec, baselines.constant_logits(spec, train.labels)
     )
@@ -551,13 +574,16 @@ def run_fn(fn_args: FnArgs) -> None:
         name: m.predict(eval_split.features, batch_size=READ_BATCH_SIZE, verbose=0)
         for name, m in models.items()
     }
+    phases.done("score eval rows")
     comparison = baselines.compare(spec, eval_split.labels, predictions, push_linear, seconds)
+    phases.done("compare")
     comparison["candidate_family"] = model_family(hparams)
     comparison["training_plan"] = dataclasses.asdict(plan)
     logging.info("Model comparison: %s", comparison["decision"])
     export_serving_model(
         models[comparison["exported"]], tf_transform_output, fn_args.serving_model_dir, spec
     )
+    phases.done("export")
     baselines.write_comparison(os.path.dirname(fn_args.serving_model_dir), comparison)
     importance.write_importance(
         os.path.dirname(fn_args.serving_model_dir),
@@ -565,3 +591,5 @@ def run_fn(fn_args: FnArgs) -> None:
             spec, models[comparison["exported"]], eval_split.features, eval_split.labels
         ),
     )
+    phases.done("importance")
+    logging.info("Trainer seconds by phase: %s", phases.summary())
