@@ -24,6 +24,7 @@ import runpy
 import signal
 import subprocess
 import sys
+import types
 import weakref
 
 FORKED_ENV = "MLOPS_TEST_FORKED_SERVERS"
@@ -95,7 +96,15 @@ class ForkedServer:
             args=(list(args), dict(os.environ), log_path),
             name="mlops-serve",
         )
-        process.start()
+        # multiprocessing re-runs the parent's __main__ in the child (by name or by path): in a
+        # test process that may be whatever a test left there (Streamlit's AppTest leaves the
+        # app script, which then ran in the server). A new interpreter runs only `mlops`.
+        saved_main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            process.start()
+        finally:
+            sys.modules["__main__"] = saved_main
         _live.add(process)
         self._process = process
         self.pid: int = process.pid

@@ -14,6 +14,8 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import types
 
 import pytest
 import requests
@@ -74,6 +76,25 @@ def test_a_refusal_is_one_line_in_the_log_and_the_clis_exit_status(models):
             server.stop()
 
 
+def test_the_child_does_not_run_the_test_processs_main_module(models, monkeypatch, tmp_path):
+    """multiprocessing re-runs the parent's __main__ in a child; a test can leave a script there
+    (Streamlit's AppTest left apps/ui/app.py, which then failed inside the server)."""
+    marker = tmp_path / "main-ran"
+    script = tmp_path / "left_behind.py"
+    script.write_text(f"open({str(marker)!r}, 'w').close()\nraise SystemExit(7)\n")
+    left = types.ModuleType("__main__")
+    left.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", left)
+    server = sm.ServerProcess("--model_name=taxi", f"--model_base_path={models / 'taxi'}")
+    try:
+        server.wait_ready()
+        assert _predict(server)
+    finally:
+        server.stop()
+    assert not marker.exists()
+    assert sys.modules["__main__"] is left  # the test process's own __main__ is put back
+
+
 def test_the_child_sees_the_callers_environment(models, monkeypatch):
     """A variable set in the caller after the forkserver started reaches the child's CLI:
     `mlops lineage` reads its store from MLMD_CONNECTION."""
@@ -120,3 +141,45 @@ def test_kill_and_send_signal_reach_the_child(models):
         server.proc.kill()  # on a stopped child: nothing to do, no error
     finally:
         server.stop()
+
+
+def test_a_server_left_running_does_not_keep_the_test_process_from_exiting(tmp_path):
+    """A test process that exits with a forked server still running (a failed test's leftover)
+    kills it instead of waiting in multiprocessing's exit handler, which joins every child."""
+    import time
+
+    from tests.paths import PROJECT_ROOT
+
+    log = tmp_path / "left.log"
+    log.write_bytes(b"")
+    script = f"""
+from tests import server_forks
+child = server_forks.ForkedServer(
+    ["serve", "--port=0", "--rest_api_port=0", "--model_name=x",
+     "--model_base_path={tmp_path / "no-versions-yet"}"],
+    {str(log)!r},
+)
+print(child.pid, flush=True)
+while "Running gRPC ModelServer" not in open({str(log)!r}).read():
+    assert child.poll() is None, open({str(log)!r}).read()
+    __import__("time").sleep(0.2)
+"""
+    (tmp_path / "no-versions-yet").mkdir()
+    try:
+        parent = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=PROJECT_ROOT,  # `tests` imports from the project root, as under pytest
+        )
+    except subprocess.TimeoutExpired as e:  # the exit hung: stop the server it left, then fail
+        for pid in (e.stdout or b"").split():
+            os.kill(int(pid), signal.SIGKILL)
+        raise AssertionError("the test process did not exit with its server running") from e
+    assert parent.returncode == 0, parent.stderr
+    pid = int(parent.stdout.split()[0])
+    deadline = time.time() + 10
+    while os.path.exists(f"/proc/{pid}") and time.time() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{pid}"), "the forked server outlived its test process"
