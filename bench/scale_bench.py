@@ -104,16 +104,17 @@ class TreeRss(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.limit = pid, limit_bytes
         self.peak = self.peak_pss = 0
-        self.samples: list[tuple[float, int]] = []  # (epoch seconds, tree RSS bytes)
+        self.samples: list[tuple[float, int, int]] = []  # (epoch s, tree RSS, tree PSS bytes)
         self.killed = False
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(0.5):
             total, pids = tree_rss(self.pid)
+            total_pss = sum(pss(pid) for pid in pids)
             self.peak = max(self.peak, total)
-            self.peak_pss = max(self.peak_pss, sum(pss(pid) for pid in pids))
-            self.samples.append((time.time(), total))
+            self.peak_pss = max(self.peak_pss, total_pss)
+            self.samples.append((time.time(), total, total_pss))
             if total > self.limit and not self.killed:
                 self.killed = True
                 for pid in reversed(pids):
@@ -157,9 +158,10 @@ def run_pipeline(data_root: Path, out: Path, mode: str, log: Path, limit: int) -
     }
 
 
-def read_run(out: Path, samples: list[tuple[float, int]]) -> tuple[dict, dict, dict]:
-    """(component -> seconds, component -> peak tree RSS MiB while it ran, overall metrics)
-    of the run, from its ML Metadata (execution start/end) and the RSS samples."""
+def read_run(out: Path, samples: list[tuple[float, int, int]]) -> tuple[dict, dict, dict]:
+    """(component -> seconds, component -> (peak tree RSS, peak tree PSS) MiB while it ran,
+    overall metrics) of the run, from its ML Metadata (execution start/end) and the samples:
+    which component the peak over all processes belongs to (issue 26's 2 GiB)."""
     from metadata.connection import sqlite_store_path
     from metadata.store import open_store
     from pipeline.local.report import latest_run_report
@@ -171,9 +173,9 @@ def read_run(out: Path, samples: list[tuple[float, int]]) -> tuple[dict, dict, d
     run = open_store(path).latest_run(PIPELINE_NAME)
     peaks = {}
     for e in run.executions:
-        during = [rss for t, rss in samples if e.started_ms / 1e3 <= t <= e.ended_ms / 1e3 + 0.5]
+        during = [s for s in samples if e.started_ms / 1e3 <= s[0] <= e.ended_ms / 1e3 + 0.5]
         if during:
-            peaks[e.node_id] = max(during) / 2**20
+            peaks[e.node_id] = tuple(max(s[i] for s in during) / 2**20 for i in (1, 2))
     return {c.node_id: c.seconds for c in report.components}, peaks, report.metrics
 
 
@@ -238,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                 elif name in DATA_STAGES and secs > 0:
                     rate += f" (target {STAGE_ROWS_PER_S:,})"
                 peak = r["peaks"].get(name)
-                tree = f"  tree RSS up to {peak:6.0f} MiB" if peak else ""
+                tree = f"  tree RSS up to {peak[0]:6.0f} MiB, PSS {peak[1]:6.0f}" if peak else ""
                 print(f"    {name:<28} {secs:8.1f} s {rate}{tree}", flush=True)
 
     print(f"\nload average (1 min) during the runs: {', '.join(f'{x:.1f}' for x in loads)}")
