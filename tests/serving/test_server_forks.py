@@ -2,9 +2,12 @@
 `python -m mlops.cli serve` they stand in for.
 
 Each test starts a real server the way the rest of the suite does. It checks something the
-fork could get wrong: the caller's working directory, environment and log file, the exit status
-of a refusal and of a requested stop, and falling back to a new interpreter when the caller
-points PYTHONPATH at other code.
+fork could get wrong:
+- the caller's working directory, environment and log file;
+- the exit status of a refusal and of a requested stop;
+- the test process's own __main__, which must not run again in the child;
+- a server still running when its test process exits;
+- falling back to a new interpreter on request or when PYTHONPATH points at other code.
 """
 
 from __future__ import annotations
