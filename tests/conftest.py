@@ -55,9 +55,14 @@ LONGEST_GROUPS = (
 
 def pytest_configure(config: pytest.Config) -> None:
     """pytest-xdist's loadgroup starts the groups in the order the workers collected them (the
-    order pytest_collection_modifyitems sets), instead of re-sorting them by test count."""
+    order pytest_collection_modifyitems sets), instead of re-sorting them by test count; and a
+    value of MLOPS_TEST_FORKED_SERVERS other than 0 or 1 stops the run in one line."""
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
+    try:  # MLOPS_TEST_FORKED_SERVERS is 0 or 1, checked before any test starts a server
+        server_forks.requested()
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
 
 
 # First, before pytest-xdist's worker hook turns the xdist_group marks into the node ids that

@@ -42,13 +42,24 @@ _live: weakref.WeakSet[multiprocessing.Process] = weakref.WeakSet()
 _PYTHONPATH = os.environ.get("PYTHONPATH")
 
 
+def requested() -> bool:
+    """FORKED_ENV as set: unset or "1" forks, "0" does not. Anything else ("false", "no", "",
+    " 0") is refused rather than read as on: a user who meant to turn forks off would
+    otherwise test the forked path without knowing (tests/conftest.py turns this error into
+    pytest's one-line usage error)."""
+    value = os.environ.get(FORKED_ENV, "1")
+    if value not in ("0", "1"):
+        raise ValueError(
+            f"{FORKED_ENV} must be 0 (a new interpreter per server) or 1, not {value!r}"
+        )
+    return value == "1"
+
+
 def usable() -> bool:
     """Forks are on (FORKED_ENV) and would run the code a fresh process would: a caller that
     points PYTHONPATH at another checkout (bench/serving_bench.py's baseline) needs a fresh
     interpreter, since the forkserver's imports are this one's."""
-    if os.environ.get(FORKED_ENV, "1") == "0":
-        return False
-    return os.environ.get("PYTHONPATH") == _PYTHONPATH
+    return requested() and os.environ.get("PYTHONPATH") == _PYTHONPATH
 
 
 def _context() -> multiprocessing.context.ForkServerContext:

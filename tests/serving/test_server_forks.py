@@ -186,3 +186,36 @@ while "Running gRPC ModelServer" not in open({str(log)!r}).read():
     while os.path.exists(f"/proc/{pid}") and time.time() < deadline:
         time.sleep(0.1)
     assert not os.path.exists(f"/proc/{pid}"), "the forked server outlived its test process"
+
+
+@pytest.mark.parametrize("value", ["false", "no", "", " 0", "1\n", "\ufeff1", "２", "0; rm -rf /"])
+def test_a_value_other_than_0_or_1_is_refused(monkeypatch, value):
+    monkeypatch.setenv(server_forks.FORKED_ENV, value)
+    with pytest.raises(ValueError, match="must be 0 .* or 1, not"):
+        server_forks.requested()
+
+
+def test_pytest_stops_in_one_line_on_a_bad_value(tmp_path):
+    """What a user who typed MLOPS_TEST_FORKED_SERVERS=false meets: pytest's usage error, exit 4,
+    before any test runs (not the forked servers they meant to turn off)."""
+    from tests.paths import PROJECT_ROOT
+
+    env = {**os.environ, server_forks.FORKED_ENV: "false"}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "tests/modules/test_phase_timer.py",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 4, run.stdout + run.stderr
+    assert "MLOPS_TEST_FORKED_SERVERS must be 0" in run.stderr
+    assert "passed" not in run.stdout
