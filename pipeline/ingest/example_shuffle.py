@@ -28,7 +28,10 @@ from pipeline.ingest.digests import batch_digests, record_digest
 BUCKETS = 64
 TEMP_DIR_NAME = ".shuffle-tmp"
 _LENGTH = struct.Struct("<I")
-_FLUSH_BYTES = 1 << 20
+# Each bucket file is appended to in pieces of this size: a worker holds up to this much per
+# bucket per split (64 x 2 x 1 MiB was ~95 MiB of a worker's ExampleGen peak, 256 KiB keeps
+# ~25 MiB at the same speed; docs/performance.md, ninth pass).
+_FLUSH_BYTES = 256 << 10
 
 
 def read_records(path: str) -> list[bytes]:
