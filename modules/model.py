@@ -178,22 +178,80 @@ def _inputs(spec: DatasetSpec) -> tuple[list, list, list]:
     return numeric + [i for i, _ in categorical], numeric, categorical
 
 
-def linear_features(spec: DatasetSpec) -> tuple[list, tf.Tensor]:
-    """Inputs and the linear models' design: z-scores beside one-hot encoded ids."""
-    inputs, numeric, categorical = _inputs(spec)
-    columns = list(numeric)
-    columns += [
-        keras.layers.CategoryEncoding(n, output_mode="one_hot")(ids) for ids, n in categorical
-    ]
-    return inputs, keras.layers.concatenate(columns) if len(columns) > 1 else columns[0]
+def one_hot(ids: tf.Tensor, cardinality: int) -> tf.SparseTensor:
+    """Ids [n, 1] as a sparse one-hot [n, cardinality]. A Dense layer reads a sparse input
+    through `embedding_lookup_sparse`: the same kernel and the same sums, without the dense
+    [n, 4,288] tensor (taxi) that was most of each model's predict time (docs/performance.md,
+    ninth pass)."""
+    return keras.layers.CategoryEncoding(cardinality, output_mode="one_hot", sparse=True)(ids)
+
+
+def _one_hots(categorical: list) -> tf.SparseTensor:
+    columns = [one_hot(ids, n) for ids, n in categorical]
+    return keras.layers.concatenate(columns) if len(columns) > 1 else columns[0]
+
+
+# The linear models' logits are the sum of two Dense layers: LINEAR_LAYER on the one-hot ids
+# (sparse; it holds the bias) and NUMERIC_SUFFIX's on the z-scores (dense: Keras concatenates a
+# sparse tensor only with sparse ones, and a dense-to-sparse op cannot sit in a functional
+# model). A spec with only ids, or only numbers, has one of them, named LINEAR_LAYER. Together
+# their kernels are the rows of linear_design's columns (numbers first): set_linear_weights.
+LINEAR_LAYER, NUMERIC_SUFFIX = "linear", "_numeric"
+
+
+def linear_logits(
+    spec: DatasetSpec, numeric: list, categorical: list, name: str, **dense
+) -> tf.Tensor:
+    """z-scores beside one-hot ids through one linear layer, as the two Dense layers above."""
+    width = _head_width(spec)
+    parts = []
+    if categorical:
+        parts.append(keras.layers.Dense(width, name=name, **dense)(_one_hots(categorical)))
+    if numeric:
+        x = keras.layers.concatenate(numeric) if len(numeric) > 1 else numeric[0]
+        own = name + NUMERIC_SUFFIX if categorical else name
+        parts.append(keras.layers.Dense(width, name=own, use_bias=not categorical, **dense)(x))
+    return keras.layers.add(parts) if len(parts) > 1 else parts[0]
+
+
+def linear_columns(spec: DatasetSpec) -> int:
+    """Columns of the linear models' design (linear_design): z-scores, then one-hot ids."""
+    return len(spec.numeric) + sum(_categorical_cardinalities(spec).values())
+
+
+def linear_weights(
+    model: keras.Model, spec: DatasetSpec, name: str = LINEAR_LAYER
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel [linear_columns, width], bias [width]) of a linear model, rows in
+    linear_design's column order."""
+    kernel, bias = model.get_layer(name).get_weights()
+    if spec.numeric and _categorical_cardinalities(spec):
+        kernel = np.concatenate([model.get_layer(name + NUMERIC_SUFFIX).get_weights()[0], kernel])
+    return kernel, bias
+
+
+def set_linear_weights(
+    model: keras.Model, spec: DatasetSpec, kernel: np.ndarray, bias: np.ndarray
+) -> None:
+    """Set a linear model's weights from a kernel whose rows are linear_design's columns."""
+    kernel = np.asarray(kernel, np.float32)
+    bias = np.asarray(bias, np.float32)
+    if kernel.shape[0] != linear_columns(spec):
+        raise ValueError(f"kernel has {kernel.shape[0]} rows, the design {linear_columns(spec)}")
+    if spec.numeric and _categorical_cardinalities(spec):
+        numeric = len(spec.numeric)
+        model.get_layer(LINEAR_LAYER + NUMERIC_SUFFIX).set_weights([kernel[:numeric]])
+        model.get_layer(LINEAR_LAYER).set_weights([kernel[numeric:], bias])
+    else:
+        model.get_layer(LINEAR_LAYER).set_weights([kernel, bias])
 
 
 def linear_design(spec: DatasetSpec, features: dict[str, np.ndarray]):
     """The rows of `features` (transformed columns, [n] or [n, 1]) as the linear models' design,
-    column for column what linear_features computes, as a scipy CSR matrix [n, columns]: the
-    one-hot part is almost all zeros (taxi: 4,288 columns, 0.4% non-zero), so the linear
-    baseline's fit (modules/baselines.py) multiplies by it sparsely instead of through Keras'
-    dense [n, 4,288] tensor. Ids outside a column's range raise, as CategoryEncoding does."""
+    column for column what linear_logits' layers read (linear_weights' rows), as a scipy CSR
+    matrix [n, columns]: the one-hot part is almost all zeros (taxi: 4,288 columns, 0.4%
+    non-zero), so the linear baseline's fit (modules/baselines.py) works on it in SciPy, outside
+    Keras. Ids outside a column's range raise, as CategoryEncoding does."""
     from scipy import sparse
 
     numeric = [
@@ -263,10 +321,10 @@ def build_linear_model(
     label_scale: tuple[float, float] | None = None,
 ) -> keras.Model:
     """Logistic (softmax) or linear regression on the transformed features: the linear family
-    and the run's linear baseline. Its one Dense layer is named `linear` (baselines set its
-    weights directly)."""
-    inputs, x = linear_features(spec)
-    logits = keras.layers.Dense(_head_width(spec), name="linear")(x)
+    and the run's linear baseline (linear_logits; the baseline's fit sets its weights through
+    set_linear_weights)."""
+    inputs, numeric, categorical = _inputs(spec)
+    logits = linear_logits(spec, numeric, categorical, LINEAR_LAYER)
     return _compile_head(spec, inputs, logits, learning_rate, steps_per_execution, label_scale)
 
 
@@ -274,14 +332,16 @@ def build_constant_model(spec: DatasetSpec, value: list[float]) -> keras.Model:
     """The constant baseline: the same inputs, and every row gets the training label's mean,
     as logits (binary: log-odds of the positive rate, multiclass: log class frequencies,
     regression: the mean), so it exports and serves like any other model."""
-    inputs, x = linear_features(spec)
-    logits = keras.layers.Dense(
-        _head_width(spec),
-        name="constant",
+    inputs, numeric, categorical = _inputs(spec)
+    logits = linear_logits(
+        spec,
+        numeric,
+        categorical,
+        "constant",
         kernel_initializer="zeros",
         bias_initializer=keras.initializers.Constant(value),
         trainable=False,
-    )(x)
+    )
     return _compile_head(spec, inputs, logits, 1e-3, 1)
 
 
@@ -302,9 +362,8 @@ def build_keras_model(
     if model_family(hparams) == LINEAR:
         return build_linear_model(spec, learning_rate, steps_per_execution, label_scale)
     inputs, numeric, categorical = _inputs(spec)
-    wide, deep = [], list(numeric)
+    deep = list(numeric)
     for ids, cardinality in categorical:
-        wide.append(keras.layers.CategoryEncoding(cardinality, output_mode="one_hot")(ids))
         dim = max(2, min(8, int(cardinality**0.25) * 2))
         deep.append(keras.layers.Flatten()(keras.layers.Embedding(cardinality, dim)(ids)))
 
@@ -315,7 +374,6 @@ def build_keras_model(
         units = max(8, units // 2)
     width = _head_width(spec)
     logits = keras.layers.Dense(width)(x)
-    if wide:
-        wide_in = keras.layers.concatenate(wide) if len(wide) > 1 else wide[0]
-        logits = keras.layers.add([logits, keras.layers.Dense(width)(wide_in)])
+    if categorical:
+        logits = keras.layers.add([logits, keras.layers.Dense(width)(_one_hots(categorical))])
     return _compile_head(spec, inputs, logits, learning_rate, steps_per_execution, label_scale)

@@ -38,10 +38,12 @@ from modules.model import (
     build_linear_model,
     for_families,
     hyperparameter_space,
+    linear_columns,
     linear_design,
     model_family,
     output_name,
     quiet_native_logs,
+    set_linear_weights,
     with_model_inputs,
 )
 
@@ -226,8 +228,7 @@ def fit_linear_baseline(
     baselines.MAX_CLOSED_FORM_COLUMNS columns (above that, Adam from the label's mean with early
     stopping on the eval loss)."""
     model = build_linear_model(spec, LINEAR_LEARNING_RATE)
-    dense = model.get_layer("linear")
-    columns = int(dense.kernel.shape[0])
+    columns = linear_columns(spec)
     if spec.task != REGRESSION:
         kernel, bias = baselines.fit_linear_classifier(
             linear_design(spec, train.features),
@@ -235,14 +236,14 @@ def fit_linear_baseline(
             spec.num_classes,
             start_bias=baselines.constant_logits(spec, train.labels),
         )
-        dense.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+        set_linear_weights(model, spec, kernel, bias)
         return model
     if columns <= baselines.MAX_CLOSED_FORM_COLUMNS:
         x = linear_design(spec, train.features)
         x1 = sparse.hstack([x, np.ones([x.shape[0], 1])], format="csr")
         gram = (x1.T @ x1).toarray() + baselines.RIDGE * max(1, x1.shape[0]) * np.eye(columns + 1)
         weights = np.linalg.solve(gram, x1.T @ train.labels.astype(np.float64))
-        dense.set_weights([weights[:-1].reshape(columns, 1), weights[-1:]])
+        set_linear_weights(model, spec, weights[:-1].reshape(columns, 1), weights[-1:])
         return model
     # Too many columns for the closed form: learn the label's z-score by gradient steps.
     model = build_linear_model(

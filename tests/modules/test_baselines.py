@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import modules  # noqa: F401 - the Keras-2 switch before TensorFlow loads
 from modules import baselines
 from modules.dataset_spec import BINARY, MULTICLASS, REGRESSION, DatasetSpec, transformed_name
+from modules.model import linear_weights
 from modules.trainer import (
     BATCH_SIZE,
     MAX_EPOCHS,
@@ -255,7 +256,7 @@ def test_the_linear_regression_baseline_is_least_squares():
     model = fit_linear_baseline(spec, train, evaluation, training_plan(400, 2000))
     predicted = model.predict(evaluation.features, verbose=0).reshape(-1)
     assert np.max(np.abs(predicted - evaluation.labels)) < 1e-2  # noise-free: exact fit
-    kernel, _ = model.get_layer("linear").get_weights()
+    kernel, _ = linear_weights(model, spec)
     assert kernel[:2, 0] == pytest.approx([3.0, -2.0], abs=1e-3)
 
 
@@ -273,15 +274,22 @@ def test_the_logistic_baseline_learns_a_separable_rule():
 @given(st.integers(1, 60), st.integers(0, 2**32 - 1))
 def test_the_sparse_design_is_the_linear_models_keras_design(n, seed):
     """linear_design (what the baseline is fitted on) holds, column for column, what the linear
-    model's Keras layers compute from the same rows."""
+    model's Keras layers read from the same rows: the z-scores (dense), then the one-hot ids
+    (sparse)."""
+    import tensorflow as tf
     import tf_keras as keras
 
-    from modules.model import build_linear_model, linear_design
+    from modules.model import LINEAR_LAYER, NUMERIC_SUFFIX, build_linear_model, linear_design
 
     spec = _spec(BINARY)
     features = _toy_split(spec, n, seed % 2**31).features
     model = build_linear_model(spec)
-    keras_design = keras.Model(model.inputs, model.get_layer("linear").input)(features).numpy()
+    numeric, ids = keras.Model(
+        model.inputs,
+        [model.get_layer(LINEAR_LAYER + NUMERIC_SUFFIX).input, model.get_layer(LINEAR_LAYER).input],
+    )(features)
+    assert isinstance(ids, tf.SparseTensor)
+    keras_design = np.concatenate([numeric.numpy(), tf.sparse.to_dense(ids).numpy()], axis=1)
     assert linear_design(spec, features).toarray() == pytest.approx(keras_design, abs=1e-6)
 
 
