@@ -14,15 +14,11 @@ import tensorflow as tf
 from tfx.components.transform import executor as tfx_transform
 from tfx_bsl.tfxio import tf_example_record
 
+from pipeline.batched_tfxio import READ_BATCH_SIZE, BatchedTFExampleRecord
 from pipeline.config import PipelineConfig
 from pipeline.testing import transform_run
 from pipeline.testing.samples import write_sample
-from pipeline.transform_executor import (
-    READ_BATCH_SIZE,
-    BatchedTFExampleRecord,
-    FastIOTransformExecutor,
-    FastIOTransformProcessor,
-)
+from pipeline.transform_executor import FastIOTransformExecutor, FastIOTransformProcessor
 
 pytestmark = pytest.mark.slow  # four Transform runs (about 15 s each)
 
