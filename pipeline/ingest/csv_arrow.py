@@ -55,7 +55,7 @@ _STOCK_PARSER_BYTES = (b'"', b"\r", b"\x00")
 _BOM = b"\xef\xbb\xbf"
 # Arrow reads this much CSV per block (one RecordBatch): memory is a few blocks, not the file.
 # 4 MiB rather than 8: a multi-processing worker's ExampleGen peak is ~85 MiB lower at the same
-# rows/s (docs/performance.md, ninth pass); 2 MiB cost ~15% of the rows/s for ~30 MiB more.
+# rows/s (docs/performance.md, ninth pass); 2 MiB saved ~30 MiB more but cost ~15% of the rows/s.
 BLOCK_BYTES = 4 << 20
 _SCAN_BYTES = 16 << 20
 
