@@ -219,14 +219,18 @@ def linear_columns(spec: DatasetSpec) -> int:
     return len(spec.numeric) + sum(_categorical_cardinalities(spec).values())
 
 
-def linear_weights(
-    model: keras.Model, spec: DatasetSpec, name: str = LINEAR_LAYER
-) -> tuple[np.ndarray, np.ndarray]:
+def _two_layer_head(spec: DatasetSpec) -> bool:
+    """True when linear_logits gives `spec` two Dense layers (it has ids and numbers)."""
+    return bool(spec.numeric) and bool(_categorical_cardinalities(spec))
+
+
+def linear_weights(model: keras.Model, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     """(kernel [linear_columns, width], bias [width]) of a linear model, rows in
     linear_design's column order."""
-    kernel, bias = model.get_layer(name).get_weights()
-    if spec.numeric and _categorical_cardinalities(spec):
-        kernel = np.concatenate([model.get_layer(name + NUMERIC_SUFFIX).get_weights()[0], kernel])
+    kernel, bias = model.get_layer(LINEAR_LAYER).get_weights()
+    if _two_layer_head(spec):
+        numeric = model.get_layer(LINEAR_LAYER + NUMERIC_SUFFIX).get_weights()[0]
+        kernel = np.concatenate([numeric, kernel])
     return kernel, bias
 
 
@@ -238,7 +242,7 @@ def set_linear_weights(
     bias = np.asarray(bias, np.float32)
     if kernel.shape[0] != linear_columns(spec):
         raise ValueError(f"kernel has {kernel.shape[0]} rows, the design {linear_columns(spec)}")
-    if spec.numeric and _categorical_cardinalities(spec):
+    if _two_layer_head(spec):
         numeric = len(spec.numeric)
         model.get_layer(LINEAR_LAYER + NUMERIC_SUFFIX).set_weights([kernel[:numeric]])
         model.get_layer(LINEAR_LAYER).set_weights([kernel[numeric:], bias])

@@ -117,12 +117,13 @@ def test_no_taxi_model_builds_a_dense_one_hot():
         assert all(layer.get_config()["sparse"] for layer in layers), name
 
 
-def test_an_id_outside_its_column_still_fails_the_call():
+@pytest.mark.parametrize("bad_id", [-1, 3, 2**40])  # cardinality 3: ids 0..2
+def test_an_id_outside_its_column_still_fails_the_call(bad_id):
     import tensorflow as tf
 
     spec = SPECS["only ids"]
-    model = build_linear_model(spec)
+    model = _linear_model("only ids")
     rows = _rows(spec, 4, np.random.default_rng(0))
-    rows[transformed_name("c")][2] = 3  # cardinality 3: ids 0..2
+    rows[transformed_name("c")][2] = bad_id
     with pytest.raises(tf.errors.InvalidArgumentError):
         model(rows)
